@@ -1,0 +1,44 @@
+/* fileio.h: small file helpers every format uses: whole-file reads, atomic
+ * writes (temporary file, fsync, rename), memory maps, paths. */
+#ifndef FM_FILEIO_H
+#define FM_FILEIO_H
+
+#include <stddef.h>
+
+/* Read a whole file into a NUL-terminated buffer (free with free()).
+ * FM_ERR with "PATH: <strerror>" on failure. */
+int fm_read_file(const char *path, char **data, size_t *len);
+
+/* Write a file atomically: data goes to PATH.tmp.<pid>, is fsynced, then
+ * renamed over PATH and the directory fsynced. A crash leaves either the old
+ * file or the new one, never a half-written one. */
+int fm_write_file_atomic(const char *path, const void *data, size_t len);
+
+/* An atomic writer for files built piece by piece. */
+typedef struct {
+    char *path, *tmp;
+    void *fp; /* FILE* */
+    int failed;
+} fm_atomic_file;
+int fm_atomic_open(fm_atomic_file *f, const char *path);
+int fm_atomic_write(fm_atomic_file *f, const void *data, size_t len);
+/* Flush, fsync and rename into place; on any earlier failure remove the
+ * temporary file and return FM_ERR. */
+int fm_atomic_commit(fm_atomic_file *f);
+void fm_atomic_abort(fm_atomic_file *f);
+
+/* A read-only memory map of a whole file. */
+typedef struct {
+    const unsigned char *data;
+    size_t len;
+} fm_mmap;
+int fm_mmap_open(fm_mmap *m, const char *path);
+void fm_mmap_close(fm_mmap *m);
+
+/* mkdir -p. */
+int fm_mkdirs(const char *path);
+/* dir + "/" + name into a new string (free with free()). */
+char *fm_path_join(const char *dir, const char *name);
+int fm_file_exists(const char *path);
+
+#endif

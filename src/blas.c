@@ -1,0 +1,123 @@
+/* blas.c: the BLIS wrapper (see blas.h). */
+#define _GNU_SOURCE
+#include "blas.h"
+
+#include <blis.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fm.h"
+
+static int blas_threads = 1;
+static double flops_total;
+static int recording;
+static fm_gemm_shape shapes[256];
+static int nshapes;
+
+int fm_cpu_has_avx512(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+}
+
+int fm_cpu_has_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+const char *fm_blas_arch(void) { return bli_arch_string(bli_arch_query_id()); }
+
+void fm_blas_init(char **argv) {
+    bli_init();
+    arch_t id = bli_arch_query_id();
+    if (id == BLIS_ARCH_GENERIC && (fm_cpu_has_avx512() || fm_cpu_has_avx2())) {
+        arch_t want = fm_cpu_has_avx512() ? BLIS_ARCH_SKX : BLIS_ARCH_HASWELL;
+        if (getenv("BLIS_ARCH_TYPE") == NULL && getenv("FINEMASK_NO_BLIS_FIX") == NULL && argv && argv[0]) {
+            char val[16];
+            snprintf(val, sizeof val, "%d", (int)want);
+            setenv("BLIS_ARCH_TYPE", val, 1);
+            fm_debug("BLIS chose its generic kernels on a CPU with %s; restarting with BLIS_ARCH_TYPE=%s (%s)",
+                     fm_cpu_has_avx512() ? "AVX-512" : "AVX2", val, bli_arch_string(want));
+            execv("/proc/self/exe", argv);
+            /* exec failed: fall through and report. */
+        }
+        fprintf(stderr,
+                "finemask: warning: BLIS runs its generic kernels on a CPU with %s, about 5x slower; "
+                "set BLIS_ARCH_TYPE=%d (%s)\n",
+                fm_cpu_has_avx512() ? "AVX-512" : "AVX2", (int)want, bli_arch_string(want));
+    }
+    const char *nt = getenv("BLIS_NUM_THREADS");
+    if (nt && atoi(nt) > 0)
+        blas_threads = atoi(nt);
+    else
+        blas_threads = omp_get_max_threads();
+    fm_debug("BLIS %s, kernel set %s, %d thread(s)", bli_info_get_version_str(), fm_blas_arch(), blas_threads);
+}
+
+void fm_blas_set_threads(int n) { blas_threads = n > 0 ? n : 1; }
+int fm_blas_threads(void) { return blas_threads; }
+
+static void note(int m, int n, int k, int single) {
+    double f = 2.0 * m * n * k;
+#pragma omp atomic
+    flops_total += f;
+    if (!recording) return;
+#pragma omp critical(fm_blas_record)
+    {
+        int i;
+        for (i = 0; i < nshapes; i++)
+            if (shapes[i].m == m && shapes[i].n == n && shapes[i].k == k && shapes[i].single_thread == single) break;
+        if (i < nshapes)
+            shapes[i].count++;
+        else if (nshapes < (int)(sizeof shapes / sizeof shapes[0]))
+            shapes[nshapes++] = (fm_gemm_shape){m, n, k, single, 1};
+    }
+}
+
+static void gemm(int nthreads, int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                 const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+    if (m <= 0 || n <= 0) return;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(nthreads, &rntm);
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                 &beta, c, rsc, csc, NULL, &rntm);
+}
+
+void fm_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+              ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+    note(m, n, k, 0);
+    gemm(blas_threads, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+void fm_sgemm_1t(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+                 ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+    note(m, n, k, 1);
+    gemm(1, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+void fm_sgemm_ref(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+                  ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int p = 0; p < k; p++) s += (double)a[i * rsa + p * csa] * (double)b[p * rsb + j * csb];
+            float *cij = &c[i * rsc + j * csc];
+            *cij = (float)(alpha * s + (beta == 0.0f ? 0.0 : (double)beta * (double)*cij));
+        }
+}
+
+double fm_blas_flops(void) { return flops_total; }
+void fm_blas_reset_flops(void) { flops_total = 0; }
+
+void fm_blas_record(int on) {
+    if (on) nshapes = 0;
+    recording = on;
+}
+
+const fm_gemm_shape *fm_blas_shapes(int *n) {
+    *n = nshapes;
+    return shapes;
+}

@@ -1,0 +1,51 @@
+/* blas.h: the one BLIS wrapper. No other file calls BLIS. Matrices are
+ * pointer + row stride + column stride (a transpose is a swap of strides). */
+#ifndef FM_BLAS_H
+#define FM_BLAS_H
+
+#include <stddef.h>
+
+/* Initialise BLIS and check its kernel set. When BLIS picked its generic
+ * kernels on a CPU with AVX-512 or AVX2+FMA and BLIS_ARCH_TYPE is unset, it
+ * re-executes the program (argv) with BLIS_ARCH_TYPE naming the right kernel
+ * set; with FINEMASK_NO_BLIS_FIX set it only warns. Logs the kernel set at
+ * debug verbosity. Call first thing in main, before MPI_Init. */
+void fm_blas_init(char **argv);
+/* Name of the kernel set BLIS runs ("skx", "zen3", "generic"). */
+const char *fm_blas_arch(void);
+/* 1 when the CPU has AVX-512F / AVX2+FMA (what the kernels could use). */
+int fm_cpu_has_avx512(void);
+int fm_cpu_has_avx2(void);
+
+/* Threads BLIS uses for one fm_sgemm call. */
+void fm_blas_set_threads(int n);
+int fm_blas_threads(void);
+
+/* C (m x n) = alpha * A (m x k) * B (k x n) + beta * C, all single precision,
+ * each matrix given by pointer, row stride and column stride. Uses the
+ * configured thread count. */
+void fm_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+              ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);
+/* The same on one thread: for calls made from inside a parallel loop. */
+void fm_sgemm_1t(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+                 ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);
+/* Plain triple loop in double accumulation: the reference beside the fast one. */
+void fm_sgemm_ref(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
+                  ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);
+
+/* Flop accounting and shape recording, for the benchmark. */
+typedef struct {
+    int m, n, k;
+    int single_thread; /* called through fm_sgemm_1t */
+    long count;        /* calls with this shape */
+} fm_gemm_shape;
+
+/* Total flops (2mnk per call) since the last reset. */
+double fm_blas_flops(void);
+void fm_blas_reset_flops(void);
+/* Start or stop recording the distinct shapes of fm_sgemm / fm_sgemm_1t calls. */
+void fm_blas_record(int on);
+/* The recorded shapes (valid until the next fm_blas_record(1)). */
+const fm_gemm_shape *fm_blas_shapes(int *n);
+
+#endif

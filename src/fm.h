@@ -1,0 +1,52 @@
+/* fm.h: what every part of finemask shares: return codes, the last-error
+ * buffer, logging, allocation and timing. */
+#ifndef FM_H
+#define FM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define FM_OK 0
+#define FM_ERR (-1)
+
+#if defined(__GNUC__)
+#define FM_PRINTF(a, b) __attribute__((format(printf, a, b)))
+#else
+#define FM_PRINTF(a, b)
+#endif
+
+/* Record a user-facing error message (file, line or tensor, what was expected,
+ * what was found). Returns FM_ERR so callers can write `return fm_fail(...)`. */
+int fm_fail(const char *fmt, ...) FM_PRINTF(1, 2);
+/* Prefix the recorded message with more context ("model.safetensors: " + msg). */
+int fm_fail_prefix(const char *fmt, ...) FM_PRINTF(1, 2);
+/* The last recorded message of this thread ("" when none). */
+const char *fm_last_error(void);
+void fm_clear_error(void);
+
+/* Verbosity: 0 quiet, 1 normal (default), 2 debug. */
+extern int fm_verbosity;
+/* Log a line to stderr, prefixed "finemask: ", when verbosity >= 1. */
+void fm_log(const char *fmt, ...) FM_PRINTF(1, 2);
+void fm_debug(const char *fmt, ...) FM_PRINTF(1, 2);
+/* Print "finemask: error: <msg>" to stderr. */
+void fm_print_error(const char *msg);
+
+/* Allocate or die: for sizes the program itself decides. */
+void *fm_xmalloc(size_t n);
+void *fm_xcalloc(size_t n, size_t size);
+void *fm_xrealloc(void *p, size_t n);
+char *fm_xstrdup(const char *s);
+/* 64-byte aligned, zeroed allocation or die; free with fm_free_aligned. */
+float *fm_xalloc_floats(size_t n);
+void fm_free_aligned(void *p);
+/* Try to allocate: NULL and a recorded error on failure, for sizes a user
+ * input decides (a header length, a tensor size). */
+void *fm_try_malloc(size_t n);
+
+/* Monotonic seconds. */
+double fm_now(void);
+/* Peak resident set size of this process, in bytes. */
+size_t fm_peak_rss(void);
+
+#endif

@@ -1,0 +1,102 @@
+/* model.h: BERT as HuggingFace's BertModel computes it, forward and backward,
+ * in pieces a pipeline stage can run: the embeddings, any contiguous range of
+ * encoder layers, the task head, the MLM head.
+ *
+ * Conventions (after llm.c): outputs first, then inputs; gradient buffers are
+ * prefixed d; every backward ADDS into the model's gradient array (so
+ * micro-batches accumulate) for tensors with needs_grad, and writes (not adds)
+ * the gradient of its input. The forward reads weights only through m->w, so
+ * a caller may point a view at other storage (a supermask's effective weights).
+ * Results do not depend on the thread count: reductions run in a fixed order.
+ * Dropout bits come from rng.h keyed by (seed, step, layer and site, global
+ * example index, position within the example), so a batch split across
+ * replicas or micro-batches draws the same bits as the whole batch. */
+#ifndef FM_MODEL_H
+#define FM_MODEL_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "params.h"
+
+typedef struct {
+    fm_config cfg;
+    fm_layout lay;
+    float *params; /* (lay.numel) */
+    float *grads;  /* (lay.numel) */
+    fm_view w;     /* views into params: what the forward reads */
+    fm_view g;     /* views into grads */
+} fm_model;
+
+/* One batch of B sequences of T tokens (T is the padded length). */
+typedef struct {
+    int B, T;
+    const int32_t *ids;        /* (B, T) token ids */
+    const int32_t *type_ids;   /* (B, T) token type ids, or NULL for all 0 */
+    const float *attn_mask;    /* (B, T) 1 for real tokens, 0 for padding; NULL for all 1 */
+    const int32_t *labels;     /* (B) class index, for num_labels >= 2 */
+    const float *targets;      /* (B) regression target, for num_labels == 1 */
+    const int32_t *mlm_labels; /* (B, T) token id to predict, -100 where none */
+    int64_t example0;          /* global index (within the step) of row 0, for dropout */
+} fm_batch;
+
+/* What one pass is: training (dropout on) or not, and the dropout counters. */
+typedef struct {
+    uint64_t seed; /* dropout seed */
+    uint64_t step; /* optimiser step */
+    int training;  /* 1: dropout as configured; 0: no dropout */
+} fm_pass;
+
+/* Activations saved by the forward for the backward, for batches up to
+ * (B, T), covering the embeddings (when l0 == 0), encoder layers [l0, l1)
+ * and the heads (when l1 == L). */
+typedef struct fm_acts fm_acts;
+
+fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1);
+void fm_acts_free(fm_acts *a);
+/* Bytes held by a. */
+size_t fm_acts_bytes(const fm_acts *a);
+
+/* Allocate params and grads (zeroed) for config c and bind the views. */
+void fm_model_alloc(fm_model *m, const fm_config *c);
+void fm_model_free(fm_model *m);
+/* BERT's initialisation: matrices and embeddings N(0, initializer_range^2)
+ * from rng.h (purpose FM_RNG_INIT, stream = tensor index), LayerNorm gains
+ * 1, every bias 0. Deterministic in seed. */
+void fm_model_init_weights(fm_model *m, uint64_t seed);
+void fm_model_zero_grads(fm_model *m);
+/* The tensor that holds the float at p (inside params or grads), or NULL. */
+const fm_tensor *fm_model_tensor_at(const fm_model *m, const float *p);
+
+/* Embeddings: x (B,T,H) = dropout(LayerNorm(word[ids] + pos[t] + type[type_ids])). */
+void fm_embed_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float *x);
+void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, const float *dx);
+
+/* Encoder layers [l0, l1): x_out (B,T,H) from x_in (B,T,H). x_out may not alias x_in. */
+void fm_encoder_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,
+                        const float *x_in, float *x_out);
+/* dx_in (B,T,H) from dx_out (B,T,H); accumulates the weight gradients. */
+void fm_encoder_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,
+                         const float *dx_out, float *dx_in);
+
+/* Task head on the last hidden state x (B,T,H): pooler tanh(W_p h_CLS + b_p),
+ * dropout, classifier. Writes logits (B, num_labels) and returns the SUM over
+ * the batch of the per-example loss (cross-entropy, or squared error for
+ * num_labels == 1); returns 0 when the batch has no labels/targets. */
+float fm_head_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, const float *x, float *logits);
+/* Backward of (scale * that sum): dx (B,T,H) (zero except at [CLS]). */
+void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale, float *dx);
+
+/* MLM head: dense + GELU + LayerNorm, decoder tied to the word embeddings,
+ * plus bias. Returns the SUM of cross-entropy over positions with
+ * mlm_labels != -100, and their count in *npred. */
+float fm_mlm_forward(fm_model *m, fm_acts *a, const fm_batch *b, const float *x, int *npred);
+void fm_mlm_backward(fm_model *m, fm_acts *a, const fm_batch *b, float scale, float *dx);
+
+/* The whole model on one process: embeddings, all layers, task head.
+ * Returns the summed loss; logits may be NULL. */
+float fm_model_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float *logits);
+/* Backward of scale * (summed loss) through the whole model. */
+void fm_model_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale);
+
+#endif
