@@ -45,7 +45,7 @@ const char *tu_data_dir(void) {
 
 void tu_assert_contains_(const char *s, const char *needle, const char *file, int line) {
     if (!s || !strstr(s, needle)) {
-        cm_print_error("%s:%d: expected \"%s\" to contain \"%s\"\n", file, line, s ? s : "(null)", needle);
+        print_error("%s:%d: expected \"%s\" to contain \"%s\"\n", file, line, s ? s : "(null)", needle);
         _fail(file, line);
     }
 }

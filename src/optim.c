@@ -1,0 +1,82 @@
+/* optim.c: AdamW, the linear schedule and clipping (see optim.h). */
+#include "optim.h"
+
+#include <math.h>
+
+void fm_adamw_default(fm_adamw *o) {
+    o->lr = 2e-5f;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.999f;
+    o->eps = 1e-8f;
+    o->weight_decay = 0.01f;
+    o->max_grad_norm = 1.0f;
+    o->total_steps = 1;
+    o->warmup_steps = 0;
+}
+
+double fm_lr_factor(const fm_adamw *o, int64_t step) {
+    if (step < o->warmup_steps) return (double)step / (double)(o->warmup_steps > 1 ? o->warmup_steps : 1);
+    int64_t rest = o->total_steps - o->warmup_steps;
+    double f = (double)(o->total_steps - step) / (double)(rest > 1 ? rest : 1);
+    return f > 0 ? f : 0;
+}
+
+double fm_grad_norm(const fm_layout *lay, const float *g) {
+    double total = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (!t->trains) continue;
+        const float *x = g + t->offset;
+        const long n = (long)t->numel;
+        /* Fixed chunks of 4096, summed in order: the same bits for any thread count. */
+        const long nchunks = (n + 4095) / 4096;
+        double acc = 0;
+        double part[64];
+        for (long c0 = 0; c0 < nchunks; c0 += 64) {
+            long cn = nchunks - c0 < 64 ? nchunks - c0 : 64;
+#pragma omp parallel for schedule(static) if (n > 65536)
+            for (long c = 0; c < cn; c++) {
+                long b = (c0 + c) * 4096, e = b + 4096 < n ? b + 4096 : n;
+                double q = 0;
+                for (long j = b; j < e; j++) q += (double)x[j] * (double)x[j];
+                part[c] = q;
+            }
+            for (long c = 0; c < cn; c++) acc += part[c];
+        }
+        total += acc;
+    }
+    return sqrt(total);
+}
+
+double fm_adamw_step(const fm_adamw *o, const fm_layout *lay, float *p, const float *g, float *m, float *v,
+                     int64_t step, double norm, const float *lr_scale) {
+    const double factor = fm_lr_factor(o, step);
+    double clip = 1.0;
+    if (o->max_grad_norm > 0 && norm > o->max_grad_norm) clip = o->max_grad_norm / (norm + 1e-6);
+    const double bc1 = 1.0 - pow(o->beta1, (double)(step + 1));
+    const double bc2 = 1.0 - pow(o->beta2, (double)(step + 1));
+    const float b1 = o->beta1, b2 = o->beta2, eps = o->eps;
+    const float fclip = (float)clip;
+    const float sqrt_bc2 = (float)sqrt(bc2);
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (!t->trains) continue;
+        const double lr_t = (double)o->lr * factor * (lr_scale ? (double)lr_scale[i] : 1.0);
+        const float decay = (t->flags & FM_T_DECAY) ? (float)(1.0 - lr_t * o->weight_decay) : 1.0f;
+        const float step_size = (float)(lr_t / bc1);
+        float *pp = p + t->offset, *mm = m + t->offset, *vv = v + t->offset;
+        const float *gg = g + t->offset;
+        const long n = (long)t->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long j = 0; j < n; j++) {
+            float gj = gg[j] * fclip;
+            float mj = b1 * mm[j] + (1.0f - b1) * gj;
+            float vj = b2 * vv[j] + (1.0f - b2) * gj * gj;
+            mm[j] = mj;
+            vv[j] = vj;
+            float pj = pp[j] * decay;
+            pp[j] = pj - step_size * mj / (sqrtf(vj) / sqrt_bc2 + eps);
+        }
+    }
+    return factor;
+}
