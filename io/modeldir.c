@@ -1,0 +1,297 @@
+/* modeldir.c: HuggingFace model directories (see modeldir.h). */
+#include "modeldir.h"
+
+#include <inttypes.h>
+#include <isa-l/crc64.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "fileio.h"
+#include "fm.h"
+
+void fm_load_opts_default(fm_load_opts *o) {
+    o->num_labels = -1;
+    o->with_mlm = -1;
+}
+
+void fm_load_info_free(fm_load_info *info) {
+    if (!info) return;
+    fm_hfextra_free(&info->extra);
+    memset(info, 0, sizeof *info);
+}
+
+static int starts_with(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
+
+static int ends_with(const char *s, const char *p) {
+    size_t ls = strlen(s), lp = strlen(p);
+    return ls >= lp && strcmp(s + ls - lp, p) == 0;
+}
+
+void fm_hf_name(char out[128], const fm_tensor *t) {
+    int heads = (t->flags & (FM_T_HEAD | FM_T_MLM)) != 0;
+    snprintf(out, 128, "%s%s", heads ? "" : "bert.", t->name);
+}
+
+/* The layout name a file name stands for: "bert." stripped, LayerNorm
+ * gamma/beta renamed, the tied decoder bias read as cls.predictions.bias
+ * (when the file lacks that). canon gets the result (truncated names simply
+ * match nothing). */
+static void canonical(const fm_st_file *f, const char *name, char canon[160]) {
+    if (starts_with(name, "bert.")) name += 5;
+    snprintf(canon, 160, "%s", name);
+    size_t n = strlen(canon);
+    if (strstr(canon, "LayerNorm.") && ends_with(canon, ".gamma"))
+        snprintf(canon + n - 6, 160 - (n - 6), ".weight");
+    else if (strstr(canon, "LayerNorm.") && ends_with(canon, ".beta"))
+        snprintf(canon + n - 5, 160 - (n - 5), ".bias");
+    else if (strcmp(canon, "cls.predictions.decoder.bias") == 0 && !fm_st_find(f, "cls.predictions.bias"))
+        snprintf(canon, 160, "cls.predictions.bias");
+}
+
+/* For a file tensor that has no place in the layout: 0 to skip it quietly,
+ * 1 to skip it with a warning, FM_ERR (message recorded) when it shows that
+ * the file and the config disagree. */
+static int classify_extra(const fm_st_file *f, const char *name, const char *canon, const fm_config *c) {
+    if (strcmp(canon, "embeddings.position_ids") == 0) return 0;
+    if (starts_with(canon, "cls.")) return 0;        /* MLM / NSP heads the config does not ask for */
+    if (starts_with(canon, "classifier.")) return 0; /* a task head the config does not have */
+    if (starts_with(canon, "pooler.") && !c->with_pooler) return 0;
+    if (starts_with(canon, "encoder.layer.")) {
+        char *end;
+        long l = strtol(canon + 14, &end, 10);
+        if (end != canon + 14 && *end == '.' && l >= c->num_hidden_layers)
+            return fm_fail("%s: tensor '%s' belongs to encoder layer %ld, but the config has num_hidden_layers = %d",
+                           f->path, name, l, c->num_hidden_layers);
+    }
+    return 1;
+}
+
+/* fm_load_tensors; skip_head: the file's classifier.* is ignored (a caller
+ * asked for a different number of labels than the file's head has). */
+static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
+                        fm_load_info *info, int skip_head) {
+    fm_load_info local;
+    if (!info) info = &local;
+    info->head_present = 0;
+    info->n_loaded = info->n_converted = info->n_skipped = 0;
+    const fm_st_tensor **src = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *src);
+    int rc = FM_OK, warned = 0;
+    char canon[160], want[256], got[256], hf[128];
+
+    for (int i = 0; i < f->n && rc == FM_OK; i++) {
+        const fm_st_tensor *st = &f->t[i];
+        canonical(f, st->name, canon);
+        const fm_tensor *t = fm_layout_find(lay, canon);
+        if (t && skip_head && (t->flags & FM_T_HEAD)) t = NULL;
+        if (!t) {
+            int k = classify_extra(f, st->name, canon, c);
+            if (k == FM_ERR) {
+                rc = FM_ERR;
+                break;
+            }
+            if (k == 1 && warned++ < 5) fm_log("%s: skipping tensor '%s' (not part of this model)", f->path, st->name);
+            info->n_skipped++;
+            continue;
+        }
+        int ti = (int)(t - lay->t);
+        if (src[ti]) {
+            rc = fm_fail("%s: tensors '%s' and '%s' are both '%s'", f->path, src[ti]->name, st->name, canon);
+            break;
+        }
+        if (!fm_st_dtype_is_float(st->dtype)) {
+            rc = fm_fail("%s: tensor '%s': dtype %s, expected F32 (or F16, BF16, F64)", f->path, st->name,
+                         fm_st_dtype_name(st->dtype));
+            break;
+        }
+        int same = st->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = st->shape[d] == t->shape[d];
+        if (!same) {
+            rc = fm_fail("%s: tensor '%s': expected shape %s (from the config), found %s", f->path, st->name,
+                         fm_st_shape_str(want, sizeof want, t->ndim, t->shape),
+                         fm_st_shape_str(got, sizeof got, st->ndim, st->shape));
+            break;
+        }
+        src[ti] = st;
+        if (params && (rc = fm_st_to_float(f, st, params + t->offset)) != FM_OK) break;
+        info->n_loaded++;
+        if (st->dtype != FM_ST_F32) info->n_converted++;
+    }
+    if (warned > 5) fm_log("%s: skipped %d more tensors that are not part of this model", f->path, warned - 5);
+
+    /* Every tensor is required except the task head, which is all or nothing. */
+    int head_have = 0, head_total = 0;
+    for (int i = 0; i < lay->n && rc == FM_OK; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (t->flags & FM_T_HEAD) {
+            head_total++;
+            head_have += src[i] != NULL;
+            continue;
+        }
+        if (!src[i]) {
+            fm_hf_name(hf, t);
+            rc = fm_fail("%s: missing tensor '%s' (shape %s), required by the config", f->path, hf,
+                         fm_st_shape_str(want, sizeof want, t->ndim, t->shape));
+        }
+    }
+    if (rc == FM_OK && head_have && head_have != head_total) {
+        for (int i = 0; i < lay->n; i++) {
+            if ((lay->t[i].flags & FM_T_HEAD) && !src[i]) {
+                rc = fm_fail("%s: missing tensor '%s': the task head must be complete or absent", f->path,
+                             lay->t[i].name);
+                break;
+            }
+        }
+    }
+    info->head_present = rc == FM_OK && head_total > 0 && head_have == head_total;
+    free(src);
+    return rc;
+}
+
+int fm_load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
+                    fm_load_info *info) {
+    return load_tensors(f, c, lay, params, info, 0);
+}
+
+static int file_has_prefix(const fm_st_file *f, const char *prefix) {
+    for (int i = 0; i < f->n; i++)
+        if (starts_with(f->t[i].name, prefix)) return 1;
+    return 0;
+}
+
+int fm_modeldir_resolve(const char *cpath, fm_config *c, const fm_hfextra *x, const fm_st_file *f,
+                        const fm_load_opts *o, int *skip_head) {
+    fm_load_opts def;
+    if (!o) {
+        fm_load_opts_default(&def);
+        o = &def;
+    }
+    *skip_head = 0;
+    if (o->num_labels >= 0) {
+        c->num_labels = o->num_labels;
+        const fm_st_tensor *w = fm_st_find(f, "classifier.weight");
+        if (w && w->ndim >= 1 && w->shape[0] != o->num_labels) {
+            fm_log("%s: ignoring the file's task head (%" PRId64 " labels; %d asked for)", f->path, w->shape[0],
+                   o->num_labels);
+            *skip_head = 1;
+        }
+    } else if (!x || !x->labels_given) {
+        /* config.json says nothing: a classifier in the file decides */
+        const fm_st_tensor *w = fm_st_find(f, "classifier.weight");
+        if (w && w->ndim == 2 && w->shape[0] >= 1 && w->shape[0] <= 65536) c->num_labels = (int)w->shape[0];
+    }
+    c->with_mlm = o->with_mlm >= 0 ? o->with_mlm
+                                   : file_has_prefix(f, "cls.predictions.bias") ||
+                                         file_has_prefix(f, "cls.predictions.transform.");
+    if (fm_config_check(c) != FM_OK) return fm_fail_prefix("%s: ", cpath);
+    return FM_OK;
+}
+
+int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_load_info *info) {
+    fm_load_opts def;
+    if (!o) {
+        fm_load_opts_default(&def);
+        o = &def;
+    }
+    fm_load_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    memset(m, 0, sizeof *m);
+    char *cpath = fm_path_join(dir, FM_MODEL_CONFIG), *wpath = fm_path_join(dir, FM_MODEL_WEIGHTS);
+    fm_config c;
+    fm_hfextra x;
+    fm_st_file f;
+    memset(&f, 0, sizeof f);
+    memset(&x, 0, sizeof x);
+    int rc = fm_hfconfig_read(cpath, &c, &x);
+    if (rc == FM_OK) rc = fm_st_open(&f, wpath);
+    int skip_head = 0;
+    if (rc == FM_OK) rc = fm_modeldir_resolve(cpath, &c, &x, &f, o, &skip_head);
+    if (rc == FM_OK) {
+        fm_model_alloc(m, &c);
+        rc = load_tensors(&f, &c, &m->lay, m->params, info, skip_head);
+        if (rc != FM_OK) {
+            fm_model_free(m);
+            memset(m, 0, sizeof *m);
+        }
+    }
+    fm_st_close(&f);
+    if (rc == FM_OK && info != &local) {
+        info->extra = x;
+    } else {
+        fm_hfextra_free(&x);
+    }
+    free(cpath);
+    free(wpath);
+    return rc;
+}
+
+uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {
+    uint64_t crc = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (t->flags & (FM_T_HEAD | FM_T_MLM)) continue;
+        crc = crc64_ecma_refl(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
+        unsigned char shape[16];
+        for (int d = 0; d < t->ndim; d++)
+            for (int b = 0; b < 8; b++) shape[8 * d + b] = (unsigned char)((uint64_t)t->shape[d] >> (8 * b));
+        crc = crc64_ecma_refl(crc, shape, (uint64_t)(8 * t->ndim));
+        crc = crc64_ecma_refl(crc, (const unsigned char *)(params + t->offset), (uint64_t)t->numel * sizeof(float));
+    }
+    return crc;
+}
+
+int fm_save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta) {
+    fm_st_entry *e = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *e);
+    char(*names)[128] = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *names);
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        fm_hf_name(names[i], t);
+        e[i].name = names[i];
+        e[i].dtype = FM_ST_F32;
+        e[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        e[i].data = params + t->offset;
+    }
+    fm_st_meta *all = fm_xcalloc((size_t)nmeta + 2, sizeof *all);
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016" PRIx64, fm_params_fingerprint(lay, params));
+    all[0].key = "format";
+    all[0].value = "pt";
+    all[1].key = "finemask.fingerprint";
+    all[1].value = fp;
+    for (int i = 0; i < nmeta; i++) all[2 + i] = meta[i];
+    int rc = fm_st_write(path, e, lay->n, all, nmeta + 2);
+    free(all);
+    free(names);
+    free(e);
+    return rc;
+}
+
+static int copy_file(const char *from, const char *to) {
+    struct stat a, b;
+    if (stat(from, &a) == 0 && stat(to, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino) return FM_OK;
+    char *data;
+    size_t len;
+    if (fm_read_file(from, &data, &len) != FM_OK) return FM_ERR;
+    int rc = fm_write_file_atomic(to, data, len);
+    free(data);
+    return rc;
+}
+
+int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, const float *params,
+                     const fm_save_opts *o) {
+    if (fm_mkdirs(dir) != FM_OK) return FM_ERR;
+    char *cpath = fm_path_join(dir, FM_MODEL_CONFIG), *wpath = fm_path_join(dir, FM_MODEL_WEIGHTS);
+    int rc = fm_save_tensors(wpath, lay, params, o ? o->meta : NULL, o ? o->nmeta : 0);
+    if (rc == FM_OK) rc = fm_hfconfig_write(cpath, c, o ? o->extra : NULL);
+    if (rc == FM_OK && o && o->vocab) {
+        char *vpath = fm_path_join(dir, FM_MODEL_VOCAB);
+        rc = copy_file(o->vocab, vpath);
+        free(vpath);
+    }
+    free(cpath);
+    free(wpath);
+    return rc;
+}

@@ -1,0 +1,101 @@
+/* modeldir.h: a HuggingFace model directory (config.json, model.safetensors,
+ * vocab.txt) loaded into and saved from an fm_model.
+ *
+ * Names: the file may call a tensor "bert.encoder.layer.0...." (as
+ * BertFor* save it) or "encoder.layer.0...." (as BertModel does); older
+ * checkpoints' LayerNorm "gamma"/"beta" are read as "weight"/"bias".
+ * Tensors this model has no place for are skipped: "position_ids",
+ * "cls.seq_relationship.*", the tied "cls.predictions.decoder.*", the MLM
+ * head "cls.predictions.*" unless the config has with_mlm, "classifier.*"
+ * when it has no task head, and any other unknown name (with a warning).
+ * A tensor of an encoder layer the config does not have is an error.
+ * F16, BF16 and F64 are converted to float; other dtypes are errors.
+ *
+ * Saving writes the encoder, embeddings and pooler as "bert.*", the task
+ * head as "classifier.*" and the MLM head as "cls.predictions.*", as
+ * BertForSequenceClassification / BertForPreTraining name them, with the
+ * metadata {"format": "pt"} transformers expects. */
+#ifndef FM_MODELDIR_H
+#define FM_MODELDIR_H
+
+#include <stdint.h>
+
+#include "hfconfig.h"
+#include "model.h"
+#include "params.h"
+#include "safetensors.h"
+
+#define FM_MODEL_CONFIG "config.json"
+#define FM_MODEL_WEIGHTS "model.safetensors"
+#define FM_MODEL_VOCAB "vocab.txt"
+
+typedef struct {
+    int num_labels; /* -1: as config.json says (or, when it says nothing, as the file's classifier.weight);
+                       >= 0: this many (0: no task head) */
+    int with_mlm;   /* -1: the MLM head when the file has one; 0: never; 1: required */
+} fm_load_opts;
+
+/* num_labels = with_mlm = -1. */
+void fm_load_opts_default(fm_load_opts *o);
+
+typedef struct {
+    int head_present; /* the config has a task head and the file held it (else it is left zero) */
+    int n_loaded;     /* tensors copied into the model */
+    int n_converted;  /* of those, converted from F16 / BF16 / F64 */
+    int n_skipped;    /* file tensors not used */
+    fm_hfextra extra; /* label names and task from config.json (fm_modeldir_load only) */
+} fm_load_info;
+
+void fm_load_info_free(fm_load_info *info);
+
+/* Copy the tensors of f into params (layout lay of config c), checking each
+ * name, dtype and shape against the layout. params may be NULL to validate
+ * only. Every tensor of the layout is required except the task head
+ * (classifier.*), whose presence is reported in info->head_present (both
+ * weight and bias, or neither). Errors name f's path, the tensor, what was
+ * expected and what was found. */
+int fm_load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
+                    fm_load_info *info);
+
+/* The config a load uses: c as read from config.json at cpath (with x, which
+ * may be NULL), adjusted by o (NULL: defaults) and by what f holds, then
+ * checked. *skip_head is set when the file's task head does not fit the
+ * number of labels o asks for and must be ignored (fm_modeldir_load then
+ * reports head_present = 0). */
+int fm_modeldir_resolve(const char *cpath, fm_config *c, const fm_hfextra *x, const fm_st_file *f,
+                        const fm_load_opts *o, int *skip_head);
+
+/* Load directory dir into m (allocated here with fm_model_alloc; on FM_ERR
+ * nothing is left allocated). info may be NULL; else free it with
+ * fm_load_info_free. */
+int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_load_info *info);
+
+/* The name a layout tensor has in a saved file ("bert." + name for the
+ * encoder, embeddings and pooler; unchanged for the heads) into out. */
+void fm_hf_name(char out[128], const fm_tensor *t);
+
+/* Write params (layout lay) to a safetensors file at path with HF names, plus
+ * nmeta extra metadata pairs (format = pt and the fingerprint are added). */
+int fm_save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta);
+
+typedef struct {
+    const char *vocab;        /* vocab.txt to copy into the directory, or NULL */
+    const fm_hfextra *extra;  /* label names / task for config.json, or NULL */
+    const fm_st_meta *meta;   /* extra safetensors metadata, or NULL */
+    int nmeta;
+} fm_save_opts;
+
+/* Create dir if needed and write config.json and model.safetensors (each
+ * atomically) and copy vocab.txt when o->vocab is given. o may be NULL. */
+int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, const float *params,
+                     const fm_save_opts *o);
+
+/* A stable 64-bit fingerprint of the pre-trained part of a model (every
+ * tensor but the task and MLM heads): CRC-64/XZ (ISA-L's crc64_ecma_refl)
+ * over, for each tensor in layout order, its name without "bert." and a NUL,
+ * its shape as little-endian int64s, and its values as little-endian
+ * float32. Equal weights give equal fingerprints whatever the file's dtype or
+ * name prefix; used to tie a mask to the model it was trained on. */
+uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params);
+
+#endif
