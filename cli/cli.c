@@ -1,7 +1,9 @@
 /* cli.c: subcommand dispatch and the top-level help. */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fm.h"
@@ -14,6 +16,12 @@ typedef struct {
 
 static const fm_command commands[] = {
     {"bench", fm_cmd_bench, "time a training step (forward, backward, optimiser) against BLIS's GEMM rate"},
+    {"init", fm_cmd_init, "write a freshly initialised BERT model directory"},
+    {"inspect", fm_cmd_inspect, "list a model's tensors, config and fingerprint, and check that it loads"},
+    {"train", fm_cmd_train, "fine-tune a model on a GLUE task and score it on the dev set"},
+    {"eval", fm_cmd_eval, "score a fine-tuned model on a GLUE dev set"},
+    {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
+    {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -33,6 +41,26 @@ static void usage(FILE *f) {
             "  -v, --verbose   more log lines (debug)\n"
             "  -q, --quiet     errors only\n"
             "  --version       print the version\n");
+}
+
+int fm_opt_long(const char *opt, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || errno || v < lo || v > hi)
+        return fm_fail("%s: expected an integer in [%lld, %lld], found '%s'", opt, lo, hi, s);
+    *out = v;
+    return FM_OK;
+}
+
+int fm_opt_double(const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno || !(v >= lo && v <= hi))
+        return fm_fail("%s: expected a number in [%g, %g], found '%s'", opt, lo, hi, s);
+    *out = v;
+    return FM_OK;
 }
 
 int fm_cli_fail(void) {

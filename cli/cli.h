@@ -8,6 +8,17 @@
 int fm_cli_main(int argc, char **argv);
 
 int fm_cmd_bench(int argc, char **argv);
+int fm_cmd_train(int argc, char **argv);
+int fm_cmd_eval(int argc, char **argv);
+int fm_cmd_predict(int argc, char **argv);
+int fm_cmd_init(int argc, char **argv);
+int fm_cmd_inspect(int argc, char **argv);
+int fm_cmd_tokenize(int argc, char **argv);
+
+/* Parse option values strictly: the whole string, within [lo, hi]; FM_ERR
+ * naming the option and the value otherwise. */
+int fm_opt_long(const char *opt, const char *s, long long lo, long long hi, long long *out);
+int fm_opt_double(const char *opt, const char *s, double lo, double hi, double *out);
 
 /* Print the recorded error (fm_last_error) and return exit status 1. */
 int fm_cli_fail(void);

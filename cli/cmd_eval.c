@@ -1,0 +1,242 @@
+/* cmd_eval.c: `finemask eval` (dev-set scores of a fine-tuned model) and
+ * `finemask predict` (GLUE submission files and raw scores). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fileio.h"
+#include "finetune.h"
+#include "fm.h"
+#include "runfiles.h"
+
+typedef struct {
+    const char *model, *task, *data, *out, *split;
+    long long max_seq, batch, threads;
+} eval_args;
+
+static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int *exit_now) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'M'},   {"task", required_argument, 0, 'T'},
+        {"data", required_argument, 0, 'D'},    {"out", required_argument, 0, 'o'},
+        {"split", required_argument, 0, 'p'},   {"max-seq-length", required_argument, 0, 'L'},
+        {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    *exit_now = 0;
+    a->max_seq = 128;
+    a->batch = 32;
+    a->threads = 0;
+    optind = 0;
+    opterr = 0;
+    for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        switch (ch) {
+        case 'M': a->model = optarg; break;
+        case 'T': a->task = optarg; break;
+        case 'D': a->data = optarg; break;
+        case 'o': a->out = optarg; break;
+        case 'p': a->split = optarg; break;
+        case 'L':
+            if (fm_opt_long("--max-seq-length", optarg, 3, 1 << 16, &a->max_seq) != FM_OK) return FM_ERR;
+            break;
+        case 'b':
+            if (fm_opt_long("--batch-size", optarg, 1, 1 << 20, &a->batch) != FM_OK) return FM_ERR;
+            break;
+        case 't':
+            if (fm_opt_long("--threads", optarg, 1, 4096, &a->threads) != FM_OK) return FM_ERR;
+            break;
+        case 'h': usage(stdout); *exit_now = 1; return FM_OK;
+        default: return fm_fail("%s: unknown or incomplete option '%s' (see --help)", argv[0], argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return fm_fail("%s: unexpected argument '%s'", argv[0], argv[optind]);
+    if (!a->model || !a->task || !a->data) return fm_fail("%s: --model, --task and --data are required", argv[0]);
+    if (a->threads > 0) fm_ft_threads((int)a->threads);
+    return FM_OK;
+}
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: finemask eval --model DIR --task TASK --data GLUE_DIR [options]\n"
+            "\n"
+            "Score a fine-tuned model directory (with its task head) on a GLUE split,\n"
+            "print the task's metrics and write them as JSON.\n"
+            "\n"
+            "  --split S           dev (default), dev_mismatched (MNLI) or train\n"
+            "  --out FILE          where to write the JSON (default MODEL_DIR/eval_<TASK>_<split>.json)\n"
+            "  --max-seq-length N  (128)\n"
+            "  --batch-size N      (32)\n"
+            "  --threads N\n");
+}
+
+int fm_cmd_eval(int argc, char **argv) {
+    eval_args a = {0};
+    int exit_now;
+    if (parse(argc, argv, &a, eval_usage, &exit_now) != FM_OK) return fm_cli_fail();
+    if (exit_now) return 0;
+    fm_glue_split split = FM_GLUE_DEV;
+    if (a.split && fm_glue_split_parse(a.split, &split) != FM_OK) return fm_cli_fail();
+    if (split == FM_GLUE_TEST || split == FM_GLUE_TEST_MISMATCHED) {
+        fm_fail("eval: test splits have no labels; use finemask predict");
+        return fm_cli_fail();
+    }
+    fm_ft_ctx c;
+    if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
+    if (!c.head_loaded) {
+        fm_ft_free(&c);
+        fm_fail("eval: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
+        return fm_cli_fail();
+    }
+    fm_glue_set set = {0};
+    fm_dataset d = {0};
+    int rc = 1;
+    float *logits = NULL;
+    char *path = NULL;
+    json_t *j = NULL;
+    if (fm_ft_encode(&c, a.data, split, (int)a.max_seq, &set, &d) != FM_OK) goto done;
+    logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)c.model.cfg.num_labels);
+    fm_glue_report r;
+    fm_ft_predict(&c, &d, (int)a.batch, logits, &r);
+    printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
+    j = json_object();
+    json_object_set_new(j, "task", json_string(c.task->name));
+    json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
+    json_object_set_new(j, "model", json_string(a.model));
+    json_object_set_new(j, "examples", json_integer(d.n));
+    for (int i = 0; i < r.n; i++) {
+        printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
+        json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));
+    }
+    json_object_set_new(j, "main", json_string(r.main_name));
+    if (a.out) {
+        path = fm_xstrdup(a.out);
+    } else {
+        char name[128];
+        snprintf(name, sizeof name, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
+        path = fm_path_join(a.model, name);
+    }
+    if (fm_json_write(path, j) != FM_OK) goto done;
+    fm_log("metrics written to %s", path);
+    rc = 0;
+done:
+    if (rc) fm_cli_fail();
+    json_decref(j);
+    free(path);
+    free(logits);
+    fm_dataset_free(&d);
+    fm_glue_set_free(&set);
+    fm_ft_free(&c);
+    return rc;
+}
+
+static void predict_usage(FILE *f) {
+    fprintf(f,
+            "usage: finemask predict --model DIR --task TASK --data GLUE_DIR --out DIR [options]\n"
+            "\n"
+            "Write the GLUE submission file OUT/<TASK>.tsv (\"index<TAB>prediction\", labels as\n"
+            "GLUE spells them, STS-B to 3 decimals; MNLI as MNLI-m.tsv and MNLI-mm.tsv) and\n"
+            "OUT/<TASK>.logits.tsv with every example's raw scores at full float precision.\n"
+            "\n"
+            "  --split S           test (default) or dev\n"
+            "  --max-seq-length N  (128)\n"
+            "  --batch-size N      (32)\n"
+            "  --threads N\n");
+}
+
+/* Predict one split into OUT/<name>.tsv and OUT/<name>.logits.tsv. */
+static int predict_split(fm_ft_ctx *c, const eval_args *a, fm_glue_split split, const char *name) {
+    fm_glue_set set = {0};
+    fm_dataset d = {0};
+    int rc = FM_ERR;
+    float *logits = NULL, *scores = NULL;
+    const char **ids = NULL, **labels = NULL;
+    char *path = NULL;
+    if (fm_ft_encode(c, a->data, split, (int)a->max_seq, &set, &d) != FM_OK) goto done;
+    const int NL = c->model.cfg.num_labels;
+    logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)NL);
+    fm_ft_predict(c, &d, (int)a->batch, logits, NULL);
+    ids = fm_xcalloc((size_t)(d.n ? d.n : 1), sizeof *ids);
+    char *numbers = fm_xmalloc((size_t)(d.n ? d.n : 1) * 16);
+    for (int i = 0; i < d.n; i++) {
+        if (set.ex[i].id) {
+            ids[i] = set.ex[i].id;
+        } else {
+            snprintf(numbers + (size_t)i * 16, 16, "%d", i);
+            ids[i] = numbers + (size_t)i * 16;
+        }
+    }
+    char file[160];
+    snprintf(file, sizeof file, "%s.tsv", name);
+    path = fm_path_join(a->out, file);
+    if (c->task->is_regression) {
+        scores = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1));
+        for (int i = 0; i < d.n; i++) scores[i] = logits[i];
+        rc = fm_write_submission(path, ids, NULL, scores, (size_t)d.n);
+    } else {
+        labels = fm_xcalloc((size_t)(d.n ? d.n : 1), sizeof *labels);
+        for (int i = 0; i < d.n; i++) {
+            const float *l = logits + (size_t)i * NL;
+            int best = 0;
+            for (int k = 1; k < NL; k++)
+                if (l[k] > l[best]) best = k;
+            labels[i] = c->task->labels[best];
+        }
+        rc = fm_write_submission(path, ids, labels, NULL, (size_t)d.n);
+    }
+    if (rc == FM_OK) {
+        free(path);
+        snprintf(file, sizeof file, "%s.logits.tsv", name);
+        path = fm_path_join(a->out, file);
+        const char *reg[] = {"score"};
+        rc = fm_write_logits(path, ids, c->task->is_regression ? reg : (const char *const *)c->task->labels, logits,
+                             (size_t)d.n, NL);
+    }
+    if (rc == FM_OK) fm_log("%s: %d predictions written to %s/%s.tsv", c->task->name, d.n, a->out, name);
+    free(numbers);
+done:
+    free(path);
+    free(ids);
+    free(labels);
+    free(scores);
+    free(logits);
+    fm_dataset_free(&d);
+    fm_glue_set_free(&set);
+    return rc;
+}
+
+int fm_cmd_predict(int argc, char **argv) {
+    eval_args a = {0};
+    int exit_now;
+    if (parse(argc, argv, &a, predict_usage, &exit_now) != FM_OK) return fm_cli_fail();
+    if (exit_now) return 0;
+    if (!a.out) {
+        fm_fail("predict: --out DIR is required");
+        return fm_cli_fail();
+    }
+    int dev = 0;
+    if (a.split) {
+        if (!strcmp(a.split, "dev")) {
+            dev = 1;
+        } else if (strcmp(a.split, "test") != 0) {
+            fm_fail("predict: --split must be test or dev, found '%s'", a.split);
+            return fm_cli_fail();
+        }
+    }
+    fm_ft_ctx c;
+    if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
+    int rc = FM_ERR;
+    if (!c.head_loaded) {
+        fm_fail("predict: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
+    } else if (fm_mkdirs(a.out) == FM_OK) {
+        if (c.task->dev_mm_file) {
+            /* MNLI: the matched and mismatched sets, as GLUE names the files. */
+            rc = predict_split(&c, &a, dev ? FM_GLUE_DEV : FM_GLUE_TEST, "MNLI-m");
+            if (rc == FM_OK) rc = predict_split(&c, &a, dev ? FM_GLUE_DEV_MISMATCHED : FM_GLUE_TEST_MISMATCHED, "MNLI-mm");
+        } else {
+            rc = predict_split(&c, &a, dev ? FM_GLUE_DEV : FM_GLUE_TEST, c.task->name);
+        }
+    }
+    fm_ft_free(&c);
+    return rc == FM_OK ? 0 : fm_cli_fail();
+}

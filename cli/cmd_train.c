@@ -1,0 +1,118 @@
+/* cmd_train.c: `finemask train`: fine-tune a model on one GLUE task. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "finetune.h"
+#include "fm.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: finemask train --model DIR --task TASK --data GLUE_DIR --out RUN_DIR [options]\n"
+            "\n"
+            "Fine-tune a BERT model directory on one GLUE task with BERT's recipe, score it\n"
+            "on the dev set, and write RUN_DIR/metrics.json, RUN_DIR/log.jsonl,\n"
+            "RUN_DIR/timing.json and the fine-tuned model in RUN_DIR/model.\n"
+            "\n"
+            "  --model DIR            HuggingFace model directory (config.json, model.safetensors, vocab.txt)\n"
+            "  --task TASK            CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE or WNLI\n"
+            "  --data GLUE_DIR        directory with GLUE_DIR/TASK/{train,dev}.tsv\n"
+            "  --out RUN_DIR          run directory (created)\n"
+            "  --mode full            every parameter trains (default)\n"
+            "  --lr X                 peak learning rate (2e-5)\n"
+            "  --batch-size N         examples per step (32)\n"
+            "  --epochs X             passes over the training set (3; may be fractional)\n"
+            "  --max-steps N          stop after N steps (overrides --epochs)\n"
+            "  --max-seq-length N     tokens per example after truncation (128)\n"
+            "  --warmup X             fraction of the steps with linear warm-up (0.1)\n"
+            "  --weight-decay X       AdamW weight decay, not on biases or LayerNorm (0.01)\n"
+            "  --adam-eps X           AdamW epsilon (1e-8; original BERT: 1e-6)\n"
+            "  --adam-beta1 X, --adam-beta2 X   (0.9, 0.999)\n"
+            "  --max-grad-norm X      global gradient-norm clipping, 0 to disable (1.0)\n"
+            "  --dropout P            hidden and attention dropout (default: as config.json)\n"
+            "  --seed N               data order, dropout and new task head (42)\n"
+            "  --no-shuffle           take the training examples in file order\n"
+            "  --max-train-examples N use only the first N training examples\n"
+            "  --eval-every N         also score the dev set every N steps\n"
+            "  --log-every N          a log.jsonl line every N steps (50)\n"
+            "  --eval-batch-size N    examples per evaluation batch (32)\n"
+            "  --dump-grads FILE      write the first batch's gradients (safetensors, parameter names)\n"
+            "  --threads N            threads (default: BLIS_NUM_THREADS, OMP_NUM_THREADS or all cores)\n");
+}
+
+int fm_cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'M'},        {"task", required_argument, 0, 'T'},
+        {"data", required_argument, 0, 'D'},         {"out", required_argument, 0, 'o'},
+        {"mode", required_argument, 0, 'm'},         {"lr", required_argument, 0, 'l'},
+        {"batch-size", required_argument, 0, 'b'},   {"epochs", required_argument, 0, 'e'},
+        {"max-steps", required_argument, 0, 'S'},    {"max-seq-length", required_argument, 0, 'L'},
+        {"warmup", required_argument, 0, 'w'},       {"weight-decay", required_argument, 0, 'W'},
+        {"adam-eps", required_argument, 0, 'E'},     {"adam-beta1", required_argument, 0, '1'},
+        {"adam-beta2", required_argument, 0, '2'},   {"max-grad-norm", required_argument, 0, 'g'},
+        {"dropout", required_argument, 0, 'd'},      {"seed", required_argument, 0, 's'},
+        {"no-shuffle", no_argument, 0, 'n'},         {"max-train-examples", required_argument, 0, 'x'},
+        {"eval-every", required_argument, 0, 'v'},   {"log-every", required_argument, 0, 'G'},
+        {"eval-batch-size", required_argument, 0, 'B'}, {"dump-grads", required_argument, 0, 'u'},
+        {"threads", required_argument, 0, 't'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    fm_ft_opts o;
+    fm_ft_opts_default(&o);
+    optind = 0;
+    opterr = 0;
+    long long iv;
+    double dv;
+    for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        int rc = FM_OK;
+        switch (ch) {
+        case 'M': o.model_dir = optarg; break;
+        case 'T': o.task = optarg; break;
+        case 'D': o.data_dir = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 'm': o.mode = optarg; break;
+        case 'u': o.dump_grads = optarg; break;
+        case 'n': o.shuffle = 0; break;
+#define DBL(c, field, name, lo, hi) \
+    case c: rc = fm_opt_double(name, optarg, lo, hi, &dv); o.field = dv; break;
+#define INT(c, field, name, lo, hi) \
+    case c: rc = fm_opt_long(name, optarg, lo, hi, &iv); o.field = iv; break;
+        DBL('l', lr, "--lr", 0, 10)
+        DBL('e', epochs, "--epochs", 0, 1e6)
+        DBL('w', warmup, "--warmup", 0, 1)
+        DBL('W', weight_decay, "--weight-decay", 0, 1)
+        DBL('E', adam_eps, "--adam-eps", 0, 1)
+        DBL('1', adam_beta1, "--adam-beta1", 0, 0.999999)
+        DBL('2', adam_beta2, "--adam-beta2", 0, 0.999999999)
+        DBL('g', max_grad_norm, "--max-grad-norm", 0, 1e30)
+        DBL('d', dropout, "--dropout", 0, 0.99)
+        INT('b', batch_size, "--batch-size", 1, 1 << 20)
+        INT('S', max_steps, "--max-steps", 0, 1LL << 40)
+        INT('L', max_seq_length, "--max-seq-length", 3, 1 << 16)
+        INT('s', seed, "--seed", 0, 1LL << 62)
+        INT('x', max_train_examples, "--max-train-examples", 0, 1LL << 40)
+        INT('v', eval_every, "--eval-every", 0, 1LL << 40)
+        INT('G', log_every, "--log-every", 1, 1LL << 40)
+        INT('B', eval_batch_size, "--eval-batch-size", 1, 1 << 20)
+        INT('t', threads, "--threads", 1, 4096)
+#undef DBL
+#undef INT
+        case 'h': usage(stdout); return 0;
+        default:
+            fm_fail("train: unknown or incomplete option '%s' (see finemask train --help)", argv[optind - 1]);
+            return fm_cli_fail();
+        }
+        if (rc != FM_OK) return fm_cli_fail();
+    }
+    if (optind < argc) {
+        fm_fail("train: unexpected argument '%s'", argv[optind]);
+        return fm_cli_fail();
+    }
+    if (!o.model_dir || !o.task || !o.data_dir || !o.out_dir) {
+        fm_fail("train: --model, --task, --data and --out are required (see finemask train --help)");
+        return fm_cli_fail();
+    }
+    if (fm_finetune(&o) != FM_OK) return fm_cli_fail();
+    return 0;
+}

@@ -1,0 +1,72 @@
+/* finetune.h: one single-process fine-tuning job on a GLUE task, and the
+ * evaluation and prediction that go with it: reading the model directory
+ * and the GLUE files, encoding, training, scoring, writing the run files. */
+#ifndef FM_FINETUNE_H
+#define FM_FINETUNE_H
+
+#include <stdint.h>
+
+#include "dataset.h"
+#include "glue.h"
+#include "hfconfig.h"
+#include "metrics.h"
+#include "model.h"
+#include "tokenizer.h"
+
+typedef struct {
+    const char *model_dir, *task, *data_dir, *out_dir, *mode;
+    double lr;              /* 2e-5 */
+    int batch_size;         /* 32 */
+    double epochs;          /* 3 */
+    int max_seq_length;     /* 128 */
+    double warmup;          /* fraction of the steps: 0.1 */
+    double weight_decay;    /* 0.01 */
+    double adam_eps;        /* 1e-8 */
+    double adam_beta1, adam_beta2;
+    double max_grad_norm;   /* 1.0 */
+    uint64_t seed;          /* 42 */
+    double dropout;         /* < 0: as config.json says */
+    int64_t max_steps;      /* < 0: from epochs */
+    int shuffle;            /* 1 */
+    int64_t eval_every;     /* 0: at the end only */
+    int64_t log_every;      /* 50 */
+    const char *dump_grads; /* first batch's gradients to this safetensors file, or NULL */
+    int64_t max_train_examples; /* < 0: all */
+    int eval_batch_size;    /* 64 */
+    int threads;            /* 0: default */
+} fm_ft_opts;
+
+void fm_ft_opts_default(fm_ft_opts *o);
+
+/* Everything a job reads: the model, its tokenizer, the task. */
+typedef struct {
+    fm_model model;
+    fm_tokenizer tok;
+    const fm_glue_task *task;
+    char *vocab_path;
+    int head_loaded;     /* the task head came from the checkpoint */
+    uint64_t fingerprint; /* of the pre-trained weights, before training */
+    fm_hfextra extra;
+} fm_ft_ctx;
+
+/* Load model_dir for task_name (a task head with the task's label count, created
+ * from seed when the checkpoint has none), and its vocab.txt. */
+int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout);
+void fm_ft_free(fm_ft_ctx *c);
+
+/* Read and encode one split of the task; the glue set is kept in *set (the
+ * caller frees it) for ids and texts. */
+int fm_ft_encode(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, fm_glue_set *set,
+                 fm_dataset *d);
+
+/* Forward the model over d in eval mode; writes logits (n, num_labels) and
+ * scores the labelled rows into *r (when r is not NULL). */
+void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *logits, fm_glue_report *r);
+
+/* Use n threads for BLIS and the element-wise loops. */
+void fm_ft_threads(int n);
+
+/* The whole training job (train, dev evaluation, run directory). */
+int fm_finetune(const fm_ft_opts *o);
+
+#endif

@@ -1,0 +1,129 @@
+/* runfiles.c: metrics.json, log.jsonl and submission TSVs (see runfiles.h). */
+#include "runfiles.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "fm.h"
+
+int fm_json_write(const char *path, const json_t *obj) {
+    char *s = json_dumps(obj, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+    if (!s) return fm_fail("%s: cannot serialise JSON", path);
+    size_t n = strlen(s);
+    char *t = fm_xmalloc(n + 2);
+    memcpy(t, s, n);
+    t[n] = '\n';
+    free(s);
+    int rc = fm_write_file_atomic(path, t, n + 1);
+    free(t);
+    return rc;
+}
+
+int fm_json_read(const char *path, json_t **obj) {
+    json_error_t e;
+    *obj = json_load_file(path, JSON_REJECT_DUPLICATES, &e);
+    if (!*obj) return fm_fail("%s:%d:%d: %s", path, e.line, e.column, e.text);
+    if (!json_is_object(*obj)) {
+        json_decref(*obj);
+        *obj = NULL;
+        return fm_fail("%s: expected a JSON object", path);
+    }
+    return FM_OK;
+}
+
+int fm_jsonl_open(fm_jsonl *l, const char *path) {
+    l->fp = fopen(path, "w");
+    if (!l->fp) return fm_fail("%s: cannot create: %s", path, strerror(errno));
+    l->path = fm_xstrdup(path);
+    return FM_OK;
+}
+
+int fm_jsonl_append(fm_jsonl *l, const json_t *obj) {
+    if (!l->fp) return FM_OK;
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
+    if (!s) return fm_fail("%s: cannot serialise JSON", l->path);
+    int ok = fputs(s, (FILE *)l->fp) >= 0 && fputc('\n', (FILE *)l->fp) != EOF && fflush((FILE *)l->fp) == 0;
+    free(s);
+    return ok ? FM_OK : fm_fail("%s: write failed: %s", l->path, strerror(errno));
+}
+
+int fm_jsonl_close(fm_jsonl *l) {
+    int rc = FM_OK;
+    if (l->fp && fclose((FILE *)l->fp) != 0) rc = fm_fail("%s: close failed: %s", l->path, strerror(errno));
+    free(l->path);
+    l->fp = NULL;
+    l->path = NULL;
+    return rc;
+}
+
+/* A growable text buffer for the TSV writers. */
+typedef struct {
+    char *s;
+    size_t n, cap;
+} buf_t;
+
+static void buf_printf(buf_t *b, const char *fmt, ...) FM_PRINTF(2, 3);
+static void buf_printf(buf_t *b, const char *fmt, ...) {
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->s + b->n, b->cap - b->n, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && (size_t)k < b->cap - b->n) {
+            b->n += (size_t)k;
+            return;
+        }
+        b->cap = b->cap * 2 + (size_t)(k > 0 ? k : 64) + 1;
+        b->s = fm_xrealloc(b->s, b->cap);
+    }
+}
+
+static void buf_init(buf_t *b) {
+    b->cap = 4096;
+    b->n = 0;
+    b->s = fm_xmalloc(b->cap);
+}
+
+int fm_write_submission(const char *path, const char *const *ids, const char *const *labels, const float *scores,
+                        size_t n) {
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "index\tprediction\n");
+    for (size_t i = 0; i < n; i++) {
+        if (ids)
+            buf_printf(&b, "%s\t", ids[i]);
+        else
+            buf_printf(&b, "%zu\t", i);
+        if (labels)
+            buf_printf(&b, "%s\n", labels[i]);
+        else
+            buf_printf(&b, "%.3f\n", (double)scores[i]);
+    }
+    int rc = fm_write_file_atomic(path, b.s, b.n);
+    free(b.s);
+    return rc;
+}
+
+int fm_write_logits(const char *path, const char *const *ids, const char *const *names, const float *values,
+                    size_t n, int k) {
+    buf_t b;
+    buf_init(&b);
+    buf_printf(&b, "index");
+    for (int j = 0; j < k; j++) buf_printf(&b, "\t%s", names[j]);
+    buf_printf(&b, "\n");
+    for (size_t i = 0; i < n; i++) {
+        if (ids)
+            buf_printf(&b, "%s", ids[i]);
+        else
+            buf_printf(&b, "%zu", i);
+        for (int j = 0; j < k; j++) buf_printf(&b, "\t%.9g", (double)values[i * (size_t)k + (size_t)j]);
+        buf_printf(&b, "\n");
+    }
+    int rc = fm_write_file_atomic(path, b.s, b.n);
+    free(b.s);
+    return rc;
+}

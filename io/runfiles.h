@@ -1,0 +1,36 @@
+/* runfiles.h: the files of a run directory: metrics.json (one JSON object),
+ * log.jsonl (one JSON object per line, appended as training goes), and the
+ * GLUE submission and logits TSVs. JSON is built and written with jansson. */
+#ifndef FM_RUNFILES_H
+#define FM_RUNFILES_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Write obj to path atomically, keys sorted, 2-space indent, a final newline. */
+int fm_json_write(const char *path, const json_t *obj);
+/* Read a JSON object from path; FM_ERR naming the file, line and column. */
+int fm_json_read(const char *path, json_t **obj);
+
+/* An append-only JSON-lines log; each line is flushed as it is written. */
+typedef struct {
+    void *fp; /* FILE* */
+    char *path;
+} fm_jsonl;
+/* Create (truncate) path. */
+int fm_jsonl_open(fm_jsonl *l, const char *path);
+/* Append obj as one compact line (keys in insertion order). */
+int fm_jsonl_append(fm_jsonl *l, const json_t *obj);
+int fm_jsonl_close(fm_jsonl *l);
+
+/* A GLUE submission file: header "index\tprediction", then one row per
+ * example: ids[i] (or i when ids is NULL) and labels[i] (classification), or
+ * scores[i] with 3 decimals (regression, labels NULL). Written atomically. */
+int fm_write_submission(const char *path, const char *const *ids, const char *const *labels, const float *scores,
+                        size_t n);
+/* Raw scores: header "index\t<names...>", then ids[i] and the k values of
+ * row i of values (n, k) at full float precision (%.9g). */
+int fm_write_logits(const char *path, const char *const *ids, const char *const *names, const float *values,
+                    size_t n, int k);
+
+#endif
