@@ -13,7 +13,7 @@ static void usage(FILE *f) {
             "\n"
             "Fine-tune a BERT model directory on one GLUE task with BERT's recipe, score it\n"
             "on the dev set, and write RUN_DIR/metrics.json, RUN_DIR/log.jsonl,\n"
-            "RUN_DIR/timing.json and the fine-tuned model in RUN_DIR/model.\n"
+            "and the fine-tuned model in RUN_DIR/model. The same command gives the same bytes.\n"
             "\n"
             "  --model DIR            HuggingFace model directory (config.json, model.safetensors, vocab.txt)\n"
             "  --task TASK            CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE or WNLI\n"

@@ -365,7 +365,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_progress_end(&prog);
     double t_train = fm_now() - t_start;
 
-    /* The run directory: metrics.json, the model, timing.json. */
+    /* The run directory: metrics.json, the model. */
     metrics = json_object();
     json_object_set_new(metrics, "task", json_string(task->name));
     json_object_set_new(metrics, "mode", json_string(o->mode));
@@ -396,20 +396,10 @@ int fm_finetune(const fm_ft_opts *o) {
     free(path);
     path = fm_path_join(o->out_dir, "metrics.json");
     if (fm_json_write(path, metrics) != FM_OK) goto done;
-    free(path);
-    json_t *timing = json_object();
     double t_all = fm_now() - t_start;
-    json_object_set_new(timing, "train_seconds", json_real(t_train));
-    json_object_set_new(timing, "total_seconds", json_real(t_all));
-    json_object_set_new(timing, "train_examples_per_second", json_real((double)examples / t_train));
-    json_object_set_new(timing, "threads", json_integer(fm_blas_threads()));
-    json_object_set_new(timing, "blis_arch", json_string(fm_blas_arch()));
-    path = fm_path_join(o->out_dir, "timing.json");
-    int tr = fm_json_write(path, timing);
-    json_decref(timing);
-    if (tr != FM_OK) goto done;
-    fm_log("%s: done in %.1f s (%.1f examples/s); run directory %s", task->name, t_all, (double)examples / t_train,
-           o->out_dir);
+    /* Times go to the log only, so that the run directory is the same bits on every run. */
+    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s, %d thread(s), BLIS %s); run directory %s",
+           task->name, t_all, t_train, (double)examples / t_train, fm_blas_threads(), fm_blas_arch(), o->out_dir);
     rc = FM_OK;
 done:
     free(path);
