@@ -299,6 +299,7 @@ int fm_finetune(const fm_ft_opts *o) {
     snprintf(what, sizeof what, "train %s", task->name);
     fm_progress prog;
     fm_progress_start(&prog, what, total);
+    const double t_loop = fm_now();
     double window_loss = 0, last_loss = NAN;
     int64_t window_n = 0, examples = 0;
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)B);
@@ -363,7 +364,7 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     free(rows);
     fm_progress_end(&prog);
-    double t_train = fm_now() - t_start;
+    double t_train = fm_now() - t_loop;
 
     /* The run directory: metrics.json, the model. */
     metrics = json_object();
