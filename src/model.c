@@ -1,0 +1,546 @@
+/* model.c: BERT forward and backward over the pieces a pipeline stage runs
+ * (see model.h), built from the layers in layers.c. */
+#include "model.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fm.h"
+#include "layers.h"
+#include "rng.h"
+
+/* What one encoder layer saves for its backward. */
+typedef struct {
+    float *inp;            /* (B,T,H) layer input */
+    float *q, *k, *v;      /* (B,T,H) */
+    float *probs;          /* (B,A,T,T) attention probabilities (before dropout) */
+    uint64_t *pbits;       /* (B,A,T,words(T)) their dropout keep-bits */
+    float *ctx;            /* (B,T,H) attention context */
+    float *res1;           /* (B,T,H) inp + dropout(ctx W_D^T + b_D): LayerNorm 1 input */
+    float *mean1, *rstd1;  /* (B,T) */
+    uint64_t *bits1;       /* (B,T,words(H)) */
+    float *y1;             /* (B,T,H) LayerNorm 1 output */
+    float *pre;            /* (B,T,I) intermediate pre-activation (GELU is recomputed) */
+    float *res2;           /* (B,T,H) y1 + dropout(gelu W_O^T + b_O): LayerNorm 2 input */
+    float *mean2, *rstd2;  /* (B,T) */
+    uint64_t *bits2;       /* (B,T,words(H)) */
+} layer_acts;
+
+struct fm_acts {
+    fm_config cfg;
+    int B, T, l0, l1;
+    int embed, head, mlm; /* which parts this set covers */
+    size_t bytes;
+    void **allocs; /* every allocation, for fm_acts_free */
+    int nallocs, capallocs;
+
+    layer_acts *lay; /* [l1 - l0] */
+    /* backward scratch of the encoder */
+    float *d1, *d2, *d3, *dq, *dk, *dv; /* (B,T,H) */
+    float *e0, *e1;                     /* (B,T,H) gradients between layers */
+    float *dI, *gI;                     /* (B,T,I) gradient and recomputed GELU */
+
+    /* embeddings */
+    float *emb_sum, *emb_mean, *emb_rstd; /* (B,T,H), (B,T), (B,T) */
+    uint64_t *emb_bits;
+    float *emb_d; /* (B,T,H) scratch */
+
+    /* task head */
+    float *xfinal;                  /* (B,T,H) last hidden state in the whole-model call */
+    float *cls, *pooled, *pdrop;    /* (B,H) */
+    uint64_t *head_bits;            /* (B,words(H)) */
+    float *logits, *hprobs;         /* (B,NL) */
+    float *hd0, *hd1, *dlogits;     /* (B,H), (B,H), (B,NL) */
+    int head_loss;                  /* the forward had labels/targets */
+
+    /* MLM head (rows with a label only) */
+    int32_t *mlm_rows, *mlm_lab; /* (B*T) */
+    int mlm_n;
+    float *mlm_x, *mlm_pre, *mlm_act, *mlm_out, *mlm_mean, *mlm_rstd; /* (n,H), (n) */
+    float *mlm_d0, *mlm_d1;                                          /* (n,H) scratch */
+    float *mlm_probs;                                                /* (n,V), grown on demand */
+    size_t mlm_cap;                                                  /* floats in mlm_probs */
+
+    /* whole-model gradients */
+    float *dtop, *dmlm, *demb; /* (B,T,H) */
+};
+
+/* ---- allocation --------------------------------------------------------------- */
+
+static void *track(fm_acts *a, void *p, size_t bytes) {
+    if (a->nallocs == a->capallocs) {
+        a->capallocs = a->capallocs ? 2 * a->capallocs : 64;
+        a->allocs = fm_xrealloc(a->allocs, (size_t)a->capallocs * sizeof *a->allocs);
+    }
+    a->allocs[a->nallocs++] = p;
+    a->bytes += bytes;
+    return p;
+}
+
+static float *falloc(fm_acts *a, size_t n) { return track(a, fm_xalloc_floats(n), n * sizeof(float)); }
+
+static uint64_t *balloc(fm_acts *a, size_t rows, int n) {
+    size_t words = rows * (size_t)fm_bits_words(n);
+    /* fm_xalloc_floats gives aligned zeroed storage; two floats per word. */
+    return track(a, fm_xalloc_floats(2 * words), words * sizeof(uint64_t));
+}
+
+fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) {
+    assert(B > 0 && T > 0 && T <= c->max_position_embeddings);
+    assert(0 <= l0 && l0 <= l1 && l1 <= c->num_hidden_layers);
+    fm_acts *a = fm_xcalloc(1, sizeof *a);
+    a->cfg = *c;
+    a->B = B;
+    a->T = T;
+    a->l0 = l0;
+    a->l1 = l1;
+    const int L = c->num_hidden_layers, H = c->hidden_size, A = c->num_attention_heads, I = c->intermediate_size;
+    const size_t BT = (size_t)B * T, BTH = BT * H, BTI = BT * I;
+    a->embed = l0 == 0;
+    a->head = l1 == L;
+    a->mlm = a->head && c->with_mlm;
+    int nl = l1 - l0;
+    a->lay = track(a, fm_xcalloc((size_t)(nl > 0 ? nl : 1), sizeof *a->lay), (size_t)nl * sizeof *a->lay);
+    for (int i = 0; i < nl; i++) {
+        layer_acts *la = &a->lay[i];
+        la->inp = falloc(a, BTH);
+        la->q = falloc(a, BTH);
+        la->k = falloc(a, BTH);
+        la->v = falloc(a, BTH);
+        la->probs = falloc(a, BT * A * T);
+        la->pbits = balloc(a, BT * A, T);
+        la->ctx = falloc(a, BTH);
+        la->res1 = falloc(a, BTH);
+        la->mean1 = falloc(a, BT);
+        la->rstd1 = falloc(a, BT);
+        la->bits1 = balloc(a, BT, H);
+        la->y1 = falloc(a, BTH);
+        la->pre = falloc(a, BTI);
+        la->res2 = falloc(a, BTH);
+        la->mean2 = falloc(a, BT);
+        la->rstd2 = falloc(a, BT);
+        la->bits2 = balloc(a, BT, H);
+    }
+    if (nl > 0) {
+        a->d1 = falloc(a, BTH);
+        a->d2 = falloc(a, BTH);
+        a->d3 = falloc(a, BTH);
+        a->dq = falloc(a, BTH);
+        a->dk = falloc(a, BTH);
+        a->dv = falloc(a, BTH);
+        a->e0 = falloc(a, BTH);
+        a->e1 = falloc(a, BTH);
+        a->dI = falloc(a, BTI);
+        a->gI = falloc(a, BTI);
+    }
+    if (a->embed) {
+        a->emb_sum = falloc(a, BTH);
+        a->emb_mean = falloc(a, BT);
+        a->emb_rstd = falloc(a, BT);
+        a->emb_bits = balloc(a, BT, H);
+        a->emb_d = falloc(a, BTH);
+    }
+    if (a->head) {
+        const size_t NL = (size_t)(c->num_labels > 0 ? c->num_labels : 1);
+        a->xfinal = falloc(a, BTH);
+        a->cls = falloc(a, (size_t)B * H);
+        a->pooled = falloc(a, (size_t)B * H);
+        a->pdrop = falloc(a, (size_t)B * H);
+        a->head_bits = balloc(a, (size_t)B, H);
+        a->logits = falloc(a, (size_t)B * NL);
+        a->hprobs = falloc(a, (size_t)B * NL);
+        a->hd0 = falloc(a, (size_t)B * H);
+        a->hd1 = falloc(a, (size_t)B * H);
+        a->dlogits = falloc(a, (size_t)B * NL);
+        a->dtop = falloc(a, BTH);
+        a->demb = falloc(a, BTH);
+    }
+    if (a->mlm) {
+        a->mlm_rows = track(a, fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
+        a->mlm_lab = track(a, fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
+        a->mlm_x = falloc(a, BTH);
+        a->mlm_pre = falloc(a, BTH);
+        a->mlm_act = falloc(a, BTH);
+        a->mlm_out = falloc(a, BTH);
+        a->mlm_mean = falloc(a, BT);
+        a->mlm_rstd = falloc(a, BT);
+        a->mlm_d0 = falloc(a, BTH);
+        a->mlm_d1 = falloc(a, BTH);
+        a->dmlm = falloc(a, BTH);
+    }
+    return a;
+}
+
+void fm_acts_free(fm_acts *a) {
+    if (!a) return;
+    /* lay and the MLM index arrays came from fm_xcalloc, the rest from fm_xalloc_floats. */
+    for (int i = 0; i < a->nallocs; i++) {
+        void *p = a->allocs[i];
+        if (p == a->lay || p == a->mlm_rows || p == a->mlm_lab)
+            free(p);
+        else
+            fm_free_aligned(p);
+    }
+    fm_free_aligned(a->mlm_probs);
+    free(a->allocs);
+    free(a);
+}
+
+size_t fm_acts_bytes(const fm_acts *a) { return a->bytes + a->mlm_cap * sizeof(float); }
+
+/* ---- the model ------------------------------------------------------------------ */
+
+void fm_model_alloc(fm_model *m, const fm_config *c) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    fm_layout_build(&m->lay, c);
+    m->params = fm_xalloc_floats(m->lay.numel);
+    m->grads = fm_xalloc_floats(m->lay.numel);
+    fm_view_bind(&m->w, &m->lay, c, m->params);
+    fm_view_bind(&m->g, &m->lay, c, m->grads);
+}
+
+void fm_model_free(fm_model *m) {
+    fm_view_free(&m->w);
+    fm_view_free(&m->g);
+    fm_free_aligned(m->params);
+    fm_free_aligned(m->grads);
+    fm_layout_free(&m->lay);
+    memset(m, 0, sizeof *m);
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+void fm_model_init_weights(fm_model *m, uint64_t seed) {
+    const float std = m->cfg.initializer_range;
+    for (int i = 0; i < m->lay.n; i++) {
+        const fm_tensor *t = &m->lay.t[i];
+        float *p = m->params + t->offset;
+        if (t->flags & FM_T_MATRIX) {
+            fm_rng_normals(seed, FM_RNG_INIT, 0, (uint32_t)i, p, t->numel);
+            for (size_t j = 0; j < t->numel; j++) p[j] *= std;
+        } else {
+            float v = (t->flags & FM_T_LN) && ends_with(t->name, ".weight") ? 1.0f : 0.0f;
+            for (size_t j = 0; j < t->numel; j++) p[j] = v;
+        }
+    }
+    /* nn.Embedding(padding_idx): the pad token's row starts at zero. */
+    memset(m->params + fm_layout_find(&m->lay, "embeddings.word_embeddings.weight")->offset +
+               (size_t)m->cfg.pad_token_id * m->cfg.hidden_size,
+           0, (size_t)m->cfg.hidden_size * sizeof(float));
+}
+
+void fm_model_zero_grads(fm_model *m) { memset(m->grads, 0, m->lay.numel * sizeof *m->grads); }
+
+const fm_tensor *fm_model_tensor_at(const fm_model *m, const float *p) {
+    size_t off;
+    if (p >= m->params && p < m->params + m->lay.numel)
+        off = (size_t)(p - m->params);
+    else if (p >= m->grads && p < m->grads + m->lay.numel)
+        off = (size_t)(p - m->grads);
+    else
+        return NULL;
+    /* Tensors are in offset order: the last one starting at or before off. */
+    int lo = 0, hi = m->lay.n - 1;
+    while (lo < hi) {
+        int mid = (lo + hi + 1) / 2;
+        if (m->lay.t[mid].offset <= off)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const fm_tensor *t = &m->lay.t[lo];
+    return off < t->offset + t->numel ? t : NULL;
+}
+
+/* The gradient buffer gp when its tensor needs a gradient, else NULL. */
+static float *G(const fm_model *m, float *gp) {
+    if (!gp) return NULL;
+    const fm_tensor *t = fm_model_tensor_at(m, gp);
+    return (!t || t->needs_grad) ? gp : NULL;
+}
+
+static fm_drop mkdrop(const fm_model *m, const fm_batch *b, const fm_pass *p, int layer, fm_drop_site site,
+                      float prob) {
+    fm_drop d;
+    memset(&d, 0, sizeof d);
+    d.p = (p && p->training) ? prob : 0.0f;
+    d.seed = p ? p->seed : 0;
+    d.step = p ? p->step : 0;
+    d.stream = fm_dropout_stream(layer, site);
+    d.example0 = b->example0;
+    (void)m;
+    return d;
+}
+
+static void check_batch(const fm_acts *a, const fm_batch *b) {
+    assert(b->B > 0 && b->B <= a->B && b->T > 0 && b->T <= a->T);
+    (void)a;
+    (void)b;
+}
+
+/* ---- embeddings -------------------------------------------------------------------- */
+
+void fm_embed_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float *x) {
+    const fm_config *c = &m->cfg;
+    assert(a->embed);
+    check_batch(a, b);
+    const int B = b->B, T = b->T, H = c->hidden_size, BT = B * T;
+#ifndef NDEBUG
+    for (int i = 0; i < BT; i++) {
+        assert(b->ids[i] >= 0 && b->ids[i] < c->vocab_size);
+        assert(!b->type_ids || (b->type_ids[i] >= 0 && b->type_ids[i] < c->type_vocab_size));
+    }
+#endif
+    fm_embed_sum_forward(a->emb_sum, b->ids, b->type_ids, m->w.word, m->w.pos, m->w.type, B, T, H);
+    fm_layernorm_forward(x, a->emb_mean, a->emb_rstd, a->emb_sum, m->w.emb_ln_g, m->w.emb_ln_b, BT, H,
+                         c->layer_norm_eps);
+    fm_drop d = mkdrop(m, b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
+    fm_dropout_residual_forward(x, a->emb_bits, x, NULL, NULL, BT, H, T, c->max_position_embeddings, &d);
+}
+
+void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, const float *dx) {
+    const fm_config *c = &m->cfg;
+    assert(a->embed);
+    const int B = b->B, T = b->T, H = c->hidden_size, BT = B * T;
+    fm_drop d = mkdrop(m, b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
+    fm_dropout_backward(a->emb_d, dx, a->emb_bits, BT, H, &d);
+    fm_layernorm_backward(a->emb_d, G(m, m->g.emb_ln_g), G(m, m->g.emb_ln_b), a->emb_d, a->emb_sum, a->emb_mean,
+                          a->emb_rstd, m->w.emb_ln_g, BT, H);
+    fm_embed_sum_backward(G(m, m->g.word), G(m, m->g.pos), G(m, m->g.type), a->emb_d, b->ids, b->type_ids,
+                          c->pad_token_id, B, T, H);
+}
+
+/* ---- encoder ------------------------------------------------------------------------ */
+
+static void layer_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, float *out) {
+    const fm_config *c = &m->cfg;
+    const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
+    const int BT = B * T, P = c->max_position_embeddings;
+    const fm_layer_view *w = &m->w.layer[l];
+    layer_acts *la = &a->lay[l - a->l0];
+    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+
+    fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, H);
+    fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, H);
+    fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, H);
+    fm_attention_forward(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, H, A, P, &dp);
+    fm_linear_forward(la->res1, la->ctx, H, w->wd, NULL, BT, H, H); /* bias added with the dropout */
+    fm_dropout_residual_forward(la->res1, la->bits1, la->res1, w->bd, la->inp, BT, H, T, P, &d1);
+    fm_layernorm_forward(la->y1, la->mean1, la->rstd1, la->res1, w->ln1_g, w->ln1_b, BT, H, c->layer_norm_eps);
+    /* intermediate: bias added with the GELU; the GELU output goes to scratch */
+    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, BT, H, I);
+    fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, BT, I, c->hidden_act);
+    fm_linear_forward(la->res2, a->gI, I, w->wo, NULL, BT, I, H);
+    fm_dropout_residual_forward(la->res2, la->bits2, la->res2, w->bo, la->y1, BT, H, T, P, &d2);
+    fm_layernorm_forward(out, la->mean2, la->rstd2, la->res2, w->ln2_g, w->ln2_b, BT, H, c->layer_norm_eps);
+}
+
+/* dinp (B,T,H) from dout (B,T,H); dinp must not be scratch of a. */
+static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, const float *dout,
+                           float *dinp) {
+    const fm_config *c = &m->cfg;
+    const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
+    const int BT = B * T;
+    const fm_layer_view *w = &m->w.layer[l];
+    const fm_layer_view *g = &m->g.layer[l];
+    layer_acts *la = &a->lay[l - a->l0];
+    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+
+    /* LayerNorm 2: d1 = d res2 */
+    fm_layernorm_backward(a->d1, G(m, g->ln2_g), G(m, g->ln2_b), dout, la->res2, la->mean2, la->rstd2, w->ln2_g, BT,
+                          H);
+    /* dropout: d2 = d (output dense) */
+    fm_dropout_backward(a->d2, a->d1, la->bits2, BT, H, &d2);
+    /* output dense: dI = d gelu; then through the GELU, recomputing its
+     * output for the weight gradient of the output dense */
+    float *gwo = G(m, g->wo);
+    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, I, w->wo, BT, I, H);
+    fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)BT * I, c->hidden_act);
+    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, I, w->wo, BT, I, H);
+    /* intermediate dense: d1 = d y1 (residual path + through W_I) */
+    fm_linear_backward(a->d1, 1, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, BT, H, I);
+    /* LayerNorm 1: dinp = d res1 (its residual share; the rest is added below) */
+    fm_layernorm_backward(dinp, G(m, g->ln1_g), G(m, g->ln1_b), a->d1, la->res1, la->mean1, la->rstd1, w->ln1_g, BT,
+                          H);
+    /* dropout: d2 = d (attention dense) */
+    fm_dropout_backward(a->d2, dinp, la->bits1, BT, H, &d1);
+    /* attention dense: d3 = d ctx */
+    fm_linear_backward(a->d3, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, H, w->wd, BT, H, H);
+    fm_attention_backward(a->dq, a->dk, a->dv, a->d3, la->probs, la->pbits, la->q, la->k, la->v, B, T, H, A, &dp);
+    fm_linear_backward(dinp, 1, G(m, g->wq), G(m, g->bq), a->dq, la->inp, H, w->wq, BT, H, H);
+    fm_linear_backward(dinp, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, H);
+    fm_linear_backward(dinp, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, H);
+}
+
+void fm_encoder_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,
+                        const float *x_in, float *x_out) {
+    assert(a->l0 <= l0 && l0 <= l1 && l1 <= a->l1);
+    check_batch(a, b);
+    const size_t BTH = (size_t)b->B * b->T * m->cfg.hidden_size;
+    if (l0 == l1) {
+        if (x_out != x_in) memcpy(x_out, x_in, BTH * sizeof *x_out);
+        return;
+    }
+    layer_acts *first = &a->lay[l0 - a->l0];
+    if (x_in != first->inp) memcpy(first->inp, x_in, BTH * sizeof *x_in);
+    for (int l = l0; l < l1; l++) {
+        float *out = l + 1 < l1 ? a->lay[l + 1 - a->l0].inp : x_out;
+        layer_forward(m, a, b, p, l, out);
+    }
+}
+
+void fm_encoder_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,
+                         const float *dx_out, float *dx_in) {
+    assert(a->l0 <= l0 && l0 <= l1 && l1 <= a->l1);
+    const size_t BTH = (size_t)b->B * b->T * m->cfg.hidden_size;
+    if (l0 == l1) {
+        if (dx_in != dx_out) memcpy(dx_in, dx_out, BTH * sizeof *dx_in);
+        return;
+    }
+    const float *dout = dx_out;
+    for (int l = l1 - 1; l >= l0; l--) {
+        float *din = l == l0 ? dx_in : ((l1 - 1 - l) % 2 == 0 ? a->e0 : a->e1);
+        layer_backward(m, a, b, p, l, dout, din);
+        dout = din;
+    }
+}
+
+/* ---- task head -------------------------------------------------------------------------- */
+
+float fm_head_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, const float *x, float *logits) {
+    const fm_config *c = &m->cfg;
+    assert(a->head && m->w.pool_w);
+    check_batch(a, b);
+    const int B = b->B, T = b->T, H = c->hidden_size, NL = c->num_labels;
+    for (int i = 0; i < B; i++) memcpy(a->cls + (size_t)i * H, x + (size_t)i * T * H, (size_t)H * sizeof(float));
+    fm_linear_forward(a->pooled, a->cls, H, m->w.pool_w, m->w.pool_b, B, H, H);
+    fm_tanh_forward(a->pooled, a->pooled, NULL, B, H);
+    a->head_loss = 0;
+    if (NL <= 0) return 0.0f;
+    fm_drop d = mkdrop(m, b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
+    fm_dropout_residual_forward(a->pdrop, a->head_bits, a->pooled, NULL, NULL, B, H, 1, 1, &d);
+    fm_linear_forward(a->logits, a->pdrop, H, m->w.cls_w, m->w.cls_b, B, H, NL);
+    if (logits) memcpy(logits, a->logits, (size_t)B * NL * sizeof *logits);
+    if (NL >= 2 && b->labels) {
+        a->head_loss = 1;
+        return fm_crossentropy_forward(a->hprobs, a->logits, b->labels, B, NL);
+    }
+    if (NL == 1 && b->targets) {
+        a->head_loss = 1;
+        return fm_mse_forward(a->logits, b->targets, B);
+    }
+    return 0.0f;
+}
+
+void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale, float *dx) {
+    const fm_config *c = &m->cfg;
+    assert(a->head);
+    const int B = b->B, T = b->T, H = c->hidden_size, NL = c->num_labels;
+    memset(dx, 0, (size_t)B * T * H * sizeof *dx);
+    if (NL <= 0 || !a->head_loss) return;
+    if (NL >= 2)
+        fm_crossentropy_backward(a->dlogits, a->hprobs, b->labels, scale, B, NL);
+    else
+        fm_mse_backward(a->dlogits, a->logits, b->targets, scale, B);
+    fm_drop d = mkdrop(m, b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
+    fm_linear_backward(a->hd0, 0, G(m, m->g.cls_w), G(m, m->g.cls_b), a->dlogits, a->pdrop, H, m->w.cls_w, B, H, NL);
+    fm_dropout_backward(a->hd0, a->hd0, a->head_bits, B, H, &d);
+    fm_tanh_backward(a->hd0, a->hd0, a->pooled, (size_t)B * H);
+    fm_linear_backward(a->hd1, 0, G(m, m->g.pool_w), G(m, m->g.pool_b), a->hd0, a->cls, H, m->w.pool_w, B, H, H);
+    for (int i = 0; i < B; i++) memcpy(dx + (size_t)i * T * H, a->hd1 + (size_t)i * H, (size_t)H * sizeof *dx);
+}
+
+/* ---- MLM head ------------------------------------------------------------------------------ */
+
+float fm_mlm_forward(fm_model *m, fm_acts *a, const fm_batch *b, const float *x, int *npred) {
+    const fm_config *c = &m->cfg;
+    assert(a->mlm);
+    check_batch(a, b);
+    const int BT = b->B * b->T, H = c->hidden_size, V = c->vocab_size;
+    int n = 0;
+    if (b->mlm_labels)
+        for (int r = 0; r < BT; r++) {
+            int y = b->mlm_labels[r];
+            if (y >= 0 && y < V) {
+                a->mlm_rows[n] = r;
+                a->mlm_lab[n] = y;
+                n++;
+            }
+        }
+    a->mlm_n = n;
+    if (npred) *npred = n;
+    if (n == 0) return 0.0f;
+    for (int i = 0; i < n; i++)
+        memcpy(a->mlm_x + (size_t)i * H, x + (size_t)a->mlm_rows[i] * H, (size_t)H * sizeof(float));
+    fm_linear_forward(a->mlm_pre, a->mlm_x, H, m->w.mlm_w, NULL, n, H, H);
+    fm_gelu_forward(a->mlm_act, a->mlm_pre, a->mlm_pre, m->w.mlm_b, n, H, c->hidden_act);
+    fm_layernorm_forward(a->mlm_out, a->mlm_mean, a->mlm_rstd, a->mlm_act, m->w.mlm_ln_g, m->w.mlm_ln_b, n, H,
+                         c->layer_norm_eps);
+    size_t need = (size_t)n * V;
+    if (need > a->mlm_cap) {
+        fm_free_aligned(a->mlm_probs);
+        a->mlm_probs = fm_xalloc_floats(need);
+        a->mlm_cap = need;
+    }
+    /* decoder tied to the word embeddings */
+    fm_linear_forward(a->mlm_probs, a->mlm_out, H, m->w.word, m->w.mlm_bias, n, H, V);
+    return fm_crossentropy_forward(a->mlm_probs, a->mlm_probs, a->mlm_lab, n, V);
+}
+
+void fm_mlm_backward(fm_model *m, fm_acts *a, const fm_batch *b, float scale, float *dx) {
+    const fm_config *c = &m->cfg;
+    assert(a->mlm);
+    const int BT = b->B * b->T, H = c->hidden_size, V = c->vocab_size, n = a->mlm_n;
+    memset(dx, 0, (size_t)BT * H * sizeof *dx);
+    if (n == 0) return;
+    fm_crossentropy_backward(a->mlm_probs, a->mlm_probs, a->mlm_lab, scale, n, V);
+    fm_linear_backward(a->mlm_d0, 0, G(m, m->g.word), G(m, m->g.mlm_bias), a->mlm_probs, a->mlm_out, H, m->w.word, n,
+                       H, V);
+    fm_layernorm_backward(a->mlm_d1, G(m, m->g.mlm_ln_g), G(m, m->g.mlm_ln_b), a->mlm_d0, a->mlm_act, a->mlm_mean,
+                          a->mlm_rstd, m->w.mlm_ln_g, n, H);
+    fm_gelu_backward(a->mlm_d1, NULL, a->mlm_d1, a->mlm_pre, (size_t)n * H, c->hidden_act);
+    fm_linear_backward(a->mlm_d0, 0, G(m, m->g.mlm_w), G(m, m->g.mlm_b), a->mlm_d1, a->mlm_x, H, m->w.mlm_w, n, H, H);
+    for (int i = 0; i < n; i++)
+        memcpy(dx + (size_t)a->mlm_rows[i] * H, a->mlm_d0 + (size_t)i * H, (size_t)H * sizeof *dx);
+}
+
+/* ---- whole model ------------------------------------------------------------------------------ */
+
+float fm_model_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float *logits) {
+    const fm_config *c = &m->cfg;
+    const int L = c->num_hidden_layers;
+    assert(a->l0 == 0 && a->l1 == L);
+    float *x0 = L > 0 ? a->lay[0].inp : a->xfinal;
+    fm_embed_forward(m, a, b, p, x0);
+    fm_encoder_forward(m, a, b, p, 0, L, x0, a->xfinal);
+    double loss = 0;
+    if (c->num_labels > 0) loss += fm_head_forward(m, a, b, p, a->xfinal, logits);
+    if (a->mlm) loss += fm_mlm_forward(m, a, b, a->xfinal, NULL);
+    return (float)loss;
+}
+
+void fm_model_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale) {
+    const fm_config *c = &m->cfg;
+    const int L = c->num_hidden_layers;
+    const size_t BTH = (size_t)b->B * b->T * c->hidden_size;
+    assert(a->l0 == 0 && a->l1 == L);
+    if (c->num_labels > 0)
+        fm_head_backward(m, a, b, p, scale, a->dtop);
+    else
+        memset(a->dtop, 0, BTH * sizeof(float));
+    if (a->mlm) {
+        fm_mlm_backward(m, a, b, scale, a->dmlm);
+        fm_residual_backward(a->dtop, NULL, a->dmlm, BTH);
+    }
+    fm_encoder_backward(m, a, b, p, 0, L, a->dtop, a->demb);
+    fm_embed_backward(m, a, b, p, a->demb);
+}
