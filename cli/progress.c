@@ -1,4 +1,5 @@
 /* progress.c: progress lines on stderr (see progress.h). */
+#define _POSIX_C_SOURCE 200809L
 #include "progress.h"
 
 #include <stdio.h>

@@ -567,6 +567,8 @@ static void test_dropout_bits_contract(void **state) {
         kept += want;
     }
     assert_int_equal(bits[2] >> (n - 128), 0); /* no stray bits past n */
+    /* About 75% kept: 112.5 expected, standard deviation 5.3. */
+    assert_true(kept > 85 && kept < 140);
     /* the fast path against the reference for every alignment of first and
      * lengths around the 64-bit words and the 1024-element chunks */
     const int lens[] = {1, 3, 4, 5, 63, 64, 65, 127, 128, 129, 1023, 1024, 1025, 1030, 3000};
