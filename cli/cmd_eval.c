@@ -231,8 +231,17 @@ int fm_cmd_predict(int argc, char **argv) {
     } else if (fm_mkdirs(a.out) == FM_OK) {
         if (c.task->dev_mm_file) {
             /* MNLI: the matched and mismatched sets, as GLUE names the files. */
+            fm_glue_split mm = dev ? FM_GLUE_DEV_MISMATCHED : FM_GLUE_TEST_MISMATCHED;
+            char *dir = fm_path_join(a.data, c.task->name);
+            char *mm_path = fm_path_join(dir, fm_glue_split_file(c.task, mm));
+            int have_mm = fm_file_exists(mm_path);
             rc = predict_split(&c, &a, dev ? FM_GLUE_DEV : FM_GLUE_TEST, "MNLI-m");
-            if (rc == FM_OK) rc = predict_split(&c, &a, dev ? FM_GLUE_DEV_MISMATCHED : FM_GLUE_TEST_MISMATCHED, "MNLI-mm");
+            if (rc == FM_OK && have_mm)
+                rc = predict_split(&c, &a, mm, "MNLI-mm");
+            else if (rc == FM_OK)
+                fm_log("%s: absent; wrote MNLI-m only", mm_path);
+            free(mm_path);
+            free(dir);
         } else {
             rc = predict_split(&c, &a, dev ? FM_GLUE_DEV : FM_GLUE_TEST, c.task->name);
         }
