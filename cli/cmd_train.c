@@ -20,6 +20,13 @@ static void usage(FILE *f) {
             "  --data GLUE_DIR        directory with GLUE_DIR/TASK/{train,dev}.tsv\n"
             "  --out RUN_DIR          run directory (created)\n"
             "  --mode full            every parameter trains (default)\n"
+            "  --mode freeze --freeze SET\n"
+            "                         L0-close: the tensors in SET keep their pre-trained values;\n"
+            "                         SET is a comma-separated list of key (W_K of every layer),\n"
+            "                         deepest:N (the last N layers), word_embeddings, or globs over\n"
+            "                         tensor names (encoder.layer.*.attention.self.query.weight)\n"
+            "  --weights W            pretrained (default); controls: shuffled (each tensor permuted,\n"
+            "                         norm kept) or random (BERT's initialisation from --seed)\n"
             "  --lr X                 peak learning rate (2e-5)\n"
             "  --batch-size N         examples per step (32)\n"
             "  --epochs X             passes over the training set (3; may be fractional)\n"
@@ -56,6 +63,7 @@ int fm_cmd_train(int argc, char **argv) {
         {"eval-every", required_argument, 0, 'v'},   {"log-every", required_argument, 0, 'G'},
         {"eval-batch-size", required_argument, 0, 'B'}, {"dump-grads", required_argument, 0, 'u'},
         {"threads", required_argument, 0, 't'},      {"help", no_argument, 0, 'h'},
+        {"freeze", required_argument, 0, 'F'},       {"weights", required_argument, 0, 'X'},
         {0, 0, 0, 0},
     };
     fm_ft_opts o;
@@ -74,6 +82,8 @@ int fm_cmd_train(int argc, char **argv) {
         case 'm': o.mode = optarg; break;
         case 'u': o.dump_grads = optarg; break;
         case 'n': o.shuffle = 0; break;
+        case 'F': o.freeze = optarg; break;
+        case 'X': o.weights = optarg; break;
 #define DBL(c, field, name, lo, hi) \
     case c: rc = fm_opt_double(name, optarg, lo, hi, &dv); o.field = dv; break;
 #define INT(c, field, name, lo, hi) \

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "controls.h"
 #include "fileio.h"
 #include "fm.h"
 #include "modeldir.h"
@@ -40,6 +41,8 @@ void fm_ft_opts_default(fm_ft_opts *o) {
     o->log_every = 50;
     o->max_train_examples = -1;
     o->eval_batch_size = 32;
+    o->freeze = NULL;
+    o->weights = "pretrained";
 }
 
 void fm_ft_threads(int n) {
@@ -237,14 +240,28 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
 }
 
 int fm_finetune(const fm_ft_opts *o) {
-    if (strcmp(o->mode, "full") != 0)
-        return fm_fail("--mode %s: this build trains with --mode full only", o->mode);
+    const int freeze = !strcmp(o->mode, "freeze");
+    if (strcmp(o->mode, "full") != 0 && !freeze)
+        return fm_fail("--mode %s: expected full or freeze", o->mode);
+    if (freeze != (o->freeze != NULL))
+        return fm_fail(freeze ? "--mode freeze needs --freeze SET (e.g. key,deepest:2,word_embeddings)"
+                              : "--freeze goes with --mode freeze");
+    if (strcmp(o->weights, "pretrained") && strcmp(o->weights, "shuffled") && strcmp(o->weights, "random"))
+        return fm_fail("--weights %s: expected pretrained, shuffled or random", o->weights);
     if (o->threads > 0) fm_ft_threads(o->threads);
     double t_start = fm_now();
     fm_ft_ctx c;
     if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
     fm_model *m = &c.model;
     const fm_glue_task *task = c.task;
+    size_t frozen = 0;
+    if (freeze && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &frozen) != FM_OK) {
+        fm_ft_free(&c);
+        return FM_ERR;
+    }
+    /* The controls: the pre-trained weights permuted within each tensor, or random. */
+    if (!strcmp(o->weights, "shuffled")) fm_weights_shuffle(m, o->seed);
+    if (!strcmp(o->weights, "random")) fm_weights_randomize(m, o->seed);
     int rc = FM_ERR;
     fm_glue_set train_set = {0}, dev_set[2] = {{0}};
     fm_dataset train = {0}, dev[2] = {{0}};
@@ -378,7 +395,13 @@ int fm_finetune(const fm_ft_opts *o) {
     json_object_set_new(metrics, "train_examples", json_integer(train.n));
     json_object_set_new(metrics, "steps", json_integer(total));
     json_object_set_new(metrics, "final_loss", json_real(isnan(last_loss) ? 0.0 : last_loss));
+    json_object_set_new(metrics, "weights", json_string(o->weights));
+    if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
     json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
+    json_object_set_new(metrics, "frozen_parameters", json_integer((json_int_t)frozen));
+    /* Table 3's task-specific storage: what must be kept per task beyond the
+     * shared pre-trained model, the trained parameters as float32. */
+    json_object_set_new(metrics, "task_storage_bytes", json_integer((json_int_t)(4 * fm_layout_trainable(&m->lay))));
     json_object_set_new(metrics, "hyperparameters", hyper_json(o, &opt, total));
     for (int s = 0; s < ndev; s++) {
         logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[s].n ? dev[s].n : 1) * m->cfg.num_labels);

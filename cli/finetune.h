@@ -34,6 +34,8 @@ typedef struct {
     int64_t max_train_examples; /* < 0: all */
     int eval_batch_size;    /* 64 */
     int threads;            /* 0: default */
+    const char *freeze;     /* mode freeze: the freeze set (see controls.h) */
+    const char *weights;    /* "pretrained" (default), "shuffled" or "random" */
 } fm_ft_opts;
 
 void fm_ft_opts_default(fm_ft_opts *o);

@@ -215,23 +215,26 @@ static int ends_with(const char *s, const char *suffix) {
     return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
 }
 
-void fm_model_init_weights(fm_model *m, uint64_t seed) {
+void fm_model_init_weights(fm_model *m, uint64_t seed) { fm_model_init_tensors(m, seed, 0); }
+
+void fm_model_init_tensors(fm_model *m, uint64_t seed, unsigned skip_flags) {
     const float std = m->cfg.initializer_range;
     for (int i = 0; i < m->lay.n; i++) {
         const fm_tensor *t = &m->lay.t[i];
+        if (t->flags & skip_flags) continue;
         float *p = m->params + t->offset;
         if (t->flags & FM_T_MATRIX) {
             fm_rng_normals(seed, FM_RNG_INIT, 0, (uint32_t)i, p, t->numel);
             for (size_t j = 0; j < t->numel; j++) p[j] *= std;
+            /* nn.Embedding(padding_idx): the pad token's row starts at zero. */
+            if (!strcmp(t->name, "embeddings.word_embeddings.weight"))
+                memset(p + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
+                       (size_t)m->cfg.hidden_size * sizeof(float));
         } else {
             float v = (t->flags & FM_T_LN) && ends_with(t->name, ".weight") ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->numel; j++) p[j] = v;
         }
     }
-    /* nn.Embedding(padding_idx): the pad token's row starts at zero. */
-    memset(m->params + fm_layout_find(&m->lay, "embeddings.word_embeddings.weight")->offset +
-               (size_t)m->cfg.pad_token_id * m->cfg.hidden_size,
-           0, (size_t)m->cfg.hidden_size * sizeof(float));
 }
 
 void fm_model_zero_grads(fm_model *m) { memset(m->grads, 0, m->lay.numel * sizeof *m->grads); }

@@ -64,6 +64,9 @@ void fm_model_free(fm_model *m);
  * from rng.h (purpose FM_RNG_INIT, stream = tensor index), LayerNorm gains
  * 1, every bias 0. Deterministic in seed. */
 void fm_model_init_weights(fm_model *m, uint64_t seed);
+/* The same for every tensor without any of skip_flags (FM_T_*): each tensor's
+ * values depend only on seed and its index in the layout. */
+void fm_model_init_tensors(fm_model *m, uint64_t seed, unsigned skip_flags);
 void fm_model_zero_grads(fm_model *m);
 /* The tensor that holds the float at p (inside params or grads), or NULL. */
 const fm_tensor *fm_model_tensor_at(const fm_model *m, const float *p);
