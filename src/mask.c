@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "mask.h"
 
+#include <assert.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,4 +123,21 @@ size_t fm_mask_common_zeros(const fm_mask_tensor *a, const fm_mask_tensor *b) {
     for (; i < bytes; i++) ones_either += (size_t)__builtin_popcount(a->bits[i] | b->bits[i]);
     /* Zeros in both = entries minus entries kept in either (padding bits are 0 in both and not counted). */
     return a->numel - ones_either;
+}
+
+int fm_mask_stray_bits(const fm_mask_tensor *t) {
+    if (t->numel % 8 == 0) return 0;
+    uint8_t last = t->bits[t->numel / 8];
+    return (last >> (t->numel % 8)) != 0;
+}
+
+void fm_mask_apply(const fm_mask *m, const fm_layout *lay, float *params) {
+    for (int k = 0; k < m->n; k++) {
+        const fm_mask_tensor *mt = &m->t[k];
+        const fm_tensor *t = fm_layout_find(lay, mt->name);
+        assert(t && t->numel == mt->numel);
+        float *w = params + t->offset;
+        for (size_t i = 0; i < mt->numel; i++)
+            if (!fm_mask_get(mt, i)) w[i] = 0.0f;
+    }
 }

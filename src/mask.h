@@ -11,6 +11,12 @@
 
 #include "params.h"
 
+/* The tensors masked by default: every weight matrix of the embeddings, the
+ * encoder and the pooler (not biases, LayerNorm or the heads). */
+#define FM_MASK_DEFAULT_GLOB                                                                                          \
+    "embeddings.*_embeddings.weight,encoder.layer.*.attention.self.*.weight,encoder.layer.*.dense.weight,"            \
+    "pooler.dense.weight"
+
 typedef struct {
     char name[96];     /* the layout's tensor name (no "bert." prefix) */
     int ndim;
@@ -44,5 +50,12 @@ static inline void fm_mask_set(fm_mask_tensor *t, size_t i, int v) {
 size_t fm_mask_count(fm_mask_tensor *t);
 /* Entries that are zero in both a and b (same shape), by popcount of ~a & ~b. */
 size_t fm_mask_common_zeros(const fm_mask_tensor *a, const fm_mask_tensor *b);
+/* 1 when some bit past numel is set in t's last byte (a malformed mask). */
+int fm_mask_stray_bits(const fm_mask_tensor *t);
+
+/* Zero every entry of params (layout lay) whose mask bit is 0: the weights
+ * become theta ⊙ mask. Every mask tensor must name a layout tensor of the
+ * same size (fm_maskfile_check_model checks a mask read from a file). */
+void fm_mask_apply(const fm_mask *m, const fm_layout *lay, float *params);
 
 #endif
