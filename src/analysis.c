@@ -267,7 +267,8 @@ void fm_dist_finish(fm_dist *out, const fm_dist_acc *acc) {
     out->l1 = acc->l1;
     out->l1_mean = acc->n ? acc->l1 / (double)acc->n : NAN;
     if (acc->aa > 0 && acc->bb > 0) {
-        double c = acc->ab / (sqrt(acc->aa) * sqrt(acc->bb));
+        /* sqrt(x * x) is exactly x in IEEE arithmetic, so equal vectors give cosine 1 exactly. */
+        double c = acc->ab / sqrt(acc->aa * acc->bb);
         if (c > 1) c = 1;
         if (c < -1) c = -1;
         out->cosine = c;
