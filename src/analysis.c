@@ -304,29 +304,67 @@ static int match_any(const char *globs, const char *name) {
 
 enum { REF_U1, REF_U2, REF_N1, REF_N2, NREF };
 
+/* The five sums of one chunk of tensor t: A vs B and the references, drawn
+ * into ref (4 buffers of CHUNK floats). */
+static void distance_chunk(fm_dist_acc acc[5], float *ref[NREF], const float *a, const float *b, size_t i0, size_t n,
+                           uint64_t chunk, double c, uint32_t stream, uint64_t seed) {
+    /* Uniforms are indexed by position; normals come a chunk per step. */
+    fm_rng_uniforms(seed, FM_RNG_REFERENCE, REF_U1, stream, i0, ref[REF_U1], n);
+    fm_rng_uniforms(seed, FM_RNG_REFERENCE, REF_U2, stream, i0, ref[REF_U2], n);
+    fm_rng_normals(seed, FM_RNG_REFERENCE, ((uint64_t)REF_N1 << 48) | chunk, stream, ref[REF_N1], n);
+    fm_rng_normals(seed, FM_RNG_REFERENCE, ((uint64_t)REF_N2 << 48) | chunk, stream, ref[REF_N2], n);
+    for (size_t j = 0; j < n; j++) {
+        ref[REF_U1][j] = (float)(c * (2.0 * ref[REF_U1][j] - 1.0));
+        ref[REF_U2][j] = (float)(c * (2.0 * ref[REF_U2][j] - 1.0));
+        ref[REF_N1][j] = (float)(c * ref[REF_N1][j]);
+        ref[REF_N2][j] = (float)(c * ref[REF_N2][j]);
+    }
+    memset(acc, 0, 5 * sizeof *acc);
+    fm_dist_acc_add(&acc[0], a + i0, b + i0, n);
+    fm_dist_acc_add(&acc[1], ref[REF_U1], ref[REF_U2], n);
+    fm_dist_acc_add(&acc[2], ref[REF_N1], ref[REF_N2], n);
+    fm_dist_acc_add(&acc[3], ref[REF_U1], a + i0, n);
+    fm_dist_acc_add(&acc[4], ref[REF_N1], a + i0, n);
+}
+
+static void acc_merge(fm_dist_acc *dst, const fm_dist_acc *src) {
+    dst->l1 += src->l1;
+    dst->ab += src->ab;
+    dst->aa += src->aa;
+    dst->bb += src->bb;
+    dst->n += src->n;
+}
+
 int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *pa, const fm_layout *lb,
                        const float *pb, const char *glob, uint64_t seed) {
     memset(r, 0, sizeof *r);
     r->seed = seed;
-    r->tensor = fm_xcalloc((size_t)(la->n ? la->n : 1), sizeof *r->tensor);
-    float *ref[NREF];
-    for (int q = 0; q < NREF; q++) ref[q] = fm_xmalloc(sizeof(float) * CHUNK);
-    fm_dist_acc all[5] = {{0}};
-    int rc = FM_OK;
-    for (int i = 0; i < la->n && rc == FM_OK; i++) {
+    /* Check everything first: which tensors, and that B has them. */
+    int *src = fm_xcalloc((size_t)(la->n ? la->n : 1), sizeof *src), nsrc = 0;
+    for (int i = 0; i < la->n; i++) {
         const fm_tensor *ta = &la->t[i];
         if (!(ta->flags & FM_T_MATRIX) || (ta->flags & (FM_T_HEAD | FM_T_MLM)) || !match_any(glob, ta->name)) continue;
         const fm_tensor *tb = fm_layout_find(lb, ta->name);
         if (!tb) {
-            rc = fm_fail("tensor '%s': the second model has no such tensor", ta->name);
-            break;
+            free(src);
+            return fm_fail("tensor '%s': the second model has no such tensor", ta->name);
         }
         if (tb->ndim != ta->ndim || tb->shape[0] != ta->shape[0] || tb->shape[1] != ta->shape[1]) {
-            rc = fm_fail("tensor '%s': shape [%lld, %lld] in the first model, [%lld, %lld] in the second", ta->name,
-                         (long long)ta->shape[0], (long long)ta->shape[1], (long long)tb->shape[0],
-                         (long long)tb->shape[1]);
-            break;
+            free(src);
+            return fm_fail("tensor '%s': shape [%lld, %lld] in the first model, [%lld, %lld] in the second", ta->name,
+                           (long long)ta->shape[0], (long long)ta->shape[1], (long long)tb->shape[0],
+                           (long long)tb->shape[1]);
         }
+        src[nsrc++] = i;
+    }
+    if (nsrc == 0) {
+        free(src);
+        return fm_fail("no weight matrix of the model matches '%s'", glob ? glob : "*");
+    }
+    r->tensor = fm_xcalloc((size_t)nsrc, sizeof *r->tensor);
+    fm_dist_acc all[5] = {{0}};
+    for (int s = 0; s < nsrc; s++) {
+        const fm_tensor *ta = &la->t[src[s]], *tb = fm_layout_find(lb, ta->name);
         fm_distance_row *row = &r->tensor[r->n++];
         snprintf(row->label, sizeof row->label, "%s", ta->name);
         row->layer = fm_name_layer(ta->name);
@@ -338,43 +376,33 @@ int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *
         const double c = 1.0 / sqrt((double)row->fan_in);
         const uint32_t stream = fm_name_stream(ta->name);
         const float *a = pa + ta->offset, *b = pb + tb->offset;
-        fm_dist_acc acc[5] = {{0}};
-        for (size_t i0 = 0, chunk = 0; i0 < ta->numel; i0 += CHUNK, chunk++) {
-            size_t n = ta->numel - i0 < CHUNK ? ta->numel - i0 : CHUNK;
-            /* Uniforms are indexed by position; normals come a chunk per step. */
-            fm_rng_uniforms(seed, FM_RNG_REFERENCE, REF_U1, stream, i0, ref[REF_U1], n);
-            fm_rng_uniforms(seed, FM_RNG_REFERENCE, REF_U2, stream, i0, ref[REF_U2], n);
-            fm_rng_normals(seed, FM_RNG_REFERENCE, ((uint64_t)REF_N1 << 48) | chunk, stream, ref[REF_N1], n);
-            fm_rng_normals(seed, FM_RNG_REFERENCE, ((uint64_t)REF_N2 << 48) | chunk, stream, ref[REF_N2], n);
-            for (size_t j = 0; j < n; j++) {
-                ref[REF_U1][j] = (float)(c * (2.0 * ref[REF_U1][j] - 1.0));
-                ref[REF_U2][j] = (float)(c * (2.0 * ref[REF_U2][j] - 1.0));
-                ref[REF_N1][j] = (float)(c * ref[REF_N1][j]);
-                ref[REF_N2][j] = (float)(c * ref[REF_N2][j]);
+        /* Chunks in parallel, each with its own sums, added in chunk order:
+         * the result does not depend on the thread count. */
+        const size_t nchunk = (ta->numel + CHUNK - 1) / CHUNK;
+        fm_dist_acc(*part)[5] = fm_xcalloc(nchunk ? nchunk : 1, sizeof *part);
+#pragma omp parallel
+        {
+            float *ref[NREF];
+            for (int q = 0; q < NREF; q++) ref[q] = fm_xmalloc(sizeof(float) * CHUNK);
+#pragma omp for schedule(static)
+            for (size_t k = 0; k < nchunk; k++) {
+                size_t i0 = k * CHUNK, n = ta->numel - i0 < CHUNK ? ta->numel - i0 : CHUNK;
+                distance_chunk(part[k], ref, a, b, i0, n, k, c, stream, seed);
             }
-            fm_dist_acc_add(&acc[0], a + i0, b + i0, n);
-            fm_dist_acc_add(&acc[1], ref[REF_U1], ref[REF_U2], n);
-            fm_dist_acc_add(&acc[2], ref[REF_N1], ref[REF_N2], n);
-            fm_dist_acc_add(&acc[3], ref[REF_U1], a + i0, n);
-            fm_dist_acc_add(&acc[4], ref[REF_N1], a + i0, n);
+            for (int q = 0; q < NREF; q++) free(ref[q]);
         }
+        fm_dist_acc acc[5] = {{0}};
+        for (size_t k = 0; k < nchunk; k++)
+            for (int q = 0; q < 5; q++) acc_merge(&acc[q], &part[k][q]);
+        free(part);
         fm_dist *out[5] = {&row->ab, &row->uniform_pair, &row->normal_pair, &row->uniform_vs_a, &row->normal_vs_a};
         for (int q = 0; q < 5; q++) {
             fm_dist_finish(out[q], &acc[q]);
-            all[q].l1 += acc[q].l1;
-            all[q].ab += acc[q].ab;
-            all[q].aa += acc[q].aa;
-            all[q].bb += acc[q].bb;
-            all[q].n += acc[q].n;
+            acc_merge(&all[q], &acc[q]);
         }
         r->all.numel += ta->numel;
     }
-    for (int q = 0; q < NREF; q++) free(ref[q]);
-    if (rc == FM_OK && r->n == 0) rc = fm_fail("no weight matrix of the model matches '%s'", glob ? glob : "*");
-    if (rc != FM_OK) {
-        fm_distance_report_free(r);
-        return FM_ERR;
-    }
+    free(src);
     snprintf(r->all.label, sizeof r->all.label, "all");
     r->all.layer = -2;
     fm_dist *out[5] = {&r->all.ab, &r->all.uniform_pair, &r->all.normal_pair, &r->all.uniform_vs_a,
