@@ -373,6 +373,14 @@ static int cmd_apply(int argc, char **argv) {
         fm_fail("%s already exists (use --force to overwrite it)", wpath);
         goto out;
     }
+    char *rm = realpath(a.model, NULL), *ro = realpath(a.out, NULL);
+    int same = rm && ro && !strcmp(rm, ro);
+    free(rm);
+    free(ro);
+    if (same) {
+        fm_fail("mask apply: --out %s is the model directory itself; the pre-trained model would be lost", a.out);
+        goto out;
+    }
     if (fm_maskfile_load_model(a.model, a.mask, &model, &m, &meta) != FM_OK) goto out;
     fm_hfextra x;
     memset(&x, 0, sizeof x);

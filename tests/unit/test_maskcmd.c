@@ -172,6 +172,11 @@ static void test_apply(void **state) {
                      1);
     tu_assert_contains(fm_last_error(), fx->m1);
     tu_assert_contains(fm_last_error(), "fingerprint");
+    /* nor is the pre-trained model overwritten */
+    assert_int_equal(run(fm_cmd_mask, (const char *const[]){"mask", "apply", "--model", fx->model, "--mask", fx->m1,
+                                                             "--out", fx->model, "--force", NULL}),
+                     1);
+    tu_assert_contains(fm_last_error(), "is the model directory itself");
     char *after;
     size_t nafter;
     assert_int_equal(fm_read_file(wpath, &after, &nafter), FM_OK);
