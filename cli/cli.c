@@ -21,6 +21,7 @@ static const fm_command commands[] = {
     {"train", fm_cmd_train, "fine-tune a model on a GLUE task and score it on the dev set"},
     {"eval", fm_cmd_eval, "score a fine-tuned model on a GLUE dev set"},
     {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
+    {"pretrain", fm_cmd_pretrain, "pre-train a BERT with the masked-language-model objective on text files"},
     {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
 };
 
