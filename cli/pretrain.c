@@ -13,7 +13,7 @@
 #include "config.h"
 #include "corpus.h"
 #include "dataset.h"
-#include "dp.h"
+#include "world.h"
 #include "fileio.h"
 #include "fm.h"
 #include "hfconfig.h"
@@ -86,7 +86,7 @@ static double forward_rows(pt_work *w, int n, int64_t example0, uint64_t key_ste
 }
 
 /* Mean MLM loss over dataset rows [r0, r1), dropout off, split over the ranks. */
-static double eval_loss(pt_work *w, const fm_dp *dp, int r0, int r1, int Bl) {
+static double eval_loss(pt_work *w, const fm_world *dp, int r0, int r1, int Bl) {
     fm_pass pass = {.seed = w->seed, .step = 0, .training = 0};
     double sum[2] = {0, 0};
     int per = Bl * dp->size;
@@ -99,7 +99,7 @@ static double eval_loss(pt_work *w, const fm_dp *dp, int r0, int r1, int Bl) {
         sum[0] += forward_rows(w, hi - lo, lo, FM_PT_EVAL_STEP, &pass, &np, NULL);
         sum[1] += (double)np;
     }
-    fm_dp_sum_doubles(dp, sum, 2);
+    fm_world_sum_doubles(dp, sum, 2);
     return sum[1] > 0 ? sum[0] / sum[1] : NAN;
 }
 
@@ -159,8 +159,8 @@ static json_t *counts_json(const fm_mlm_counts *k) {
 }
 
 int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
-    fm_dp dp;
-    if (fm_dp_init(&dp) != FM_OK) return FM_ERR;
+    fm_world dp;
+    if (fm_world_init(&dp) != FM_OK) return FM_ERR;
     if (o->threads > 0) {
         omp_set_num_threads(o->threads);
         fm_blas_set_threads(o->threads);
@@ -274,7 +274,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         free(path);
         path = NULL;
     }
-    if (!fm_dp_all_ok(&dp, ok)) {
+    if (!fm_world_all_ok(&dp, ok)) {
         if (ok) fm_fail("pretrain: rank 0 could not create %s", o->out);
         goto done;
     }
@@ -298,10 +298,10 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             red[0] = forward_rows(&w, hi - lo, lo, (uint64_t)step, &pass, &np, &counts);
             red[1] = (double)np;
         }
-        fm_dp_sum_doubles(&dp, red, 2);
+        fm_world_sum_doubles(&dp, red, 2);
         double loss = red[1] > 0 ? red[0] / red[1] : 0;
         if (red[1] > 0 && hi > lo) fm_model_backward(&m, w.acts, &w.bb.b, &pass, (float)(1.0 / red[1]));
-        fm_dp_sum_floats(&dp, m.grads, m.lay.numel);
+        fm_world_sum_floats(&dp, m.grads, m.lay.numel);
         double norm = fm_grad_norm(&m.lay, m.grads);
         double factor = fm_adamw_step(&opt, &m.lay, m.params, m.grads, mom1, mom2, step, norm, NULL);
         examples += nb;
@@ -327,7 +327,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     /* every rank corrupted its own rows: sum the counts for the summary */
     double cd[5] = {(double)counts.tokens, (double)counts.chosen, (double)counts.masked, (double)counts.random,
                     (double)counts.kept};
-    fm_dp_sum_doubles(&dp, cd, 5);
+    fm_world_sum_doubles(&dp, cd, 5);
     counts = (fm_mlm_counts){(int64_t)cd[0], (int64_t)cd[1], (int64_t)cd[2], (int64_t)cd[3], (int64_t)cd[4]};
     fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s)", loss0, loss1, t_train,
            (double)examples / (t_train > 0 ? t_train : 1));
@@ -371,7 +371,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             fm_log("pretrain: done in %.1f s; model directory %s (fingerprint %016" PRIx64 ")", fm_now() - t_start,
                    o->out, fm_params_fingerprint(&m.lay, m.params));
     }
-    if (!fm_dp_all_ok(&dp, ok)) {
+    if (!fm_world_all_ok(&dp, ok)) {
         if (ok) fm_fail("pretrain: rank 0 failed to write %s", o->out);
         goto done;
     }

@@ -1,5 +1,5 @@
 /* pretrain.h: masked-language-model pre-training of a BERT from plain text,
- * on one process or data-parallel over the MPI ranks (mpi/dp.h). */
+ * on one process or data-parallel over the MPI ranks (mpi/world.h). */
 #ifndef FM_PRETRAIN_H
 #define FM_PRETRAIN_H
 

@@ -1,5 +1,5 @@
-/* dp.c: data parallelism over MPI_COMM_WORLD (see dp.h). */
-#include "dp.h"
+/* world.c: data parallelism over MPI_COMM_WORLD (see world.h). */
+#include "world.h"
 
 #include <mpi.h>
 #include <stdint.h>
@@ -17,7 +17,7 @@ static void finalize_at_exit(void) {
     if (!done) MPI_Finalize();
 }
 
-int fm_dp_init(fm_dp *d) {
+int fm_world_init(fm_world *d) {
     d->rank = 0;
     d->size = 1;
     d->mpi = 0;
@@ -36,7 +36,7 @@ int fm_dp_init(fm_dp *d) {
     return FM_OK;
 }
 
-void fm_dp_sum_floats(const fm_dp *d, float *buf, size_t n) {
+void fm_world_sum_floats(const fm_world *d, float *buf, size_t n) {
     if (!d->mpi || d->size == 1) return;
     /* in chunks below INT_MAX elements */
     const size_t chunk = (size_t)1 << 30;
@@ -46,18 +46,18 @@ void fm_dp_sum_floats(const fm_dp *d, float *buf, size_t n) {
     }
 }
 
-void fm_dp_sum_doubles(const fm_dp *d, double *buf, int n) {
+void fm_world_sum_doubles(const fm_world *d, double *buf, int n) {
     if (!d->mpi || d->size == 1) return;
     MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
-int fm_dp_all_ok(const fm_dp *d, int ok) {
+int fm_world_all_ok(const fm_world *d, int ok) {
     if (!d->mpi || d->size == 1) return ok != 0;
     int v = ok != 0, all = 0;
     MPI_Allreduce(&v, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
     return all;
 }
 
-void fm_dp_barrier(const fm_dp *d) {
+void fm_world_barrier(const fm_world *d) {
     if (d->mpi && d->size > 1) MPI_Barrier(MPI_COMM_WORLD);
 }
