@@ -36,7 +36,27 @@ typedef struct {
     int threads;            /* 0: default */
     const char *freeze;     /* mode freeze: the freeze set (see controls.h) */
     const char *weights;    /* "pretrained" (default), "shuffled" or "random" */
+    /* mode supermask: */
+    const char *ste;        /* "sigmoid" (default) or "identity" */
+    double init_sparsity;   /* 0: every nu starts at +5 */
+    const char *init_rank;  /* "global" (default) or "tensor" */
+    const char *mask_glob;  /* NULL: FM_MASK_DEFAULT_GLOB */
+    const char *mask_layers; /* NULL: all layers */
+    double mask_lr;         /* 1e-2: peak learning rate of nu */
+    double head_lr;         /* < 0: --lr */
+    int samples;            /* 10: Bernoulli samples scored at the end */
+    /* resume: */
+    int64_t checkpoint_every; /* 0: only on SIGTERM/SIGUSR1 */
+    int resume;             /* continue from out_dir/state.safetensors */
 } fm_ft_opts;
+
+/* The options that decide a run's results, as compact JSON text (sorted
+ * keys; free with free()): what RUN_DIR/options.json holds and a resumed run
+ * must match. */
+char *fm_ft_opts_json(const fm_ft_opts *o);
+/* Read RUN_DIR/options.json into o (strings point into *keep, which the
+ * caller json_decref's after o's last use). */
+int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep);
 
 void fm_ft_opts_default(fm_ft_opts *o);
 
