@@ -15,6 +15,7 @@ int fm_cmd_init(int argc, char **argv);
 int fm_cmd_inspect(int argc, char **argv);
 int fm_cmd_tokenize(int argc, char **argv);
 int fm_cmd_pretrain(int argc, char **argv);
+int fm_cmd_demo(int argc, char **argv);
 
 /* Parse option values strictly: the whole string, within [lo, hi]; FM_ERR
  * naming the option and the value otherwise. */

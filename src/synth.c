@@ -269,14 +269,10 @@ void fm_synth_corpus_line(fm_sbuf *out, uint64_t seed, uint64_t index) {
         /* a sentence and its rewording side by side: synonyms share contexts */
         rand_sent(&r, &s, 0.4, 0.3, 0.4, 0.3, 0.0);
         render(out, &s);
-        fm_sbuf_add(out, " it was ");
+        fm_sbuf_add(out, " that is , ");
         s.syn = SY_ALL;
         s.front = !s.front;
-        words ws;
-        render_words(&s, &ws);
-        ws.w[ws.n - 1] = "then";
-        join(out, &ws);
-        fm_sbuf_add(out, " .");
+        render(out, &s);
     }
 }
 
