@@ -262,6 +262,7 @@ static int mode_key(parse_state *s, int mi, const char *name, const char *v) {
         if (!strcmp(name, "masked")) return set_str(s, name, jf->masked, sizeof jf->masked, v);
         if (!strcmp(name, "layers")) return set_str(s, name, jf->layers, sizeof jf->layers, v);
         if (!strcmp(name, "samples")) INT(jf->samples, 1, 10000);
+        if (!strcmp(name, "mask_lr")) DBL(jf->mask_lr, 0, 1e3);
     }
     return perr(s, "unknown key '%s' in section [%s]", name, mode_names[mi]);
 }
@@ -338,6 +339,7 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     jf->path = fm_xstrdup(path);
     fm_job_hyper_default(&jf->train);
     jf->samples = 10;
+    jf->mask_lr = -1;
     snprintf(jf->ste, sizeof jf->ste, "sigmoid");
     snprintf(jf->ranking, sizeof jf->ranking, "global");
     for (int i = 0; i < 3; i++) jf->mode_lr[i] = jf->mode_epochs[i] = -1;

@@ -12,7 +12,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "runfiles.h"
-#include "safetensors.h"
+#include "maskfile.h"
 
 void fm_result_free(fm_job_result *r) {
     json_decref(r->rec);
@@ -101,58 +101,14 @@ bad:
 int fm_run_mask_read(const char *job_dir, fm_mask *m) {
     memset(m, 0, sizeof *m);
     char *path = fm_path_join(job_dir, "mask.safetensors");
-    if (!fm_file_exists(path)) {
-        free(path);
-        return FM_OK;
+    int rc = FM_OK;
+    if (fm_file_exists(path)) {
+        fm_maskfile_meta meta;
+        rc = fm_maskfile_read(path, m, &meta, NULL, NULL, NULL);
+        if (rc == FM_OK) fm_maskfile_meta_free(&meta);
+        else memset(m, 0, sizeof *m);
     }
-    fm_st_file f;
-    int rc = FM_ERR;
-    json_t *desc = NULL;
-    if (fm_st_open(&f, path) != FM_OK) goto out;
-    const char *ts = fm_st_meta_get(&f, "tensors");
-    json_error_t e;
-    desc = ts ? json_loads(ts, 0, &e) : NULL;
-    if (!json_is_object(desc)) {
-        fm_fail("%s: metadata 'tensors' missing or not a JSON object", path);
-        goto out;
-    }
-    int n = 0;
-    for (int i = 0; i < f.n; i++) n += f.t[i].dtype == FM_ST_U8;
-    m->t = fm_xcalloc((size_t)(n ? n : 1), sizeof(fm_mask_tensor));
-    for (int i = 0; i < f.n; i++) {
-        const fm_st_tensor *st = &f.t[i];
-        if (st->dtype != FM_ST_U8) continue;
-        json_t *d = json_object_get(desc, st->name), *shape = json_object_get(d, "shape");
-        fm_mask_tensor *t = &m->t[m->n++];
-        const char *nm = strncmp(st->name, "bert.", 5) ? st->name : st->name + 5;
-        snprintf(t->name, sizeof t->name, "%s", nm);
-        t->ndim = (int)json_array_size(shape);
-        if (t->ndim < 1 || t->ndim > 2) {
-            fm_fail("%s: tensor %s: expected a shape of 1 or 2 dimensions in metadata", path, st->name);
-            goto out;
-        }
-        t->numel = 1;
-        for (int k = 0; k < t->ndim; k++) {
-            t->shape[k] = json_integer_value(json_array_get(shape, (size_t)k));
-            t->numel *= (size_t)t->shape[k];
-        }
-        if ((t->numel + 7) / 8 != st->numel) {
-            fm_fail("%s: tensor %s: %" PRIu64 " bytes do not fit %zu entries", path, st->name, st->numel, t->numel);
-            goto out;
-        }
-        t->bits = fm_xmalloc(st->numel ? st->numel : 1);
-        memcpy(t->bits, st->data, st->numel);
-        t->ones = fm_mask_count(t);
-    }
-    rc = FM_OK;
-out:
-    json_decref(desc);
-    fm_st_close(&f);
     free(path);
-    if (rc != FM_OK) {
-        if (m->t) fm_mask_free(m);
-        memset(m, 0, sizeof *m);
-    }
     return rc;
 }
 
