@@ -221,6 +221,15 @@ static void test_errors(void **state) {
     expect_error(HEAD "[layout]\nnodes=2\n", ":8: unknown key 'nodes' in section [layout]");
     expect_error(HEAD "[layout\nthreads=2\n", ":7: expected [section], key = value or a comment");
     expect_error(HEAD "this is not a key\n", ":7: expected [section], key = value or a comment");
+    {
+        char longl[400];
+        memset(longl, 'x', sizeof longl);
+        memcpy(longl, "[train]\nlr=", 11);
+        memcpy(longl + sizeof longl - 2, "\n", 2);
+        char text[600];
+        snprintf(text, sizeof text, "%s%s", HEAD, longl);
+        expect_error(text, ":8: line longer than 198 characters");
+    }
     expect_error("[sweep]\ntasks=MRPC\nmodes=full\n", "[run] model is required");
     expect_error("[run]\nmodel=m\n[sweep]\ntasks=MRPC\nmodes=full\n", "[run] data is required");
     expect_error("[run]\nmodel=m\ndata=d\n[sweep]\nmodes=full\n", "[sweep] tasks is required");
