@@ -589,6 +589,39 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         goto out;
     }
     fprintf(m, "\nRun wall time: %.2f s; sum of job wall times: %.2f s.\n", wall, total_work);
+    /* Data-parallel projection: per job with gradient sums, the bytes per
+     * step, the ring-allreduce time at 100 Gb/s on p nodes, against the step's
+     * compute time measured here. */
+    json_t *proj = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *cp = json_object_get(res[i].rec, "compute");
+        double bytes = nget(cp, "comm_bytes_per_step"), tr = nget(cp, "train_seconds"), cs = nget(cp, "comm_seconds");
+        double steps = nget(json_object_get(res[i].rec, "metrics"), "steps"), R = nget(cp, "replicas");
+        if (isnan(bytes) || bytes <= 0 || isnan(tr) || isnan(steps) || steps <= 0) continue;
+        if (isnan(R) || R < 1) R = 1;
+        if (isnan(cs)) cs = 0;
+        /* compute of one whole batch on one replica (the replicas split it) */
+        double t1 = (tr - cs) / steps * R;
+        const double bw = 100e9 / 8;
+        if (!json_array_size(proj))
+            fprintf(m, "\n### Data-parallel projection (100 Gb/s, ring allreduce)\n\n"
+                       "t_comm(p) = 2 (p-1)/p x bytes / 12.5 GB/s; t1 = measured compute of one batch on one "
+                       "replica = (train s - comm s) / steps x replicas. Strong scaling (the batch split over p "
+                       "nodes): efficiency = (t1/p) / (t1/p + t_comm); weak scaling (a batch per node): t1 / (t1 + "
+                       "t_comm). No overlap assumed (a lower bound).\n\n"
+                       "| job | bytes/step | t1 s | p | t_comm s | strong eff. | weak eff. |\n|---|---|---|---|---|---|---|\n");
+        for (int p = 16; p <= 64; p *= 4) {
+            double tc = 2.0 * (p - 1) / p * bytes / bw;
+            double es = (t1 / p) / (t1 / p + tc), ew = t1 / (t1 + tc);
+            json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:f, s:f, s:f}", "job", sget(res[i].rec, "name"), "bytes_per_step",
+                                  bytes, "t1_seconds", t1, "nodes", p, "t_comm_seconds", tc, "strong_efficiency", es,
+                                  "weak_efficiency", ew);
+            json_array_append_new(proj, o);
+            fprintf(m, "| %s | %.0f | %.3f | %d | %.4f | %.3f | %.3f |\n", sget(res[i].rec, "name"), bytes, t1, p, tc,
+                    es, ew);
+        }
+    }
+    json_object_set_new(comp, "projection", proj);
     double base = nget(run, "baseline_wall_seconds");
     int ranks = (int)nget(json_object_get(run, "layout"), "world_size");
     if (!isnan(base) && wall > 0 && ranks > 0) {
