@@ -23,7 +23,11 @@ static const fm_command commands[] = {
     {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
     {"demo", fm_cmd_demo, "the whole method at small scale on generated data (also: finemask with no arguments)"},
     {"pretrain", fm_cmd_pretrain, "pre-train a BERT with the masked-language-model objective on text files"},
+    {"mask", fm_cmd_mask, "mask files: stats, overlap, apply to a model, export unpacked, random masks"},
+    {"distance", fm_cmd_distance, "L1 and angular distances between two models' weight matrices"},
     {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
+    {"run", fm_cmd_run, "run a job file's whole sweep over MPI ranks (teams, data parallelism, report)"},
+    {"report", fm_cmd_report, "rebuild a run directory's report/ from its files"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

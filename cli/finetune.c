@@ -115,10 +115,10 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
     json_error_t err;
     int shuffle = 1;
     json_int_t bs, msl, seed, ms, ee, le, mte, ebs, samples;
-    const char *freeze = NULL, *mask = NULL, *ml = NULL;
+    json_t *freeze = NULL, *mask = NULL, *ml = NULL;
     if (json_unpack_ex(j, &err, JSON_STRICT,
                        "{s:s, s:s, s:s, s:s, s:F, s:I, s:F, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:I, s:F, s:I, s:b, "
-                       "s:I, s:I, s:I, s:I, s:s?, s:s, s:s, s:F, s:s, s:s?, s:s?, s:F, s:F, s:I}",
+                       "s:I, s:I, s:I, s:I, s:o, s:s, s:s, s:F, s:s, s:o, s:o, s:F, s:F, s:I}",
                        "model", &o->model_dir, "task", &o->task, "data", &o->data_dir, "mode", &o->mode, "lr",
                        &o->lr, "batch_size", &bs, "epochs", &o->epochs, "max_seq_length", &msl, "warmup", &o->warmup,
                        "weight_decay", &o->weight_decay, "adam_eps", &o->adam_eps, "adam_beta1", &o->adam_beta1,
@@ -143,9 +143,9 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
     o->log_every = le;
     o->max_train_examples = mte;
     o->eval_batch_size = (int)ebs;
-    o->freeze = freeze;
-    o->mask_glob = mask;
-    o->mask_layers = ml;
+    o->freeze = json_string_value(freeze); /* NULL for null */
+    o->mask_glob = json_string_value(mask);
+    o->mask_layers = json_string_value(ml);
     o->samples = (int)samples;
     o->out_dir = run_dir;
     *keep = j;
@@ -372,6 +372,55 @@ static double dev_score(fm_ft_ctx *c, const fm_dataset *d, int batch, float *log
     return r.main;
 }
 
+/* Start the sums of the gradients of the tensors of encoder layer l (-1:
+ * embeddings, L: pooler and heads) that have gradients, adjacent ones as one range. */
+static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
+    const fm_layout *lay = &m->lay;
+    size_t begin = 0, end = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (t->layer != l || !(t->trains || t->needs_grad)) continue;
+        if (end == t->offset && end > begin) {
+            end += t->numel;
+            continue;
+        }
+        if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+        begin = t->offset;
+        end = begin + t->numel;
+    }
+    if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+    return FM_OK;
+}
+
+/* The trainer's gradient step (fm_trainer_grad) for this replica's rows, with
+ * the backward run layer by layer and each layer's gradients summed across
+ * the replicas as soon as they are complete. extra[0..2) (the loss and the
+ * stop flag) are summed too. dx0 and dx1 have room for (B, T, H). With no
+ * rows (B == 0) the gradients stay zero and only the sums run. */
+static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_batch *b, float scale,
+                           float *dx0, float *dx1, float *extra) {
+    fm_model *m = tr->m;
+    const int L = m->cfg.num_hidden_layers;
+    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
+    extra[0] = b->B > 0 ? fm_model_forward(m, a, b, &pass, NULL) : 0.0f;
+    if (b->B > 0) fm_head_backward(m, a, b, &pass, scale, dx0);
+    if (sum_layer(h, m, L) != FM_OK) return FM_ERR;
+    for (int l = L - 1; l >= 0; l--) {
+        if (b->B > 0) {
+            fm_encoder_backward(m, a, b, &pass, l, l + 1, dx0, dx1);
+            float *t = dx0;
+            dx0 = dx1;
+            dx1 = t;
+        }
+        if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
+        if (h->progress) h->progress(h->ctx);
+    }
+    if (b->B > 0) fm_embed_backward(m, a, b, &pass, dx0);
+    if (sum_layer(h, m, -1) != FM_OK) return FM_ERR;
+    if (h->sum_start(h->ctx, extra, 2) != FM_OK) return FM_ERR;
+    return h->sum_wait(h->ctx);
+}
+
 int fm_finetune(const fm_ft_opts *o) {
     const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
     if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
@@ -388,6 +437,9 @@ int fm_finetune(const fm_ft_opts *o) {
     if (!supermask && (o->mask_glob || o->mask_layers || o->init_sparsity != 0))
         return fm_fail("--mask, --mask-layers and --init-sparsity go with --mode supermask");
     if (o->threads > 0) fm_ft_threads(o->threads);
+    fm_ft_hooks *hk = o->hooks;
+    const int replicated = hk && hk->sum_start;
+    const int writer = !hk || hk->rank == 0;
     double t_start = fm_now();
     fm_ft_ctx c;
     if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
@@ -406,7 +458,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_dataset train = {0}, dev[2] = {{0}};
     fm_glue_split dsplit[2];
     int ndev = dev_splits(task, o->data_dir, dsplit);
-    float *logits = NULL;
+    float *logits = NULL, *dx0 = NULL, *dx1 = NULL;
     fm_acts *acts = NULL;
     fm_batch_buf bb = {0};
     uint32_t *perm = NULL;
@@ -428,7 +480,7 @@ int fm_finetune(const fm_ft_opts *o) {
         fm_fail("%s: no training examples", task->name);
         goto done;
     }
-    if (fm_mkdirs(o->out_dir) != FM_OK) goto done;
+    if (writer && fm_mkdirs(o->out_dir) != FM_OK) goto done;
 
     const int B = o->batch_size;
     const int64_t steps_per_epoch = (train.n + B - 1) / B;
@@ -467,6 +519,10 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_batch_buf_alloc(&bb, B, o->max_seq_length);
     perm = fm_xmalloc(sizeof(uint32_t) * (size_t)train.n);
     rows = fm_xmalloc(sizeof(int32_t) * (size_t)B);
+    if (replicated) {
+        dx0 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
+        dx1 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
+    }
 
     /* The options (RUN_DIR/options.json), the state, the log. */
     opts_json = fm_ft_opts_json(o);
@@ -475,21 +531,21 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_train_progress pr = {.step = 0, .log_bytes = 0, .window_loss = 0, .window_n = 0, .examples = 0,
                             .last_loss = NAN};
     if (o->resume) {
-        remove_stale_temps(o->out_dir);
+        if (writer) remove_stale_temps(o->out_dir);
         if (fm_file_exists(state_path)) {
             if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
             fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, pr.step, total);
-            if (fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK) goto done;
+            if (writer && fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK) goto done;
         } else {
             fm_log("%s: no %s; starting from step 0", o->out_dir, FM_STATE_FILE);
-            if (fm_jsonl_open(&log, path) != FM_OK) goto done;
+            if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
         }
     } else {
-        if (fm_jsonl_open(&log, path) != FM_OK) goto done;
+        if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
     }
     free(path);
     path = fm_path_join(o->out_dir, "options.json");
-    if (fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto done;
+    if (writer && fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto done;
     free(path);
     path = NULL;
 
@@ -519,13 +575,26 @@ int fm_finetune(const fm_ft_opts *o) {
             cur_epoch = epoch;
         }
         int first = (int)(pos * B), nb = train.n - first < B ? train.n - first : B;
-        for (int j = 0; j < nb; j++) rows[j] = (int32_t)perm[first + j];
-        fm_batch_fill(&bb, &train, rows, nb, 1, 0);
+        /* This replica's rows of the batch: [lo, hi). */
+        int lo = replicated ? (int)((int64_t)nb * hk->rank / hk->nranks) : 0;
+        int hi = replicated ? (int)((int64_t)nb * (hk->rank + 1) / hk->nranks) : nb;
+        for (int j = lo; j < hi; j++) rows[j - lo] = (int32_t)perm[first + j];
+        fm_batch_fill(&bb, &train, rows, hi - lo, 1, lo);
         if (task->is_regression) bb.b.labels = NULL;
         else bb.b.targets = NULL;
         fm_trainer_begin_step(&tr, step);
-        double loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
-        if (step == 0 && o->dump_grads) {
+        double loss;
+        int sig = got_signal;
+        if (replicated) {
+            float extra[2] = {0, sig == SIGTERM ? 2.0f : sig ? 1.0f : 0.0f};
+            if (grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra) != FM_OK) goto done;
+            loss = extra[0] / nb;
+            /* Any replica's SIGTERM stops them all; any signal checkpoints. */
+            sig = extra[1] >= 2.0f ? SIGTERM : extra[1] > 0 ? SIGUSR1 : 0;
+        } else {
+            loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
+        }
+        if (step == 0 && o->dump_grads && writer) {
             if (fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
             fm_log("first batch's gradients written to %s", o->dump_grads);
         }
@@ -549,7 +618,7 @@ int fm_finetune(const fm_ft_opts *o) {
                 json_object_set_new(l, "sparsity_expected", json_real(sp.expected));
                 json_object_set_new(l, "sparsity_sampled", json_real(sp.sampled));
             }
-            int wr = fm_jsonl_append(&log, l);
+            int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
             json_decref(l);
             if (wr != FM_OK) goto done;
             pr.window_loss = 0;
@@ -564,13 +633,12 @@ int fm_finetune(const fm_ft_opts *o) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "dev", report_json(&r, dev[0].n));
-            fm_jsonl_append(&log, l);
+            if (writer) fm_jsonl_append(&log, l);
             json_decref(l);
             log_report(task->name, "dev", &r);
         }
-        int sig = got_signal;
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
-        if (periodic || sig) {
+        if ((periodic || sig) && writer) {
             if (fm_jsonl_sync(&log, &pr.log_bytes) != FM_OK) goto done;
             if (fm_trainstate_write(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
             if (sig) fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
@@ -578,6 +646,7 @@ int fm_finetune(const fm_ft_opts *o) {
         }
         if (sig == SIGTERM) {
             fm_progress_end(&prog);
+            if (hk) hk->interrupted = 1;
             fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
                     "; continue with: finemask train --resume %s",
                     step + 1, total, o->out_dir);
@@ -675,7 +744,9 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(metrics, "score_name", json_string(r.main_name));
         }
     }
-    if (supermask) {
+    if (!writer) {
+        /* replica 0 writes the run directory */
+    } else if (supermask) {
         path = fm_path_join(o->out_dir, "mask.safetensors");
         fm_maskfile_meta meta;
         fm_maskfile_meta_init(&meta);
@@ -695,11 +766,19 @@ int fm_finetune(const fm_ft_opts *o) {
         if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
     }
     free(path);
-    path = fm_path_join(o->out_dir, "metrics.json");
-    if (fm_json_write(path, metrics) != FM_OK) goto done;
+    path = NULL;
+    if (writer) {
+        path = fm_path_join(o->out_dir, "metrics.json");
+        if (fm_json_write(path, metrics) != FM_OK) goto done;
+    }
+    if (hk) {
+        hk->metrics = json_incref(metrics);
+        hk->train_seconds = t_train;
+        hk->examples = pr.examples;
+    }
     /* Finished: the state is no longer needed, and the run directory holds
      * the same files whether or not the run was interrupted. */
-    if (fm_file_exists(state_path) && unlink(state_path) != 0) {
+    if (writer && fm_file_exists(state_path) && unlink(state_path) != 0) {
         fm_fail("%s: cannot remove: %s", state_path, strerror(errno));
         goto done;
     }
@@ -714,13 +793,18 @@ done:
     if (sig_installed) {
         sigaction(SIGTERM, &sa_old_term, NULL);
         sigaction(SIGUSR1, &sa_old_usr1, NULL);
+        /* A SIGTERM after the last step (the final evaluation): the job is
+         * complete, but the caller should stop. */
+        if (hk && got_signal == SIGTERM) hk->term_seen = 1;
     }
     free(path);
     free(state_path);
     free(opts_json);
     free(sample_scores);
+    fm_free_aligned(dx0);
+    fm_free_aligned(dx1);
     json_decref(metrics);
-    fm_jsonl_close(&log);
+    if (log.fp) fm_jsonl_close(&log);
     free(perm);
     free(rows);
     free(logits);
