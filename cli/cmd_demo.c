@@ -49,19 +49,6 @@ static void usage(FILE *f) {
             "  --only PHASE   stop after phase data or pretrain\n");
 }
 
-typedef struct {
-    int task; /* index into fm_synth_task_names */
-    int supermask;
-    double work; /* expected cost, for longest-first order */
-} demo_job;
-
-static int cmp_job(const void *a, const void *b) {
-    const demo_job *x = a, *y = b;
-    if (x->work != y->work) return x->work < y->work ? 1 : -1;
-    if (x->task != y->task) return x->task - y->task;
-    return x->supermask - y->supermask;
-}
-
 /* The stamp file says what a cached directory was made from. */
 static int stamp_matches(const char *dir, const char *want) {
     char *p = fm_path_join(dir, "demo-stamp.txt"), *have = NULL;
@@ -78,11 +65,6 @@ static int stamp_write(const char *dir, const char *s) {
     int rc = fm_write_file_atomic(p, s, strlen(s));
     free(p);
     return rc;
-}
-
-static double dget(json_t *o, const char *k) {
-    json_t *v = json_object_get(o, k);
-    return json_is_number(v) ? json_number_value(v) : NAN;
 }
 
 int fm_cmd_demo(int argc, char **argv) {
@@ -135,15 +117,12 @@ int fm_cmd_demo(int argc, char **argv) {
         omp_set_num_threads((int)threads);
         fm_blas_set_threads((int)threads);
     }
-    const int verbosity = fm_verbosity;
     if (w.rank != 0 && fm_verbosity == 1) fm_verbosity = 0;
     const double t0 = fm_now();
     char *data = fm_path_join(dir, "data"), *model = fm_path_join(dir, "model"), *runs = fm_path_join(dir, "runs");
     char *corpus = fm_path_join(data, "corpus.txt"), *vocab = fm_path_join(data, "vocab.txt"),
          *glue = fm_path_join(data, "glue");
     int status = 1;
-    json_t *report = NULL;
-    fm_sbuf md = {0};
 
     /* 1. data */
     char dstamp[256];
@@ -202,120 +181,79 @@ int fm_cmd_demo(int argc, char **argv) {
         goto done;
     }
 
-    /* 3. fine-tuning: 16 jobs, longest first, dealt round-robin to the ranks */
-    demo_job jobs[2 * FM_SYNTH_NTASKS];
-    int nj = 0;
-    for (int t = 0; t < FM_SYNTH_NTASKS; t++)
-        for (int sm = 1; sm >= 0; sm--) {
-            int ntr, ndev, nte;
-            fm_demo_sizes(t, scale, &ntr, &ndev, &nte);
-            const fm_glue_task *gt = fm_glue_task_find(fm_synth_task_names[t]);
-            jobs[nj++] = (demo_job){t, sm, (double)ntr * (gt->is_pair ? 2 : 1) * (sm ? 1.5 : 1)};
-        }
-    qsort(jobs, (size_t)nj, sizeof jobs[0], cmp_job);
+    /* 3. fine-tuning: the demo's job file through `finemask run` (teams of one
+     * rank claim the 16 jobs, longest first; jobs already complete are kept) */
     double t_ft = fm_now();
-    if (w.rank == 0) fm_log("demo: fine-tuning %d jobs (supermask and full on 8 tasks) on %d rank(s)", nj, w.size);
-    ok = 1;
-    for (int j = w.rank; j < nj && ok; j += w.size) {
-        const char *task = fm_synth_task_names[jobs[j].task];
-        char name[64];
-        snprintf(name, sizeof name, "%s-%s", task, jobs[j].supermask ? "supermask" : "full");
-        char *out = fm_path_join(runs, name);
-        fm_ft_opts o;
-        fm_ft_opts_default(&o);
-        o.model_dir = model;
-        o.task = task;
-        o.data_dir = glue;
-        o.out_dir = out;
-        o.mode = jobs[j].supermask ? "supermask" : "full";
-        o.max_seq_length = 64;
-        o.batch_size = 32;
-        o.epochs = 3;
-        o.seed = (uint64_t)seed;
-        o.lr = jobs[j].supermask ? 1e-3 : 3e-4; /* supermask: the task head's rate */
-        o.mask_lr = 0.3;
-        o.samples = 3;
-        o.log_every = 20;
-        o.threads = (int)threads;
-        double tj = fm_now();
-        int v = fm_verbosity;
-        fm_verbosity = verbosity >= 2 ? 2 : 0;
-        ok = fm_finetune(&o) == FM_OK;
-        fm_verbosity = v;
-        if (ok) fm_log("demo: %s done (%.1f s, rank %d)", name, fm_now() - tj, w.rank);
-        else fm_fail_prefix("demo: %s: ", name);
-        free(out);
+    char *ini = fm_path_join(dir, "demo.ini");
+    {
+        fm_sbuf j = {0};
+        fm_sbuf_addf(&j,
+                     "; written by finemask demo: supermask and full fine-tuning of the tiny\n"
+                     "; pre-trained BERT on the eight synthetic GLUE tasks. Paths are relative to\n"
+                     "; this file. Run it again with: finemask run %s\n"
+                     "[run]\nname = demo\nmodel = model\ndata = data/glue\nout = runs\n\n"
+                     "[sweep]\ntasks = CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE\nmodes = supermask, full\n"
+                     "seeds = %lld\n\n"
+                     "[supermask]\nsparsities = 0\nsamples = 3\nmask_lr = 0.3\nlr = 1e-3\n\n"
+                     "[full]\nlr = 3e-4\n\n"
+                     "[train]\nbatch_size = 32\nepochs = 3\nmax_seq_length = 64\nlog_every = 20\n\n"
+                     "[layout]\nteam_size = 1\n",
+                     ini, seed);
+        ok = w.rank != 0 || fm_write_file_atomic(ini, j.s, j.n) == FM_OK;
+        fm_sbuf_free(&j);
+        if (!fm_world_all_ok(&w, ok)) {
+            free(ini);
+            goto done;
+        }
     }
-    if (!fm_world_all_ok(&w, ok)) {
-        if (ok) fm_fail("demo: a fine-tuning job failed on another rank");
-        goto done;
+    if (w.rank == 0) fm_log("demo: fine-tuning: finemask run %s (16 jobs on %d rank(s))", ini, w.size);
+    {
+        char tbuf[32];
+        snprintf(tbuf, sizeof tbuf, "%lld", threads);
+        char *rargv[] = {"run", ini, "--threads", tbuf, NULL};
+        int rargc = threads > 0 ? 4 : 2;
+        int v = fm_verbosity;
+        if (v == 1) fm_verbosity = 0; /* the jobs' own lines: with -v */
+        int rrc = fm_cmd_run(rargc, rargv); /* finalizes MPI */
+        fm_verbosity = v;
+        free(ini);
+        if (rrc != 0) return rrc;
     }
     t_ft = fm_now() - t_ft;
 
-    /* 4. the table */
+    /* 4. the report's main table */
     if (w.rank == 0) {
-        report = json_object();
-        json_t *rows = json_array();
-        fm_sbuf_add(&md, "# finemask demo\n\n");
-        fm_sbuf_addf(&md,
-                     "Synthetic GLUE (seed %lld, scale %g), tiny BERT (L=2, H=128) pre-trained with masked LM for "
-                     "%" PRId64 " steps.\nDev scores; supermask: the deterministic mask sigma(nu) > 0.5.\n\n",
-                     seed, scale, po.steps);
-        fm_sbuf_add(&md, "| task | metric | full fine-tuning | supermask | supermask sparsity |\n"
-                         "|---|---|---|---|---|\n");
-        printf("\n%-6s %-9s %8s %10s %9s\n", "task", "metric", "full", "supermask", "sparsity");
-        double sum_full = 0, sum_sm = 0;
-        for (int t = 0; t < FM_SYNTH_NTASKS; t++) {
-            json_t *m[2] = {NULL, NULL};
-            for (int sm = 0; sm < 2; sm++) {
-                char name[64];
-                snprintf(name, sizeof name, "%s/%s-%s/metrics.json", runs, fm_synth_task_names[t],
-                         sm ? "supermask" : "full");
-                if (fm_json_read(name, &m[sm]) != FM_OK) goto done;
+        char *rep = fm_path_join(runs, "report"), *sci = fm_path_join(rep, "science.md"),
+             *full = fm_path_join(rep, "report.md"), *text = NULL;
+        size_t len;
+        if (fm_read_file(sci, &text, &len) == FM_OK) {
+            /* the first table and the heading above it */
+            char *p = strstr(text, "\n|"), *head = p;
+            if (p) {
+                while (head > text && head[-1] != '\n') head--;
+                while (head > text && (head[-1] == '\n')) head--;
+                while (head > text && head[-1] != '\n') head--;
+                char *e = p + 1;
+                while (*e == '|') {
+                    char *nl = strchr(e, '\n');
+                    e = nl ? nl + 1 : e + strlen(e);
+                }
+                printf("\n%.*s\n", (int)(e - head), head);
             }
-            const char *metric = json_string_value(json_object_get(m[0], "score_name"));
-            double full = dget(m[0], "score"), sup = dget(m[1], "score"), sp = dget(m[1], "sparsity_deterministic");
-            sum_full += full;
-            sum_sm += sup;
-            printf("%-6s %-9s %8.3f %10.3f %8.1f%%\n", fm_synth_task_names[t], metric ? metric : "?", full, sup,
-                   100 * sp);
-            fm_sbuf_addf(&md, "| %s | %s | %.3f | %.3f | %.1f%% |\n", fm_synth_task_names[t], metric ? metric : "?",
-                         full, sup, 100 * sp);
-            json_t *r = json_object();
-            json_object_set_new(r, "task", json_string(fm_synth_task_names[t]));
-            json_object_set_new(r, "metric", json_string(metric ? metric : ""));
-            json_object_set_new(r, "full", json_real(full));
-            json_object_set_new(r, "supermask", json_real(sup));
-            json_object_set_new(r, "supermask_sparsity", json_real(sp));
-            json_array_append_new(rows, r);
-            json_decref(m[0]);
-            json_decref(m[1]);
+        } else {
+            fm_log("warning: %s", fm_last_error());
         }
-        printf("%-6s %-9s %8.3f %10.3f\n", "mean", "", sum_full / FM_SYNTH_NTASKS, sum_sm / FM_SYNTH_NTASKS);
-        fm_sbuf_addf(&md, "| mean | | %.3f | %.3f | |\n", sum_full / FM_SYNTH_NTASKS, sum_sm / FM_SYNTH_NTASKS);
-        json_object_set_new(report, "tasks", rows);
-        json_object_set_new(report, "seed", json_integer(seed));
-        json_object_set_new(report, "scale", json_real(scale));
-        json_object_set_new(report, "pretrain_steps", json_integer(po.steps));
-        char *p = fm_path_join(dir, "report.json");
-        int wr = fm_json_write(p, report);
-        free(p);
-        p = fm_path_join(dir, "report.md");
-        if (wr == FM_OK) wr = fm_write_file_atomic(p, md.s, md.n);
-        if (wr != FM_OK) {
-            free(p);
-            goto done;
-        }
-        printf("\nfull report: %s; runs in %s\n", p, runs);
-        free(p);
+        printf("full report: %s (runs in %s)\n", full, runs);
+        free(text);
+        free(rep);
+        free(sci);
+        free(full);
         fm_log("demo: %.1f s in all: data %.1f s, pre-training %.1f s, fine-tuning %.1f s (%d rank(s))",
                fm_now() - t0, t_data, t_pre, t_ft, w.size);
     }
     status = 0;
 done:
     if (status) status = fm_cli_fail();
-    json_decref(report);
-    fm_sbuf_free(&md);
     free(data);
     free(model);
     free(runs);

@@ -9,11 +9,16 @@
 #include "fm.h"
 
 void fm_mpi_init(int *argc, char ***argv) {
-    int provided;
-    MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    int provided, on = 0;
+    MPI_Initialized(&on); /* `finemask demo` starts MPI for pre-training first */
+    if (!on) MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
 }
 
-void fm_mpi_finalize(void) { MPI_Finalize(); }
+void fm_mpi_finalize(void) {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (!done) MPI_Finalize();
+}
 
 int fm_mpi_world_rank(void) {
     int r;

@@ -23,12 +23,19 @@ void fm_sbuf_add(fm_sbuf *b, const char *s) {
 }
 
 void fm_sbuf_addf(fm_sbuf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
+    va_list ap, ap2;
     va_start(ap, fmt);
-    vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_copy(ap2, ap);
+    int k = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    fm_sbuf_add(b, tmp);
+    if (k < 0) k = 0;
+    if (b->n + (size_t)k + 1 > b->cap) {
+        b->cap = (b->n + (size_t)k + 1) * 2 + 64;
+        b->s = fm_xrealloc(b->s, b->cap);
+    }
+    vsnprintf(b->s + b->n, (size_t)k + 1, fmt, ap2);
+    va_end(ap2);
+    b->n += (size_t)k;
 }
 
 void fm_sbuf_free(fm_sbuf *b) {
