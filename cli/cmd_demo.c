@@ -3,6 +3,7 @@
  * pre-training of a tiny BERT, then supermask and full fine-tuning on the
  * eight GLUE tasks, and a table of the dev scores. */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "blas.h"
 #include "cli.h"
@@ -205,6 +207,24 @@ int fm_cmd_demo(int argc, char **argv) {
             free(ini);
             goto done;
         }
+    }
+    /* finished jobs in DIR/runs are kept by `finemask run`: only when they
+     * were made from this very model (else they move to runs-stale-TIME) */
+    ok = 1;
+    if (w.rank == 0) {
+        if (fm_file_exists(runs) && !stamp_matches(runs, mstamp)) {
+            char stale[64];
+            snprintf(stale, sizeof stale, "runs-stale-%lld", (long long)time(NULL));
+            char *to = fm_path_join(dir, stale);
+            if (rename(runs, to) != 0) ok = fm_fail("%s: cannot move it aside to %s: %s", runs, to, strerror(errno));
+            else fm_log("demo: %s was made from another model; moved to %s", runs, to);
+            free(to);
+        }
+        ok = ok && fm_mkdirs(runs) == FM_OK && stamp_write(runs, mstamp) == FM_OK;
+    }
+    if (!fm_world_all_ok(&w, ok)) {
+        free(ini);
+        goto done;
     }
     if (w.rank == 0) fm_log("demo: fine-tuning: finemask run %s (16 jobs on %d rank(s))", ini, w.size);
     {
