@@ -29,7 +29,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: finemask demo [--dir DIR] [--scale X] [--seed N] [--threads N]\n"
+            "usage: [mpiexec -n N] finemask demo [--dir DIR] [--scale X] [--seed N] [--threads N]\n"
             "\n"
             "The whole method at small scale, with nothing to download. In DIR (default\n"
             "$FINEMASK_DEMO_DIR, else ./finemask-demo) it\n"
@@ -37,11 +37,12 @@ static void usage(FILE *f) {
             "     English-like corpus, its WordPiece vocabulary and the eight GLUE tasks in\n"
             "     GLUE's file layouts (DIR/data: corpus.txt, vocab.txt, glue/<TASK>/*.tsv);\n"
             "  2. pre-trains a tiny BERT (L=2, H=128) on the corpus with the masked-LM\n"
-            "     objective (DIR/model);\n"
-            "  3. fine-tunes it on every task twice, supermask and full fine-tuning\n"
-            "     (DIR/runs/<TASK>-<mode>), spreading the jobs over the MPI ranks;\n"
-            "  4. prints the dev scores and writes DIR/report.md and DIR/report.json.\n"
-            "Data and model already in DIR (with a matching stamp) are reused.\n"
+            "     objective, data-parallel over the MPI ranks (DIR/model);\n"
+            "  3. writes the job file DIR/demo.ini (supermask and full fine-tuning on every\n"
+            "     task) and runs it as `finemask run` does, the ranks sharing the 16 jobs\n"
+            "     (DIR/runs/<job>/);\n"
+            "  4. prints the report's main table; the full report is DIR/runs/report/.\n"
+            "Data, model and finished jobs already in DIR (with matching stamps) are reused.\n"
             "\n"
             "  --dir DIR      cache and output directory\n"
             "  --scale X      data set and training sizes relative to the default (1; e.g. 0.1\n"
