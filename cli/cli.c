@@ -21,9 +21,13 @@ static const fm_command commands[] = {
     {"train", fm_cmd_train, "fine-tune a model on a GLUE task and score it on the dev set"},
     {"eval", fm_cmd_eval, "score a fine-tuned model on a GLUE dev set"},
     {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
+    {"demo", fm_cmd_demo, "the whole method at small scale on generated data (also: finemask with no arguments)"},
+    {"pretrain", fm_cmd_pretrain, "pre-train a BERT with the masked-language-model objective on text files"},
     {"mask", fm_cmd_mask, "mask files: stats, overlap, apply to a model, export unpacked, random masks"},
     {"distance", fm_cmd_distance, "L1 and angular distances between two models' weight matrices"},
     {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
+    {"run", fm_cmd_run, "run a job file's whole sweep over MPI ranks (teams, data parallelism, report)"},
+    {"report", fm_cmd_report, "rebuild a run directory's report/ from its files"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
@@ -89,9 +93,9 @@ int fm_cli_main(int argc, char **argv) {
         }
     }
     if (i == argc) {
-        /* No subcommand: the default job. */
-        char *def[] = {"bench", "--config", "base", NULL};
-        return fm_cmd_bench(3, def);
+        /* No subcommand: the demo. */
+        char *def[] = {"demo", NULL};
+        return fm_cmd_demo(1, def);
     }
     for (size_t c = 0; c < NCOMMANDS; c++)
         if (!strcmp(argv[i], commands[c].name)) return commands[c].run(argc - i, argv + i);

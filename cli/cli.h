@@ -14,6 +14,10 @@ int fm_cmd_predict(int argc, char **argv);
 int fm_cmd_init(int argc, char **argv);
 int fm_cmd_inspect(int argc, char **argv);
 int fm_cmd_tokenize(int argc, char **argv);
+int fm_cmd_pretrain(int argc, char **argv);
+int fm_cmd_demo(int argc, char **argv);
+int fm_cmd_run(int argc, char **argv);
+int fm_cmd_report(int argc, char **argv);
 int fm_cmd_mask(int argc, char **argv);
 int fm_cmd_distance(int argc, char **argv);
 

@@ -1,0 +1,178 @@
+/* test_synth.c: the demo's generated data: every GLUE file of the eight
+ * tasks loads with the real readers (io/glue.c) with the expected counts and
+ * both classes present, the vocabulary has BERT's special ids and covers
+ * every generated text without [UNK], and two generations are the same bytes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "demodata.h"
+#include "fileio.h"
+#include "fm.h"
+#include "glue.h"
+#include "synth.h"
+#include "testutil.h"
+#include "tokenizer.h"
+#include "vocab.h"
+
+#define SCALE 0.05
+
+static const char *files[] = {
+    "corpus.txt",          "vocab.txt",           "glue/CoLA/train.tsv", "glue/CoLA/dev.tsv",
+    "glue/CoLA/test.tsv",  "glue/SST-2/train.tsv", "glue/SST-2/dev.tsv", "glue/SST-2/test.tsv",
+    "glue/MRPC/train.tsv", "glue/MRPC/dev.tsv",   "glue/MRPC/test.tsv",  "glue/STS-B/train.tsv",
+    "glue/STS-B/dev.tsv",  "glue/STS-B/test.tsv", "glue/QQP/train.tsv",  "glue/QQP/dev.tsv",
+    "glue/QQP/test.tsv",   "glue/MNLI/train.tsv", "glue/MNLI/dev_matched.tsv", "glue/MNLI/dev_mismatched.tsv",
+    "glue/MNLI/test_matched.tsv", "glue/MNLI/test_mismatched.tsv", "glue/QNLI/train.tsv", "glue/QNLI/dev.tsv",
+    "glue/QNLI/test.tsv",  "glue/RTE/train.tsv",  "glue/RTE/dev.tsv",    "glue/RTE/test.tsv",
+};
+
+static int count_unk(const fm_tokenizer *tok, const char *text) {
+    fm_ids ids = {0};
+    assert_int_equal(fm_tokenize(tok, text, strlen(text), &ids), FM_OK);
+    int n = 0;
+    for (size_t i = 0; i < ids.n; i++) n += ids.ids[i] == tok->unk_id;
+    fm_ids_free(&ids);
+    return n;
+}
+
+static void test_glue_files_load(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    assert_int_equal(fm_demo_write_data(dir, 0, SCALE), FM_OK);
+    char *vp = fm_path_join(dir, "vocab.txt");
+    fm_tokenizer tok;
+    assert_int_equal(fm_tokenizer_load(&tok, vp, NULL), FM_OK);
+    assert_int_equal(tok.pad_id, 0);
+    assert_int_equal(tok.unk_id, 100);
+    assert_int_equal(tok.cls_id, 101);
+    assert_int_equal(tok.sep_id, 102);
+    assert_int_equal(tok.mask_id, 103);
+    char *glue = fm_path_join(dir, "glue");
+    for (int t = 0; t < FM_SYNTH_NTASKS; t++) {
+        const fm_glue_task *task = fm_glue_task_find(fm_synth_task_names[t]);
+        assert_non_null(task);
+        int n[3];
+        fm_demo_sizes(t, SCALE, &n[0], &n[1], &n[2]);
+        fm_glue_split splits[] = {FM_GLUE_TRAIN, FM_GLUE_DEV, FM_GLUE_TEST, FM_GLUE_DEV_MISMATCHED,
+                                  FM_GLUE_TEST_MISMATCHED};
+        int nsplits = task->dev_mm_file ? 5 : 3;
+        for (int s = 0; s < nsplits; s++) {
+            fm_glue_set set;
+            if (fm_glue_load(&set, task, splits[s], glue) != FM_OK) fail_msg("%s", fm_last_error());
+            int want = n[s == 0 ? 0 : (s == 1 || s == 3) ? 1 : 2];
+            assert_int_equal((int)set.n, want);
+            assert_int_equal((int)set.skipped, 0);
+            int seen[3] = {0, 0, 0};
+            for (size_t i = 0; i < set.n; i++) {
+                const fm_glue_example *e = &set.ex[i];
+                assert_int_equal(count_unk(&tok, e->text_a), 0);
+                if (task->is_pair) {
+                    assert_non_null(e->text_b);
+                    assert_int_equal(count_unk(&tok, e->text_b), 0);
+                }
+                if (splits[s] == FM_GLUE_TEST || splits[s] == FM_GLUE_TEST_MISMATCHED) {
+                    assert_int_equal(e->label, -1);
+                    assert_non_null(e->id);
+                } else if (task->is_regression) {
+                    assert_true(e->score >= 0 && e->score <= 5);
+                } else {
+                    assert_true(e->label >= 0 && e->label < task->num_labels);
+                    seen[e->label]++;
+                }
+            }
+            if (!task->is_regression && s != 2 && s != 4)
+                for (int k = 0; k < task->num_labels; k++)
+                    if (!seen[k]) fail_msg("%s %s: no example of label %d", task->name, fm_glue_split_name(splits[s]), k);
+            fm_glue_set_free(&set);
+        }
+    }
+    /* the corpus too has no unknown words */
+    char *cp = fm_path_join(dir, "corpus.txt"), *text;
+    size_t len;
+    assert_int_equal(fm_read_file(cp, &text, &len), FM_OK);
+    assert_int_equal((int64_t)(memchr(text, '\t', len) != NULL), 0);
+    assert_int_equal(count_unk(&tok, text), 0);
+    free(text);
+    free(cp);
+    free(glue);
+    free(vp);
+    fm_tokenizer_free(&tok);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void test_identical_bytes(void **state) {
+    (void)state;
+    char *a = tu_mkdtemp(), *b = tu_mkdtemp();
+    assert_int_equal(fm_demo_write_data(a, 7, SCALE), FM_OK);
+    assert_int_equal(fm_demo_write_data(b, 7, SCALE), FM_OK);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *pa = fm_path_join(a, files[i]), *pb = fm_path_join(b, files[i]), *da, *db;
+        size_t la, lb;
+        if (fm_read_file(pa, &da, &la) != FM_OK) fail_msg("%s", fm_last_error());
+        assert_int_equal(fm_read_file(pb, &db, &lb), FM_OK);
+        assert_true(la > 0);
+        assert_int_equal(la, lb);
+        assert_memory_equal(da, db, la);
+        free(da);
+        free(db);
+        free(pa);
+        free(pb);
+    }
+    /* another seed gives other text */
+    char *c = tu_mkdtemp();
+    assert_int_equal(fm_demo_write_data(c, 8, SCALE), FM_OK);
+    char *pa = fm_path_join(a, "glue/SST-2/train.tsv"), *pc = fm_path_join(c, "glue/SST-2/train.tsv"), *da, *dc;
+    size_t la, lc;
+    assert_int_equal(fm_read_file(pa, &da, &la), FM_OK);
+    assert_int_equal(fm_read_file(pc, &dc, &lc), FM_OK);
+    assert_true(la != lc || memcmp(da, dc, la) != 0);
+    free(da);
+    free(dc);
+    free(pa);
+    free(pc);
+    tu_rmtree(a);
+    tu_rmtree(b);
+    tu_rmtree(c);
+    free(a);
+    free(b);
+    free(c);
+}
+
+/* Labels follow the text: a few hand-checked rules on generated examples. */
+static void test_labels_follow_text(void **state) {
+    (void)state;
+    for (uint64_t i = 0; i < 300; i++) {
+        fm_synth_example e;
+        fm_synth_example_make(&e, 0, 1, 0, i); /* SST-2 */
+        int neg = strstr(e.a.s, " not ") != NULL;
+        static const char *pos[] = {"good", "great", "wonderful", "lovely", "brilliant",
+                                    "pleasant", "excellent", "beautiful", "delightful", "charming"};
+        int p = 0;
+        for (int k = 0; k < 10; k++) {
+            char w[32];
+            snprintf(w, sizeof w, " %s ", pos[k]);
+            p |= strstr(e.a.s, w) != NULL;
+        }
+        assert_int_equal(e.label, p ^ neg);
+        fm_synth_example_free(&e);
+        fm_synth_example_make(&e, 0, 3, 0, i); /* STS-B: identical texts score 5 only */
+        if (!strcmp(e.a.s, e.b.s)) assert_true(fabs(e.score - 5) < 1e-9);
+        assert_true(e.score >= 0 && e.score <= 5);
+        fm_synth_example_free(&e);
+        fm_synth_example_make(&e, 0, 5, 0, i); /* MNLI: contradiction iff the hypothesis negates */
+        assert_int_equal(e.label == 0, strstr(e.b.s, "does not") != NULL);
+        fm_synth_example_free(&e);
+    }
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_glue_files_load),
+        cmocka_unit_test(test_identical_bytes),
+        cmocka_unit_test(test_labels_follow_text),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
