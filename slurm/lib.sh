@@ -31,7 +31,7 @@ fm_log() {
 fm_home() {
   if [ -n "${FINEMASK_HOME:-}" ]; then echo "$FINEMASK_HOME"; return; fi
   local cmd
-  cmd=$(scontrol show job -o "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^Command=//p')
+  cmd=$(scontrol show job -o "${SLURM_JOB_ID:-0}" 2>/dev/null | tr ' ' '\n' | sed -n 's/^Command=//p' | head -n 1)
   if [ -n "$cmd" ] && [ -f "$cmd" ]; then
     (cd "$(dirname "$cmd")/.." && pwd)
   else
