@@ -101,7 +101,7 @@ AuthType=auth/munge
 CredType=cred/munge
 # Our own munge socket; cred_expire also sets how long a requeued job waits
 # before it may start again (default 120 s).
-AuthInfo=socket=$sock,cred_expire=10
+AuthInfo=socket=$sock,cred_expire=5
 StateSaveLocation=$dir/ctld
 SlurmdSpoolDir=$dir/spool
 TmpFS=$dir/tmp
