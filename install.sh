@@ -15,6 +15,8 @@ PACKAGES=(
   libcmocka-dev libjansson-dev libinih-dev libutf8proc-dev libisal-dev librandom123-dev
   # reference implementation for cross-checks and the benchmark
   python3 python3-numpy python3-torch
+  # report figures
+  gnuplot-nox
   # one-node Slurm cluster for the sbatch scripts' tests; Slurm's pmix plugin
   # loads libpmix.so, which only the -dev package ships
   slurm-wlm munge libpmix-dev

@@ -22,6 +22,8 @@ static const fm_command commands[] = {
     {"eval", fm_cmd_eval, "score a fine-tuned model on a GLUE dev set"},
     {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
     {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
+    {"run", fm_cmd_run, "run a job file's whole sweep over MPI ranks (teams, data parallelism, report)"},
+    {"report", fm_cmd_report, "rebuild a run directory's report/ from its files"},
 };
 
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -239,6 +239,50 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
     return h;
 }
 
+/* Start the sums of the gradients of the trainable tensors of encoder layer l
+ * (-1: embeddings, L: pooler and heads), adjacent tensors as one range. */
+static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
+    const fm_layout *lay = &m->lay;
+    size_t begin = 0, end = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (t->layer != l || !t->trains) continue;
+        if (end == t->offset && end > begin) {
+            end += t->numel;
+            continue;
+        }
+        if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+        begin = t->offset;
+        end = begin + t->numel;
+    }
+    if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+    return FM_OK;
+}
+
+/* The backward of scale * (summed loss) of this replica's rows, layer by layer,
+ * summing each layer's gradients across the replicas as soon as they are
+ * complete. dx0 and dx1 have room for (B, T, H). With no rows (B == 0) the
+ * gradients are zero and only the sums run. */
+static int backward_replicated(fm_ft_hooks *h, fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p,
+                               float scale, float *dx0, float *dx1) {
+    const int L = m->cfg.num_hidden_layers;
+    if (b->B > 0) fm_head_backward(m, a, b, p, scale, dx0);
+    if (sum_layer(h, m, L) != FM_OK) return FM_ERR;
+    for (int l = L - 1; l >= 0; l--) {
+        if (b->B > 0) {
+            fm_encoder_backward(m, a, b, p, l, l + 1, dx0, dx1);
+            float *t = dx0;
+            dx0 = dx1;
+            dx1 = t;
+        }
+        if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
+        if (h->progress) h->progress(h->ctx);
+    }
+    if (b->B > 0) fm_embed_backward(m, a, b, p, dx0);
+    if (sum_layer(h, m, -1) != FM_OK) return FM_ERR;
+    return h->sum_wait(h->ctx);
+}
+
 int fm_finetune(const fm_ft_opts *o) {
     const int freeze = !strcmp(o->mode, "freeze");
     if (strcmp(o->mode, "full") != 0 && !freeze)
@@ -249,6 +293,9 @@ int fm_finetune(const fm_ft_opts *o) {
     if (strcmp(o->weights, "pretrained") && strcmp(o->weights, "shuffled") && strcmp(o->weights, "random"))
         return fm_fail("--weights %s: expected pretrained, shuffled or random", o->weights);
     if (o->threads > 0) fm_ft_threads(o->threads);
+    fm_ft_hooks *hk = o->hooks;
+    const int replicated = hk && hk->sum_start;
+    const int writer = !hk || hk->rank == 0;
     double t_start = fm_now();
     fm_ft_ctx c;
     if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
@@ -267,7 +314,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_dataset train = {0}, dev[2] = {{0}};
     fm_glue_split dsplit[2];
     int ndev = dev_splits(task, o->data_dir, dsplit);
-    float *mom1 = NULL, *mom2 = NULL, *logits = NULL;
+    float *mom1 = NULL, *mom2 = NULL, *logits = NULL, *dx0 = NULL, *dx1 = NULL;
     fm_acts *acts = NULL;
     fm_batch_buf bb = {0};
     uint32_t *perm = NULL;
@@ -283,7 +330,7 @@ int fm_finetune(const fm_ft_opts *o) {
         fm_fail("%s: no training examples", task->name);
         goto done;
     }
-    if (fm_mkdirs(o->out_dir) != FM_OK) goto done;
+    if (writer && fm_mkdirs(o->out_dir) != FM_OK) goto done;
 
     const int B = o->batch_size;
     const int64_t steps_per_epoch = (train.n + B - 1) / B;
@@ -307,8 +354,12 @@ int fm_finetune(const fm_ft_opts *o) {
     acts = fm_acts_new(&m->cfg, B, o->max_seq_length, 0, m->cfg.num_hidden_layers);
     fm_batch_buf_alloc(&bb, B, o->max_seq_length);
     perm = fm_xmalloc(sizeof(uint32_t) * (size_t)train.n);
+    if (replicated) {
+        dx0 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
+        dx1 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
+    }
     path = fm_path_join(o->out_dir, "log.jsonl");
-    if (fm_jsonl_open(&log, path) != FM_OK) goto done;
+    if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
     free(path);
     path = NULL;
 
@@ -329,15 +380,29 @@ int fm_finetune(const fm_ft_opts *o) {
                 for (int i = 0; i < train.n; i++) perm[i] = (uint32_t)i;
         }
         int first = (int)(pos * B), nb = train.n - first < B ? train.n - first : B;
-        for (int j = 0; j < nb; j++) rows[j] = (int32_t)perm[first + j];
-        fm_batch_fill(&bb, &train, rows, nb, 1, 0);
+        /* This replica's rows of the batch: [lo, hi). */
+        int lo = replicated ? (int)((int64_t)nb * hk->rank / hk->nranks) : 0;
+        int hi = replicated ? (int)((int64_t)nb * (hk->rank + 1) / hk->nranks) : nb;
+        for (int j = lo; j < hi; j++) rows[j - lo] = (int32_t)perm[first + j];
+        fm_batch_fill(&bb, &train, rows, hi - lo, 1, lo);
         if (task->is_regression) bb.b.labels = NULL;
         else bb.b.targets = NULL;
         fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
         fm_model_zero_grads(m);
-        double loss = fm_model_forward(m, acts, &bb.b, &pass, NULL) / nb;
-        fm_model_backward(m, acts, &bb.b, &pass, 1.0f / (float)nb);
-        if (step == 0 && o->dump_grads) {
+        double loss;
+        if (replicated) {
+            float lsum = hi > lo ? fm_model_forward(m, acts, &bb.b, &pass, NULL) : 0.0f;
+            if (backward_replicated(hk, m, acts, &bb.b, &pass, 1.0f / (float)nb, dx0, dx1) != FM_OK ||
+                hk->sum_start(hk->ctx, &lsum, 1) != FM_OK || hk->sum_wait(hk->ctx) != FM_OK) {
+                free(rows);
+                goto done;
+            }
+            loss = lsum / nb;
+        } else {
+            loss = fm_model_forward(m, acts, &bb.b, &pass, NULL) / nb;
+            fm_model_backward(m, acts, &bb.b, &pass, 1.0f / (float)nb);
+        }
+        if (step == 0 && o->dump_grads && writer) {
             if (fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) {
                 free(rows);
                 goto done;
@@ -357,7 +422,7 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(l, "loss", json_real(window_loss / (double)window_n));
             json_object_set_new(l, "lr", json_real(opt.lr * factor));
             json_object_set_new(l, "grad_norm", json_real(norm));
-            int wr = fm_jsonl_append(&log, l);
+            int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
             json_decref(l);
             if (wr != FM_OK) {
                 free(rows);
@@ -374,7 +439,7 @@ int fm_finetune(const fm_ft_opts *o) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "dev", report_json(&r, dev[0].n));
-            fm_jsonl_append(&log, l);
+            if (writer) fm_jsonl_append(&log, l);
             json_decref(l);
             log_report(task->name, "dev", &r);
         }
@@ -414,12 +479,19 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(metrics, "score_name", json_string(r.main_name));
         }
     }
-    path = fm_path_join(o->out_dir, "model");
-    fm_save_opts so = {.vocab = c.vocab_path, .extra = &c.extra};
-    if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
-    free(path);
-    path = fm_path_join(o->out_dir, "metrics.json");
-    if (fm_json_write(path, metrics) != FM_OK) goto done;
+    if (writer) {
+        path = fm_path_join(o->out_dir, "model");
+        fm_save_opts so = {.vocab = c.vocab_path, .extra = &c.extra};
+        if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
+        free(path);
+        path = fm_path_join(o->out_dir, "metrics.json");
+        if (fm_json_write(path, metrics) != FM_OK) goto done;
+    }
+    if (hk) {
+        hk->metrics = json_incref(metrics);
+        hk->train_seconds = t_train;
+        hk->examples = examples;
+    }
     double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
     fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s, %d thread(s), BLIS %s); run directory %s",
@@ -427,8 +499,10 @@ int fm_finetune(const fm_ft_opts *o) {
     rc = FM_OK;
 done:
     free(path);
+    fm_free_aligned(dx0);
+    fm_free_aligned(dx1);
     json_decref(metrics);
-    fm_jsonl_close(&log);
+    if (log.fp) fm_jsonl_close(&log);
     free(perm);
     free(logits);
     fm_batch_buf_free(&bb);

@@ -4,6 +4,8 @@
 #ifndef FM_FINETUNE_H
 #define FM_FINETUNE_H
 
+#include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dataset.h"
@@ -12,6 +14,30 @@
 #include "metrics.h"
 #include "model.h"
 #include "tokenizer.h"
+
+/* Data parallelism and results, supplied by a caller that runs the job on
+ * several replicas (`finemask run`; the MPI calls live in mpi/). This process
+ * is replica `rank` of `nranks`: it trains on rows [B*rank/nranks,
+ * B*(rank+1)/nranks) of every batch of B, with dropout keyed by the row's
+ * index in the whole batch, so that summed gradients equal one process's.
+ * Gradients are summed in backward order, one bucket per encoder layer, each
+ * started as soon as the backward of that layer is done. Only replica 0
+ * writes the run directory. */
+typedef struct fm_ft_hooks {
+    int rank, nranks;
+    void *ctx;
+    /* Start summing x[0..n) in place across the replicas (may return before it is done). */
+    int (*sum_start)(void *ctx, float *x, size_t n);
+    /* Let the started sums progress (called between layers of the backward). */
+    void (*progress)(void *ctx);
+    /* Wait until every started sum is done. */
+    int (*sum_wait)(void *ctx);
+    /* Outputs: metrics.json's object (a new reference, the caller decrefs),
+     * the training loop's seconds and examples (all replicas together). */
+    json_t *metrics;
+    double train_seconds;
+    int64_t examples;
+} fm_ft_hooks;
 
 typedef struct {
     const char *model_dir, *task, *data_dir, *out_dir, *mode;
@@ -36,6 +62,7 @@ typedef struct {
     int threads;            /* 0: default */
     const char *freeze;     /* mode freeze: the freeze set (see controls.h) */
     const char *weights;    /* "pretrained" (default), "shuffled" or "random" */
+    fm_ft_hooks *hooks;     /* NULL: one process, no result wanted */
 } fm_ft_opts;
 
 void fm_ft_opts_default(fm_ft_opts *o);

@@ -1,0 +1,400 @@
+/* cmd_run.c: `finemask run JOBFILE`: a whole sweep over MPI ranks. Teams claim
+ * jobs from the shared counter (longest first), replicas of a team split each
+ * batch and sum gradients, failures are recorded and the run goes on, and at
+ * the end every job's metrics and packed mask reach rank 0, which writes the
+ * report. Every MPI call is in mpi/. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "coll.h"
+#include "dp.h"
+#include "fileio.h"
+#include "finetune.h"
+#include "fm.h"
+#include "grid.h"
+#include "jobfile.h"
+#include "report.h"
+#include "runfiles.h"
+#include "runjob.h"
+#include "sched.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: [mpiexec -n N] finemask run JOBFILE [options]\n"
+            "\n"
+            "Run every job of JOBFILE's sweep (tasks x modes x sparsities or freeze sets x\n"
+            "weights x seeds). The ranks form teams of --team-size; each team takes the next\n"
+            "job from a shared queue, longest expected first (epochs x examples x sequence\n"
+            "length); the ranks of a team are data-parallel replicas that split every batch\n"
+            "and sum their gradients. Jobs already complete in the output directory\n"
+            "(metrics.json present) are skipped; a failed job is recorded with its error and\n"
+            "the run goes on. Rank 0 gathers every job's metrics and mask over MPI and writes\n"
+            "OUT/report/. The exit status is 1 when any job failed.\n"
+            "\n"
+            "  --out DIR          output directory (default: the job file's [run] out)\n"
+            "  --model DIR        override [run] model\n"
+            "  --data DIR         override [run] data\n"
+            "  --team-size N      ranks per team (default: [layout] team_size, 1)\n"
+            "  --stages S         pipeline stages per team (only 1 is implemented)\n"
+            "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
+            "  --max-train-examples N  override [train] max_train_examples for every job\n"
+            "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n");
+}
+
+void fm_job_variant(const fm_job *j, char *out, size_t cap) {
+    if (!strcmp(j->mode, "freeze")) snprintf(out, cap, "%s", j->freeze);
+    else if (!strcmp(j->mode, "supermask")) snprintf(out, cap, "s%.4g", 100 * j->sparsity);
+    else snprintf(out, cap, "%s", "");
+}
+
+json_t *fm_job_record(const fm_job *j) {
+    json_t *r = json_object();
+    char var[300];
+    fm_job_variant(j, var, sizeof var);
+    json_object_set_new(r, "name", json_string(j->name));
+    json_object_set_new(r, "index", json_integer(j->index));
+    json_object_set_new(r, "task", json_string(j->task));
+    json_object_set_new(r, "mode", json_string(j->mode));
+    json_object_set_new(r, "variant", json_string(var));
+    json_object_set_new(r, "weights", json_string(j->weights));
+    json_object_set_new(r, "seed", json_integer((json_int_t)j->seed));
+    json_object_set_new(r, "sparsity", json_real(j->sparsity));
+    return r;
+}
+
+/* Run job j on this team; fills r (the team's first rank only keeps it). */
+static void run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
+                    fm_job_result *r, double *busy) {
+    double t0 = fm_mpi_wtime();
+    memset(r, 0, sizeof *r);
+    r->rec = fm_job_record(j);
+    char *dir = fm_path_join(out, j->name);
+    char *mpath = fm_path_join(dir, "metrics.json");
+    char *cpath = fm_path_join(dir, "compute.json");
+    json_t *compute = NULL;
+    if (fm_file_exists(mpath)) {
+        /* Complete already: take its files (read by the rank that claims it). */
+        json_t *met = NULL;
+        if (fm_json_read(mpath, &met) == FM_OK && fm_run_mask_read(dir, &r->mask) == FM_OK) {
+            json_object_set_new(r->rec, "status", json_string("done"));
+            json_object_set_new(r->rec, "metrics", met);
+            if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
+                json_object_set_new(compute, "skipped", json_true());
+        } else {
+            json_decref(met);
+            json_object_set_new(r->rec, "status", json_string("failed"));
+            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+        }
+        if (g->team_rank == 0) fm_log("%s: complete in %s; skipped", j->name, dir);
+    } else {
+        fm_ft_opts o;
+        fm_ft_opts_default(&o);
+        o.model_dir = jf->model;
+        o.data_dir = jf->data;
+        o.task = j->task;
+        o.out_dir = dir;
+        o.mode = j->mode;
+        o.freeze = !strcmp(j->mode, "freeze") ? j->freeze : NULL;
+        o.weights = j->weights;
+        o.seed = j->seed;
+        o.lr = j->h.lr;
+        o.epochs = j->h.epochs;
+        o.warmup = j->h.warmup;
+        o.weight_decay = j->h.weight_decay;
+        o.adam_eps = j->h.adam_eps;
+        o.adam_beta1 = j->h.adam_beta1;
+        o.adam_beta2 = j->h.adam_beta2;
+        o.max_grad_norm = j->h.max_grad_norm;
+        o.dropout = j->h.dropout;
+        o.batch_size = j->h.batch_size;
+        o.max_seq_length = j->h.max_seq_length;
+        o.eval_batch_size = j->h.eval_batch_size;
+        o.shuffle = j->h.shuffle;
+        o.max_steps = j->h.max_steps;
+        o.max_train_examples = j->h.max_train_examples;
+        o.log_every = j->h.log_every;
+        o.threads = threads;
+        fm_dp dp;
+        fm_dp_init(&dp, g->stage);
+        fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp};
+        if (g->nreplicas > 1) {
+            hk.sum_start = fm_dp_sum_start;
+            hk.progress = fm_dp_progress;
+            hk.sum_wait = fm_dp_sum_wait;
+        }
+        o.hooks = &hk;
+        fm_clear_error();
+        if (g->team_rank == 0) fm_log("%s: start (team %d)", j->name, g->team_id);
+        int rc = fm_finetune(&o);
+        if (rc == FM_OK) {
+            json_object_set_new(r->rec, "status", json_string("done"));
+            json_object_set_new(r->rec, "metrics", hk.metrics);
+            hk.metrics = NULL;
+            if (g->team_rank == 0 && fm_run_mask_read(dir, &r->mask) != FM_OK) {
+                json_object_set_new(r->rec, "status", json_string("failed"));
+                json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            }
+        } else {
+            json_object_set_new(r->rec, "status", json_string("failed"));
+            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
+        }
+        json_decref(hk.metrics);
+        double wall = fm_mpi_wtime() - t0;
+        compute = json_object();
+        json_object_set_new(compute, "wall_seconds", json_real(wall));
+        json_object_set_new(compute, "train_seconds", json_real(hk.train_seconds));
+        json_object_set_new(compute, "examples", json_integer(hk.examples));
+        json_object_set_new(compute, "examples_per_second",
+                            json_real(hk.train_seconds > 0 ? (double)hk.examples / hk.train_seconds : 0));
+        json_object_set_new(compute, "comm_seconds", json_real(dp.seconds));
+        json_object_set_new(compute, "comm_bytes", json_integer((json_int_t)dp.bytes));
+        json_object_set_new(compute, "comm_calls", json_integer((json_int_t)dp.calls));
+        int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
+        if (steps > 0)
+            json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(dp.bytes / (uint64_t)steps)));
+        json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
+        json_object_set_new(compute, "team", json_integer(g->team_id));
+        fm_dp_free(&dp);
+        if (g->team_rank == 0 && rc == FM_OK) fm_json_write(cpath, compute);
+    }
+    if (!compute) compute = json_object();
+    json_object_set_new(compute, "team", json_integer(g->team_id));
+    json_object_set_new(r->rec, "compute", compute);
+    *busy += fm_mpi_wtime() - t0;
+    free(dir);
+    free(mpath);
+    free(cpath);
+}
+
+int fm_cmd_run(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'},        {"model", required_argument, 0, 'M'},
+        {"data", required_argument, 0, 'D'},       {"team-size", required_argument, 0, 'T'},
+        {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
+        {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
+        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+    };
+    const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
+    long long team_size = 0, stages = 0, threads = 0, maxex = -1;
+    optind = 0;
+    opterr = 0;
+    for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
+        int rc = FM_OK;
+        switch (ch) {
+        case 'o': out = optarg; break;
+        case 'M': model = optarg; break;
+        case 'D': data = optarg; break;
+        case 'b': baseline = optarg; break;
+        case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &team_size); break;
+        case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &stages); break;
+        case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &threads); break;
+        case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &maxex); break;
+        case 'h': usage(stdout); return 0;
+        default:
+            fm_fail("run: unknown or incomplete option '%s' (see finemask run --help)", argv[optind - 1]);
+            return fm_cli_fail();
+        }
+        if (rc != FM_OK) return fm_cli_fail();
+    }
+    if (optind != argc - 1) {
+        fm_fail("run: expected one JOBFILE (see finemask run --help)");
+        return fm_cli_fail();
+    }
+    fm_mpi_init(&argc, &argv);
+    const int rank = fm_mpi_world_rank();
+    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* one voice: rank 0 logs, others only errors */
+    double t_start = fm_mpi_wtime();
+    int status = 1;
+    fm_jobfile jf;
+    fm_job *jobs = NULL;
+    int njobs = 0, *order = NULL;
+    fm_grid g = {0};
+    int have_grid = 0;
+    if (fm_jobfile_read(&jf, argv[optind]) != FM_OK) {
+        if (rank == 0) fm_cli_fail();
+        fm_mpi_finalize();
+        return 1;
+    }
+    if (out) free(jf.out), jf.out = fm_xstrdup(out);
+    if (model) free(jf.model), jf.model = fm_xstrdup(model);
+    if (data) free(jf.data), jf.data = fm_xstrdup(data);
+    if (team_size) jf.team_size = (int)team_size;
+    if (stages) jf.stages = (int)stages;
+    if (threads) jf.threads = (int)threads;
+    if (maxex >= 0) jf.train.max_train_examples = maxex;
+    if (!jf.out) {
+        fm_fail("%s: no output directory: give [run] out or --out", jf.path);
+        goto fail;
+    }
+    if (jf.stages > 1) {
+        fm_fail("--stages %d: pipeline stages are not implemented yet; use data-parallel teams (--team-size)",
+                jf.stages);
+        goto fail;
+    }
+    if (fm_grid_init(&g, jf.team_size, jf.stages) != FM_OK) goto fail;
+    have_grid = 1;
+    if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
+    /* Rank 0 estimates the work (reads the training files) and everyone gets it. */
+    double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
+    if (rank == 0) {
+        fm_jobs_estimate(jobs, njobs, jf.data);
+        for (int i = 0; i < njobs; i++) work[i] = jobs[i].work;
+    }
+    fm_bcast_doubles(work, njobs);
+    for (int i = 0; i < njobs; i++) jobs[i].work = work[i];
+    free(work);
+    order = fm_xmalloc(sizeof(int) * ((size_t)njobs + 1));
+    fm_jobs_order(jobs, njobs, order);
+    json_t *run = json_object();
+    json_object_set_new(run, "name", json_string(jf.name));
+    json_object_set_new(run, "jobfile", json_string(jf.path));
+    json_t *layout = json_object();
+    json_object_set_new(layout, "world_size", json_integer(g.world_size));
+    json_object_set_new(layout, "team_size", json_integer(g.team_size));
+    json_object_set_new(layout, "teams", json_integer(g.nteams));
+    json_object_set_new(layout, "stages", json_integer(g.nstages));
+    json_object_set_new(layout, "replicas", json_integer(g.nreplicas));
+    json_object_set_new(layout, "threads", json_integer(jf.threads));
+    json_object_set_new(run, "layout", layout);
+    json_t *jl = json_array(), *ol = json_array();
+    for (int i = 0; i < njobs; i++) {
+        json_t *r = fm_job_record(&jobs[i]);
+        json_object_set_new(r, "work", json_real(jobs[i].work));
+        json_array_append_new(jl, r);
+        json_array_append_new(ol, json_integer(order[i]));
+    }
+    json_object_set_new(run, "jobs", jl);
+    json_object_set_new(run, "order", ol);
+    int bad = 0;
+    if (rank == 0) {
+        char *p = fm_path_join(jf.out, "run.json");
+        bad = fm_mkdirs(jf.out) != FM_OK || fm_json_write(p, run) != FM_OK;
+        free(p);
+        fm_log("%s: %d job(s) over %d team(s) of %d rank(s); output %s", jf.name, njobs, g.nteams, g.team_size,
+               jf.out);
+    }
+    if (fm_any(bad)) {
+        json_decref(run);
+        goto fail;
+    }
+
+    /* The sweep. */
+    fm_sched s;
+    fm_sched_init(&s, &g);
+    unsigned char *mine = NULL;
+    size_t mine_len = 0;
+    double busy = 0, njob_team = 0;
+    if (g.team_id >= 0)
+        for (;;) {
+            int64_t k = fm_sched_next(&s);
+            if (k >= njobs) break;
+            fm_job_result r;
+            run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, &r, &busy);
+            njob_team++;
+            if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
+            fm_result_free(&r);
+        }
+    fm_sched_finish(&s);
+    double stats[3] = {busy, s.idle_seconds, njob_team};
+    fm_sched_free(&s);
+
+    /* The gather and the report. */
+    unsigned char *all = NULL;
+    size_t all_len = 0;
+    double *allstats = rank == 0 ? fm_xmalloc(sizeof(double) * 3 * (size_t)g.world_size) : NULL;
+    fm_gather_doubles(stats, 3, allstats);
+    int grc = fm_gather_bytes(mine, mine_len, &all, &all_len);
+    free(mine);
+    if (rank == 0 && grc == FM_OK) {
+        fm_job_result *res = fm_xcalloc((size_t)njobs + 1, sizeof *res);
+        int n = 0;
+        for (size_t pos = 0; pos < all_len && n < njobs;) {
+            size_t used;
+            if (fm_result_unpack(&res[n], all + pos, all_len - pos, &used) != FM_OK) {
+                grc = FM_ERR;
+                break;
+            }
+            pos += used;
+            n++;
+        }
+        json_t *teams = json_array(), *fails = json_object();
+        for (int t = 0; t < g.nteams; t++) {
+            const double *st = allstats + 3 * (size_t)t * g.team_size;
+            json_t *o = json_object();
+            json_object_set_new(o, "busy_seconds", json_real(st[0]));
+            json_object_set_new(o, "idle_seconds", json_real(st[1]));
+            json_object_set_new(o, "jobs", json_integer((json_int_t)st[2]));
+            json_array_append_new(teams, o);
+        }
+        json_object_set_new(run, "teams", teams);
+        double wall = fm_mpi_wtime() - t_start;
+        json_object_set_new(run, "wall_seconds", json_real(wall));
+        if (baseline) {
+            char *bp = fm_path_join(baseline, "run.json");
+            json_t *b = NULL;
+            if (fm_json_read(bp, &b) == FM_OK && json_is_number(json_object_get(b, "wall_seconds")))
+                json_object_set_new(run, "baseline_wall_seconds", json_real(json_number_value(json_object_get(b, "wall_seconds"))));
+            else
+                fm_log("--baseline %s: no run.json with wall_seconds; no speedup reported", baseline);
+            json_decref(b);
+            free(bp);
+        }
+        int nfail = 0;
+        for (int i = 0; i < n; i++)
+            if (!strcmp(json_string_value(json_object_get(res[i].rec, "status")), "failed")) {
+                nfail++;
+                json_object_set(fails, json_string_value(json_object_get(res[i].rec, "name")),
+                                json_object_get(res[i].rec, "error"));
+            }
+        json_object_set_new(run, "failures", fails);
+        char *p = fm_path_join(jf.out, "run.json");
+        int wrc = fm_json_write(p, run);
+        free(p);
+        if (grc == FM_OK && n != njobs) {
+            fm_fail("final gather: %d of %d job results reached rank 0", n, njobs);
+            grc = FM_ERR;
+        }
+        if (grc == FM_OK && wrc == FM_OK && fm_report_write(jf.out, res, n, run) == FM_OK) {
+            fm_log("%s: %d job(s), %d failed, %.1f s; report in %s/report", jf.name, n, nfail, wall, jf.out);
+            for (int i = 0; i < n; i++)
+                if (!strcmp(json_string_value(json_object_get(res[i].rec, "status")), "failed"))
+                    fprintf(stderr, "finemask: failed: %s: %s\n", json_string_value(json_object_get(res[i].rec, "name")),
+                            json_string_value(json_object_get(res[i].rec, "error")));
+            status = nfail ? 1 : 0;
+        } else {
+            fm_cli_fail();
+        }
+        for (int i = 0; i < n; i++) fm_result_free(&res[i]);
+        free(res);
+    } else if (rank == 0) {
+        fm_cli_fail();
+    }
+    free(all);
+    free(allstats);
+    json_decref(run);
+    /* Everyone exits with rank 0's verdict. */
+    double st = status;
+    fm_bcast_doubles(&st, 1);
+    status = (int)st;
+    free(order);
+    free(jobs);
+    fm_grid_free(&g);
+    fm_jobfile_free(&jf);
+    fm_mpi_finalize();
+    return status;
+fail:
+    if (rank == 0) fm_cli_fail();
+    free(order);
+    free(jobs);
+    if (have_grid) fm_grid_free(&g);
+    fm_jobfile_free(&jf);
+    fm_mpi_finalize();
+    return 1;
+}

@@ -1,0 +1,629 @@
+/* report.c: job results, their wire format, and report/ (see report.h). */
+#define _GNU_SOURCE
+#include "report.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "fileio.h"
+#include "fm.h"
+#include "runfiles.h"
+#include "safetensors.h"
+
+void fm_result_free(fm_job_result *r) {
+    json_decref(r->rec);
+    if (r->mask.t) fm_mask_free(&r->mask);
+    memset(r, 0, sizeof *r);
+}
+
+static void put(unsigned char **buf, size_t *len, const void *p, size_t n) {
+    *buf = fm_xrealloc(*buf, *len + n + 1);
+    memcpy(*buf + *len, p, n);
+    *len += n;
+}
+
+void fm_result_pack(const fm_job_result *r, unsigned char **buf, size_t *len) {
+    char *js = json_dumps(r->rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    uint64_t jl = strlen(js);
+    put(buf, len, &jl, 8);
+    put(buf, len, js, jl);
+    free(js);
+    uint32_t nt = (uint32_t)r->mask.n;
+    put(buf, len, &nt, 4);
+    for (int i = 0; i < r->mask.n; i++) {
+        const fm_mask_tensor *t = &r->mask.t[i];
+        uint32_t nd = (uint32_t)t->ndim;
+        uint64_t numel = t->numel, ones = t->ones;
+        put(buf, len, t->name, sizeof t->name);
+        put(buf, len, &nd, 4);
+        put(buf, len, t->shape, 16);
+        put(buf, len, &numel, 8);
+        put(buf, len, &ones, 8);
+        put(buf, len, t->bits, (t->numel + 7) / 8);
+    }
+}
+
+static int get(const unsigned char *buf, size_t len, size_t *pos, void *out, size_t n) {
+    if (len - *pos < n) return fm_fail("gathered job result: truncated after %zu bytes", *pos);
+    memcpy(out, buf + *pos, n);
+    *pos += n;
+    return FM_OK;
+}
+
+int fm_result_unpack(fm_job_result *r, const unsigned char *buf, size_t len, size_t *used) {
+    memset(r, 0, sizeof *r);
+    size_t pos = 0;
+    uint64_t jl = 0;
+    if (get(buf, len, &pos, &jl, 8) != FM_OK) return FM_ERR;
+    if (jl > len - pos) return fm_fail("gathered job result: JSON of %" PRIu64 " bytes overruns the record", jl);
+    json_error_t e;
+    r->rec = json_loadb((const char *)buf + pos, (size_t)jl, 0, &e);
+    if (!r->rec) return fm_fail("gathered job result: %s", e.text);
+    pos += jl;
+    uint32_t nt = 0;
+    if (get(buf, len, &pos, &nt, 4) != FM_OK) goto bad;
+    if (nt) {
+        r->mask.t = fm_xcalloc(nt, sizeof(fm_mask_tensor));
+        r->mask.n = (int)nt;
+    }
+    for (uint32_t i = 0; i < nt; i++) {
+        fm_mask_tensor *t = &r->mask.t[i];
+        uint32_t nd = 0;
+        uint64_t numel = 0, ones = 0;
+        if (get(buf, len, &pos, t->name, sizeof t->name) != FM_OK || get(buf, len, &pos, &nd, 4) != FM_OK ||
+            get(buf, len, &pos, t->shape, 16) != FM_OK || get(buf, len, &pos, &numel, 8) != FM_OK ||
+            get(buf, len, &pos, &ones, 8) != FM_OK)
+            goto bad;
+        t->name[sizeof t->name - 1] = 0;
+        t->ndim = (int)nd;
+        t->numel = (size_t)numel;
+        t->ones = (size_t)ones;
+        size_t nb = (t->numel + 7) / 8;
+        if (nb > len - pos) {
+            fm_fail("gathered job result: mask tensor %s overruns the record", t->name);
+            goto bad;
+        }
+        t->bits = fm_xmalloc(nb ? nb : 1);
+        memcpy(t->bits, buf + pos, nb);
+        pos += nb;
+    }
+    *used = pos;
+    return FM_OK;
+bad:
+    fm_result_free(r);
+    return FM_ERR;
+}
+
+int fm_run_mask_read(const char *job_dir, fm_mask *m) {
+    memset(m, 0, sizeof *m);
+    char *path = fm_path_join(job_dir, "mask.safetensors");
+    if (!fm_file_exists(path)) {
+        free(path);
+        return FM_OK;
+    }
+    fm_st_file f;
+    int rc = FM_ERR;
+    json_t *desc = NULL;
+    if (fm_st_open(&f, path) != FM_OK) goto out;
+    const char *ts = fm_st_meta_get(&f, "tensors");
+    json_error_t e;
+    desc = ts ? json_loads(ts, 0, &e) : NULL;
+    if (!json_is_object(desc)) {
+        fm_fail("%s: metadata 'tensors' missing or not a JSON object", path);
+        goto out;
+    }
+    int n = 0;
+    for (int i = 0; i < f.n; i++) n += f.t[i].dtype == FM_ST_U8;
+    m->t = fm_xcalloc((size_t)(n ? n : 1), sizeof(fm_mask_tensor));
+    for (int i = 0; i < f.n; i++) {
+        const fm_st_tensor *st = &f.t[i];
+        if (st->dtype != FM_ST_U8) continue;
+        json_t *d = json_object_get(desc, st->name), *shape = json_object_get(d, "shape");
+        fm_mask_tensor *t = &m->t[m->n++];
+        const char *nm = strncmp(st->name, "bert.", 5) ? st->name : st->name + 5;
+        snprintf(t->name, sizeof t->name, "%s", nm);
+        t->ndim = (int)json_array_size(shape);
+        if (t->ndim < 1 || t->ndim > 2) {
+            fm_fail("%s: tensor %s: expected a shape of 1 or 2 dimensions in metadata", path, st->name);
+            goto out;
+        }
+        t->numel = 1;
+        for (int k = 0; k < t->ndim; k++) {
+            t->shape[k] = json_integer_value(json_array_get(shape, (size_t)k));
+            t->numel *= (size_t)t->shape[k];
+        }
+        if ((t->numel + 7) / 8 != st->numel) {
+            fm_fail("%s: tensor %s: %" PRIu64 " bytes do not fit %zu entries", path, st->name, st->numel, t->numel);
+            goto out;
+        }
+        t->bits = fm_xmalloc(st->numel ? st->numel : 1);
+        memcpy(t->bits, st->data, st->numel);
+        t->ones = fm_mask_count(t);
+    }
+    rc = FM_OK;
+out:
+    json_decref(desc);
+    fm_st_close(&f);
+    free(path);
+    if (rc != FM_OK) {
+        if (m->t) fm_mask_free(m);
+        memset(m, 0, sizeof *m);
+    }
+    return rc;
+}
+
+/* ---- the report ---- */
+
+static const char *sget(const json_t *o, const char *k) {
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+static double nget(const json_t *o, const char *k) {
+    json_t *v = json_object_get(o, k);
+    return json_is_number(v) ? json_number_value(v) : NAN;
+}
+
+static int by_index(const void *a, const void *b) {
+    const fm_job_result *x = a, *y = b;
+    return (int)(json_integer_value(json_object_get(x->rec, "index")) -
+                 json_integer_value(json_object_get(y->rec, "index")));
+}
+
+static size_t mask_numel(const fm_mask *m, size_t *ones) {
+    size_t n = 0, o = 0;
+    for (int i = 0; i < m->n; i++) n += m->t[i].numel, o += m->t[i].ones;
+    if (ones) *ones = o;
+    return n;
+}
+
+/* Group key: task|mode|variant|weights. */
+static void group_key(char *out, size_t cap, const json_t *rec) {
+    snprintf(out, cap, "%s|%s|%s|%s", sget(rec, "task"), sget(rec, "mode"), sget(rec, "variant"),
+             sget(rec, "weights"));
+}
+
+static int write_text(const char *dir, const char *name, char *text, size_t len) {
+    char *p = fm_path_join(dir, name);
+    int rc = fm_write_file_atomic(p, text, len);
+    free(p);
+    return rc;
+}
+
+static int write_json(const char *dir, const char *name, json_t *o) {
+    char *p = fm_path_join(dir, name);
+    int rc = fm_json_write(p, o);
+    free(p);
+    return rc;
+}
+
+/* Encoder layer of a tensor name ("encoder.layer.7.…" -> 7), else -1. */
+static int layer_of(const char *name) {
+    int l;
+    return sscanf(name, "encoder.layer.%d.", &l) == 1 ? l : -1;
+}
+
+static int run_gnuplot(const char *dir, const char *script) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) return 0;
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot '%s' >/dev/null 2>&1", dir, script);
+    int rc = system(cmd);
+    return rc == 0;
+}
+
+/* A figure: data and script to dir/NAME.dat, NAME.gp, then PNG and SVG. */
+static int figure(const char *dir, const char *name, char *dat, size_t datn, const char *body, json_t *notes) {
+    char fn[64], gp[4096];
+    snprintf(fn, sizeof fn, "%s.dat", name);
+    if (write_text(dir, fn, dat, datn) != FM_OK) return FM_ERR;
+    snprintf(gp, sizeof gp,
+             "set terminal png size 900,600\nset output '%s.png'\n%s\n"
+             "set terminal svg size 900,600\nset output '%s.svg'\nreplot\n",
+             name, body, name);
+    snprintf(fn, sizeof fn, "%s.gp", name);
+    if (write_text(dir, fn, gp, strlen(gp)) != FM_OK) return FM_ERR;
+    if (!run_gnuplot(dir, fn)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "%s: gnuplot absent or failed; %s.dat and %s.gp are written", name, name, name);
+        json_array_append_new(notes, json_string(msg));
+    }
+    return FM_OK;
+}
+
+int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t *run) {
+    qsort(res, (size_t)n, sizeof *res, by_index);
+    char *dir = fm_path_join(run_dir, "report");
+    if (fm_mkdirs(dir) != FM_OK) {
+        free(dir);
+        return FM_ERR;
+    }
+    int rc = FM_ERR;
+    json_t *sci = json_object(), *jobs = json_array(), *groups = json_array(), *layers = json_object(),
+           *overlap = json_array(), *failed = json_array(), *notes = json_array();
+    json_object_set_new(sci, "name", json_string(sget(run, "name")));
+    char *md = NULL, *csv = NULL, *f6 = NULL;
+    int *done = NULL, *pick = NULL;
+    size_t mdn = 0, csvn = 0;
+    FILE *m = open_memstream(&md, &mdn);
+    fprintf(m, "# finemask report: %s\n\n", sget(run, "name"));
+
+    /* Jobs. */
+    for (int i = 0; i < n; i++) {
+        const json_t *r = res[i].rec, *met = json_object_get(r, "metrics");
+        json_t *j = json_object();
+        const char *keys[] = {"name", "task", "mode", "variant", "weights", "status"};
+        for (size_t k = 0; k < 6; k++) json_object_set_new(j, keys[k], json_string(sget(r, keys[k])));
+        json_object_set_new(j, "seed", json_integer(json_integer_value(json_object_get(r, "seed"))));
+        json_object_set_new(j, "init_sparsity", json_real(nget(r, "sparsity")));
+        if (!strcmp(sget(r, "status"), "failed")) {
+            json_object_set_new(j, "error", json_string(sget(r, "error")));
+            json_array_append(failed, j);
+        } else {
+            json_object_set_new(j, "score", json_real(nget(met, "score")));
+            json_object_set_new(j, "score_name", json_string(sget(met, "score_name")));
+            double sstd = nget(met, "score_std");
+            if (!isnan(sstd)) json_object_set_new(j, "score_samples_std", json_real(sstd));
+            double ts = nget(met, "task_storage_bytes");
+            if (!isnan(ts)) json_object_set_new(j, "task_storage_bytes", json_integer((json_int_t)ts));
+            size_t ones, tot = mask_numel(&res[i].mask, &ones);
+            if (tot) {
+                json_object_set_new(j, "final_sparsity", json_real(1.0 - (double)ones / (double)tot));
+                json_t *ls = json_object();
+                for (int t = 0; t < res[i].mask.n; t++) {
+                    const fm_mask_tensor *mt = &res[i].mask.t[t];
+                    json_object_set_new(ls, mt->name, json_real(1.0 - (double)mt->ones / (double)mt->numel));
+                }
+                json_object_set_new(layers, sget(r, "name"), ls);
+            } else if (!isnan(nget(met, "sparsity"))) {
+                json_object_set_new(j, "final_sparsity", json_real(nget(met, "sparsity")));
+            }
+        }
+        json_array_append_new(jobs, j);
+    }
+
+    /* Groups: mean and std over seeds, beside the task's full baseline. */
+    done = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
+    FILE *c = open_memstream(&csv, &csvn);
+    fprintf(c, "task,mode,variant,weights,jobs,score_mean,score_std,baseline_mean,final_sparsity_mean\n");
+    fprintf(m, "## Scores\n\nMean ± standard deviation over seeds of the dev score; the baseline is full fine-tuning "
+               "from the pre-trained weights.\n\n| task | mode | variant | weights | jobs | score | baseline | final "
+               "sparsity |\n|---|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        json_t *ji = json_array_get(jobs, (size_t)i);
+        if (done[i] || strcmp(sget(ji, "status"), "done")) continue;
+        char key[512], k2[512];
+        group_key(key, sizeof key, ji);
+        double s = 0, s2 = 0, sp = 0;
+        int cnt = 0, spn = 0;
+        for (int k = i; k < n; k++) {
+            json_t *jk = json_array_get(jobs, (size_t)k);
+            if (done[k] || strcmp(sget(jk, "status"), "done")) continue;
+            group_key(k2, sizeof k2, jk);
+            if (strcmp(key, k2)) continue;
+            done[k] = 1;
+            double v = nget(jk, "score");
+            s += v, s2 += v * v, cnt++;
+            if (!isnan(nget(jk, "final_sparsity"))) sp += nget(jk, "final_sparsity"), spn++;
+        }
+        double mean = s / cnt, sd = cnt > 1 ? sqrt(fmax(0, (s2 - cnt * mean * mean) / (cnt - 1))) : 0;
+        /* the baseline: full / pretrained of the same task */
+        double bs = 0;
+        int bn = 0;
+        for (int k = 0; k < n; k++) {
+            json_t *jk = json_array_get(jobs, (size_t)k);
+            if (!strcmp(sget(jk, "status"), "done") && !strcmp(sget(jk, "task"), sget(ji, "task")) &&
+                !strcmp(sget(jk, "mode"), "full") && !strcmp(sget(jk, "weights"), "pretrained"))
+                bs += nget(jk, "score"), bn++;
+        }
+        json_t *g = json_object();
+        json_object_set_new(g, "task", json_string(sget(ji, "task")));
+        json_object_set_new(g, "mode", json_string(sget(ji, "mode")));
+        json_object_set_new(g, "variant", json_string(sget(ji, "variant")));
+        json_object_set_new(g, "weights", json_string(sget(ji, "weights")));
+        json_object_set_new(g, "jobs", json_integer(cnt));
+        json_object_set_new(g, "score_mean", json_real(mean));
+        json_object_set_new(g, "score_std", json_real(sd));
+        if (bn) json_object_set_new(g, "baseline_mean", json_real(bs / bn));
+        if (spn) json_object_set_new(g, "final_sparsity_mean", json_real(sp / spn));
+        json_array_append_new(groups, g);
+        char bl[32] = "", fs[32] = "";
+        if (bn) snprintf(bl, sizeof bl, "%.4f", bs / bn);
+        if (spn) snprintf(fs, sizeof fs, "%.4f", sp / spn);
+        fprintf(c, "%s,%s,%s,%s,%d,%.6f,%.6f,%s,%s\n", sget(ji, "task"), sget(ji, "mode"), sget(ji, "variant"),
+                sget(ji, "weights"), cnt, mean, sd, bl, fs);
+        fprintf(m, "| %s | %s | %s | %s | %d | %.4f ± %.4f | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
+                sget(ji, "variant"), sget(ji, "weights"), cnt, mean, sd, bn ? bl : "-", spn ? fs : "-");
+    }
+    fclose(c);
+    if (write_text(dir, "scores.csv", csv, csvn) != FM_OK) goto out;
+    free(csv);
+    csv = NULL;
+
+    /* Per job: final sparsity, storage; per tensor sparsity. */
+    c = open_memstream(&csv, &csvn);
+    fprintf(c, "job,task,mode,variant,seed,score,final_sparsity,task_storage_bytes\n");
+    fprintf(m, "\n## Jobs\n\n| job | score | final sparsity | task storage (bytes) |\n|---|---|---|---|\n");
+    for (int i = 0; i < n; i++) {
+        json_t *j = json_array_get(jobs, (size_t)i);
+        if (strcmp(sget(j, "status"), "done")) continue;
+        double fsp = nget(j, "final_sparsity"), ts = nget(j, "task_storage_bytes");
+        char fs[32] = "", tss[32] = "";
+        if (!isnan(fsp)) snprintf(fs, sizeof fs, "%.6f", fsp);
+        if (!isnan(ts)) snprintf(tss, sizeof tss, "%.0f", ts);
+        fprintf(c, "%s,%s,%s,%s,%" JSON_INTEGER_FORMAT ",%.6f,%s,%s\n", sget(j, "name"), sget(j, "task"),
+                sget(j, "mode"), sget(j, "variant"), json_integer_value(json_object_get(j, "seed")), nget(j, "score"),
+                fs, tss);
+        fprintf(m, "| %s | %.4f | %s | %s |\n", sget(j, "name"), nget(j, "score"), isnan(fsp) ? "-" : fs,
+                isnan(ts) ? "-" : tss);
+    }
+    fclose(c);
+    if (write_text(dir, "sparsity.csv", csv, csvn) != FM_OK) goto out;
+    free(csv);
+    csv = NULL;
+    c = open_memstream(&csv, &csvn);
+    fprintf(c, "job,tensor,layer,numel,ones,sparsity\n");
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < res[i].mask.n; t++) {
+            const fm_mask_tensor *mt = &res[i].mask.t[t];
+            fprintf(c, "%s,%s,%d,%zu,%zu,%.6f\n", sget(res[i].rec, "name"), mt->name, layer_of(mt->name), mt->numel,
+                    mt->ones, 1.0 - (double)mt->ones / (double)mt->numel);
+        }
+    fclose(c);
+    if (write_text(dir, "layer_sparsity.csv", csv, csvn) != FM_OK) goto out;
+    free(csv);
+    csv = NULL;
+
+    /* Overlaps: per mode/variant/weights, each task's first (lowest index) job with a mask. */
+    pick = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
+    int np = 0;
+    for (int i = 0; i < n; i++) {
+        if (!res[i].mask.n) continue;
+        int dup = 0;
+        for (int k = 0; k < np; k++) dup |= !strcmp(sget(res[pick[k]].rec, "task"), sget(res[i].rec, "task"));
+        /* one family only: the first job with a mask sets mode/variant/weights */
+        if (np && (strcmp(sget(res[pick[0]].rec, "mode"), sget(res[i].rec, "mode")) ||
+                   strcmp(sget(res[pick[0]].rec, "variant"), sget(res[i].rec, "variant")) ||
+                   strcmp(sget(res[pick[0]].rec, "weights"), sget(res[i].rec, "weights"))))
+            dup = 1;
+        if (!dup) pick[np++] = i;
+    }
+    c = open_memstream(&csv, &csvn);
+    fprintf(c, "task_a,task_b,shared_zero_fraction,random\n");
+    size_t f6n = 0;
+    FILE *d6 = open_memstream(&f6, &f6n);
+    if (np >= 2) {
+        fprintf(m, "\n## Mask overlap\n\nFraction of task A's zeros that are zeros in task B's mask too (%s %s), "
+                   "beside what independent random masks of the same sparsities give.\n\n| A \\ B |",
+                sget(res[pick[0]].rec, "mode"), sget(res[pick[0]].rec, "variant"));
+        for (int b = 0; b < np; b++) fprintf(m, " %s |", sget(res[pick[b]].rec, "task"));
+        fprintf(m, "\n|---|");
+        for (int b = 0; b < np; b++) fprintf(m, "---|");
+        fprintf(m, "\n");
+    }
+    for (int a = 0; a < np && np >= 2; a++) {
+        const fm_mask *ma = &res[pick[a]].mask;
+        fprintf(m, "| %s |", sget(res[pick[a]].rec, "task"));
+        for (int b = 0; b < np; b++) {
+            const fm_mask *mb = &res[pick[b]].mask;
+            size_t common = 0, za = 0, zb = 0, nbt = 0;
+            for (int t = 0; t < ma->n; t++) {
+                fm_mask_tensor *tb = fm_mask_find(mb, ma->t[t].name);
+                if (!tb || tb->numel != ma->t[t].numel) continue;
+                common += fm_mask_common_zeros(&ma->t[t], tb);
+                za += ma->t[t].numel - ma->t[t].ones;
+                zb += tb->numel - tb->ones;
+                nbt += tb->numel;
+            }
+            double frac = za ? (double)common / (double)za : 0, rnd = nbt ? (double)zb / (double)nbt : 0;
+            fprintf(d6, "%.6f ", frac);
+            fprintf(m, " %.4f (%.4f) |", frac, rnd);
+            if (a == b) continue;
+            json_t *o = json_object();
+            json_object_set_new(o, "a", json_string(sget(res[pick[a]].rec, "task")));
+            json_object_set_new(o, "b", json_string(sget(res[pick[b]].rec, "task")));
+            json_object_set_new(o, "shared_zero_fraction", json_real(frac));
+            json_object_set_new(o, "random", json_real(rnd));
+            json_array_append_new(overlap, o);
+            fprintf(c, "%s,%s,%.6f,%.6f\n", sget(res[pick[a]].rec, "task"), sget(res[pick[b]].rec, "task"), frac, rnd);
+        }
+        fprintf(d6, "\n");
+        fprintf(m, "\n");
+    }
+    fclose(d6);
+    fclose(c);
+    if (write_text(dir, "overlap.csv", csv, csvn) != FM_OK) goto out;
+    free(csv);
+    csv = NULL;
+    if (json_array_size(failed)) {
+        fprintf(m, "\n## Failed jobs\n\n");
+        for (size_t i = 0; i < json_array_size(failed); i++) {
+            json_t *f = json_array_get(failed, i);
+            fprintf(m, "- %s: %s\n", sget(f, "name"), sget(f, "error"));
+        }
+    }
+    json_object_set_new(sci, "jobs", jobs);
+    json_object_set_new(sci, "groups", groups);
+    json_object_set_new(sci, "layer_sparsity", layers);
+    json_object_set_new(sci, "overlap", overlap);
+    json_object_set_new(sci, "failed", failed);
+    jobs = groups = layers = overlap = failed = NULL;
+
+    /* Figures (science; gnuplot output is not compared). */
+    {
+        /* Figure 3: score against sparsity, a line per task. */
+        char *dat = NULL;
+        size_t datn = 0;
+        FILE *d = open_memstream(&dat, &datn);
+        int blocks = 0;
+        json_t *gs = json_object_get(sci, "groups");
+        for (size_t i = 0; i < json_array_size(gs); i++) {
+            json_t *g = json_array_get(gs, i);
+            if (strcmp(sget(g, "mode"), "supermask")) continue;
+            int first = 1;
+            for (size_t k = 0; k < i; k++) {
+                json_t *h = json_array_get(gs, k);
+                first &= !(!strcmp(sget(h, "mode"), "supermask") && !strcmp(sget(h, "task"), sget(g, "task")));
+            }
+            if (!first) continue;
+            fprintf(d, "%s\"%s\"\n", blocks ? "\n\n" : "", sget(g, "task"));
+            for (size_t k = i; k < json_array_size(gs); k++) {
+                json_t *h = json_array_get(gs, k);
+                if (strcmp(sget(h, "mode"), "supermask") || strcmp(sget(h, "task"), sget(g, "task"))) continue;
+                double x = nget(h, "final_sparsity_mean");
+                if (isnan(x)) x = atof(sget(h, "variant") + 1) / 100;
+                fprintf(d, "%.6f %.6f %.6f\n", x, nget(h, "score_mean"), nget(h, "score_std"));
+            }
+            blocks++;
+        }
+        fclose(d);
+        if (blocks) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "set xlabel 'sparsity'\nset ylabel 'dev score'\nset key outside\n"
+                     "plot for [i=0:%d] 'fig3.dat' index i using 1:2:3 with yerrorlines title columnheader(1)",
+                     blocks - 1);
+            if (figure(dir, "fig3", dat, datn, body, notes) != FM_OK) {
+                free(dat);
+                goto out;
+            }
+        } else json_array_append_new(notes, json_string("fig3: no supermask scores; skipped"));
+        free(dat);
+        /* Figure 4: mean sparsity per encoder layer, a line per picked task. */
+        dat = NULL;
+        d = open_memstream(&dat, &datn);
+        for (int p = 0; p < np; p++) {
+            const fm_mask *mk = &res[pick[p]].mask;
+            fprintf(d, "%s\"%s\"\n", p ? "\n\n" : "", sget(res[pick[p]].rec, "task"));
+            for (int l = 0; l < 1024; l++) {
+                size_t z = 0, t = 0;
+                for (int k = 0; k < mk->n; k++)
+                    if (layer_of(mk->t[k].name) == l) z += mk->t[k].numel - mk->t[k].ones, t += mk->t[k].numel;
+                if (!t) break;
+                fprintf(d, "%d %.6f\n", l, (double)z / (double)t);
+            }
+        }
+        fclose(d);
+        if (np >= 1) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "set xlabel 'encoder layer'\nset ylabel 'sparsity'\nset key outside\n"
+                     "plot for [i=0:%d] 'fig4.dat' index i using 1:2 with linespoints title columnheader(1)",
+                     np - 1);
+            if (figure(dir, "fig4", dat, datn, body, notes) != FM_OK) {
+                free(dat);
+                goto out;
+            }
+        } else json_array_append_new(notes, json_string("fig4: no masks; skipped"));
+        free(dat);
+        if (np >= 2) {
+            if (figure(dir, "fig6", f6, f6n,
+                       "set xlabel 'task B'\nset ylabel 'task A'\nset cblabel 'shared zeros'\n"
+                       "plot 'fig6.dat' matrix with image notitle",
+                       notes) != FM_OK)
+                goto out;
+        } else json_array_append_new(notes, json_string("fig6: fewer than two tasks with masks; skipped"));
+        json_array_append_new(notes, json_string("fig2: no distance data in a sweep; skipped"));
+    }
+    free(f6);
+    f6 = NULL;
+    json_object_set_new(sci, "notes", notes);
+    notes = NULL;
+
+    fflush(m);
+    /* science.md, science.json */
+    if (write_text(dir, "science.md", md, mdn) != FM_OK || write_json(dir, "science.json", sci) != FM_OK) goto out;
+
+    /* Compute. */
+    json_t *comp = json_object(), *cj = json_array();
+    c = open_memstream(&csv, &csvn);
+    fprintf(c, "job,team,status,wall_seconds,train_seconds,examples,examples_per_second,comm_seconds,comm_bytes\n");
+    char *lays = json_dumps(json_object_get(run, "layout"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    fprintf(m, "\n## Compute\n\nLayout: %s\n\n| job | team | wall s | examples/s | comm s | comm bytes |\n"
+               "|---|---|---|---|---|---|\n",
+            lays ? lays : "{}");
+    free(lays);
+    double total_work = 0;
+    for (int i = 0; i < n; i++) {
+        json_t *cp = json_object_get(res[i].rec, "compute");
+        json_t *o = cp ? json_deep_copy(cp) : json_object();
+        json_object_set_new(o, "name", json_string(sget(res[i].rec, "name")));
+        json_array_append_new(cj, o);
+        total_work += nget(o, "wall_seconds");
+        fprintf(c, "%s,%d,%s,%.3f,%.3f,%.0f,%.2f,%.3f,%.0f\n", sget(res[i].rec, "name"), (int)nget(o, "team"),
+                sget(res[i].rec, "status"), nget(o, "wall_seconds"), nget(o, "train_seconds"), nget(o, "examples"),
+                nget(o, "examples_per_second"), nget(o, "comm_seconds"), nget(o, "comm_bytes"));
+        fprintf(m, "| %s | %d | %.2f | %.1f | %.3f | %.0f |\n", sget(res[i].rec, "name"), (int)nget(o, "team"),
+                nget(o, "wall_seconds"), nget(o, "examples_per_second"), nget(o, "comm_seconds"),
+                nget(o, "comm_bytes"));
+    }
+    fclose(c);
+    if (write_text(dir, "jobs_compute.csv", csv, csvn) != FM_OK) {
+        json_decref(comp);
+        json_decref(cj);
+        goto out;
+    }
+    free(csv);
+    csv = NULL;
+    json_object_set_new(comp, "jobs", cj);
+    json_t *teams = json_object_get(run, "teams");
+    json_object_set(comp, "teams", teams ? teams : json_array());
+    json_object_set(comp, "layout", json_object_get(run, "layout") ? json_object_get(run, "layout") : json_null());
+    double wall = nget(run, "wall_seconds");
+    json_object_set_new(comp, "wall_seconds", json_real(wall));
+    c = open_memstream(&csv, &csvn);
+    fprintf(c, "team,jobs,busy_seconds,idle_seconds\n");
+    fprintf(m, "\n| team | jobs | busy s | idle s |\n|---|---|---|---|\n");
+    for (size_t t = 0; t < json_array_size(teams); t++) {
+        json_t *tm = json_array_get(teams, t);
+        fprintf(c, "%zu,%.0f,%.3f,%.3f\n", t, nget(tm, "jobs"), nget(tm, "busy_seconds"), nget(tm, "idle_seconds"));
+        fprintf(m, "| %zu | %.0f | %.2f | %.2f |\n", t, nget(tm, "jobs"), nget(tm, "busy_seconds"),
+                nget(tm, "idle_seconds"));
+    }
+    fclose(c);
+    if (write_text(dir, "teams.csv", csv, csvn) != FM_OK) {
+        json_decref(comp);
+        goto out;
+    }
+    fprintf(m, "\nRun wall time: %.2f s; sum of job wall times: %.2f s.\n", wall, total_work);
+    double base = nget(run, "baseline_wall_seconds");
+    int ranks = (int)nget(json_object_get(run, "layout"), "world_size");
+    if (!isnan(base) && wall > 0 && ranks > 0) {
+        json_object_set_new(comp, "baseline_wall_seconds", json_real(base));
+        json_object_set_new(comp, "speedup", json_real(base / wall));
+        json_object_set_new(comp, "efficiency", json_real(base / wall / ranks));
+        fprintf(m, "Scaling: baseline (1 rank) %.2f s, speedup %.3f, efficiency %.3f over %d ranks.\n", base,
+                base / wall, base / wall / ranks, ranks);
+    }
+    fclose(m);
+    m = NULL;
+    if (write_json(dir, "compute.json", comp) != FM_OK || write_text(dir, "report.md", md, mdn) != FM_OK) {
+        json_decref(comp);
+        goto out;
+    }
+    json_t *all = json_object();
+    json_object_set(all, "science", sci);
+    json_object_set_new(all, "compute", comp);
+    int wr = write_json(dir, "report.json", all);
+    json_decref(all);
+    if (wr != FM_OK) goto out;
+    rc = FM_OK;
+out:
+    if (m) fclose(m);
+    free(md);
+    free(csv);
+    free(f6);
+    free(done);
+    free(pick);
+    json_decref(sci);
+    json_decref(jobs);
+    json_decref(groups);
+    json_decref(layers);
+    json_decref(overlap);
+    json_decref(failed);
+    json_decref(notes);
+    free(dir);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* grid.c: teams, stages and replicas (see grid.h). */
+#include "grid.h"
+
+#include <string.h>
+
+#include "fm.h"
+
+int fm_grid_init(fm_grid *g, int team_size, int stages) {
+    memset(g, 0, sizeof *g);
+    g->world = MPI_COMM_WORLD;
+    g->team = g->stage = g->replica = MPI_COMM_NULL;
+    MPI_Comm_rank(g->world, &g->world_rank);
+    MPI_Comm_size(g->world, &g->world_size);
+    if (team_size < 1 || team_size > g->world_size)
+        return fm_fail("--team-size %d: expected 1 to the %d rank(s) of the run", team_size, g->world_size);
+    if (stages < 1 || team_size % stages)
+        return fm_fail("--stages %d: expected a divisor of the team size %d", stages, team_size);
+    g->team_size = team_size;
+    g->nteams = g->world_size / team_size;
+    g->nstages = stages;
+    g->nreplicas = team_size / stages;
+    int t = g->world_rank / team_size;
+    int idle = t >= g->nteams;
+    MPI_Comm_split(g->world, idle ? MPI_UNDEFINED : t, g->world_rank, &g->team);
+    g->team_id = idle ? -1 : t;
+    if (idle) {
+        g->team_rank = -1;
+        g->stage_idx = g->replica_idx = -1;
+        MPI_Comm_split(g->world, MPI_UNDEFINED, 0, &g->stage);
+        MPI_Comm_split(g->world, MPI_UNDEFINED, 0, &g->replica);
+        return FM_OK;
+    }
+    MPI_Comm_rank(g->team, &g->team_rank);
+    g->stage_idx = g->team_rank % stages;
+    g->replica_idx = g->team_rank / stages;
+    /* Colours unique across the world: team * stages + stage, team * replicas + replica. */
+    MPI_Comm_split(g->world, t * stages + g->stage_idx, g->world_rank, &g->stage);
+    MPI_Comm_split(g->world, t * g->nreplicas + g->replica_idx, g->world_rank, &g->replica);
+    return FM_OK;
+}
+
+void fm_grid_free(fm_grid *g) {
+    if (g->team != MPI_COMM_NULL) MPI_Comm_free(&g->team);
+    if (g->stage != MPI_COMM_NULL) MPI_Comm_free(&g->stage);
+    if (g->replica != MPI_COMM_NULL) MPI_Comm_free(&g->replica);
+}

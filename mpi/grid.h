@@ -1,0 +1,30 @@
+/* grid.h: the communicators of a run, all made here with MPI_Comm_split.
+ *
+ * The world is cut into teams of team_size consecutive ranks (the last ranks
+ * that do not fill a team sit idle). Inside a team of S stages and
+ * R = team_size / S replicas, team rank = replica * S + stage:
+ *   team     every rank of the team (runs one job at a time);
+ *   stage    the R ranks of the team that hold the same pipeline stage: the
+ *            data-parallel replicas, which sum their gradients here;
+ *   replica  the S ranks of one replica: its pipeline. */
+#ifndef FM_GRID_H
+#define FM_GRID_H
+
+#include <mpi.h>
+
+typedef struct {
+    MPI_Comm world, team, stage, replica; /* team/stage/replica are MPI_COMM_NULL on an idle rank */
+    int world_rank, world_size;
+    int nteams, team_id;    /* team index, -1 on an idle rank */
+    int team_size, team_rank;
+    int nstages, stage_idx; /* this rank's pipeline stage */
+    int nreplicas, replica_idx;
+} fm_grid;
+
+/* Split MPI_COMM_WORLD into teams of team_size with `stages` stages each.
+ * FM_ERR (same message on every rank) when team_size does not divide into
+ * stages or exceeds the world. */
+int fm_grid_init(fm_grid *g, int team_size, int stages);
+void fm_grid_free(fm_grid *g);
+
+#endif
