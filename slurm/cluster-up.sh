@@ -120,6 +120,9 @@ JobCompType=jobcomp/none
 # PMIx: what Debian's Open MPI speaks under srun (pmi2 does not work with it).
 MpiDefault=pmix
 SchedulerType=sched/backfill
+# Look at pending jobs every 2 s (not 60/30 s): a requeued job restarts as
+# soon as it may.
+SchedulerParameters=sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides

@@ -37,6 +37,7 @@ done
 work=$(mktemp -d /tmp/fm-slurm.XXXXXX)
 export FM_SLURM_DIR=$work/cluster
 cleanup() {
+  [ -n "${FM_KEEP:-}" ] && cp "$FM_SLURM_DIR"/*.log "$work"/ 2>/dev/null
   "$src/slurm/cluster-down.sh" 2>/dev/null || true
   if [ -n "${FM_KEEP:-}" ]; then echo "kept $work"; else rm -rf "$work"; fi
 }
