@@ -38,10 +38,10 @@ stop() {  # stop NAME: TERM, wait up to 10 s, then KILL
   kill -KILL "$pid" 2>/dev/null
   sleep 0.2
 }
-stop slurmd
-# Job steps whose slurmstepd outlived slurmd: their pids are in the spool.
-for f in "$dir"/spool/*/slurmstepd.pid; do
-  [ -f "$f" ] && kill -KILL "$(cat "$f")" 2>/dev/null
+for f in "$dir"/slurmd-*.pid; do
+  [ -f "$f" ] || continue
+  f=${f##*/}
+  stop "${f%.pid}"
 done
 stop slurmctld
 stop munged

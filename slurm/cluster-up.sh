@@ -3,7 +3,9 @@
 # trying the sbatch scripts on one machine. Runs as root, needs no systemd and
 # no fixed host name: munged, slurmctld and slurmd are started directly, every
 # file they use (munge key, slurm.conf, logs, spool, state) lives in one state
-# directory, and the node is "localhost" at 127.0.0.1.
+# directory, and the node is "localhost" at 127.0.0.1. FM_SLURM_NODES=N > 1
+# starts N slurmd on this machine instead (node1..nodeN, each its own port
+# and spool), so multi-node steps (srun -N 2) can be tried on one machine.
 #
 #   eval "$(slurm/cluster-up.sh)"     start (or find running) and set SLURM_CONF
 #   sinfo; sbatch ...; squeue         use it
@@ -11,12 +13,13 @@
 #
 # Environment (all optional):
 #   FM_SLURM_DIR    state directory (/tmp/finemask-slurm)
-#   FM_SLURM_PORT   slurmctld port; slurmd uses the next one (6817)
-#   FM_SLURM_CPUS   CPUs the node offers (nproc); more than the machine has is allowed
+#   FM_SLURM_PORT   slurmctld port; the slurmd(s) use the next one(s) (6817)
+#   FM_SLURM_CPUS   CPUs each node offers (nproc); more than the machine has is allowed
+#   FM_SLURM_NODES  nodes (1: "localhost"; N > 1: node1..nodeN, ports after slurmctld's)
 #   FM_SLURM_WAIT   seconds to wait for the node to become idle (60)
 #
 # Prints `export SLURM_CONF=...` on stdout (everything else goes to stderr)
-# and also writes it to $FM_SLURM_DIR/env.sh. Idempotent: when the cluster in
+# and writes the same line to $FM_SLURM_DIR/env.sh. Idempotent: when the cluster in
 # that directory already answers, it only prints the line again. Exit 0 when
 # the node is idle; 3 when Slurm or munge is not installed; 1 on any other
 # failure (the logs' tails are printed and the daemons started are stopped).
@@ -25,6 +28,8 @@ set -euo pipefail
 dir=${FM_SLURM_DIR:-/tmp/finemask-slurm}
 port=${FM_SLURM_PORT:-6817}
 cpus=${FM_SLURM_CPUS:-$(nproc)}
+nnodes=${FM_SLURM_NODES:-1}
+if [ "$nnodes" = 1 ]; then names=(localhost); else names=($(seq -f 'node%g' 1 "$nnodes")); fi
 wait_s=${FM_SLURM_WAIT:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -47,10 +52,11 @@ export SLURM_CONF=$conf
 
 # Already up? Then say so and stop here.
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
-if alive "$dir/munged.pid" && alive "$dir/slurmctld.pid" && alive "$dir/slurmd.pid" \
-   && scontrol ping 2>/dev/null | grep -q UP; then
+up=1
+for f in munged slurmctld "${names[@]/#/slurmd-}"; do alive "$dir/$f.pid" || up=; done
+if [ -n "$up" ] && scontrol ping 2>/dev/null | grep -q UP; then
   say "already running in $dir"
-  echo "export SLURM_CONF=$conf"
+  cat "$dir/env.sh"
   exit 0
 fi
 # Half up (a crash, a killed test): clear it away and start afresh.
@@ -63,10 +69,10 @@ t0=$(date +%s%N)
 mkdir -p "$dir"/{munge,ctld,spool,tmp}
 chmod 0755 "$dir" "$dir/munge"
 
-started=()
 fail() {
   say "$*"
-  for f in munged.log slurmctld.log slurmd.log; do
+  for f in munged.log slurmctld.log "${names[@]/#/slurmd-}"; do
+    f=${f%.log}.log
     [ -f "$dir/$f" ] && { echo "--- $dir/$f" >&2; tail -n 20 "$dir/$f" >&2; }
   done
   "$here/cluster-down.sh" >&2 || true
@@ -81,7 +87,6 @@ munged --force --key-file="$dir/munge/munge.key" --socket="$sock" \
   --pid-file="$dir/munged.pid" --log-file="$dir/munged.log" \
   --seed-file="$dir/munge/munged.seed" 2>>"$dir/munged.log" \
   || fail "munged did not start"
-started+=(munged)
 for _ in $(seq 50); do [ -S "$sock" ] && break; sleep 0.1; done
 munge -S "$sock" -n </dev/null | unmunge -S "$sock" >/dev/null 2>&1 || fail "munge round trip failed"
 
@@ -96,19 +101,18 @@ SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 SlurmctldPort=$port
-SlurmdPort=$((port + 1))
 AuthType=auth/munge
 CredType=cred/munge
 # Our own munge socket; cred_expire also sets how long a requeued job waits
 # before it may start again (default 120 s).
 AuthInfo=socket=$sock,cred_expire=5
 StateSaveLocation=$dir/ctld
-SlurmdSpoolDir=$dir/spool
-TmpFS=$dir/tmp
+SlurmdSpoolDir=$dir/spool/%n
+TmpFS=$dir/tmp/%n
 SlurmctldPidFile=$dir/slurmctld.pid
-SlurmdPidFile=$dir/slurmd.pid
+SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/slurmctld.log
-SlurmdLogFile=$dir/slurmd.log
+SlurmdLogFile=$dir/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 # No cgroups in a container: track processes by parentage, bind nothing.
@@ -130,23 +134,41 @@ ReturnToService=2
 KillWait=30
 MinJobAge=300
 InactiveLimit=0
-NodeName=localhost NodeHostname=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
-PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
+if [ "$nnodes" -gt 1 ]; then
+  # Several "nodes" on one host: the first rank of each would name its Open
+  # MPI shared-memory segment alike (host name, job, local rank 0) and they
+  # would collide. A task prolog gives each node its own segment directory.
+  cat > "$dir/task-prolog.sh" <<EOF
+#!/bin/sh
+echo "export OMPI_MCA_btl_vader_backing_directory=$dir/tmp/\$SLURMD_NODENAME"
+EOF
+  chmod 0755 "$dir/task-prolog.sh"
+  echo "TaskProlog=$dir/task-prolog.sh" >> "$conf"
+fi
+i=0
+for n in "${names[@]}"; do
+  i=$((i + 1))
+  echo "NodeName=$n NodeHostname=$host NodeAddr=127.0.0.1 Port=$((port + i)) CPUs=$cpus RealMemory=$mem State=UNKNOWN"
+done >> "$conf"
+nodelist=$(IFS=,; echo "${names[*]}")
+echo "PartitionName=debug Nodes=$nodelist Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO" >> "$conf"
 
 slurmctld -c -f "$conf" 2>>"$dir/slurmctld.log" || fail "slurmctld did not start"
-started+=(slurmctld)
-slurmd -f "$conf" -N localhost 2>>"$dir/slurmd.log" || fail "slurmd did not start"
-started+=(slurmd)
+for n in "${names[@]}"; do
+  mkdir -p "$dir/spool/$n" "$dir/tmp/$n"
+  slurmd -f "$conf" -N "$n" 2>>"$dir/slurmd-$n.log" || fail "slurmd -N $n did not start"
+done
 
 state=
 for _ in $(seq $((wait_s * 5))); do
-  state=$(sinfo -h -n localhost -o %t 2>/dev/null || true)
-  [ "$state" = idle ] && break
+  state=$(sinfo -h -N -o %t 2>/dev/null | sort -u | tr '\n' ' ' || true)
+  [ "$state" = "idle " ] && break
   sleep 0.2
 done
-[ "$state" = idle ] || fail "node not idle after ${wait_s}s (state '${state:-none}')"
+[ "$state" = "idle " ] || fail "nodes not idle after ${wait_s}s (states: ${state:-none})"
 t1=$(date +%s%N)
-echo "export SLURM_CONF=$conf" > "$dir/env.sh"
-say "node localhost idle, $cpus CPUs, in $(( (t1 - t0) / 1000000 )) ms; state in $dir"
-echo "export SLURM_CONF=$conf"
+env="export SLURM_CONF=$conf"
+echo "$env" > "$dir/env.sh"
+say "$nodelist idle, $cpus CPUs each, in $(( (t1 - t0) / 1000000 )) ms; state in $dir"
+echo "$env"
