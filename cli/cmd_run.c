@@ -120,6 +120,17 @@ static void run_job(const fm_job *j, const fm_jobfile *jf, const char *out, cons
         o.max_train_examples = j->h.max_train_examples;
         o.log_every = j->h.log_every;
         o.threads = threads;
+        if (!strcmp(j->mode, "supermask")) {
+            o.ste = jf->ste;
+            o.init_sparsity = j->sparsity;
+            o.init_rank = jf->ranking;
+            if (jf->masked[0]) o.mask_glob = jf->masked;
+            if (jf->layers[0]) o.mask_layers = jf->layers;
+            if (jf->mask_lr >= 0) o.mask_lr = jf->mask_lr;
+            o.samples = jf->samples;
+        }
+        /* Continue an interrupted job from its state file (none: from step 0). */
+        o.resume = 1;
         fm_dp dp;
         fm_dp_init(&dp, g->stage);
         fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp};

@@ -7,6 +7,9 @@
 #include "finetune.h"
 #include "fm.h"
 
+#include <jansson.h>
+#include <stdlib.h>
+
 static void usage(FILE *f) {
     fprintf(f,
             "usage: finemask train --model DIR --task TASK --data GLUE_DIR --out RUN_DIR [options]\n"
@@ -20,6 +23,7 @@ static void usage(FILE *f) {
             "  --data GLUE_DIR        directory with GLUE_DIR/TASK/{train,dev}.tsv\n"
             "  --out RUN_DIR          run directory (created)\n"
             "  --mode full            every parameter trains (default)\n"
+            "  --mode supermask       learn a binary mask over the frozen weights (see below)\n"
             "  --mode freeze --freeze SET\n"
             "                         L0-close: the tensors in SET keep their pre-trained values;\n"
             "                         SET is a comma-separated list of key (W_K of every layer),\n"
@@ -45,7 +49,31 @@ static void usage(FILE *f) {
             "  --log-every N          a log.jsonl line every N steps (50)\n"
             "  --eval-batch-size N    examples per evaluation batch (32)\n"
             "  --dump-grads FILE      write the first batch's gradients (safetensors, parameter names)\n"
-            "  --threads N            threads (default: BLIS_NUM_THREADS, OMP_NUM_THREADS or all cores)\n");
+            "  --threads N            threads (default: BLIS_NUM_THREADS, OMP_NUM_THREADS or all cores)\n"
+            "\n"
+            "Supermask (--mode supermask): the pre-trained weights stay frozen; a binary mask\n"
+            "mu ~ Bernoulli(sigmoid(nu)) over them is learned (theta = theta~ * mu, a fresh\n"
+            "sample every step) beside a normally trained task head. RUN_DIR gets\n"
+            "mask.safetensors (the deterministic mask sigmoid(nu) > 0.5 and the head)\n"
+            "instead of a model directory.\n"
+            "  --ste sigmoid|identity straight-through gradient to nu: dL/dtheta*theta~*sigmoid'(nu)\n"
+            "                         (sigmoid, default) or dL/dtheta*theta~ (identity)\n"
+            "  --init-sparsity S      nu = -5 for the fraction S of entries with the smallest |theta~|,\n"
+            "                         +5 for the rest (0)\n"
+            "  --init-rank R          global (default: one ranking over every masked entry) or tensor\n"
+            "  --mask GLOB            masked tensors, comma-separated globs over tensor names\n"
+            "                         (default: every weight matrix of the embeddings, encoder, pooler)\n"
+            "  --mask-layers LIST     mask only these encoder layers, e.g. 0-3,8\n"
+            "  --mask-lr X            peak learning rate of nu (1e-2; AdamW without weight decay)\n"
+            "  --head-lr X            peak learning rate of the task head (default --lr)\n"
+            "  --samples N            score N independent mask samples on dev at the end (10)\n"
+            "\n"
+            "Resume:\n"
+            "  --checkpoint-every N   write RUN_DIR/state.safetensors every N steps (default: only\n"
+            "                         on SIGTERM, which then stops the run, or SIGUSR1, which continues)\n"
+            "  --resume RUN_DIR       continue a killed run from its state with the options in\n"
+            "                         RUN_DIR/options.json (other options given must equal them); the\n"
+            "                         finished run directory is byte-identical to an uninterrupted one\n");
 }
 
 int fm_cmd_train(int argc, char **argv) {
@@ -64,6 +92,11 @@ int fm_cmd_train(int argc, char **argv) {
         {"eval-batch-size", required_argument, 0, 'B'}, {"dump-grads", required_argument, 0, 'u'},
         {"threads", required_argument, 0, 't'},      {"help", no_argument, 0, 'h'},
         {"freeze", required_argument, 0, 'F'},       {"weights", required_argument, 0, 'X'},
+        {"ste", required_argument, 0, 1001},         {"init-sparsity", required_argument, 0, 1002},
+        {"init-rank", required_argument, 0, 1003},   {"mask", required_argument, 0, 1004},
+        {"mask-layers", required_argument, 0, 1005}, {"mask-lr", required_argument, 0, 1006},
+        {"head-lr", required_argument, 0, 1007},     {"samples", required_argument, 0, 1008},
+        {"checkpoint-every", required_argument, 0, 1009}, {"resume", required_argument, 0, 1010},
         {0, 0, 0, 0},
     };
     fm_ft_opts o;
@@ -72,9 +105,17 @@ int fm_cmd_train(int argc, char **argv) {
     opterr = 0;
     long long iv;
     double dv;
+    const char *resume = NULL;
+    int result_opts = 0; /* options given that decide the results */
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         int rc = FM_OK;
+        if (ch != 't' && ch != 'o' && ch != 1009 && ch != 1010 && ch != 'h') result_opts++;
         switch (ch) {
+        case 1001: o.ste = optarg; break;
+        case 1003: o.init_rank = optarg; break;
+        case 1004: o.mask_glob = optarg; break;
+        case 1005: o.mask_layers = optarg; break;
+        case 1010: resume = optarg; break;
         case 'M': o.model_dir = optarg; break;
         case 'T': o.task = optarg; break;
         case 'D': o.data_dir = optarg; break;
@@ -106,6 +147,11 @@ int fm_cmd_train(int argc, char **argv) {
         INT('G', log_every, "--log-every", 1, 1LL << 40)
         INT('B', eval_batch_size, "--eval-batch-size", 1, 1 << 20)
         INT('t', threads, "--threads", 1, 4096)
+        DBL(1002, init_sparsity, "--init-sparsity", 0, 1)
+        DBL(1006, mask_lr, "--mask-lr", 0, 1e6)
+        DBL(1007, head_lr, "--head-lr", 0, 10)
+        INT(1008, samples, "--samples", 0, 1000000)
+        INT(1009, checkpoint_every, "--checkpoint-every", 0, 1LL << 40)
 #undef DBL
 #undef INT
         case 'h': usage(stdout); return 0;
@@ -118,6 +164,38 @@ int fm_cmd_train(int argc, char **argv) {
     if (optind < argc) {
         fm_fail("train: unexpected argument '%s'", argv[optind]);
         return fm_cli_fail();
+    }
+    if (resume) {
+        /* The saved options; options given beside --resume must equal them. */
+        if (o.out_dir && strcmp(o.out_dir, resume) != 0) {
+            fm_fail("train: --out %s disagrees with --resume %s", o.out_dir, resume);
+            return fm_cli_fail();
+        }
+        fm_ft_opts saved;
+        void *keep = NULL;
+        if (fm_ft_opts_load(resume, &saved, &keep) != FM_OK) return fm_cli_fail();
+        if (result_opts > 0) {
+            o.out_dir = resume;
+            char *a = fm_ft_opts_json(&o), *b = fm_ft_opts_json(&saved);
+            int same = strcmp(a, b) == 0;
+            if (!same)
+                fm_fail("train --resume %s: the options given differ from the run's (%s/options.json):\n  given: %s\n  saved: "
+                        "%s\nresume with --resume RUN_DIR alone to use the saved ones",
+                        resume, resume, a, b);
+            free(a);
+            free(b);
+            if (!same) {
+                json_decref(keep);
+                return fm_cli_fail();
+            }
+        }
+        saved.threads = o.threads;
+        saved.checkpoint_every = o.checkpoint_every;
+        saved.dump_grads = NULL;
+        saved.resume = 1;
+        int rc = fm_finetune(&saved);
+        json_decref(keep);
+        return rc == FM_OK ? 0 : fm_cli_fail();
     }
     if (!o.model_dir || !o.task || !o.data_dir || !o.out_dir) {
         fm_fail("train: --model, --task, --data and --out are required (see finemask train --help)");

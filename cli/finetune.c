@@ -2,8 +2,12 @@
 #define _GNU_SOURCE
 #include "finetune.h"
 
+#include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
+#include <unistd.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,11 +17,14 @@
 #include "controls.h"
 #include "fileio.h"
 #include "fm.h"
+#include "maskfile.h"
 #include "modeldir.h"
 #include "optim.h"
 #include "progress.h"
 #include "rng.h"
 #include "runfiles.h"
+#include "train.h"
+#include "trainstate.h"
 #include "vocab.h"
 
 void fm_ft_opts_default(fm_ft_opts *o) {
@@ -43,6 +50,106 @@ void fm_ft_opts_default(fm_ft_opts *o) {
     o->eval_batch_size = 32;
     o->freeze = NULL;
     o->weights = "pretrained";
+    o->ste = "sigmoid";
+    o->init_sparsity = 0;
+    o->init_rank = "global";
+    o->mask_glob = NULL;
+    o->mask_layers = NULL;
+    o->mask_lr = 1e-2;
+    o->head_lr = -1;
+    o->samples = 10;
+    o->checkpoint_every = 0;
+    o->resume = 0;
+}
+
+static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+char *fm_ft_opts_json(const fm_ft_opts *o) {
+    json_t *j = json_object();
+    json_object_set_new(j, "model", json_string(o->model_dir));
+    json_object_set_new(j, "task", json_string(o->task));
+    json_object_set_new(j, "data", json_string(o->data_dir));
+    json_object_set_new(j, "mode", json_string(o->mode));
+    json_object_set_new(j, "lr", json_real(o->lr));
+    json_object_set_new(j, "batch_size", json_integer(o->batch_size));
+    json_object_set_new(j, "epochs", json_real(o->epochs));
+    json_object_set_new(j, "max_seq_length", json_integer(o->max_seq_length));
+    json_object_set_new(j, "warmup", json_real(o->warmup));
+    json_object_set_new(j, "weight_decay", json_real(o->weight_decay));
+    json_object_set_new(j, "adam_eps", json_real(o->adam_eps));
+    json_object_set_new(j, "adam_beta1", json_real(o->adam_beta1));
+    json_object_set_new(j, "adam_beta2", json_real(o->adam_beta2));
+    json_object_set_new(j, "max_grad_norm", json_real(o->max_grad_norm));
+    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(j, "dropout", json_real(o->dropout));
+    json_object_set_new(j, "max_steps", json_integer(o->max_steps));
+    json_object_set_new(j, "shuffle", json_boolean(o->shuffle));
+    json_object_set_new(j, "eval_every", json_integer(o->eval_every));
+    json_object_set_new(j, "log_every", json_integer(o->log_every));
+    json_object_set_new(j, "max_train_examples", json_integer(o->max_train_examples));
+    json_object_set_new(j, "eval_batch_size", json_integer(o->eval_batch_size));
+    json_object_set_new(j, "freeze", str_or_null(o->freeze));
+    json_object_set_new(j, "weights", json_string(o->weights));
+    json_object_set_new(j, "ste", json_string(o->ste));
+    json_object_set_new(j, "init_sparsity", json_real(o->init_sparsity));
+    json_object_set_new(j, "init_rank", json_string(o->init_rank));
+    json_object_set_new(j, "mask", str_or_null(o->mask_glob));
+    json_object_set_new(j, "mask_layers", str_or_null(o->mask_layers));
+    json_object_set_new(j, "mask_lr", json_real(o->mask_lr));
+    json_object_set_new(j, "head_lr", json_real(o->head_lr));
+    json_object_set_new(j, "samples", json_integer(o->samples));
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
+    json_decref(j);
+    return s;
+}
+
+int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
+    char *path = fm_path_join(run_dir, "options.json");
+    json_t *j;
+    int rc = fm_json_read(path, &j);
+    if (rc != FM_OK) {
+        free(path);
+        return FM_ERR;
+    }
+    fm_ft_opts_default(o);
+    json_error_t err;
+    int shuffle = 1;
+    json_int_t bs, msl, seed, ms, ee, le, mte, ebs, samples;
+    const char *freeze = NULL, *mask = NULL, *ml = NULL;
+    if (json_unpack_ex(j, &err, JSON_STRICT,
+                       "{s:s, s:s, s:s, s:s, s:F, s:I, s:F, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:I, s:F, s:I, s:b, "
+                       "s:I, s:I, s:I, s:I, s:s?, s:s, s:s, s:F, s:s, s:s?, s:s?, s:F, s:F, s:I}",
+                       "model", &o->model_dir, "task", &o->task, "data", &o->data_dir, "mode", &o->mode, "lr",
+                       &o->lr, "batch_size", &bs, "epochs", &o->epochs, "max_seq_length", &msl, "warmup", &o->warmup,
+                       "weight_decay", &o->weight_decay, "adam_eps", &o->adam_eps, "adam_beta1", &o->adam_beta1,
+                       "adam_beta2", &o->adam_beta2, "max_grad_norm", &o->max_grad_norm, "seed", &seed, "dropout",
+                       &o->dropout, "max_steps", &ms, "shuffle", &shuffle, "eval_every", &ee, "log_every", &le,
+                       "max_train_examples", &mte, "eval_batch_size", &ebs, "freeze", &freeze, "weights",
+                       &o->weights, "ste", &o->ste, "init_sparsity", &o->init_sparsity, "init_rank", &o->init_rank,
+                       "mask", &mask, "mask_layers", &ml, "mask_lr", &o->mask_lr, "head_lr", &o->head_lr, "samples",
+                       &samples) != 0) {
+        rc = fm_fail("%s: line %d: expected the options of a finemask train run: %s", path, err.line, err.text);
+        json_decref(j);
+        free(path);
+        return rc;
+    }
+    free(path);
+    o->batch_size = (int)bs;
+    o->max_seq_length = (int)msl;
+    o->seed = (uint64_t)seed;
+    o->max_steps = ms;
+    o->shuffle = shuffle;
+    o->eval_every = ee;
+    o->log_every = le;
+    o->max_train_examples = mte;
+    o->eval_batch_size = (int)ebs;
+    o->freeze = freeze;
+    o->mask_glob = mask;
+    o->mask_layers = ml;
+    o->samples = (int)samples;
+    o->out_dir = run_dir;
+    *keep = j;
+    return FM_OK;
 }
 
 void fm_ft_threads(int n) {
@@ -239,14 +346,40 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
     return h;
 }
 
-/* Start the sums of the gradients of the trainable tensors of encoder layer l
- * (-1: embeddings, L: pooler and heads), adjacent tensors as one range. */
+
+/* Set by SIGTERM / SIGUSR1; the training loop checkpoints at the next step boundary. */
+static volatile sig_atomic_t got_signal = 0;
+static void on_signal(int sig) { got_signal = sig; }
+
+/* Remove temporary files a killed writer left in dir ("*.tmp.*"). */
+static void remove_stale_temps(const char *dir) {
+    char *pat = fm_path_join(dir, "*.tmp.*");
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            fm_log("%s: removing a temporary file left by a killed run", g.gl_pathv[i]);
+            unlink(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    free(pat);
+}
+
+/* The main metric on dev split d with the current weights (and sample). */
+static double dev_score(fm_ft_ctx *c, const fm_dataset *d, int batch, float *logits) {
+    fm_glue_report r;
+    fm_ft_predict(c, d, batch, logits, &r);
+    return r.main;
+}
+
+/* Start the sums of the gradients of the tensors of encoder layer l (-1:
+ * embeddings, L: pooler and heads) that have gradients, adjacent ones as one range. */
 static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
     const fm_layout *lay = &m->lay;
     size_t begin = 0, end = 0;
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
-        if (t->layer != l || !t->trains) continue;
+        if (t->layer != l || !(t->trains || t->needs_grad)) continue;
         if (end == t->offset && end > begin) {
             end += t->numel;
             continue;
@@ -259,18 +392,22 @@ static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
     return FM_OK;
 }
 
-/* The backward of scale * (summed loss) of this replica's rows, layer by layer,
- * summing each layer's gradients across the replicas as soon as they are
- * complete. dx0 and dx1 have room for (B, T, H). With no rows (B == 0) the
- * gradients are zero and only the sums run. */
-static int backward_replicated(fm_ft_hooks *h, fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p,
-                               float scale, float *dx0, float *dx1) {
+/* The trainer's gradient step (fm_trainer_grad) for this replica's rows, with
+ * the backward run layer by layer and each layer's gradients summed across
+ * the replicas as soon as they are complete. extra[0..2) (the loss and the
+ * stop flag) are summed too. dx0 and dx1 have room for (B, T, H). With no
+ * rows (B == 0) the gradients stay zero and only the sums run. */
+static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_batch *b, float scale,
+                           float *dx0, float *dx1, float *extra) {
+    fm_model *m = tr->m;
     const int L = m->cfg.num_hidden_layers;
-    if (b->B > 0) fm_head_backward(m, a, b, p, scale, dx0);
+    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
+    extra[0] = b->B > 0 ? fm_model_forward(m, a, b, &pass, NULL) : 0.0f;
+    if (b->B > 0) fm_head_backward(m, a, b, &pass, scale, dx0);
     if (sum_layer(h, m, L) != FM_OK) return FM_ERR;
     for (int l = L - 1; l >= 0; l--) {
         if (b->B > 0) {
-            fm_encoder_backward(m, a, b, p, l, l + 1, dx0, dx1);
+            fm_encoder_backward(m, a, b, &pass, l, l + 1, dx0, dx1);
             float *t = dx0;
             dx0 = dx1;
             dx1 = t;
@@ -278,20 +415,27 @@ static int backward_replicated(fm_ft_hooks *h, fm_model *m, fm_acts *a, const fm
         if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
         if (h->progress) h->progress(h->ctx);
     }
-    if (b->B > 0) fm_embed_backward(m, a, b, p, dx0);
+    if (b->B > 0) fm_embed_backward(m, a, b, &pass, dx0);
     if (sum_layer(h, m, -1) != FM_OK) return FM_ERR;
+    if (h->sum_start(h->ctx, extra, 2) != FM_OK) return FM_ERR;
     return h->sum_wait(h->ctx);
 }
 
 int fm_finetune(const fm_ft_opts *o) {
-    const int freeze = !strcmp(o->mode, "freeze");
-    if (strcmp(o->mode, "full") != 0 && !freeze)
-        return fm_fail("--mode %s: expected full or freeze", o->mode);
+    const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
+    if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
+        return fm_fail("--mode %s: expected full, freeze or supermask", o->mode);
     if (freeze != (o->freeze != NULL))
         return fm_fail(freeze ? "--mode freeze needs --freeze SET (e.g. key,deepest:2,word_embeddings)"
                               : "--freeze goes with --mode freeze");
     if (strcmp(o->weights, "pretrained") && strcmp(o->weights, "shuffled") && strcmp(o->weights, "random"))
         return fm_fail("--weights %s: expected pretrained, shuffled or random", o->weights);
+    if (strcmp(o->ste, "sigmoid") && strcmp(o->ste, "identity"))
+        return fm_fail("--ste %s: expected sigmoid or identity", o->ste);
+    if (strcmp(o->init_rank, "global") && strcmp(o->init_rank, "tensor"))
+        return fm_fail("--init-rank %s: expected global or tensor", o->init_rank);
+    if (!supermask && (o->mask_glob || o->mask_layers || o->init_sparsity != 0))
+        return fm_fail("--mask, --mask-layers and --init-sparsity go with --mode supermask");
     if (o->threads > 0) fm_ft_threads(o->threads);
     fm_ft_hooks *hk = o->hooks;
     const int replicated = hk && hk->sum_start;
@@ -314,13 +458,19 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_dataset train = {0}, dev[2] = {{0}};
     fm_glue_split dsplit[2];
     int ndev = dev_splits(task, o->data_dir, dsplit);
-    float *mom1 = NULL, *mom2 = NULL, *logits = NULL, *dx0 = NULL, *dx1 = NULL;
+    float *logits = NULL, *dx0 = NULL, *dx1 = NULL;
     fm_acts *acts = NULL;
     fm_batch_buf bb = {0};
     uint32_t *perm = NULL;
+    int32_t *rows = NULL;
     fm_jsonl log = {0};
     json_t *metrics = NULL;
-    char *path = NULL;
+    char *path = NULL, *state_path = NULL, *opts_json = NULL;
+    double *sample_scores = NULL;
+    fm_trainer tr;
+    int tr_ready = 0;
+    struct sigaction sa_old_term, sa_old_usr1;
+    int sig_installed = 0;
 
     if (fm_ft_encode(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, &train_set, &train) != FM_OK) goto done;
     for (int s = 0; s < ndev; s++)
@@ -335,49 +485,94 @@ int fm_finetune(const fm_ft_opts *o) {
     const int B = o->batch_size;
     const int64_t steps_per_epoch = (train.n + B - 1) / B;
     const int64_t total = o->max_steps >= 0 ? o->max_steps : (int64_t)ceil(o->epochs * (double)steps_per_epoch);
-    fm_adamw opt;
-    fm_adamw_default(&opt);
-    opt.lr = (float)o->lr;
-    opt.beta1 = (float)o->adam_beta1;
-    opt.beta2 = (float)o->adam_beta2;
-    opt.eps = (float)o->adam_eps;
-    opt.weight_decay = (float)o->weight_decay;
-    opt.max_grad_norm = (float)o->max_grad_norm;
-    opt.total_steps = total;
-    opt.warmup_steps = (int64_t)ceil(o->warmup * (double)total);
+    fm_trainer_opts to;
+    fm_trainer_opts_default(&to);
+    to.mode = supermask ? FM_TRAIN_SUPERMASK : freeze ? FM_TRAIN_FREEZE : FM_TRAIN_FULL;
+    to.seed = o->seed;
+    fm_adamw *opt = &to.opt;
+    opt->lr = (float)(supermask && o->head_lr >= 0 ? o->head_lr : o->lr);
+    opt->beta1 = (float)o->adam_beta1;
+    opt->beta2 = (float)o->adam_beta2;
+    opt->eps = (float)o->adam_eps;
+    opt->weight_decay = (float)o->weight_decay;
+    opt->max_grad_norm = (float)o->max_grad_norm;
+    opt->total_steps = total;
+    opt->warmup_steps = (int64_t)ceil(o->warmup * (double)total);
+    to.mask_opt = *opt;
+    to.mask_opt.lr = (float)o->mask_lr;
+    to.mask_opt.weight_decay = 0.0f; /* no decay on nu: it would pull every score towards p = 0.5 */
+    to.ste = !strcmp(o->ste, "identity") ? FM_STE_IDENTITY : FM_STE_SIGMOID;
+    to.mask_glob = o->mask_glob;
+    to.mask_layers = o->mask_layers;
+    to.init_sparsity = o->init_sparsity;
+    to.init_rank = !strcmp(o->init_rank, "tensor") ? FM_RANK_TENSOR : FM_RANK_GLOBAL;
+    if (fm_trainer_init(&tr, m, &to) != FM_OK) goto done;
+    tr_ready = 1;
 
-    fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train, %d thread(s)",
+    fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",
            task->name, train.n, total, B, (double)total / (double)steps_per_epoch, fm_layout_trainable(&m->lay),
-           fm_blas_threads());
-    mom1 = fm_xalloc_floats(m->lay.numel);
-    mom2 = fm_xalloc_floats(m->lay.numel);
+           supermask ? " beside the scores of the masked ones" : "", fm_blas_threads());
+    if (supermask)
+        fm_log("supermask: %zu masked entries in %d tensors, init sparsity %g (%s ranking), ste %s, nu lr %g",
+               tr.masked_numel, tr.sample.n, o->init_sparsity, o->init_rank, o->ste, o->mask_lr);
     acts = fm_acts_new(&m->cfg, B, o->max_seq_length, 0, m->cfg.num_hidden_layers);
     fm_batch_buf_alloc(&bb, B, o->max_seq_length);
     perm = fm_xmalloc(sizeof(uint32_t) * (size_t)train.n);
+    rows = fm_xmalloc(sizeof(int32_t) * (size_t)B);
     if (replicated) {
         dx0 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
         dx1 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
     }
+
+    /* The options (RUN_DIR/options.json), the state, the log. */
+    opts_json = fm_ft_opts_json(o);
+    state_path = fm_path_join(o->out_dir, FM_STATE_FILE);
     path = fm_path_join(o->out_dir, "log.jsonl");
-    if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
+    fm_train_progress pr = {.step = 0, .log_bytes = 0, .window_loss = 0, .window_n = 0, .examples = 0,
+                            .last_loss = NAN};
+    if (o->resume) {
+        if (writer) remove_stale_temps(o->out_dir);
+        if (fm_file_exists(state_path)) {
+            if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
+            fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, pr.step, total);
+            if (writer && fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK) goto done;
+        } else {
+            fm_log("%s: no %s; starting from step 0", o->out_dir, FM_STATE_FILE);
+            if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
+        }
+    } else {
+        if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
+    }
+    free(path);
+    path = fm_path_join(o->out_dir, "options.json");
+    if (writer && fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto done;
     free(path);
     path = NULL;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    got_signal = 0;
+    sigaction(SIGTERM, &sa, &sa_old_term);
+    sigaction(SIGUSR1, &sa, &sa_old_usr1);
+    sig_installed = 1;
 
     char what[64];
     snprintf(what, sizeof what, "train %s", task->name);
     fm_progress prog;
     fm_progress_start(&prog, what, total);
     const double t_loop = fm_now();
-    double window_loss = 0, last_loss = NAN;
-    int64_t window_n = 0, examples = 0;
-    int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)B);
-    for (int64_t step = 0; step < total; step++) {
+    const int64_t first_step = pr.step;
+    int64_t cur_epoch = -1;
+    for (int64_t step = pr.step; step < total; step++) {
         int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
-        if (pos == 0) {
+        if (epoch != cur_epoch) {
             if (o->shuffle)
                 fm_rng_permutation(o->seed, FM_RNG_SHUFFLE, (uint64_t)epoch, 0, perm, (uint32_t)train.n);
             else
                 for (int i = 0; i < train.n; i++) perm[i] = (uint32_t)i;
+            cur_epoch = epoch;
         }
         int first = (int)(pos * B), nb = train.n - first < B ? train.n - first : B;
         /* This replica's rows of the batch: [lo, hi). */
@@ -387,54 +582,53 @@ int fm_finetune(const fm_ft_opts *o) {
         fm_batch_fill(&bb, &train, rows, hi - lo, 1, lo);
         if (task->is_regression) bb.b.labels = NULL;
         else bb.b.targets = NULL;
-        fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
-        fm_model_zero_grads(m);
+        fm_trainer_begin_step(&tr, step);
         double loss;
+        int sig = got_signal;
         if (replicated) {
-            float lsum = hi > lo ? fm_model_forward(m, acts, &bb.b, &pass, NULL) : 0.0f;
-            if (backward_replicated(hk, m, acts, &bb.b, &pass, 1.0f / (float)nb, dx0, dx1) != FM_OK ||
-                hk->sum_start(hk->ctx, &lsum, 1) != FM_OK || hk->sum_wait(hk->ctx) != FM_OK) {
-                free(rows);
-                goto done;
-            }
-            loss = lsum / nb;
+            float extra[2] = {0, sig == SIGTERM ? 2.0f : sig ? 1.0f : 0.0f};
+            if (grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra) != FM_OK) goto done;
+            loss = extra[0] / nb;
+            /* Any replica's SIGTERM stops them all; any signal checkpoints. */
+            sig = extra[1] >= 2.0f ? SIGTERM : extra[1] > 0 ? SIGUSR1 : 0;
         } else {
-            loss = fm_model_forward(m, acts, &bb.b, &pass, NULL) / nb;
-            fm_model_backward(m, acts, &bb.b, &pass, 1.0f / (float)nb);
+            loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
         }
         if (step == 0 && o->dump_grads && writer) {
-            if (fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) {
-                free(rows);
-                goto done;
-            }
+            if (fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
             fm_log("first batch's gradients written to %s", o->dump_grads);
         }
-        double norm = fm_grad_norm(&m->lay, m->grads);
-        double factor = fm_adamw_step(&opt, &m->lay, m->params, m->grads, mom1, mom2, step, norm, NULL);
-        examples += nb;
-        window_loss += loss;
-        window_n++;
-        last_loss = loss;
+        double norm;
+        double factor = fm_trainer_apply(&tr, &norm);
+        pr.step = step + 1;
+        pr.examples += nb;
+        pr.window_loss += loss;
+        pr.window_n++;
+        pr.last_loss = loss;
         if ((step + 1) % o->log_every == 0 || step + 1 == total) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", json_real(window_loss / (double)window_n));
-            json_object_set_new(l, "lr", json_real(opt.lr * factor));
+            json_object_set_new(l, "loss", json_real(pr.window_loss / (double)pr.window_n));
+            json_object_set_new(l, "lr", json_real(opt->lr * factor));
             json_object_set_new(l, "grad_norm", json_real(norm));
+            if (supermask) {
+                fm_sparsity sp;
+                fm_trainer_sparsity(&tr, &sp);
+                json_object_set_new(l, "sparsity_expected", json_real(sp.expected));
+                json_object_set_new(l, "sparsity_sampled", json_real(sp.sampled));
+            }
             int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
             json_decref(l);
-            if (wr != FM_OK) {
-                free(rows);
-                goto done;
-            }
-            window_loss = 0;
-            window_n = 0;
+            if (wr != FM_OK) goto done;
+            pr.window_loss = 0;
+            pr.window_n = 0;
         }
-        fm_progress_update(&prog, step + 1, examples, loss, opt.lr * factor);
+        fm_progress_update(&prog, step + 1, pr.examples, loss, opt->lr * factor);
         if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < total) {
             logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
             fm_glue_report r;
+            fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
             fm_ft_predict(&c, &dev[0], o->eval_batch_size, logits, &r);
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
@@ -443,12 +637,26 @@ int fm_finetune(const fm_ft_opts *o) {
             json_decref(l);
             log_report(task->name, "dev", &r);
         }
+        int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
+        if ((periodic || sig) && writer) {
+            if (fm_jsonl_sync(&log, &pr.log_bytes) != FM_OK) goto done;
+            if (fm_trainstate_write(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
+            if (sig) fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
+                            step + 1, state_path);
+        }
+        if (sig == SIGTERM) {
+            fm_progress_end(&prog);
+            fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
+                    "; continue with: finemask train --resume %s",
+                    step + 1, total, o->out_dir);
+            goto done;
+        }
+        if (sig) got_signal = 0;
     }
-    free(rows);
     fm_progress_end(&prog);
     double t_train = fm_now() - t_loop;
 
-    /* The run directory: metrics.json, the model. */
+    /* The run directory: metrics.json, the model or the mask. */
     metrics = json_object();
     json_object_set_new(metrics, "task", json_string(task->name));
     json_object_set_new(metrics, "mode", json_string(o->mode));
@@ -459,15 +667,71 @@ int fm_finetune(const fm_ft_opts *o) {
     json_object_set_new(metrics, "head_from_checkpoint", json_boolean(c.head_loaded));
     json_object_set_new(metrics, "train_examples", json_integer(train.n));
     json_object_set_new(metrics, "steps", json_integer(total));
-    json_object_set_new(metrics, "final_loss", json_real(isnan(last_loss) ? 0.0 : last_loss));
+    json_object_set_new(metrics, "final_loss", json_real(isnan(pr.last_loss) ? 0.0 : pr.last_loss));
     json_object_set_new(metrics, "weights", json_string(o->weights));
     if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
     json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
     json_object_set_new(metrics, "frozen_parameters", json_integer((json_int_t)frozen));
-    /* Table 3's task-specific storage: what must be kept per task beyond the
-     * shared pre-trained model, the trained parameters as float32. */
-    json_object_set_new(metrics, "task_storage_bytes", json_integer((json_int_t)(4 * fm_layout_trainable(&m->lay))));
-    json_object_set_new(metrics, "hyperparameters", hyper_json(o, &opt, total));
+    json_t *hyper = hyper_json(o, opt, total);
+    if (supermask) {
+        json_object_set_new(hyper, "mask_lr", json_real(o->mask_lr));
+        json_object_set_new(hyper, "head_lr", json_real(opt->lr));
+        json_object_set_new(hyper, "mask_weight_decay", json_real(0.0));
+    }
+    json_object_set_new(metrics, "hyperparameters", hyper);
+    if (!supermask) {
+        /* Table 3's task-specific storage: what must be kept per task beyond
+         * the shared pre-trained model, the trained parameters as float32. */
+        json_object_set_new(metrics, "task_storage_bytes",
+                            json_integer((json_int_t)(4 * fm_layout_trainable(&m->lay))));
+    } else {
+        /* Supermask: N independent Bernoulli samples, then the deterministic mask. */
+        logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
+        sample_scores = fm_xcalloc((size_t)(o->samples ? o->samples : 1), sizeof(double));
+        double mean = 0, sampled_sp = 0;
+        json_t *arr = json_array();
+        fm_sparsity sp;
+        fm_trainer_sparsity(&tr, &sp);
+        sampled_sp = sp.sampled; /* the last training step's sample when --samples 0 */
+        if (o->samples > 0) sampled_sp = 0;
+        for (int k = 0; k < o->samples; k++) {
+            fm_trainer_sample(&tr, FM_SAMPLE_EVAL, (uint64_t)k);
+            sample_scores[k] = dev_score(&c, &dev[0], o->eval_batch_size, logits);
+            fm_trainer_sparsity(&tr, &sp);
+            sampled_sp += sp.sampled / o->samples;
+            mean += sample_scores[k] / o->samples;
+            json_array_append_new(arr, json_real(sample_scores[k]));
+        }
+        double var = 0;
+        for (int k = 0; k < o->samples; k++) var += (sample_scores[k] - mean) * (sample_scores[k] - mean);
+        double sd = o->samples > 1 ? sqrt(var / (o->samples - 1)) : 0.0;
+        fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
+        fm_trainer_sparsity(&tr, &sp);
+        size_t bits_bytes = 0;
+        for (int k = 0; k < tr.sample.n; k++) bits_bytes += (tr.sample.t[k].numel + 7) / 8;
+        const fm_tensor *hw = fm_layout_find(&m->lay, "classifier.weight");
+        const fm_tensor *hb = fm_layout_find(&m->lay, "classifier.bias");
+        json_object_set_new(metrics, "samples", json_integer(o->samples));
+        json_object_set_new(metrics, "score_samples", arr);
+        json_object_set_new(metrics, "score_samples_mean", json_real(mean));
+        json_object_set_new(metrics, "score_samples_std", json_real(sd));
+        json_object_set_new(metrics, "sparsity_expected", json_real(sp.expected));
+        json_object_set_new(metrics, "sparsity_sampled", json_real(sampled_sp));
+        json_object_set_new(metrics, "sparsity_deterministic", json_real(sp.deterministic));
+        json_object_set_new(metrics, "masked_parameters", json_integer((json_int_t)tr.masked_numel));
+        json_object_set_new(metrics, "masked_tensors", json_integer(tr.sample.n));
+        json_object_set_new(metrics, "mask_bytes", json_integer((json_int_t)bits_bytes));
+        json_object_set_new(metrics, "task_storage_bytes",
+                            json_integer((json_int_t)(bits_bytes + 4 * (hw->numel + hb->numel))));
+        json_object_set_new(metrics, "init_sparsity", json_real(o->init_sparsity));
+        json_object_set_new(metrics, "init_rank", json_string(o->init_rank));
+        json_object_set_new(metrics, "ste", json_string(o->ste));
+        json_object_set_new(metrics, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
+        json_object_set_new(metrics, "mask_layers", str_or_null(o->mask_layers));
+        fm_log("%s: %d sample(s): %s %.4f ± %.4f; sparsity expected %.4f, sampled %.4f, deterministic %.4f",
+               task->name, o->samples, task->name, mean, sd, sp.expected, sampled_sp, sp.deterministic);
+    }
+    /* Dev scores with the trained weights (supermask: the deterministic mask). */
     for (int s = 0; s < ndev; s++) {
         logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[s].n ? dev[s].n : 1) * m->cfg.num_labels);
         fm_glue_report r;
@@ -479,36 +743,70 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(metrics, "score_name", json_string(r.main_name));
         }
     }
-    if (writer) {
+    if (!writer) {
+        /* replica 0 writes the run directory */
+    } else if (supermask) {
+        path = fm_path_join(o->out_dir, "mask.safetensors");
+        fm_maskfile_meta meta;
+        fm_maskfile_meta_init(&meta);
+        snprintf(meta.task, sizeof meta.task, "%s", task->name);
+        snprintf(meta.mode, sizeof meta.mode, "supermask");
+        snprintf(meta.ste, sizeof meta.ste, "%s", o->ste);
+        meta.seed = o->seed;
+        meta.init_sparsity = o->init_sparsity;
+        meta.model_fingerprint = c.fingerprint;
+        int wr = fm_maskfile_meta_set(&meta, "weights", o->weights);
+        if (wr == FM_OK) wr = fm_maskfile_write(path, &tr.sample, &meta, &m->lay, m->params);
+        fm_maskfile_meta_free(&meta);
+        if (wr != FM_OK) goto done;
+    } else {
         path = fm_path_join(o->out_dir, "model");
         fm_save_opts so = {.vocab = c.vocab_path, .extra = &c.extra};
         if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
-        free(path);
+    }
+    free(path);
+    path = NULL;
+    if (writer) {
         path = fm_path_join(o->out_dir, "metrics.json");
         if (fm_json_write(path, metrics) != FM_OK) goto done;
     }
     if (hk) {
         hk->metrics = json_incref(metrics);
         hk->train_seconds = t_train;
-        hk->examples = examples;
+        hk->examples = pr.examples;
+    }
+    /* Finished: the state is no longer needed, and the run directory holds
+     * the same files whether or not the run was interrupted. */
+    if (writer && fm_file_exists(state_path) && unlink(state_path) != 0) {
+        fm_fail("%s: cannot remove: %s", state_path, strerror(errno));
+        goto done;
     }
     double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
-    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s, %d thread(s), BLIS %s); run directory %s",
-           task->name, t_all, t_train, (double)examples / t_train, fm_blas_threads(), fm_blas_arch(), o->out_dir);
+    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s over %" PRId64
+           " steps, %d thread(s), BLIS %s); run directory %s",
+           task->name, t_all, t_train, (double)(pr.examples) / t_train, total - first_step, fm_blas_threads(),
+           fm_blas_arch(), o->out_dir);
     rc = FM_OK;
 done:
+    if (sig_installed) {
+        sigaction(SIGTERM, &sa_old_term, NULL);
+        sigaction(SIGUSR1, &sa_old_usr1, NULL);
+    }
     free(path);
+    free(state_path);
+    free(opts_json);
+    free(sample_scores);
     fm_free_aligned(dx0);
     fm_free_aligned(dx1);
     json_decref(metrics);
     if (log.fp) fm_jsonl_close(&log);
     free(perm);
+    free(rows);
     free(logits);
     fm_batch_buf_free(&bb);
     if (acts) fm_acts_free(acts);
-    fm_free_aligned(mom1);
-    fm_free_aligned(mom2);
+    if (tr_ready) fm_trainer_free(&tr);
     fm_dataset_free(&train);
     fm_glue_set_free(&train_set);
     for (int s = 0; s < 2; s++) {

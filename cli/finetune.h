@@ -20,9 +20,12 @@
  * is replica `rank` of `nranks`: it trains on rows [B*rank/nranks,
  * B*(rank+1)/nranks) of every batch of B, with dropout keyed by the row's
  * index in the whole batch, so that summed gradients equal one process's.
- * Gradients are summed in backward order, one bucket per encoder layer, each
- * started as soon as the backward of that layer is done. Only replica 0
- * writes the run directory. */
+ * Gradients (of every tensor that trains or is masked) are summed in
+ * backward order, one bucket per encoder layer, each started as soon as the
+ * backward of that layer is done; the step's loss and a "stop" flag (a
+ * SIGTERM seen by any replica) are summed with them, so every replica
+ * checkpoints and stops at the same step. Only replica 0 writes the run
+ * directory; the others read its state file on --resume. */
 typedef struct fm_ft_hooks {
     int rank, nranks;
     void *ctx;
@@ -62,8 +65,28 @@ typedef struct {
     int threads;            /* 0: default */
     const char *freeze;     /* mode freeze: the freeze set (see controls.h) */
     const char *weights;    /* "pretrained" (default), "shuffled" or "random" */
+    /* mode supermask: */
+    const char *ste;        /* "sigmoid" (default) or "identity" */
+    double init_sparsity;   /* 0: every nu starts at +5 */
+    const char *init_rank;  /* "global" (default) or "tensor" */
+    const char *mask_glob;  /* NULL: FM_MASK_DEFAULT_GLOB */
+    const char *mask_layers; /* NULL: all layers */
+    double mask_lr;         /* 1e-2: peak learning rate of nu */
+    double head_lr;         /* < 0: --lr */
+    int samples;            /* 10: Bernoulli samples scored at the end */
+    /* resume: */
+    int64_t checkpoint_every; /* 0: only on SIGTERM/SIGUSR1 */
+    int resume;             /* continue from out_dir/state.safetensors */
     fm_ft_hooks *hooks;     /* NULL: one process, no result wanted */
 } fm_ft_opts;
+
+/* The options that decide a run's results, as compact JSON text (sorted
+ * keys; free with free()): what RUN_DIR/options.json holds and a resumed run
+ * must match. */
+char *fm_ft_opts_json(const fm_ft_opts *o);
+/* Read RUN_DIR/options.json into o (strings point into *keep, which the
+ * caller json_decref's after o's last use). */
+int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep);
 
 void fm_ft_opts_default(fm_ft_opts *o);
 

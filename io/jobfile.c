@@ -46,7 +46,10 @@ typedef struct {
     fm_jobfile *jf;
     char *dir;        /* the job file's directory */
     char msg[512];    /* the first error */
-    int failed;
+    int failed, err_line;
+    FILE *fp;
+    int line;         /* lines read so far */
+    int long_line;    /* first line longer than inih's buffer, or 0 */
     char **seen;      /* "section\nkey" already given */
     int nseen;
 } parse_state;
@@ -60,6 +63,7 @@ static int perr(parse_state *s, const char *fmt, ...) {
         vsnprintf(s->msg, sizeof s->msg, fmt, ap);
         va_end(ap);
         s->failed = 1;
+        s->err_line = s->line;
     }
     return 0;
 }
@@ -262,6 +266,7 @@ static int mode_key(parse_state *s, int mi, const char *name, const char *v) {
         if (!strcmp(name, "masked")) return set_str(s, name, jf->masked, sizeof jf->masked, v);
         if (!strcmp(name, "layers")) return set_str(s, name, jf->layers, sizeof jf->layers, v);
         if (!strcmp(name, "samples")) INT(jf->samples, 1, 10000);
+        if (!strcmp(name, "mask_lr")) DBL(jf->mask_lr, 0, 1e3);
     }
     return perr(s, "unknown key '%s' in section [%s]", name, mode_names[mi]);
 }
@@ -333,11 +338,33 @@ static int handler(void *user, const char *section, const char *name, const char
     return ok;
 }
 
+/* inih's line reader: fgets, counting lines, noting a line cut by the buffer. */
+static char *read_line(char *str, int num, void *stream) {
+    parse_state *s = stream;
+    char *r = fgets(str, num, s->fp);
+    if (!r) return NULL;
+    size_t n = strlen(r);
+    if (n && r[n - 1] == '\n') {
+        s->line++;
+    } else if (!feof(s->fp)) {
+        if (!s->long_line) s->long_line = s->line + 1;
+        /* drop the rest of the line */
+        int ch;
+        while ((ch = fgetc(s->fp)) != EOF && ch != '\n') {
+        }
+        s->line++;
+    } else {
+        s->line++;
+    }
+    return r;
+}
+
 int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     memset(jf, 0, sizeof *jf);
     jf->path = fm_xstrdup(path);
     fm_job_hyper_default(&jf->train);
     jf->samples = 10;
+    jf->mask_lr = -1;
     snprintf(jf->ste, sizeof jf->ste, "sigmoid");
     snprintf(jf->ranking, sizeof jf->ranking, "global");
     for (int i = 0; i < 3; i++) jf->mode_lr[i] = jf->mode_epochs[i] = -1;
@@ -345,7 +372,12 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     parse_state s = {.jf = jf};
     const char *slash = strrchr(path, '/');
     s.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : fm_xstrdup(".");
-    int rc = ini_parse(path, handler, &s);
+    s.fp = fopen(path, "r");
+    int rc = -1;
+    if (s.fp) {
+        rc = ini_parse_stream(read_line, &s, handler, &s);
+        fclose(s.fp);
+    }
     for (int i = 0; i < s.nseen; i++) free(s.seen[i]);
     free(s.seen);
     free(s.dir);
@@ -357,8 +389,12 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
         fm_fail("%s: out of memory", path);
         goto bad;
     }
+    if (s.long_line && (rc <= 0 || s.long_line <= rc) && (!s.failed || s.long_line <= s.err_line)) {
+        fm_fail("%s:%d: line longer than %d characters", path, s.long_line, INI_MAX_LINE - 2);
+        goto bad;
+    }
     if (rc > 0) {
-        if (s.failed) fm_fail("%s:%d: %s", path, rc, s.msg);
+        if (s.failed && s.err_line <= rc) fm_fail("%s:%d: %s", path, s.err_line, s.msg);
         else fm_fail("%s:%d: expected [section], key = value or a comment", path, rc);
         goto bad;
     }

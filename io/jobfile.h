@@ -13,6 +13,7 @@
  *                 layers                   encoder layers to mask, e.g. "8-11" (default: all)
  *                 ranking                  global or tensor
  *                 samples                  Bernoulli samples for evaluation (10)
+ *                 mask_lr                  peak learning rate of the scores nu (1e-2)
  *                 lr, epochs               override [train] for this mode
  *   [freeze]      sets                     freeze sets separated by '|', each as `train --freeze`
  *                 lr, epochs               override [train] for this mode
@@ -69,6 +70,7 @@ typedef struct {
     /* supermask options */
     char ste[16], masked[256], layers[64], ranking[16];
     int samples;
+    double mask_lr;            /* < 0: the trainer's default */
     fm_job_hyper train;        /* [train] */
     double mode_lr[3], mode_epochs[3]; /* per-mode overrides (< 0: unset), index as fm_job_mode_index */
     /* layout */

@@ -12,7 +12,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "runfiles.h"
-#include "safetensors.h"
+#include "maskfile.h"
 
 void fm_result_free(fm_job_result *r) {
     json_decref(r->rec);
@@ -101,58 +101,14 @@ bad:
 int fm_run_mask_read(const char *job_dir, fm_mask *m) {
     memset(m, 0, sizeof *m);
     char *path = fm_path_join(job_dir, "mask.safetensors");
-    if (!fm_file_exists(path)) {
-        free(path);
-        return FM_OK;
+    int rc = FM_OK;
+    if (fm_file_exists(path)) {
+        fm_maskfile_meta meta;
+        rc = fm_maskfile_read(path, m, &meta, NULL, NULL, NULL);
+        if (rc == FM_OK) fm_maskfile_meta_free(&meta);
+        else memset(m, 0, sizeof *m);
     }
-    fm_st_file f;
-    int rc = FM_ERR;
-    json_t *desc = NULL;
-    if (fm_st_open(&f, path) != FM_OK) goto out;
-    const char *ts = fm_st_meta_get(&f, "tensors");
-    json_error_t e;
-    desc = ts ? json_loads(ts, 0, &e) : NULL;
-    if (!json_is_object(desc)) {
-        fm_fail("%s: metadata 'tensors' missing or not a JSON object", path);
-        goto out;
-    }
-    int n = 0;
-    for (int i = 0; i < f.n; i++) n += f.t[i].dtype == FM_ST_U8;
-    m->t = fm_xcalloc((size_t)(n ? n : 1), sizeof(fm_mask_tensor));
-    for (int i = 0; i < f.n; i++) {
-        const fm_st_tensor *st = &f.t[i];
-        if (st->dtype != FM_ST_U8) continue;
-        json_t *d = json_object_get(desc, st->name), *shape = json_object_get(d, "shape");
-        fm_mask_tensor *t = &m->t[m->n++];
-        const char *nm = strncmp(st->name, "bert.", 5) ? st->name : st->name + 5;
-        snprintf(t->name, sizeof t->name, "%s", nm);
-        t->ndim = (int)json_array_size(shape);
-        if (t->ndim < 1 || t->ndim > 2) {
-            fm_fail("%s: tensor %s: expected a shape of 1 or 2 dimensions in metadata", path, st->name);
-            goto out;
-        }
-        t->numel = 1;
-        for (int k = 0; k < t->ndim; k++) {
-            t->shape[k] = json_integer_value(json_array_get(shape, (size_t)k));
-            t->numel *= (size_t)t->shape[k];
-        }
-        if ((t->numel + 7) / 8 != st->numel) {
-            fm_fail("%s: tensor %s: %" PRIu64 " bytes do not fit %zu entries", path, st->name, st->numel, t->numel);
-            goto out;
-        }
-        t->bits = fm_xmalloc(st->numel ? st->numel : 1);
-        memcpy(t->bits, st->data, st->numel);
-        t->ones = fm_mask_count(t);
-    }
-    rc = FM_OK;
-out:
-    json_decref(desc);
-    fm_st_close(&f);
     free(path);
-    if (rc != FM_OK) {
-        if (m->t) fm_mask_free(m);
-        memset(m, 0, sizeof *m);
-    }
     return rc;
 }
 
@@ -178,6 +134,29 @@ static size_t mask_numel(const fm_mask *m, size_t *ones) {
     for (int i = 0; i < m->n; i++) n += m->t[i].numel, o += m->t[i].ones;
     if (ones) *ones = o;
     return n;
+}
+
+/* Same mode, variant and weights. */
+static int same_family(const json_t *a, const json_t *b) {
+    return !strcmp(sget(a, "mode"), sget(b, "mode")) && !strcmp(sget(a, "variant"), sget(b, "variant")) &&
+           !strcmp(sget(a, "weights"), sget(b, "weights"));
+}
+
+/* Over the tensors both masks have: the fraction of a's zeros that are zeros
+ * in b too, counted on the packed bits, and b's fraction of zeros (what an
+ * independent random mask of b's sparsity shares). */
+static void overlap_pair(const fm_mask *a, const fm_mask *b, double *frac, double *rnd) {
+    size_t common = 0, za = 0, zb = 0, nb = 0;
+    for (int t = 0; t < a->n; t++) {
+        fm_mask_tensor *tb = fm_mask_find(b, a->t[t].name);
+        if (!tb || tb->numel != a->t[t].numel) continue;
+        common += fm_mask_common_zeros(&a->t[t], tb);
+        za += a->t[t].numel - a->t[t].ones;
+        zb += tb->numel - tb->ones;
+        nb += tb->numel;
+    }
+    *frac = za ? (double)common / (double)za : 0;
+    *rnd = nb ? (double)zb / (double)nb : 0;
 }
 
 /* Group key: task|mode|variant|weights. */
@@ -376,67 +355,89 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     free(csv);
     csv = NULL;
 
-    /* Overlaps: per mode/variant/weights, each task's first (lowest index) job with a mask. */
+    /* Overlaps: per family (mode, variant, weights) with masks of two tasks or
+     * more, each task's first (lowest index) job. The figures use the family
+     * with the most zeros. */
     pick = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
     int np = 0;
-    for (int i = 0; i < n; i++) {
-        if (!res[i].mask.n) continue;
-        int dup = 0;
-        for (int k = 0; k < np; k++) dup |= !strcmp(sget(res[pick[k]].rec, "task"), sget(res[i].rec, "task"));
-        /* one family only: the first job with a mask sets mode/variant/weights */
-        if (np && (strcmp(sget(res[pick[0]].rec, "mode"), sget(res[i].rec, "mode")) ||
-                   strcmp(sget(res[pick[0]].rec, "variant"), sget(res[i].rec, "variant")) ||
-                   strcmp(sget(res[pick[0]].rec, "weights"), sget(res[i].rec, "weights"))))
-            dup = 1;
-        if (!dup) pick[np++] = i;
-    }
-    c = open_memstream(&csv, &csvn);
-    fprintf(c, "task_a,task_b,shared_zero_fraction,random\n");
-    size_t f6n = 0;
-    FILE *d6 = open_memstream(&f6, &f6n);
-    if (np >= 2) {
-        fprintf(m, "\n## Mask overlap\n\nFraction of task A's zeros that are zeros in task B's mask too (%s %s), "
-                   "beside what independent random masks of the same sparsities give.\n\n| A \\ B |",
-                sget(res[pick[0]].rec, "mode"), sget(res[pick[0]].rec, "variant"));
-        for (int b = 0; b < np; b++) fprintf(m, " %s |", sget(res[pick[b]].rec, "task"));
-        fprintf(m, "\n|---|");
-        for (int b = 0; b < np; b++) fprintf(m, "---|");
-        fprintf(m, "\n");
-    }
-    for (int a = 0; a < np && np >= 2; a++) {
-        const fm_mask *ma = &res[pick[a]].mask;
-        fprintf(m, "| %s |", sget(res[pick[a]].rec, "task"));
-        for (int b = 0; b < np; b++) {
-            const fm_mask *mb = &res[pick[b]].mask;
-            size_t common = 0, za = 0, zb = 0, nbt = 0;
-            for (int t = 0; t < ma->n; t++) {
-                fm_mask_tensor *tb = fm_mask_find(mb, ma->t[t].name);
-                if (!tb || tb->numel != ma->t[t].numel) continue;
-                common += fm_mask_common_zeros(&ma->t[t], tb);
-                za += ma->t[t].numel - ma->t[t].ones;
-                zb += tb->numel - tb->ones;
-                nbt += tb->numel;
+    {
+        int *cand = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
+        size_t best = 0;
+        int have_best = 0;
+        c = open_memstream(&csv, &csvn);
+        fprintf(c, "family,task_a,task_b,shared_zero_fraction,random\n");
+        for (int f = 0; f < n; f++) {
+            if (!res[f].mask.n) continue;
+            int seen = 0;
+            for (int k = 0; k < f && !seen; k++) seen = res[k].mask.n && same_family(res[k].rec, res[f].rec);
+            if (seen) continue;
+            int nc = 0;
+            size_t zeros = 0;
+            for (int i = f; i < n; i++) {
+                if (!res[i].mask.n || !same_family(res[f].rec, res[i].rec)) continue;
+                int dup = 0;
+                for (int k = 0; k < nc; k++) dup |= !strcmp(sget(res[cand[k]].rec, "task"), sget(res[i].rec, "task"));
+                if (dup) continue;
+                cand[nc++] = i;
+                size_t ones, tot = mask_numel(&res[i].mask, &ones);
+                zeros += tot - ones;
             }
-            double frac = za ? (double)common / (double)za : 0, rnd = nbt ? (double)zb / (double)nbt : 0;
-            fprintf(d6, "%.6f ", frac);
-            fprintf(m, " %.4f (%.4f) |", frac, rnd);
-            if (a == b) continue;
-            json_t *o = json_object();
-            json_object_set_new(o, "a", json_string(sget(res[pick[a]].rec, "task")));
-            json_object_set_new(o, "b", json_string(sget(res[pick[b]].rec, "task")));
-            json_object_set_new(o, "shared_zero_fraction", json_real(frac));
-            json_object_set_new(o, "random", json_real(rnd));
-            json_array_append_new(overlap, o);
-            fprintf(c, "%s,%s,%.6f,%.6f\n", sget(res[pick[a]].rec, "task"), sget(res[pick[b]].rec, "task"), frac, rnd);
+            if (!have_best || zeros > best) {
+                memcpy(pick, cand, sizeof(int) * (size_t)nc);
+                np = nc;
+                best = zeros;
+                have_best = 1;
+            }
+            if (nc < 2) continue;
+            char fam[400];
+            snprintf(fam, sizeof fam, "%s %s %s", sget(res[f].rec, "mode"), sget(res[f].rec, "variant"),
+                     sget(res[f].rec, "weights"));
+            fprintf(m, "\n## Mask overlap: %s\n\nFraction of task A's zeros that are zeros in task B's mask too, "
+                       "and in brackets what independent random masks of the same sparsities give.\n\n| A \\ B |",
+                    fam);
+            for (int k = 0; k < nc; k++) fprintf(m, " %s |", sget(res[cand[k]].rec, "task"));
+            fprintf(m, "\n|---|");
+            for (int k = 0; k < nc; k++) fprintf(m, "---|");
+            fprintf(m, "\n");
+            for (int x = 0; x < nc; x++) {
+                fprintf(m, "| %s |", sget(res[cand[x]].rec, "task"));
+                for (int y = 0; y < nc; y++) {
+                    double frac, rnd;
+                    overlap_pair(&res[cand[x]].mask, &res[cand[y]].mask, &frac, &rnd);
+                    fprintf(m, " %.4f (%.4f) |", frac, rnd);
+                    if (x == y) continue;
+                    json_t *o = json_object();
+                    json_object_set_new(o, "family", json_string(fam));
+                    json_object_set_new(o, "a", json_string(sget(res[cand[x]].rec, "task")));
+                    json_object_set_new(o, "b", json_string(sget(res[cand[y]].rec, "task")));
+                    json_object_set_new(o, "shared_zero_fraction", json_real(frac));
+                    json_object_set_new(o, "random", json_real(rnd));
+                    json_array_append_new(overlap, o);
+                    fprintf(c, "%s,%s,%s,%.6f,%.6f\n", fam, sget(res[cand[x]].rec, "task"),
+                            sget(res[cand[y]].rec, "task"), frac, rnd);
+                }
+                fprintf(m, "\n");
+            }
         }
-        fprintf(d6, "\n");
-        fprintf(m, "\n");
+        free(cand);
+        fclose(c);
+        if (write_text(dir, "overlap.csv", csv, csvn) != FM_OK) goto out;
+        free(csv);
+        csv = NULL;
     }
-    fclose(d6);
-    fclose(c);
-    if (write_text(dir, "overlap.csv", csv, csvn) != FM_OK) goto out;
-    free(csv);
-    csv = NULL;
+    size_t f6n = 0;
+    {
+        FILE *d6 = open_memstream(&f6, &f6n);
+        for (int x = 0; x < np; x++) {
+            for (int y = 0; y < np; y++) {
+                double frac, rnd;
+                overlap_pair(&res[pick[x]].mask, &res[pick[y]].mask, &frac, &rnd);
+                fprintf(d6, "%.6f ", frac);
+            }
+            fprintf(d6, "\n");
+        }
+        fclose(d6);
+    }
     if (json_array_size(failed)) {
         fprintf(m, "\n## Failed jobs\n\n");
         for (size_t i = 0; i < json_array_size(failed); i++) {

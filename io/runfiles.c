@@ -1,5 +1,9 @@
 /* runfiles.c: metrics.json, log.jsonl and submission TSVs (see runfiles.h). */
+#define _GNU_SOURCE
 #include "runfiles.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <errno.h>
 #include <stdarg.h>
@@ -49,6 +53,29 @@ int fm_jsonl_append(fm_jsonl *l, const json_t *obj) {
     int ok = fputs(s, (FILE *)l->fp) >= 0 && fputc('\n', (FILE *)l->fp) != EOF && fflush((FILE *)l->fp) == 0;
     free(s);
     return ok ? FM_OK : fm_fail("%s: write failed: %s", l->path, strerror(errno));
+}
+
+int fm_jsonl_resume(fm_jsonl *l, const char *path, long long bytes) {
+    struct stat st;
+    if (stat(path, &st) != 0) return fm_fail("%s: cannot resume the log: %s", path, strerror(errno));
+    if ((long long)st.st_size < bytes)
+        return fm_fail("%s: expected at least %lld bytes (the log at the checkpoint), found %lld", path, bytes,
+                       (long long)st.st_size);
+    if (truncate(path, (off_t)bytes) != 0) return fm_fail("%s: cannot truncate: %s", path, strerror(errno));
+    l->fp = fopen(path, "a");
+    if (!l->fp) return fm_fail("%s: cannot open: %s", path, strerror(errno));
+    fseek((FILE *)l->fp, 0, SEEK_END);
+    l->path = fm_xstrdup(path);
+    return FM_OK;
+}
+
+int fm_jsonl_sync(fm_jsonl *l, long long *bytes) {
+    FILE *f = (FILE *)l->fp;
+    if (fflush(f) != 0 || fsync(fileno(f)) != 0) return fm_fail("%s: sync failed: %s", l->path, strerror(errno));
+    long pos = ftell(f);
+    if (pos < 0) return fm_fail("%s: ftell failed: %s", l->path, strerror(errno));
+    *bytes = pos;
+    return FM_OK;
 }
 
 int fm_jsonl_close(fm_jsonl *l) {

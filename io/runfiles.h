@@ -22,6 +22,12 @@ int fm_jsonl_open(fm_jsonl *l, const char *path);
 /* Append obj as one compact line (keys in insertion order). */
 int fm_jsonl_append(fm_jsonl *l, const json_t *obj);
 int fm_jsonl_close(fm_jsonl *l);
+/* Reopen path for appending after cutting it to its first `bytes` bytes (a
+ * resumed run drops the lines logged after its checkpoint). FM_ERR when the
+ * file is shorter than that. */
+int fm_jsonl_resume(fm_jsonl *l, const char *path, long long bytes);
+/* Flush and fsync the log; its length in bytes into *bytes. */
+int fm_jsonl_sync(fm_jsonl *l, long long *bytes);
 
 /* A GLUE submission file: header "index\tprediction", then one row per
  * example: ids[i] (or i when ids is NULL) and labels[i] (classification), or

@@ -280,6 +280,11 @@ static fm_drop mkdrop(const fm_model *m, const fm_batch *b, const fm_pass *p, in
     return d;
 }
 
+/* Let the weights hook (if any) point piece's views where it wants. */
+static void weights_for(fm_model *m, int piece) {
+    if (m->weights_fn) m->weights_fn(m->weights_ctx, m, piece);
+}
+
 static void check_batch(const fm_acts *a, const fm_batch *b) {
     assert(b->B > 0 && b->B <= a->B && b->T > 0 && b->T <= a->T);
     (void)a;
@@ -299,6 +304,7 @@ void fm_embed_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
         assert(!b->type_ids || (b->type_ids[i] >= 0 && b->type_ids[i] < c->type_vocab_size));
     }
 #endif
+    weights_for(m, -1);
     fm_embed_sum_forward(a->emb_sum, b->ids, b->type_ids, m->w.word, m->w.pos, m->w.type, B, T, H);
     fm_layernorm_forward(x, a->emb_mean, a->emb_rstd, a->emb_sum, m->w.emb_ln_g, m->w.emb_ln_b, BT, H,
                          c->layer_norm_eps);
@@ -310,6 +316,7 @@ void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass
     const fm_config *c = &m->cfg;
     assert(a->embed);
     const int B = b->B, T = b->T, H = c->hidden_size, BT = B * T;
+    weights_for(m, -1);
     fm_drop d = mkdrop(m, b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
     fm_dropout_backward(a->emb_d, dx, a->emb_bits, BT, H, &d);
     fm_layernorm_backward(a->emb_d, G(m, m->g.emb_ln_g), G(m, m->g.emb_ln_b), a->emb_d, a->emb_sum, a->emb_mean,
@@ -324,6 +331,7 @@ static void layer_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_p
     const fm_config *c = &m->cfg;
     const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
     const int BT = B * T, P = c->max_position_embeddings;
+    weights_for(m, l);
     const fm_layer_view *w = &m->w.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
     fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
@@ -351,6 +359,7 @@ static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_
     const fm_config *c = &m->cfg;
     const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
     const int BT = B * T;
+    weights_for(m, l);
     const fm_layer_view *w = &m->w.layer[l];
     const fm_layer_view *g = &m->g.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
@@ -424,6 +433,7 @@ float fm_head_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
     assert(a->head && m->w.pool_w);
     check_batch(a, b);
     const int B = b->B, T = b->T, H = c->hidden_size, NL = c->num_labels;
+    weights_for(m, c->num_hidden_layers);
     for (int i = 0; i < B; i++) memcpy(a->cls + (size_t)i * H, x + (size_t)i * T * H, (size_t)H * sizeof(float));
     fm_linear_forward(a->pooled, a->cls, H, m->w.pool_w, m->w.pool_b, B, H, H);
     fm_tanh_forward(a->pooled, a->pooled, NULL, B, H);
@@ -450,6 +460,7 @@ void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
     const int B = b->B, T = b->T, H = c->hidden_size, NL = c->num_labels;
     memset(dx, 0, (size_t)B * T * H * sizeof *dx);
     if (NL <= 0 || !a->head_loss) return;
+    weights_for(m, c->num_hidden_layers);
     if (NL >= 2)
         fm_crossentropy_backward(a->dlogits, a->hprobs, b->labels, scale, B, NL);
     else
@@ -482,6 +493,7 @@ float fm_mlm_forward(fm_model *m, fm_acts *a, const fm_batch *b, const float *x,
     a->mlm_n = n;
     if (npred) *npred = n;
     if (n == 0) return 0.0f;
+    weights_for(m, -1); /* the decoder is tied to the word embeddings */
     for (int i = 0; i < n; i++)
         memcpy(a->mlm_x + (size_t)i * H, x + (size_t)a->mlm_rows[i] * H, (size_t)H * sizeof(float));
     fm_linear_forward(a->mlm_pre, a->mlm_x, H, m->w.mlm_w, NULL, n, H, H);
@@ -505,6 +517,7 @@ void fm_mlm_backward(fm_model *m, fm_acts *a, const fm_batch *b, float scale, fl
     const int BT = b->B * b->T, H = c->hidden_size, V = c->vocab_size, n = a->mlm_n;
     memset(dx, 0, (size_t)BT * H * sizeof *dx);
     if (n == 0) return;
+    weights_for(m, -1);
     fm_crossentropy_backward(a->mlm_probs, a->mlm_probs, a->mlm_lab, scale, n, V);
     fm_linear_backward(a->mlm_d0, 0, G(m, m->g.word), G(m, m->g.mlm_bias), a->mlm_probs, a->mlm_out, H, m->w.word, n,
                        H, V);

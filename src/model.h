@@ -19,14 +19,25 @@
 #include "config.h"
 #include "params.h"
 
-typedef struct {
+typedef struct fm_model fm_model;
+
+/* A hook called just before a piece of the model reads its weights, in the
+ * forward and again in the backward: piece -1 is the embeddings, 0..L-1 an
+ * encoder layer, L the pooler and task head. It may repoint the piece's
+ * fields of m->w at other storage (a supermask materialises theta~ ⊙ mu of
+ * one piece at a time into a scratch buffer this way). */
+typedef void (*fm_weights_fn)(void *ctx, fm_model *m, int piece);
+
+struct fm_model {
     fm_config cfg;
     fm_layout lay;
     float *params; /* (lay.numel) */
     float *grads;  /* (lay.numel) */
     fm_view w;     /* views into params: what the forward reads */
     fm_view g;     /* views into grads */
-} fm_model;
+    fm_weights_fn weights_fn; /* NULL: none (fm_model_alloc) */
+    void *weights_ctx;
+};
 
 /* One batch of B sequences of T tokens (T is the padded length). */
 typedef struct {

@@ -16,6 +16,7 @@ typedef enum {
     FM_RNG_PERMUTE = 6,    /* shuffled-weights control */
     FM_RNG_DATA = 7,       /* synthetic data */
     FM_RNG_HEAD = 8,       /* task head initialisation */
+    FM_RNG_MASK_EVAL = 9,  /* supermask samples for evaluation (step: sample number) */
 } fm_rng_purpose;
 
 /* Four 32-bit words for block `block` of the stream (seed, purpose, step, stream). */

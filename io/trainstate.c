@@ -1,0 +1,164 @@
+/* trainstate.c: the resumable training state (see trainstate.h). */
+#define _GNU_SOURCE
+#include "trainstate.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "fm.h"
+#include "safetensors.h"
+
+/* The arrays of tensor i: its kind ("param" or "nu") and source, or 0 when
+ * the state holds nothing for it. */
+static int arrays_of(const fm_trainer *t, int i, const char **kind, float **src) {
+    const fm_tensor *x = &t->m->lay.t[i];
+    if (t->o.mode == FM_TRAIN_SUPERMASK && t->masked_of[i] >= 0) {
+        *kind = "nu";
+        *src = t->nu + x->offset;
+        return 1;
+    }
+    if (x->trains) {
+        *kind = "param";
+        *src = t->m->params + x->offset;
+        return 1;
+    }
+    return 0;
+}
+
+static int kill_countdown(void) {
+    static int calls = 0;
+    const char *e = getenv("FINEMASK_TEST_KILL_IN_CHECKPOINT");
+    return e && *e && atoi(e) == ++calls;
+}
+
+int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options) {
+    const fm_layout *lay = &t->m->lay;
+    fm_st_entry *e = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *e);
+    char **names = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *names);
+    int n = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const char *kind;
+        float *src;
+        if (!arrays_of(t, i, &kind, &src)) continue;
+        const fm_tensor *x = &lay->t[i];
+        const char *kinds[3] = {kind, "adam_m", "adam_v"};
+        const float *data[3] = {src, t->mom1 + x->offset, t->mom2 + x->offset};
+        for (int k = 0; k < 3; k++) {
+            size_t len = strlen(kinds[k]) + strlen(x->name) + 2;
+            names[n] = fm_xmalloc(len);
+            snprintf(names[n], len, "%s.%s", kinds[k], x->name);
+            e[n].name = names[n];
+            e[n].dtype = FM_ST_F32;
+            e[n].ndim = x->ndim;
+            e[n].shape[0] = x->shape[0];
+            e[n].shape[1] = x->shape[1];
+            e[n].data = data[k];
+            n++;
+        }
+    }
+    char step[32], logb[32], wl[64], wn[32], ex[32], ll[64];
+    snprintf(step, sizeof step, "%" PRId64, p->step);
+    snprintf(logb, sizeof logb, "%lld", p->log_bytes);
+    snprintf(wl, sizeof wl, "%a", p->window_loss);
+    snprintf(wn, sizeof wn, "%" PRId64, p->window_n);
+    snprintf(ex, sizeof ex, "%" PRId64, p->examples);
+    snprintf(ll, sizeof ll, "%a", p->last_loss);
+    fm_st_meta meta[] = {
+        {"format", "finemask-state"}, {"version", "1"},     {"step", step},
+        {"log_bytes", logb},          {"window_loss", wl}, {"window_n", wn},
+        {"examples", ex},             {"last_loss", ll},   {"options", (char *)options},
+    };
+    int rc;
+    if (kill_countdown()) {
+        /* Test hook: die half-way through the temporary file. */
+        unsigned char *buf;
+        size_t len;
+        rc = fm_st_serialize(e, n, meta, (int)(sizeof meta / sizeof *meta), &buf, &len);
+        fm_atomic_file f;
+        if (rc == FM_OK && fm_atomic_open(&f, path) == FM_OK) {
+            fm_atomic_write(&f, buf, len / 2);
+            fflush((FILE *)f.fp);
+            fm_log("FINEMASK_TEST_KILL_IN_CHECKPOINT: killed while writing %s", path);
+            raise(SIGKILL);
+        }
+        free(buf);
+    }
+    rc = fm_st_write(path, e, n, meta, (int)(sizeof meta / sizeof *meta));
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(e);
+    return rc;
+}
+
+static int meta_i64(const fm_st_file *f, const char *key, int64_t *out) {
+    const char *v = fm_st_meta_get(f, key);
+    char *end;
+    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
+    long long x = strtoll(v, &end, 10);
+    if (*end) return fm_fail("%s: metadata \"%s\": expected an integer, found \"%s\"", f->path, key, v);
+    *out = x;
+    return FM_OK;
+}
+
+static int meta_f64(const fm_st_file *f, const char *key, double *out) {
+    const char *v = fm_st_meta_get(f, key);
+    char *end;
+    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
+    *out = strtod(v, &end);
+    if (*end) return fm_fail("%s: metadata \"%s\": expected a number, found \"%s\"", f->path, key, v);
+    return FM_OK;
+}
+
+static int load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", kind, x->name);
+    const fm_st_tensor *s = fm_st_find(f, name);
+    if (!s) return fm_fail("%s: expected tensor %s, found none", f->path, name);
+    if (s->dtype != FM_ST_F32 || s->numel != x->numel || s->ndim != x->ndim)
+        return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->numel,
+                       fm_st_dtype_name(s->dtype), s->numel);
+    memcpy(dst, s->data, x->numel * sizeof(float));
+    return FM_OK;
+}
+
+int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options) {
+    fm_st_file f;
+    if (fm_st_open(&f, path) != FM_OK) return FM_ERR;
+    int rc = FM_ERR;
+    const char *fmt = fm_st_meta_get(&f, "format"), *opts = fm_st_meta_get(&f, "options");
+    if (!fmt || strcmp(fmt, "finemask-state") != 0) {
+        fm_fail("%s: expected format \"finemask-state\", found \"%s\"", path, fmt ? fmt : "");
+        goto done;
+    }
+    if (!opts || strcmp(opts, options) != 0) {
+        fm_fail("%s: the state was written by a run with other options (%s); resume with the same options", path,
+                opts ? opts : "none recorded");
+        goto done;
+    }
+    int64_t lb = 0;
+    if (meta_i64(&f, "step", &p->step) || meta_i64(&f, "log_bytes", &lb) || meta_f64(&f, "window_loss", &p->window_loss) ||
+        meta_i64(&f, "window_n", &p->window_n) || meta_i64(&f, "examples", &p->examples) ||
+        meta_f64(&f, "last_loss", &p->last_loss))
+        goto done;
+    p->log_bytes = lb;
+    const fm_layout *lay = &t->m->lay;
+    for (int i = 0; i < lay->n; i++) {
+        const char *kind;
+        float *dst;
+        if (!arrays_of(t, i, &kind, &dst)) continue;
+        const fm_tensor *x = &lay->t[i];
+        if (load(&f, kind, x, dst) || load(&f, "adam_m", x, t->mom1 + x->offset) ||
+            load(&f, "adam_v", x, t->mom2 + x->offset))
+            goto done;
+    }
+    t->step = p->step;
+    rc = FM_OK;
+done:
+    fm_st_close(&f);
+    return rc;
+}

@@ -1,0 +1,44 @@
+/* trainstate.h: the training state a killed run resumes from
+ * (RUN_DIR/state.safetensors), a safetensors file written atomically
+ * (temporary file, fsync, rename: a crash leaves the previous state whole).
+ *
+ * Tensors (F32, each with its layout tensor's shape), for every tensor that
+ * trains or is masked:
+ *   "param.<name>"  the trained parameters (full/freeze; the head in supermask)
+ *   "nu.<name>"     the supermask scores of a masked tensor
+ *   "adam_m.<name>", "adam_v.<name>"  its AdamW moments
+ * "__metadata__": format "finemask-state", version "1", step (updates done),
+ * log_bytes (length of log.jsonl at that step), window_loss / last_loss (C99
+ * hex floats, exact), window_n, examples, and options: the run's options as
+ * JSON text, which must equal the resuming run's. The data position and every
+ * random number follow from the step (Philox is keyed by it). */
+#ifndef FM_TRAINSTATE_H
+#define FM_TRAINSTATE_H
+
+#include <stdint.h>
+
+#include "train.h"
+
+#define FM_STATE_FILE "state.safetensors"
+
+/* Where a run stood at a step boundary, beyond the trainer's arrays. */
+typedef struct {
+    int64_t step;         /* optimiser updates done */
+    long long log_bytes;  /* bytes of log.jsonl written by then */
+    double window_loss;   /* loss summed since the last log line */
+    int64_t window_n;     /* steps in that sum */
+    int64_t examples;     /* training examples seen */
+    double last_loss;     /* loss of the last step (NaN before the first) */
+} fm_train_progress;
+
+/* Write t's state and p to path atomically. options is the run's options
+ * JSON. With the environment variable FINEMASK_TEST_KILL_IN_CHECKPOINT=K
+ * (tests only) the K-th call of this process writes half of the file to the
+ * temporary file and kills the process with SIGKILL. */
+int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options);
+/* Read path into t (set up with the same options) and p. FM_ERR naming the
+ * file and tensor for a missing or misshapen tensor, or options that differ
+ * from `options`. */
+int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options);
+
+#endif

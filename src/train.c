@@ -1,0 +1,357 @@
+/* train.c: the training step for full, L0-close and supermask fine-tuning
+ * (see train.h). */
+#include "train.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fm.h"
+#include "rng.h"
+
+#define CHUNK 4096 /* elements per parallel sampling chunk (a multiple of 8) */
+
+void fm_trainer_opts_default(fm_trainer_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->mode = FM_TRAIN_FULL;
+    o->seed = 42;
+    fm_adamw_default(&o->opt);
+    o->mask_opt = o->opt;
+    o->mask_opt.lr = 1e-2f;
+    o->mask_opt.weight_decay = 0.0f;
+    o->ste = FM_STE_SIGMOID;
+    o->mask_glob = NULL;
+    o->mask_layers = NULL;
+    o->init_sparsity = 0.0;
+    o->init_rank = FM_RANK_GLOBAL;
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+/* The address of the field of v that points at params + offset, or NULL. */
+static float **view_field(fm_view *v, const float *p) {
+#define TRY(f)                                                                                                        \
+    if (v->f == p) return &v->f;
+    TRY(word) TRY(pos) TRY(type) TRY(emb_ln_g) TRY(emb_ln_b) TRY(pool_w) TRY(pool_b) TRY(cls_w) TRY(cls_b)
+    TRY(mlm_w) TRY(mlm_b) TRY(mlm_ln_g) TRY(mlm_ln_b) TRY(mlm_bias)
+#undef TRY
+    for (int l = 0; l < v->num_layers; l++) {
+        fm_layer_view *w = &v->layer[l];
+#define TRY(f)                                                                                                        \
+    if (w->f == p) return &w->f;
+        TRY(wq) TRY(bq) TRY(wk) TRY(bk) TRY(wv) TRY(bv) TRY(wd) TRY(bd) TRY(ln1_g) TRY(ln1_b) TRY(wi) TRY(bi)
+        TRY(wo) TRY(bo) TRY(ln2_g) TRY(ln2_b)
+#undef TRY
+    }
+    return NULL;
+}
+
+/* Piece of a tensor: -1 embeddings, 0..L-1 encoder layer, L the rest. */
+static int piece_of(const fm_model *m, const fm_tensor *x) {
+    const int L = m->cfg.num_hidden_layers;
+    return x->layer < -1 ? -1 : (x->layer > L ? L : x->layer);
+}
+
+static void hook(void *ctx, fm_model *m, int piece) {
+    (void)m;
+    fm_trainer_materialise(ctx, piece);
+}
+
+static void layout_copy(fm_layout *dst, const fm_layout *src) {
+    *dst = *src;
+    dst->t = fm_xmalloc(sizeof *dst->t * (size_t)(src->n ? src->n : 1));
+    memcpy(dst->t, src->t, sizeof *dst->t * (size_t)src->n);
+}
+
+int fm_trainer_init(fm_trainer *t, fm_model *m, const fm_trainer_opts *o) {
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->o = *o;
+    const fm_layout *lay = &m->lay;
+    if (o->mode == FM_TRAIN_SUPERMASK) {
+        if (!(o->init_sparsity >= 0 && o->init_sparsity <= 1))
+            return fm_fail("--init-sparsity %g: expected a fraction in [0, 1]", o->init_sparsity);
+        const char *glob = o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB;
+        if (fm_mask_create(&t->sample, lay, glob, o->mask_layers) != FM_OK) return FM_ERR;
+        if (t->sample.n == 0) {
+            fm_mask_free(&t->sample);
+            return fm_fail("--mask %s%s%s: matches no tensor of the model", glob,
+                           o->mask_layers ? " --mask-layers " : "", o->mask_layers ? o->mask_layers : "");
+        }
+        t->masked_of = fm_xmalloc(sizeof(int) * (size_t)lay->n);
+        for (int i = 0; i < lay->n; i++) t->masked_of[i] = -1;
+        t->fields = fm_xcalloc((size_t)lay->n, sizeof *t->fields);
+        for (int k = 0; k < t->sample.n; k++) {
+            const fm_tensor *x = fm_layout_find(lay, t->sample.t[k].name);
+            assert(x);
+            if (x->flags & (FM_T_HEAD | FM_T_MLM)) {
+                int rc = fm_fail("--mask: %s is a head tensor; heads train normally and are never masked", x->name);
+                fm_trainer_free(t);
+                return rc;
+            }
+            t->masked_of[x - lay->t] = k;
+            t->fields[x - lay->t] = view_field(&m->w, m->params + x->offset);
+            assert(t->fields[x - lay->t]);
+            t->masked_numel += x->numel;
+        }
+        /* Only the task head trains; the masked tensors need their gradient. */
+        size_t per_piece[4096] = {0};
+        const int L = m->cfg.num_hidden_layers;
+        assert(L + 2 <= 4096);
+        for (int i = 0; i < lay->n; i++) {
+            fm_tensor *x = &m->lay.t[i];
+            int masked = t->masked_of[i] >= 0, head = (x->flags & FM_T_HEAD) != 0;
+            x->trains = head;
+            x->needs_grad = head || masked;
+            if (masked) per_piece[piece_of(m, x) + 1] += x->numel;
+        }
+        for (int p = 0; p < L + 2; p++)
+            if (per_piece[p] > t->scratch_n) t->scratch_n = per_piece[p];
+        t->scratch = fm_xalloc_floats(t->scratch_n);
+        layout_copy(&t->nu_lay, lay);
+        layout_copy(&t->head_lay, lay);
+        for (int i = 0; i < lay->n; i++) {
+            t->nu_lay.t[i].trains = t->masked_of[i] >= 0;
+            t->head_lay.t[i].trains = (lay->t[i].flags & FM_T_HEAD) != 0;
+        }
+        t->nu = fm_xalloc_floats(lay->numel);
+        fm_trainer_init_nu(t, o->init_sparsity, o->init_rank);
+        fm_trainer_sample(t, FM_SAMPLE_DET, 0);
+        m->weights_fn = hook;
+        m->weights_ctx = t;
+    }
+    t->mom1 = fm_xalloc_floats(lay->numel);
+    t->mom2 = fm_xalloc_floats(lay->numel);
+    return FM_OK;
+}
+
+void fm_trainer_free(fm_trainer *t) {
+    if (t->m && t->m->weights_fn == hook) {
+        t->m->weights_fn = NULL;
+        t->m->weights_ctx = NULL;
+        fm_view_free(&t->m->w);
+        fm_view_bind(&t->m->w, &t->m->lay, &t->m->cfg, t->m->params);
+    }
+    fm_free_aligned(t->mom1);
+    fm_free_aligned(t->mom2);
+    fm_free_aligned(t->nu);
+    fm_free_aligned(t->scratch);
+    fm_mask_free(&t->sample);
+    free(t->masked_of);
+    free(t->fields);
+    free(t->nu_lay.t);
+    free(t->head_lay.t);
+    memset(t, 0, sizeof *t);
+}
+
+void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
+    if (t->o.mode != FM_TRAIN_SUPERMASK) return;
+    const fm_layout *lay = &t->m->lay;
+    const uint32_t purpose = kind == FM_SAMPLE_EVAL ? FM_RNG_MASK_EVAL : FM_RNG_MASK;
+    for (int i = 0; i < lay->n; i++) {
+        int k = t->masked_of[i];
+        if (k < 0) continue;
+        fm_mask_tensor *mt = &t->sample.t[k];
+        const float *nu = t->nu + lay->t[i].offset;
+        const long n = (long)mt->numel, nchunks = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long c = 0; c < nchunks; c++) {
+            long b = c * CHUNK, e = b + CHUNK < n ? b + CHUNK : n;
+            float u[CHUNK];
+            if (kind != FM_SAMPLE_DET)
+                fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)b, u, (uint64_t)(e - b));
+            for (long j0 = b; j0 < e; j0 += 8) {
+                unsigned byte = 0;
+                for (long j = j0; j < j0 + 8 && j < e; j++) {
+                    int bit = kind == FM_SAMPLE_DET ? nu[j] > 0.0f : u[j - b] < sigmoidf(nu[j]);
+                    byte |= (unsigned)bit << (j - j0);
+                }
+                mt->bits[j0 >> 3] = (uint8_t)byte;
+            }
+        }
+        fm_mask_count(mt);
+    }
+}
+
+void fm_trainer_materialise(fm_trainer *t, int piece) {
+    if (t->o.mode != FM_TRAIN_SUPERMASK) return;
+    fm_model *m = t->m;
+    const fm_layout *lay = &m->lay;
+    size_t off = 0;
+    for (int i = 0; i < lay->n; i++) {
+        int k = t->masked_of[i];
+        const fm_tensor *x = &lay->t[i];
+        if (k < 0 || piece_of(m, x) != piece) continue;
+        const float *src = m->params + x->offset;
+        float *dst = t->scratch + off;
+        const uint8_t *bits = t->sample.t[k].bits;
+        const long n = (long)x->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long j = 0; j < n; j++) dst[j] = ((bits[j >> 3] >> (j & 7)) & 1) ? src[j] : 0.0f;
+        *t->fields[i] = dst;
+        off += x->numel;
+    }
+    assert(off <= t->scratch_n);
+}
+
+void fm_trainer_begin_step(fm_trainer *t, int64_t step) {
+    t->step = step;
+    fm_model_zero_grads(t->m);
+    fm_trainer_sample(t, FM_SAMPLE_TRAIN, (uint64_t)step);
+}
+
+double fm_trainer_grad(fm_trainer *t, fm_acts *acts, const fm_batch *b, double scale) {
+    fm_pass pass = {.seed = t->o.seed, .step = (uint64_t)t->step, .training = 1};
+    double loss = fm_model_forward(t->m, acts, b, &pass, NULL);
+    fm_model_backward(t->m, acts, b, &pass, (float)scale);
+    return loss;
+}
+
+float *fm_trainer_grads(fm_trainer *t, size_t *n) {
+    if (n) *n = t->m->lay.numel;
+    return t->m->grads;
+}
+
+/* dL/dtheta -> dL/dnu in place for every masked tensor. */
+static void nu_grads(fm_trainer *t) {
+    const fm_layout *lay = &t->m->lay;
+    const int sig = t->o.ste == FM_STE_SIGMOID;
+    for (int i = 0; i < lay->n; i++) {
+        if (t->masked_of[i] < 0) continue;
+        const fm_tensor *x = &lay->t[i];
+        float *g = t->m->grads + x->offset;
+        const float *w = t->m->params + x->offset, *nu = t->nu + x->offset;
+        const long n = (long)x->numel;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long j = 0; j < n; j++) {
+            float d = g[j] * w[j];
+            if (sig) {
+                float s = sigmoidf(nu[j]);
+                d *= s * (1.0f - s);
+            }
+            g[j] = d;
+        }
+    }
+}
+
+double fm_trainer_apply(fm_trainer *t, double *norm_out) {
+    fm_model *m = t->m;
+    double factor, norm;
+    if (t->o.mode == FM_TRAIN_SUPERMASK) {
+        nu_grads(t);
+        double a = fm_grad_norm(&t->nu_lay, m->grads), b = fm_grad_norm(&t->head_lay, m->grads);
+        norm = sqrt(a * a + b * b);
+        factor = fm_adamw_step(&t->o.mask_opt, &t->nu_lay, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+        fm_adamw_step(&t->o.opt, &t->head_lay, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+    } else {
+        norm = fm_grad_norm(&m->lay, m->grads);
+        factor = fm_adamw_step(&t->o.opt, &m->lay, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+    }
+    if (norm_out) *norm_out = norm;
+    t->step++;
+    return factor;
+}
+
+/* The ranking key of |x|: the bits of fabsf(x), monotone in |x| (NaN last). */
+static inline uint32_t absbits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return u & 0x7fffffffu;
+}
+
+/* A set of float ranges ranked together. */
+typedef struct {
+    const float *p;
+    float *nu;
+    size_t n;
+} seg;
+
+/* Set nu over segs: -5 for the k smallest |x| (ties: earlier segment, then
+ * earlier element, first), +5 for the rest. Radix selection on the bits of
+ * |x|: two 16-bit histogram passes find the k-th key, a third assigns. */
+static void rank_assign(const seg *s, int ns, size_t k) {
+    size_t *hist = fm_xcalloc(65536, sizeof(size_t));
+    uint32_t thr = 0;
+    size_t less = 0;
+    if (k > 0) {
+        for (int q = 0; q < ns; q++)
+            for (size_t j = 0; j < s[q].n; j++) hist[absbits(s[q].p[j]) >> 16]++;
+        uint32_t hi = 0;
+        for (; hi < 65536; hi++) {
+            if (less + hist[hi] >= k) break;
+            less += hist[hi];
+        }
+        memset(hist, 0, 65536 * sizeof(size_t));
+        for (int q = 0; q < ns; q++)
+            for (size_t j = 0; j < s[q].n; j++) {
+                uint32_t a = absbits(s[q].p[j]);
+                if ((a >> 16) == hi) hist[a & 0xffff]++;
+            }
+        uint32_t lo = 0;
+        for (; lo < 65536; lo++) {
+            if (less + hist[lo] >= k) break;
+            less += hist[lo];
+        }
+        thr = (hi << 16) | lo;
+    }
+    /* k - less entries equal to thr go to -5, in order. */
+    size_t ties = k > 0 ? k - less : 0;
+    for (int q = 0; q < ns; q++)
+        for (size_t j = 0; j < s[q].n; j++) {
+            uint32_t a = absbits(s[q].p[j]);
+            int low = 0;
+            if (k > 0) {
+                if (a < thr) low = 1;
+                else if (a == thr && ties > 0) {
+                    low = 1;
+                    ties--;
+                }
+            }
+            s[q].nu[j] = low ? -5.0f : 5.0f;
+        }
+    free(hist);
+}
+
+void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
+    const fm_layout *lay = &t->m->lay;
+    seg *sg = fm_xmalloc(sizeof(seg) * (size_t)lay->n);
+    int ns = 0;
+    for (int i = 0; i < lay->n; i++) {
+        if (t->masked_of[i] < 0) continue;
+        const fm_tensor *x = &lay->t[i];
+        sg[ns++] = (seg){t->m->params + x->offset, t->nu + x->offset, x->numel};
+    }
+    if (rank == FM_RANK_GLOBAL) {
+        rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel));
+    } else {
+        for (int q = 0; q < ns; q++) rank_assign(&sg[q], 1, (size_t)llround(s * (double)sg[q].n));
+    }
+    free(sg);
+}
+
+void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *sp) {
+    memset(sp, 0, sizeof *sp);
+    if (t->o.mode != FM_TRAIN_SUPERMASK) return;
+    const fm_layout *lay = &t->m->lay;
+    double expected = 0;
+    size_t ones = 0, det_zero = 0;
+    for (int i = 0; i < lay->n; i++) {
+        int k = t->masked_of[i];
+        if (k < 0) continue;
+        const fm_tensor *x = &lay->t[i];
+        const float *nu = t->nu + x->offset;
+        double e = 0;
+        for (size_t j = 0; j < x->numel; j++) {
+            e += 1.0 - (double)sigmoidf(nu[j]);
+            det_zero += !(nu[j] > 0.0f);
+        }
+        expected += e;
+        ones += fm_mask_count(&t->sample.t[k]);
+    }
+    const double n = (double)t->masked_numel;
+    sp->numel = t->masked_numel;
+    sp->expected = expected / n;
+    sp->sampled = (n - (double)ones) / n;
+    sp->deterministic = (double)det_zero / n;
+}

@@ -1,0 +1,164 @@
+/* test_report.c: the gathered-result wire format (round trip, truncation
+ * rejected) and the report's science: group means and standard deviations
+ * beside the baseline, final and per-tensor sparsities, overlaps counted on
+ * packed bits beside random, failures listed, and science.json unchanged when
+ * only the timings change. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "fm.h"
+#include "report.h"
+#include "runfiles.h"
+#include "testutil.h"
+
+/* A mask of one tensor "encoder.layer.0.attention.self.query.weight" of 16
+ * entries, with zeros at the given positions. */
+static void mk_mask(fm_mask *m, const int *zeros, int nz) {
+    m->n = 1;
+    m->t = fm_xcalloc(1, sizeof(fm_mask_tensor));
+    fm_mask_tensor *t = &m->t[0];
+    snprintf(t->name, sizeof t->name, "encoder.layer.0.attention.self.query.weight");
+    t->ndim = 2;
+    t->shape[0] = 4;
+    t->shape[1] = 4;
+    t->numel = 16;
+    t->bits = fm_xcalloc(2, 1);
+    for (size_t i = 0; i < 16; i++) fm_mask_set(t, i, 1);
+    for (int k = 0; k < nz; k++) fm_mask_set(t, (size_t)zeros[k], 0);
+    t->ones = fm_mask_count(t);
+}
+
+static json_t *rec(int index, const char *task, const char *mode, const char *variant, int seed, double score,
+                   double wall) {
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s.%d", task, mode, seed);
+    json_t *r = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:f, s:s}", "name", name, "index", index, "task", task,
+                          "mode", mode, "variant", variant, "weights", "pretrained", "seed", seed, "sparsity", 0.0,
+                          "status", "done");
+    json_object_set_new(r, "metrics", json_pack("{s:f, s:s, s:i}", "score", score, "score_name", "acc",
+                                                "task_storage_bytes", 100 + index));
+    json_object_set_new(r, "compute", json_pack("{s:f, s:i}", "wall_seconds", wall, "team", index % 2));
+    return r;
+}
+
+static void test_pack_roundtrip(void **state) {
+    (void)state;
+    fm_job_result r = {0};
+    r.rec = rec(3, "RTE", "supermask", "s30", 1, 0.625, 1.5);
+    int z[] = {0, 5, 15};
+    mk_mask(&r.mask, z, 3);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    fm_result_pack(&r, &buf, &len);
+    fm_result_pack(&r, &buf, &len); /* two records back to back */
+    fm_job_result a, b;
+    size_t used, used2;
+    assert_int_equal(fm_result_unpack(&a, buf, len, &used), FM_OK);
+    assert_int_equal(fm_result_unpack(&b, buf + used, len - used, &used2), FM_OK);
+    assert_int_equal(used + used2, len);
+    assert_true(json_equal(a.rec, r.rec));
+    assert_int_equal(b.mask.n, 1);
+    assert_string_equal(b.mask.t[0].name, r.mask.t[0].name);
+    assert_int_equal(b.mask.t[0].numel, 16);
+    assert_int_equal(b.mask.t[0].ones, 13);
+    assert_memory_equal(b.mask.t[0].bits, r.mask.t[0].bits, 2);
+    /* every truncation is rejected */
+    for (size_t cut = 0; cut < used; cut++) {
+        fm_job_result x;
+        size_t u;
+        if (fm_result_unpack(&x, buf, cut, &u) == FM_OK) fail_msg("accepted a record cut to %zu bytes", cut);
+    }
+    fm_result_free(&a);
+    fm_result_free(&b);
+    fm_result_free(&r);
+    free(buf);
+}
+
+static void test_report_science(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    fm_job_result res[5] = {{0}};
+    /* given out of order: the report sorts by index */
+    res[0].rec = rec(1, "RTE", "full", "", 2, 0.70, 10);
+    res[1].rec = rec(0, "RTE", "full", "", 1, 0.60, 11);
+    res[2].rec = rec(2, "RTE", "supermask", "s30", 1, 0.55, 12);
+    res[3].rec = rec(3, "MRPC", "supermask", "s30", 1, 0.80, 13);
+    res[4].rec = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "name", "MRPC.full.1", "index", 4,
+                           "task", "MRPC", "mode", "full", "variant", "", "weights", "pretrained", "seed", 1,
+                           "sparsity", 0.0, "status", "failed", "error", "glue/MRPC/train.tsv: cannot open");
+    int za[] = {0, 1, 2, 3}, zb[] = {2, 3, 4, 5, 6, 7, 8, 9};
+    mk_mask(&res[2].mask, za, 4);
+    mk_mask(&res[3].mask, zb, 8);
+    json_t *run = json_pack("{s:s, s:{s:i}, s:[{s:f, s:f, s:i}], s:f}", "name", "t", "layout", "world_size", 2,
+                            "teams", "busy_seconds", 5.0, "idle_seconds", 0.5, "jobs", 5, "wall_seconds", 30.0);
+    assert_int_equal(fm_report_write(dir, res, 5, run), FM_OK);
+    char *rd = fm_path_join(dir, "report"), *sp = fm_path_join(rd, "science.json");
+    json_t *sci;
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    json_t *g = json_object_get(sci, "groups");
+    assert_int_equal(json_array_size(g), 3);
+    json_t *g0 = json_array_get(g, 0); /* RTE full: 0.6, 0.7 */
+    assert_string_equal(json_string_value(json_object_get(g0, "task")), "RTE");
+    assert_int_equal(json_integer_value(json_object_get(g0, "jobs")), 2);
+    assert_true(fabs(json_real_value(json_object_get(g0, "score_mean")) - 0.65) < 1e-12);
+    assert_true(fabs(json_real_value(json_object_get(g0, "score_std")) - sqrt(0.005)) < 1e-9);
+    json_t *g1 = json_array_get(g, 1); /* RTE supermask, baseline 0.65, sparsity 4/16 */
+    assert_true(fabs(json_real_value(json_object_get(g1, "baseline_mean")) - 0.65) < 1e-12);
+    assert_true(json_real_value(json_object_get(g1, "final_sparsity_mean")) == 0.25);
+    json_t *g2 = json_array_get(g, 2); /* MRPC supermask: its baseline failed */
+    assert_null(json_object_get(g2, "baseline_mean"));
+    assert_true(json_real_value(json_object_get(g2, "final_sparsity_mean")) == 0.5);
+    /* overlap: RTE zeros {0..3}, MRPC zeros {2..9}: 2 of RTE's 4 shared; random = 8/16 */
+    json_t *ov = json_object_get(sci, "overlap");
+    assert_int_equal(json_array_size(ov), 2);
+    json_t *o0 = json_array_get(ov, 0);
+    assert_string_equal(json_string_value(json_object_get(o0, "a")), "RTE");
+    assert_true(json_real_value(json_object_get(o0, "shared_zero_fraction")) == 0.5);
+    assert_true(json_real_value(json_object_get(o0, "random")) == 0.5);
+    json_t *o1 = json_array_get(ov, 1); /* MRPC's 8 zeros, 2 shared; random 4/16 */
+    assert_true(json_real_value(json_object_get(o1, "shared_zero_fraction")) == 0.25);
+    assert_true(json_real_value(json_object_get(o1, "random")) == 0.25);
+    json_t *ls = json_object_get(json_object_get(sci, "layer_sparsity"), "MRPC.supermask.1");
+    assert_true(json_real_value(json_object_get(ls, "encoder.layer.0.attention.self.query.weight")) == 0.5);
+    json_t *f = json_object_get(sci, "failed");
+    assert_int_equal(json_array_size(f), 1);
+    tu_assert_contains(json_string_value(json_object_get(json_array_get(f, 0), "error")), "cannot open");
+    json_t *jobs = json_object_get(sci, "jobs");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(jobs, 2), "task_storage_bytes")), 102);
+    /* Only timings change: science.json keeps its bytes, compute.json does not. */
+    char *a = NULL, *b = NULL;
+    size_t an, bn;
+    assert_int_equal(fm_read_file(sp, &a, &an), FM_OK);
+    for (int i = 0; i < 4; i++)
+        json_object_set_new(json_object_get(res[i].rec, "compute"), "wall_seconds", json_real(99.0 + i));
+    json_object_set_new(run, "wall_seconds", json_real(77.0));
+    assert_int_equal(fm_report_write(dir, res, 5, run), FM_OK);
+    assert_int_equal(fm_read_file(sp, &b, &bn), FM_OK);
+    assert_int_equal(an, bn);
+    assert_memory_equal(a, b, an);
+    char *cp = fm_path_join(rd, "compute.json");
+    json_t *comp;
+    assert_int_equal(fm_json_read(cp, &comp), FM_OK);
+    assert_true(json_real_value(json_object_get(comp, "wall_seconds")) == 77.0);
+    json_decref(comp);
+    free(cp);
+    free(a);
+    free(b);
+    json_decref(sci);
+    json_decref(run);
+    for (int i = 0; i < 5; i++) fm_result_free(&res[i]);
+    free(sp);
+    free(rd);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pack_roundtrip),
+        cmocka_unit_test(test_report_science),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
