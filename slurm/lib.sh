@@ -7,16 +7,20 @@
 # The protocol, end to end:
 #   - The script asks for `#SBATCH --signal=B:USR1@SECONDS` and `--requeue`:
 #     SECONDS before the time limit Slurm sends SIGUSR1 to the batch shell only.
-#   - fm_srun's trap forwards it to srun, which forwards it to every task;
-#     finemask writes its training state (atomically) and exits.
+#   - fm_srun's trap turns it into SIGTERM for every task of the running step
+#     (`scancel --signal=TERM JOBID` reaches the steps, not this shell):
+#     finemask writes each interrupted job's training state (atomically) and
+#     stops. (To finemask, SIGUSR1 itself means "write a checkpoint and go
+#     on"; SIGTERM means "write a checkpoint and stop".)
 #   - When the step did not finish its work, fm_srun runs `scontrol requeue`
 #     on the job: it goes back to the queue with the same job id and
 #     SLURM_RESTART_COUNT one higher, and `finemask run` in the same output
 #     directory skips the completed jobs and resumes the interrupted ones.
-#   - SIGTERM (scancel, preemption, the time limit itself) is forwarded the
-#     same way, but the job is not requeued by the script: a cancelled job
-#     stays cancelled, and a preempted one is requeued by Slurm itself when the
-#     site's PreemptMode is REQUEUE. Submitting the same script again resumes.
+#   - SIGTERM (scancel, preemption, the time limit itself) reaches the tasks
+#     from Slurm directly (and is forwarded too, for a `scancel --batch`), but
+#     the job is not requeued by the script: a cancelled job stays cancelled,
+#     and a preempted one is requeued by Slurm itself when the site's
+#     PreemptMode is REQUEUE. Submitting the same script again resumes.
 #   - FM_MAX_RESTARTS (default 20) bounds the self-requeues, so a job that
 #     cannot make progress does not cycle for ever.
 
@@ -67,16 +71,22 @@ fm_setup() {
     "x $t thread(s); finemask $FINEMASK"
 }
 
+# fm_stop_step: SIGTERM to the tasks of this job's steps (not to this shell);
+# when scancel cannot, to srun, which passes it on.
+fm_stop_step() {
+  scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+}
+
 # fm_srun ARGS...: run `srun --mpi=pmix ARGS` as a background step and wait
-# for it, forwarding USR1/TERM/INT from Slurm to it. Returns srun's status;
+# for it, passing USR1/TERM/INT from Slurm on to it as SIGTERM. Returns srun's status;
 # after a USR1 on an unfinished step it requeues the job (see the protocol
 # above) and the script should exit 0 (fm_srun sets FM_REQUEUED=1).
 fm_srun() {
   FM_SIGNAL= FM_REQUEUED=0
   local pid rc
-  trap 'FM_SIGNAL=USR1; fm_log "SIGUSR1: checkpointing for a requeue"; kill -USR1 "$pid" 2>/dev/null' USR1
-  trap 'FM_SIGNAL=TERM; fm_log "SIGTERM: checkpointing and stopping"; kill -TERM "$pid" 2>/dev/null' TERM
-  trap 'FM_SIGNAL=INT; kill -TERM "$pid" 2>/dev/null' INT
+  trap 'FM_SIGNAL=USR1; fm_log "SIGUSR1: stopping the step with a checkpoint, to requeue"; fm_stop_step' USR1
+  trap 'FM_SIGNAL=TERM; fm_log "SIGTERM: stopping the step with a checkpoint"; fm_stop_step' TERM
+  trap 'FM_SIGNAL=INT; fm_stop_step' INT
   srun --mpi=pmix "$@" &
   pid=$!
   # wait returns early (> 128) whenever a trapped signal arrives: wait again

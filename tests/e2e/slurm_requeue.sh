@@ -5,9 +5,11 @@
 #
 #   1. reference: the sweep submitted once, run to the end.
 #   2. requeue:   the time-limit path: SIGUSR1 to the batch shell (what
-#                 --signal=B:USR1@T sends) once the first job is complete; the
-#                 script forwards it, the ranks stop, the script requeues the
-#                 job, and its second start completes the sweep.
+#                 --signal=B:USR1@T sends) once one job is complete and
+#                 another is training; the script stops the ranks with
+#                 SIGTERM (they save their training state), requeues the job,
+#                 and its second start skips the complete jobs and resumes the
+#                 interrupted ones.
 #   3. cancel:    scancel mid-run (SIGTERM to everything), then the same sbatch
 #                 command again.
 # Each must end COMPLETED with every job done, and report/science.json, every
@@ -60,10 +62,9 @@ eval "$env_line"
 t1=$(date +%s%N)
 echo "cluster up in $(( (t1 - t0) / 1000000 )) ms"
 
-# The sweep: a random-init tiny BERT on 256 RTE examples, 4 jobs on 2 teams.
+# The sweep: a random-init tiny BERT on 192 RTE examples, full fine-tuning and
+# supermasks, 2 seeds each: 4 jobs on 2 teams of 1 rank.
 "$bin" -q init --config tiny --seed 3 --vocab "$data/vocab/bert-base-uncased-vocab.txt" --out "$work/tiny"
-modes="full, freeze"
-"$bin" train --help 2>&1 | grep -q -- "--mode.*supermask" && modes="full, supermask"
 cat > "$work/sweep.ini" <<EOF
 [run]
 name = slurm-requeue
@@ -73,18 +74,19 @@ out = $work/unused
 
 [sweep]
 tasks = RTE
-modes = $modes
+modes = full, supermask
 seeds = 1, 2
 
-[freeze]
-sets = key
+[supermask]
+sparsities = 0.5
+samples = 1
 
 [train]
 lr = 1e-3
 epochs = 1
-max_train_examples = 256
+max_train_examples = 192
 max_seq_length = 32
-log_every = 2
+log_every = 1
 
 [layout]
 team_size = 1
@@ -98,6 +100,7 @@ submit() {  # submit NAME: sbatch glue.sbatch on 2 ranks into $work/NAME; prints
     --time=10 --output="$work/$1.log" --chdir="$work" \
     "$src/slurm/glue.sbatch" "$work/sweep.ini" "$work/$1"
 }
+fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -n 30 "$f"; done; exit 1; }
 field() { scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 wait_end() {  # wait_end JOBID: until the job has ended (not requeued); prints its state
   local st
@@ -112,16 +115,24 @@ wait_end() {  # wait_end JOBID: until the job has ended (not requeued); prints i
   echo "TIMEOUT_WAITING"
 }
 ndone() { find "$work/$1" -mindepth 2 -maxdepth 2 -name metrics.json 2>/dev/null | wc -l; }
-wait_first_job() {  # wait_first_job NAME JOBID: until one job of the sweep is complete
+training() {  # training NAME: true when a job without metrics.json has logged a step
+  local d
+  for d in "$work/$1"/*/; do
+    [ -f "$d/metrics.json" ] || [ ! -s "$d/log.jsonl" ] || return 0
+  done
+  return 1
+}
+wait_first_job() {  # wait_first_job NAME JOBID: until one job is complete and another training
   for _ in $(seq 600); do
-    [ "$(ndone "$1")" -ge 1 ] && return 0
-    [ "$(field "$2" JobState)" = RUNNING ] || [ "$(field "$2" JobState)" = PENDING ] \
-      || { echo "FAIL: $1 ended before its first job did"; cat "$work/$1.log"; exit 1; }
+    [ "$(ndone "$1")" -ge 1 ] && training "$1" && return 0
+    case $(field "$2" JobState) in
+      COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED)
+        fail "$1 ended before a job was complete and another training" ;;
+    esac
     sleep 0.2
   done
   echo "FAIL: $1: no job complete after 120 s"; exit 1
 }
-fail() { echo "FAIL: $*"; for f in "$work"/*.log; do echo "--- $f"; tail -n 30 "$f"; done; exit 1; }
 
 # 1. Reference, uninterrupted.
 ts=$(date +%s%N)
@@ -142,7 +153,9 @@ st=$(wait_end "$id")
 [ "$(field "$id" Restarts)" = 1 ] || fail "job $id restarted $(field "$id" Restarts) times, expected 1"
 grep -q "requeueing job $id" "$work/requeue.log" || fail "the script did not requeue job $id"
 grep -q "start 2:" "$work/requeue.log" || fail "job $id did not start a second time"
-echo "requeue: signalled with $at/$njobs jobs complete; restarted once; completed"
+resumed() { grep -c "resuming .* at step" "$work/$1.log" || true; }
+echo "requeue: signalled with $at/$njobs jobs complete; restarted once; completed;" \
+  "$(resumed requeue) job(s) resumed from a saved state"
 
 # 3. scancel mid-run, then submit the same command again.
 id=$(submit cancel)
@@ -156,7 +169,8 @@ at=$(ndone cancel)
 id=$(submit cancel)
 st=$(wait_end "$id")
 [ "$st" = COMPLETED ] || fail "resubmitted job $id ended $st"
-echo "cancel: scancel with $at/$njobs jobs complete; resubmitted; completed"
+echo "cancel: scancel with $at/$njobs jobs complete; resubmitted; completed;" \
+  "$(resumed cancel) job(s) resumed from a saved state"
 
 # The science of both interrupted runs equals the reference's, byte for byte.
 python3 - "$work/ref/report/science.json" "$njobs" <<'PY' || fail "reference science.json"
