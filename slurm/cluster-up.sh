@@ -29,7 +29,7 @@ dir=${FM_SLURM_DIR:-/tmp/finemask-slurm}
 port=${FM_SLURM_PORT:-6817}
 cpus=${FM_SLURM_CPUS:-$(nproc)}
 nnodes=${FM_SLURM_NODES:-1}
-if [ "$nnodes" = 1 ]; then names=(localhost); else names=($(seq -f 'node%g' 1 "$nnodes")); fi
+if [ "$nnodes" = 1 ]; then names=(localhost); else mapfile -t names < <(seq -f 'node%g' 1 "$nnodes"); fi
 wait_s=${FM_SLURM_WAIT:-60}
 here=$(cd "$(dirname "$0")" && pwd)
 

@@ -77,12 +77,13 @@ fm_stop_step() {
   scancel --signal=TERM "$SLURM_JOB_ID" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2034  # FM_REQUEUED is read by the sbatch scripts
 # fm_srun ARGS...: run `srun --mpi=pmix ARGS` as a background step and wait
 # for it, passing USR1/TERM/INT from Slurm on to it as SIGTERM. Returns srun's status;
 # after a USR1 on an unfinished step it requeues the job (see the protocol
 # above) and the script should exit 0 (fm_srun sets FM_REQUEUED=1).
 fm_srun() {
-  FM_SIGNAL= FM_REQUEUED=0
+  FM_SIGNAL='' FM_REQUEUED=0
   local pid rc
   trap 'FM_SIGNAL=USR1; fm_log "SIGUSR1: stopping the step with a checkpoint, to requeue"; fm_stop_step' USR1
   trap 'FM_SIGNAL=TERM; fm_log "SIGTERM: stopping the step with a checkpoint"; fm_stop_step' TERM

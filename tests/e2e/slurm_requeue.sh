@@ -32,8 +32,9 @@ skip() { echo "skip: $*"; exit 77; }
 for p in sbatch scancel scontrol slurmctld slurmd munged; do
   command -v "$p" >/dev/null || skip "$p not installed (slurm-wlm, munge: ./install.sh --deps)"
 done
-[ -f "$data/glue/RTE/train.tsv" ] && [ -f "$data/vocab/bert-base-uncased-vocab.txt" ] \
-  || skip "GLUE data not found in $data"
+if [ ! -f "$data/glue/RTE/train.tsv" ] || [ ! -f "$data/vocab/bert-base-uncased-vocab.txt" ]; then
+  skip "GLUE data not found in $data"
+fi
 "$bin" run --help >/dev/null 2>&1 || skip "$bin has no run command"
 
 work=$(mktemp -d /tmp/fm-slurm.XXXXXX)
