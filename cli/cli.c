@@ -21,6 +21,8 @@ static const fm_command commands[] = {
     {"train", fm_cmd_train, "fine-tune a model on a GLUE task and score it on the dev set"},
     {"eval", fm_cmd_eval, "score a fine-tuned model on a GLUE dev set"},
     {"predict", fm_cmd_predict, "write GLUE submission files and raw scores"},
+    {"mask", fm_cmd_mask, "mask files: stats, overlap, apply to a model, export unpacked, random masks"},
+    {"distance", fm_cmd_distance, "L1 and angular distances between two models' weight matrices"},
     {"tokenize", fm_cmd_tokenize, "BERT WordPiece token ids of the lines on stdin"},
     {"run", fm_cmd_run, "run a job file's whole sweep over MPI ranks (teams, data parallelism, report)"},
     {"report", fm_cmd_report, "rebuild a run directory's report/ from its files"},

@@ -16,6 +16,8 @@ int fm_cmd_inspect(int argc, char **argv);
 int fm_cmd_tokenize(int argc, char **argv);
 int fm_cmd_run(int argc, char **argv);
 int fm_cmd_report(int argc, char **argv);
+int fm_cmd_mask(int argc, char **argv);
+int fm_cmd_distance(int argc, char **argv);
 
 /* Parse option values strictly: the whole string, within [lo, hi]; FM_ERR
  * naming the option and the value otherwise. */

@@ -115,10 +115,10 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
     json_error_t err;
     int shuffle = 1;
     json_int_t bs, msl, seed, ms, ee, le, mte, ebs, samples;
-    const char *freeze = NULL, *mask = NULL, *ml = NULL;
+    json_t *freeze = NULL, *mask = NULL, *ml = NULL;
     if (json_unpack_ex(j, &err, JSON_STRICT,
                        "{s:s, s:s, s:s, s:s, s:F, s:I, s:F, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:I, s:F, s:I, s:b, "
-                       "s:I, s:I, s:I, s:I, s:s?, s:s, s:s, s:F, s:s, s:s?, s:s?, s:F, s:F, s:I}",
+                       "s:I, s:I, s:I, s:I, s:o, s:s, s:s, s:F, s:s, s:o, s:o, s:F, s:F, s:I}",
                        "model", &o->model_dir, "task", &o->task, "data", &o->data_dir, "mode", &o->mode, "lr",
                        &o->lr, "batch_size", &bs, "epochs", &o->epochs, "max_seq_length", &msl, "warmup", &o->warmup,
                        "weight_decay", &o->weight_decay, "adam_eps", &o->adam_eps, "adam_beta1", &o->adam_beta1,
@@ -143,9 +143,9 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
     o->log_every = le;
     o->max_train_examples = mte;
     o->eval_batch_size = (int)ebs;
-    o->freeze = freeze;
-    o->mask_glob = mask;
-    o->mask_layers = ml;
+    o->freeze = json_string_value(freeze); /* NULL for null */
+    o->mask_glob = json_string_value(mask);
+    o->mask_layers = json_string_value(ml);
     o->samples = (int)samples;
     o->out_dir = run_dir;
     *keep = j;

@@ -495,10 +495,11 @@ int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs) {
                                  (unsigned long long)j->seed);
                         for (int k = 0; k < n; k++)
                             if (!strcmp(js[k].name, j->name)) {
+                                fm_fail("%s: two jobs would share the run directory '%s' (freeze sets "
+                                        "that differ only in punctuation?)",
+                                        jf->path, j->name);
                                 free(js);
-                                return fm_fail("%s: two jobs would share the run directory '%s' (freeze sets "
-                                               "that differ only in punctuation?)",
-                                               jf->path, j->name);
+                                return FM_ERR;
                             }
                         n++;
                     }

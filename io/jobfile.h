@@ -44,7 +44,7 @@ typedef struct {
 
 /* One fine-tuning run. */
 typedef struct {
-    char name[160];      /* stable, unique: the run directory's name */
+    char name[320];      /* stable, unique: the run directory's name */
     int index;           /* position in the expanded list */
     char task[32];
     char mode[16];       /* full, freeze, supermask */

@@ -351,20 +351,15 @@ static int read_head(const fm_st_file *f, fm_maskfile_meta *meta, float **head_w
     return FM_OK;
 }
 
-int fm_maskfile_read(const char *path, fm_mask *m, fm_maskfile_meta *meta, float **head_w, float **head_b,
-                     int *num_labels) {
-    memset(m, 0, sizeof *m);
-    fm_maskfile_meta_init(meta);
-    if (head_w) *head_w = NULL;
-    if (head_b) *head_b = NULL;
-    if (num_labels) *num_labels = 0;
-    fm_st_file f;
-    if (fm_st_open(&f, path) != FM_OK) return FM_ERR;
+/* Check the opened file f into m, meta, and the head (see fm_maskfile_read);
+ * closes f. */
+static int read_file(fm_st_file *f, const char *path, fm_mask *m, fm_maskfile_meta *meta, float **head_w,
+                     float **head_b, int *num_labels) {
     meta->path = fm_xstrdup(path);
     json_t *desc = NULL;
-    int rc = read_meta(&f, meta);
+    int rc = read_meta(f, meta);
     if (rc == FM_OK) {
-        const char *s = fm_st_meta_get(&f, "tensors");
+        const char *s = fm_st_meta_get(f, "tensors");
         json_error_t err;
         if (!s) {
             rc = fm_fail("%s: metadata 'tensors' is missing", path);
@@ -374,12 +369,12 @@ int fm_maskfile_read(const char *path, fm_mask *m, fm_maskfile_meta *meta, float
         }
     }
     /* Every tensor of the file is either described or the head. */
-    for (int i = 0; rc == FM_OK && i < f.n; i++) {
-        const char *n = f.t[i].name;
+    for (int i = 0; rc == FM_OK && i < f->n; i++) {
+        const char *n = f->t[i].name;
         if (strcmp(n, "classifier.weight") == 0 || strcmp(n, "classifier.bias") == 0) continue;
         if (!json_object_get(desc, n))
             rc = fm_fail("%s: tensor '%s' (%s) is not described in metadata 'tensors'", path, n,
-                         fm_st_dtype_name(f.t[i].dtype));
+                         fm_st_dtype_name(f->t[i].dtype));
     }
     if (rc == FM_OK) {
         m->t = fm_xcalloc(json_object_size(desc) ? json_object_size(desc) : 1, sizeof *m->t);
@@ -387,20 +382,53 @@ int fm_maskfile_read(const char *path, fm_mask *m, fm_maskfile_meta *meta, float
         json_t *d;
         json_object_foreach(desc, key, d) {
             fm_mask_tensor *mt = &m->t[m->n++];
-            rc = read_tensor(&f, key, d, mt);
+            rc = read_tensor(f, key, d, mt);
             if (rc == FM_OK && fm_mask_find(m, mt->name) != mt)
                 rc = fm_fail("%s: tensor '%s' is stored twice (with and without \"bert.\")", path, key);
             if (rc != FM_OK) break;
         }
     }
-    if (rc == FM_OK) rc = read_head(&f, meta, head_w, head_b, num_labels);
+    if (rc == FM_OK) rc = read_head(f, meta, head_w, head_b, num_labels);
     json_decref(desc);
-    fm_st_close(&f);
+    fm_st_close(f);
     if (rc != FM_OK) {
         fm_mask_free(m);
         fm_maskfile_meta_free(meta);
+        if (head_w) {
+            free(*head_w);
+            *head_w = NULL;
+        }
+        if (head_b) {
+            free(*head_b);
+            *head_b = NULL;
+        }
+        if (num_labels) *num_labels = 0;
     }
     return rc;
+}
+
+static void read_init(fm_mask *m, fm_maskfile_meta *meta, float **head_w, float **head_b, int *num_labels) {
+    memset(m, 0, sizeof *m);
+    fm_maskfile_meta_init(meta);
+    if (head_w) *head_w = NULL;
+    if (head_b) *head_b = NULL;
+    if (num_labels) *num_labels = 0;
+}
+
+int fm_maskfile_read(const char *path, fm_mask *m, fm_maskfile_meta *meta, float **head_w, float **head_b,
+                     int *num_labels) {
+    read_init(m, meta, head_w, head_b, num_labels);
+    fm_st_file f;
+    if (fm_st_open(&f, path) != FM_OK) return FM_ERR;
+    return read_file(&f, path, m, meta, head_w, head_b, num_labels);
+}
+
+int fm_maskfile_parse(const void *buf, size_t len, const char *name, fm_mask *m, fm_maskfile_meta *meta,
+                      float **head_w, float **head_b, int *num_labels) {
+    read_init(m, meta, head_w, head_b, num_labels);
+    fm_st_file f;
+    if (fm_st_parse(&f, buf, len, name) != FM_OK) return FM_ERR;
+    return read_file(&f, name, m, meta, head_w, head_b, num_labels);
 }
 
 int fm_maskfile_check_model(const fm_maskfile_meta *meta, uint64_t fingerprint, const fm_layout *lay,

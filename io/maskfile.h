@@ -93,6 +93,10 @@ int fm_maskfile_write(const char *path, const fm_mask *m, const fm_maskfile_meta
  * nothing is left allocated. */
 int fm_maskfile_read(const char *path, fm_mask *m, fm_maskfile_meta *meta, float **head_w, float **head_b,
                      int *num_labels);
+/* The same for len bytes at buf (a whole file in memory); name is used in
+ * messages and as meta->path. */
+int fm_maskfile_parse(const void *buf, size_t len, const char *name, fm_mask *m, fm_maskfile_meta *meta,
+                      float **head_w, float **head_b, int *num_labels);
 
 /* Check that a mask read from meta->path fits a model: the model's
  * fingerprint (fm_params_fingerprint of its pre-trained weights) equals the

@@ -12,6 +12,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "runfiles.h"
+#include "analysis.h"
 #include "maskfile.h"
 
 void fm_result_free(fm_job_result *r) {
@@ -142,21 +143,19 @@ static int same_family(const json_t *a, const json_t *b) {
            !strcmp(sget(a, "weights"), sget(b, "weights"));
 }
 
-/* Over the tensors both masks have: the fraction of a's zeros that are zeros
- * in b too, counted on the packed bits, and b's fraction of zeros (what an
- * independent random mask of b's sparsity shares). */
+/* The fraction of a's zeros that are zeros in b too, counted on the packed
+ * bits, and what independent random masks of the same per-tensor sparsities
+ * give (analysis.h's frac_a and expect_a over all tensors); 0 when a has no
+ * zeros, NaN when the masks cover different tensors. */
 static void overlap_pair(const fm_mask *a, const fm_mask *b, double *frac, double *rnd) {
-    size_t common = 0, za = 0, zb = 0, nb = 0;
-    for (int t = 0; t < a->n; t++) {
-        fm_mask_tensor *tb = fm_mask_find(b, a->t[t].name);
-        if (!tb || tb->numel != a->t[t].numel) continue;
-        common += fm_mask_common_zeros(&a->t[t], tb);
-        za += a->t[t].numel - a->t[t].ones;
-        zb += tb->numel - tb->ones;
-        nb += tb->numel;
+    fm_overlap o;
+    if (fm_mask_overlap(&o, a, b) != FM_OK) {
+        *frac = *rnd = NAN;
+        return;
     }
-    *frac = za ? (double)common / (double)za : 0;
-    *rnd = nb ? (double)zb / (double)nb : 0;
+    *frac = isnan(o.all.frac_a) ? 0 : o.all.frac_a;
+    *rnd = isnan(o.all.expect_a) ? 0 : o.all.expect_a;
+    fm_overlap_free(&o);
 }
 
 /* Group key: task|mode|variant|weights. */
@@ -243,8 +242,13 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         } else {
             json_object_set_new(j, "score", json_real(nget(met, "score")));
             json_object_set_new(j, "score_name", json_string(sget(met, "score_name")));
-            double sstd = nget(met, "score_std");
-            if (!isnan(sstd)) json_object_set_new(j, "score_samples_std", json_real(sstd));
+            /* supermask: the scores of the Bernoulli samples of the mask */
+            json_t *smp = json_object_get(met, "score_samples");
+            if (json_is_array(smp)) {
+                json_object_set(j, "score_samples", smp);
+                json_object_set_new(j, "score_samples_mean", json_real(nget(met, "score_samples_mean")));
+                json_object_set_new(j, "score_samples_std", json_real(nget(met, "score_samples_std")));
+            }
             double ts = nget(met, "task_storage_bytes");
             if (!isnan(ts)) json_object_set_new(j, "task_storage_bytes", json_integer((json_int_t)ts));
             size_t ones, tot = mask_numel(&res[i].mask, &ones);
@@ -266,16 +270,20 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     /* Groups: mean and std over seeds, beside the task's full baseline. */
     done = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
     FILE *c = open_memstream(&csv, &csvn);
-    fprintf(c, "task,mode,variant,weights,jobs,score_mean,score_std,baseline_mean,final_sparsity_mean\n");
-    fprintf(m, "## Scores\n\nMean ± standard deviation over seeds of the dev score; the baseline is full fine-tuning "
-               "from the pre-trained weights.\n\n| task | mode | variant | weights | jobs | score | baseline | final "
-               "sparsity |\n|---|---|---|---|---|---|---|---|\n");
+    fprintf(c, "task,mode,variant,weights,jobs,score_mean,score_std,samples_mean,samples_std,baseline_mean,"
+               "final_sparsity_mean\n");
+    fprintf(m, "## Scores\n\nMean ± standard deviation over seeds of the dev score (supermasks: of the "
+               "deterministic mask), and over every Bernoulli sample of every seed's mask (their count in "
+               "brackets); the baseline is full fine-tuning from the pre-trained weights.\n\n"
+               "| task | mode | variant | weights | jobs | score | samples | baseline | final sparsity |\n"
+               "|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         json_t *ji = json_array_get(jobs, (size_t)i);
         if (done[i] || strcmp(sget(ji, "status"), "done")) continue;
         char key[512], k2[512];
         group_key(key, sizeof key, ji);
-        double s = 0, s2 = 0, sp = 0;
+        double s = 0, s2 = 0, sp = 0, q = 0, q2 = 0;
+        int qn = 0;
         int cnt = 0, spn = 0;
         for (int k = i; k < n; k++) {
             json_t *jk = json_array_get(jobs, (size_t)k);
@@ -286,6 +294,11 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
             double v = nget(jk, "score");
             s += v, s2 += v * v, cnt++;
             if (!isnan(nget(jk, "final_sparsity"))) sp += nget(jk, "final_sparsity"), spn++;
+            json_t *smp = json_object_get(jk, "score_samples");
+            for (size_t e = 0; e < json_array_size(smp); e++) {
+                double x = json_number_value(json_array_get(smp, e));
+                q += x, q2 += x * x, qn++;
+            }
         }
         double mean = s / cnt, sd = cnt > 1 ? sqrt(fmax(0, (s2 - cnt * mean * mean) / (cnt - 1))) : 0;
         /* the baseline: full / pretrained of the same task */
@@ -305,16 +318,29 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         json_object_set_new(g, "jobs", json_integer(cnt));
         json_object_set_new(g, "score_mean", json_real(mean));
         json_object_set_new(g, "score_std", json_real(sd));
+        if (qn) {
+            /* every Bernoulli sample of every seed's mask pooled */
+            double qm = q / qn, qs = qn > 1 ? sqrt(fmax(0, (q2 - qn * qm * qm) / (qn - 1))) : 0;
+            json_object_set_new(g, "samples", json_integer(qn));
+            json_object_set_new(g, "samples_mean", json_real(qm));
+            json_object_set_new(g, "samples_std", json_real(qs));
+        }
         if (bn) json_object_set_new(g, "baseline_mean", json_real(bs / bn));
         if (spn) json_object_set_new(g, "final_sparsity_mean", json_real(sp / spn));
         json_array_append_new(groups, g);
-        char bl[32] = "", fs[32] = "";
+        char bl[32] = "", fs[32] = "", qs[64] = "", qc[64] = ",";
         if (bn) snprintf(bl, sizeof bl, "%.4f", bs / bn);
         if (spn) snprintf(fs, sizeof fs, "%.4f", sp / spn);
-        fprintf(c, "%s,%s,%s,%s,%d,%.6f,%.6f,%s,%s\n", sget(ji, "task"), sget(ji, "mode"), sget(ji, "variant"),
-                sget(ji, "weights"), cnt, mean, sd, bl, fs);
-        fprintf(m, "| %s | %s | %s | %s | %d | %.4f ± %.4f | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
-                sget(ji, "variant"), sget(ji, "weights"), cnt, mean, sd, bn ? bl : "-", spn ? fs : "-");
+        if (qn) {
+            double qm = q / qn, qd = json_real_value(json_object_get(g, "samples_std"));
+            snprintf(qs, sizeof qs, "%.4f ± %.4f (%d)", qm, qd, qn);
+            snprintf(qc, sizeof qc, "%.6f,%.6f", qm, qd);
+        }
+        fprintf(c, "%s,%s,%s,%s,%d,%.6f,%.6f,%s,%s,%s\n", sget(ji, "task"), sget(ji, "mode"), sget(ji, "variant"),
+                sget(ji, "weights"), cnt, mean, sd, qc, bl, fs);
+        fprintf(m, "| %s | %s | %s | %s | %d | %.4f ± %.4f | %s | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
+                sget(ji, "variant"), sget(ji, "weights"), cnt, mean, sd, qn ? qs : "-", bn ? bl : "-",
+                spn ? fs : "-");
     }
     fclose(c);
     if (write_text(dir, "scores.csv", csv, csvn) != FM_OK) goto out;
@@ -589,6 +615,39 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         goto out;
     }
     fprintf(m, "\nRun wall time: %.2f s; sum of job wall times: %.2f s.\n", wall, total_work);
+    /* Data-parallel projection: per job with gradient sums, the bytes per
+     * step, the ring-allreduce time at 100 Gb/s on p nodes, against the step's
+     * compute time measured here. */
+    json_t *proj = json_array();
+    for (int i = 0; i < n; i++) {
+        json_t *cp = json_object_get(res[i].rec, "compute");
+        double bytes = nget(cp, "comm_bytes_per_step"), tr = nget(cp, "train_seconds"), cs = nget(cp, "comm_seconds");
+        double steps = nget(json_object_get(res[i].rec, "metrics"), "steps"), R = nget(cp, "replicas");
+        if (isnan(bytes) || bytes <= 0 || isnan(tr) || isnan(steps) || steps <= 0) continue;
+        if (isnan(R) || R < 1) R = 1;
+        if (isnan(cs)) cs = 0;
+        /* compute of one whole batch on one replica (the replicas split it) */
+        double t1 = (tr - cs) / steps * R;
+        const double bw = 100e9 / 8;
+        if (!json_array_size(proj))
+            fprintf(m, "\n### Data-parallel projection (100 Gb/s, ring allreduce)\n\n"
+                       "t_comm(p) = 2 (p-1)/p x bytes / 12.5 GB/s; t1 = measured compute of one batch on one "
+                       "replica = (train s - comm s) / steps x replicas. Strong scaling (the batch split over p "
+                       "nodes): efficiency = (t1/p) / (t1/p + t_comm); weak scaling (a batch per node): t1 / (t1 + "
+                       "t_comm). No overlap assumed (a lower bound).\n\n"
+                       "| job | bytes/step | t1 s | p | t_comm s | strong eff. | weak eff. |\n|---|---|---|---|---|---|---|\n");
+        for (int p = 16; p <= 64; p *= 4) {
+            double tc = 2.0 * (p - 1) / p * bytes / bw;
+            double es = (t1 / p) / (t1 / p + tc), ew = t1 / (t1 + tc);
+            json_t *o = json_pack("{s:s, s:f, s:f, s:i, s:f, s:f, s:f}", "job", sget(res[i].rec, "name"), "bytes_per_step",
+                                  bytes, "t1_seconds", t1, "nodes", p, "t_comm_seconds", tc, "strong_efficiency", es,
+                                  "weak_efficiency", ew);
+            json_array_append_new(proj, o);
+            fprintf(m, "| %s | %.0f | %.3f | %d | %.4f | %.3f | %.3f |\n", sget(res[i].rec, "name"), bytes, t1, p, tc,
+                    es, ew);
+        }
+    }
+    json_object_set_new(comp, "projection", proj);
     double base = nget(run, "baseline_wall_seconds");
     int ranks = (int)nget(json_object_get(run, "layout"), "world_size");
     if (!isnan(base) && wall > 0 && ranks > 0) {

@@ -213,8 +213,7 @@ float *fm_trainer_grads(fm_trainer *t, size_t *n) {
     return t->m->grads;
 }
 
-/* dL/dtheta -> dL/dnu in place for every masked tensor. */
-static void nu_grads(fm_trainer *t) {
+void fm_trainer_nu_grads(fm_trainer *t) {
     const fm_layout *lay = &t->m->lay;
     const int sig = t->o.ste == FM_STE_SIGMOID;
     for (int i = 0; i < lay->n; i++) {
@@ -239,7 +238,7 @@ double fm_trainer_apply(fm_trainer *t, double *norm_out) {
     fm_model *m = t->m;
     double factor, norm;
     if (t->o.mode == FM_TRAIN_SUPERMASK) {
-        nu_grads(t);
+        fm_trainer_nu_grads(t);
         double a = fm_grad_norm(&t->nu_lay, m->grads), b = fm_grad_norm(&t->head_lay, m->grads);
         norm = sqrt(a * a + b * b);
         factor = fm_adamw_step(&t->o.mask_opt, &t->nu_lay, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);

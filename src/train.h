@@ -113,6 +113,10 @@ float *fm_trainer_grads(fm_trainer *t, size_t *n);
  * rate factor of the schedule. */
 double fm_trainer_apply(fm_trainer *t, double *norm);
 
+/* Supermask: turn t->m->grads of every masked tensor from dL/dtheta into
+ * dL/dnu in place (fm_trainer_apply calls it; exposed for tests). */
+void fm_trainer_nu_grads(fm_trainer *t);
+
 /* Supermask: set the current sample (what the forward uses) to `kind`. */
 void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key);
 /* Make m->w of one piece (-1 embeddings, 0..L-1 an encoder layer, L pooler and

@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 
+#include "fileio.h"
 #include "fm.h"
 #include "mask.h"
 #include "maskfile.h"
@@ -172,6 +173,22 @@ static void test_roundtrip(void **state) {
     free(hb);
     fm_mask_free(&r);
     fm_maskfile_meta_free(&meta);
+
+    /* the same bytes parsed from memory; cut short, refused */
+    char *buf;
+    size_t len;
+    assert_int_equal(fm_read_file(fx->path, &buf, &len), FM_OK);
+    assert_int_equal(fm_maskfile_parse(buf, len, "mem", &r, &meta, NULL, NULL, &nl), FM_OK);
+    assert_int_equal(r.n, fx->m.n);
+    assert_memory_equal(r.t[r.n - 1].bits, fx->m.t[r.n - 1].bits, (fx->m.t[r.n - 1].numel + 7) / 8);
+    assert_string_equal(meta.path, "mem");
+    assert_int_equal(nl, 3);
+    fm_mask_free(&r);
+    fm_maskfile_meta_free(&meta);
+    assert_int_equal(fm_maskfile_parse(buf, len - 1, "mem", &r, &meta, NULL, NULL, &nl), FM_ERR);
+    tu_assert_contains(fm_last_error(), "mem");
+    assert_null(r.t);
+    free(buf);
 
     /* what a plain safetensors reader sees */
     fm_st_file f;

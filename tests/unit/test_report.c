@@ -88,6 +88,7 @@ static void test_report_science(void **state) {
     res[4].rec = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:i, s:f, s:s, s:s}", "name", "MRPC.full.1", "index", 4,
                            "task", "MRPC", "mode", "full", "variant", "", "weights", "pretrained", "seed", 1,
                            "sparsity", 0.0, "status", "failed", "error", "glue/MRPC/train.tsv: cannot open");
+    json_object_set_new(json_object_get(res[2].rec, "metrics"), "score_samples", json_pack("[f, f]", 0.5, 0.6));
     int za[] = {0, 1, 2, 3}, zb[] = {2, 3, 4, 5, 6, 7, 8, 9};
     mk_mask(&res[2].mask, za, 4);
     mk_mask(&res[3].mask, zb, 8);
@@ -107,6 +108,11 @@ static void test_report_science(void **state) {
     json_t *g1 = json_array_get(g, 1); /* RTE supermask, baseline 0.65, sparsity 4/16 */
     assert_true(fabs(json_real_value(json_object_get(g1, "baseline_mean")) - 0.65) < 1e-12);
     assert_true(json_real_value(json_object_get(g1, "final_sparsity_mean")) == 0.25);
+    /* Bernoulli samples pooled: 0.5 and 0.6 */
+    assert_int_equal(json_integer_value(json_object_get(g1, "samples")), 2);
+    assert_true(fabs(json_real_value(json_object_get(g1, "samples_mean")) - 0.55) < 1e-12);
+    assert_true(fabs(json_real_value(json_object_get(g1, "samples_std")) - sqrt(0.005)) < 1e-9);
+    assert_null(json_object_get(g0, "samples"));
     json_t *g2 = json_array_get(g, 2); /* MRPC supermask: its baseline failed */
     assert_null(json_object_get(g2, "baseline_mean"));
     assert_true(json_real_value(json_object_get(g2, "final_sparsity_mean")) == 0.5);
