@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,10 +69,20 @@ json_t *fm_job_record(const fm_job *j) {
     return r;
 }
 
-/* Run job j on this team; fills r (the team's first rank only keeps it). */
-static void run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
+/* SIGTERM outside a job's training loop (which checkpoints and stops on its
+ * own): the team finishes the job in hand and claims no more. */
+static volatile sig_atomic_t stop_requested = 0;
+static void on_term(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+/* Run job j on this team; fills r (the team's first rank only keeps it).
+ * Returns 1 when the job was interrupted by SIGTERM (its state is saved). */
+static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
                     fm_job_result *r, double *busy) {
     double t0 = fm_mpi_wtime();
+    int interrupted = 0;
     memset(r, 0, sizeof *r);
     r->rec = fm_job_record(j);
     char *dir = fm_path_join(out, j->name);
@@ -152,11 +163,13 @@ static void run_job(const fm_job *j, const fm_jobfile *jf, const char *out, cons
                 json_object_set_new(r->rec, "error", json_string(fm_last_error()));
             }
         } else {
-            json_object_set_new(r->rec, "status", json_string("failed"));
+            interrupted = hk.interrupted;
+            json_object_set_new(r->rec, "status", json_string(interrupted ? "interrupted" : "failed"));
             json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
+            if (g->team_rank == 0) fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : "FAILED", fm_last_error());
         }
         json_decref(hk.metrics);
+        interrupted |= hk.term_seen;
         double wall = fm_mpi_wtime() - t0;
         compute = json_object();
         json_object_set_new(compute, "wall_seconds", json_real(wall));
@@ -182,6 +195,7 @@ static void run_job(const fm_job *j, const fm_jobfile *jf, const char *out, cons
     free(dir);
     free(mpath);
     free(cpath);
+    return interrupted;
 }
 
 int fm_cmd_run(int argc, char **argv) {
@@ -302,16 +316,24 @@ int fm_cmd_run(int argc, char **argv) {
     unsigned char *mine = NULL;
     size_t mine_len = 0;
     double busy = 0, njob_team = 0;
+    struct sigaction sa, sa_old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, &sa_old);
+    int stopped = 0;
     if (g.team_id >= 0)
         for (;;) {
-            int64_t k = fm_sched_next(&s);
-            if (k >= njobs) break;
+            int64_t k = fm_sched_next(&s, stop_requested || stopped);
+            if (k < 0 || k >= njobs) break;
             fm_job_result r;
-            run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, &r, &busy);
+            stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, &r, &busy);
             njob_team++;
             if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
             fm_result_free(&r);
         }
+    sigaction(SIGTERM, &sa_old, NULL);
+    stopped |= stop_requested;
     fm_sched_finish(&s);
     double stats[3] = {busy, s.idle_seconds, njob_team};
     fm_sched_free(&s);
@@ -335,6 +357,21 @@ int fm_cmd_run(int argc, char **argv) {
             pos += used;
             n++;
         }
+        /* Jobs no team claimed (the run was stopped by SIGTERM). */
+        char *got = fm_xcalloc((size_t)njobs + 1, 1);
+        for (int i = 0; i < n; i++) {
+            json_int_t ix = json_integer_value(json_object_get(res[i].rec, "index"));
+            if (ix >= 0 && ix < njobs) got[ix] = 1;
+        }
+        for (int i = 0; i < njobs && grc == FM_OK; i++)
+            if (!got[i]) {
+                res[n].rec = fm_job_record(&jobs[i]);
+                json_object_set_new(res[n].rec, "status", json_string("not run"));
+                json_object_set_new(res[n].rec, "error",
+                                    json_string("not run: the run was stopped by SIGTERM; run it again to continue"));
+                n++;
+            }
+        free(got);
         json_t *teams = json_array(), *fails = json_object();
         for (int t = 0; t < g.nteams; t++) {
             const double *st = allstats + 3 * (size_t)t * g.team_size;
@@ -359,7 +396,7 @@ int fm_cmd_run(int argc, char **argv) {
         }
         int nfail = 0;
         for (int i = 0; i < n; i++)
-            if (!strcmp(json_string_value(json_object_get(res[i].rec, "status")), "failed")) {
+            if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done")) {
                 nfail++;
                 json_object_set(fails, json_string_value(json_object_get(res[i].rec, "name")),
                                 json_object_get(res[i].rec, "error"));
@@ -375,7 +412,7 @@ int fm_cmd_run(int argc, char **argv) {
         if (grc == FM_OK && wrc == FM_OK && fm_report_write(jf.out, res, n, run) == FM_OK) {
             fm_log("%s: %d job(s), %d failed, %.1f s; report in %s/report", jf.name, n, nfail, wall, jf.out);
             for (int i = 0; i < n; i++)
-                if (!strcmp(json_string_value(json_object_get(res[i].rec, "status")), "failed"))
+                if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done"))
                     fprintf(stderr, "finemask: failed: %s: %s\n", json_string_value(json_object_get(res[i].rec, "name")),
                             json_string_value(json_object_get(res[i].rec, "error")));
             status = nfail ? 1 : 0;

@@ -646,6 +646,7 @@ int fm_finetune(const fm_ft_opts *o) {
         }
         if (sig == SIGTERM) {
             fm_progress_end(&prog);
+            if (hk) hk->interrupted = 1;
             fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
                     "; continue with: finemask train --resume %s",
                     step + 1, total, o->out_dir);
@@ -792,6 +793,9 @@ done:
     if (sig_installed) {
         sigaction(SIGTERM, &sa_old_term, NULL);
         sigaction(SIGUSR1, &sa_old_usr1, NULL);
+        /* A SIGTERM after the last step (the final evaluation): the job is
+         * complete, but the caller should stop. */
+        if (hk && got_signal == SIGTERM) hk->term_seen = 1;
     }
     free(path);
     free(state_path);

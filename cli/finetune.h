@@ -40,6 +40,8 @@ typedef struct fm_ft_hooks {
     json_t *metrics;
     double train_seconds;
     int64_t examples;
+    int interrupted; /* stopped by SIGTERM after writing its state (resume continues it) */
+    int term_seen;   /* a SIGTERM arrived while the job ran (interrupted or not) */
 } fm_ft_hooks;
 
 typedef struct {

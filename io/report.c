@@ -236,7 +236,7 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         for (size_t k = 0; k < 6; k++) json_object_set_new(j, keys[k], json_string(sget(r, keys[k])));
         json_object_set_new(j, "seed", json_integer(json_integer_value(json_object_get(r, "seed"))));
         json_object_set_new(j, "init_sparsity", json_real(nget(r, "sparsity")));
-        if (!strcmp(sget(r, "status"), "failed")) {
+        if (strcmp(sget(r, "status"), "done")) { /* failed, interrupted or not run */
             json_object_set_new(j, "error", json_string(sget(r, "error")));
             json_array_append(failed, j);
         } else {

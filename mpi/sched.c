@@ -16,9 +16,9 @@ void fm_sched_init(fm_sched *s, const fm_grid *g) {
     MPI_Barrier(g->world);
 }
 
-int64_t fm_sched_next(fm_sched *s) {
-    int64_t k = 0;
-    if (s->g->team_rank == 0) {
+int64_t fm_sched_next(fm_sched *s, int stop) {
+    int64_t k = -1;
+    if (s->g->team_rank == 0 && !stop) {
         const int64_t one = 1;
         MPI_Win_lock(MPI_LOCK_SHARED, 0, 0, s->win);
         MPI_Fetch_and_op(&one, &k, MPI_INT64_T, 0, 0, MPI_SUM, s->win);

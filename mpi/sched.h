@@ -19,8 +19,10 @@ typedef struct {
 
 /* Collective over the world. */
 void fm_sched_init(fm_sched *s, const fm_grid *g);
-/* The next claim number for this rank's team (collective over the team). */
-int64_t fm_sched_next(fm_sched *s);
+/* The next claim number for this rank's team (collective over the team), or
+ * -1 for every rank of the team when its first rank passes stop != 0 (the
+ * team claims nothing more). */
+int64_t fm_sched_next(fm_sched *s, int stop);
 /* Collective over the world: wait for every team, timing the wait. */
 void fm_sched_finish(fm_sched *s);
 void fm_sched_free(fm_sched *s);
