@@ -155,6 +155,14 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         if (g->team_rank == 0) fm_log("%s: start (team %d)", j->name, g->team_id);
         int rc = fm_finetune(&o);
         if (rc == FM_OK) {
+            /* The metrics as metrics.json holds them (numbers at its printed
+             * precision), so that the report is the same whether the job ran
+             * in this run or is read back by a later, resumed one. */
+            json_t *met = NULL;
+            if (g->team_rank == 0 && fm_json_read(mpath, &met) == FM_OK) {
+                json_decref(hk.metrics);
+                hk.metrics = met;
+            }
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", hk.metrics);
             hk.metrics = NULL;
