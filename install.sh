@@ -17,6 +17,9 @@ PACKAGES=(
   python3 python3-numpy python3-torch
   # report figures
   gnuplot-nox
+  # one-node Slurm cluster for the sbatch scripts' tests; Slurm's pmix plugin
+  # loads libpmix.so, which only the -dev package ships
+  slurm-wlm munge libpmix-dev
 )
 
 if [ "$(id -u)" -ne 0 ]; then

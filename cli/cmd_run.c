@@ -20,6 +20,7 @@
 #include "fm.h"
 #include "grid.h"
 #include "jobfile.h"
+#include "pipe.h"
 #include "report.h"
 #include "runfiles.h"
 #include "runjob.h"
@@ -42,7 +43,11 @@ static void usage(FILE *f) {
             "  --model DIR        override [run] model\n"
             "  --data DIR         override [run] data\n"
             "  --team-size N      ranks per team (default: [layout] team_size, 1)\n"
-            "  --stages S         pipeline stages per team (only 1 is implemented)\n"
+            "  --stages S         pipeline stages per team (default: [layout] stages, 1): each stage\n"
+            "                     holds a contiguous slice of encoder layers (the first also the\n"
+            "                     embeddings, the last the pooler and head); team-size/S replicas\n"
+            "  --micro-batches M  micro-batches per replica's share of a batch in the pipeline\n"
+            "                     (default: [layout] micro_batches, 1)\n"
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n");
@@ -143,9 +148,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         /* Continue an interrupted job from its state file (none: from step 0). */
         o.resume = 1;
         fm_dp dp;
-        fm_dp_init(&dp, g->stage);
-        fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp};
-        if (g->nreplicas > 1) {
+        fm_pipe pp;
+        /* Data parallel only: the replicas of a stage sum per layer; with
+         * stages, the whole team sums the whole array. */
+        fm_dp_init(&dp, g->nstages > 1 ? g->team : g->stage);
+        fm_pipe_init(&pp, g->replica);
+        fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp, .stage = g->stage_idx,
+                          .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
+                          .pctx = &pp, .p2p = fm_pipe_p2p};
+        if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
             hk.sum_wait = fm_dp_sum_wait;
@@ -155,6 +166,14 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         if (g->team_rank == 0) fm_log("%s: start (team %d)", j->name, g->team_id);
         int rc = fm_finetune(&o);
         if (rc == FM_OK) {
+            /* The metrics as metrics.json holds them (numbers at its printed
+             * precision), so that the report is the same whether the job ran
+             * in this run or is read back by a later, resumed one. */
+            json_t *met = NULL;
+            if (g->team_rank == 0 && fm_json_read(mpath, &met) == FM_OK) {
+                json_decref(hk.metrics);
+                hk.metrics = met;
+            }
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", hk.metrics);
             hk.metrics = NULL;
@@ -177,13 +196,17 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         json_object_set_new(compute, "examples", json_integer(hk.examples));
         json_object_set_new(compute, "examples_per_second",
                             json_real(hk.train_seconds > 0 ? (double)hk.examples / hk.train_seconds : 0));
-        json_object_set_new(compute, "comm_seconds", json_real(dp.seconds));
+        json_object_set_new(compute, "comm_seconds", json_real(dp.seconds + pp.seconds));
+        json_object_set_new(compute, "allreduce_seconds", json_real(dp.seconds));
+        json_object_set_new(compute, "p2p_seconds", json_real(pp.seconds));
+        json_object_set_new(compute, "p2p_bytes_sent", json_integer((json_int_t)pp.bytes_sent));
         json_object_set_new(compute, "comm_bytes", json_integer((json_int_t)dp.bytes));
         json_object_set_new(compute, "comm_calls", json_integer((json_int_t)dp.calls));
         int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
         if (steps > 0)
             json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(dp.bytes / (uint64_t)steps)));
         json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
+        json_object_set_new(compute, "stages", json_integer(g->nstages));
         json_object_set_new(compute, "team", json_integer(g->team_id));
         fm_dp_free(&dp);
         if (g->team_rank == 0 && rc == FM_OK) fm_json_write(cpath, compute);
@@ -204,10 +227,11 @@ int fm_cmd_run(int argc, char **argv) {
         {"data", required_argument, 0, 'D'},       {"team-size", required_argument, 0, 'T'},
         {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
+        {"micro-batches", required_argument, 0, 'm'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
-    long long team_size = 0, stages = 0, threads = 0, maxex = -1;
+    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0;
     optind = 0;
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
@@ -219,6 +243,7 @@ int fm_cmd_run(int argc, char **argv) {
         case 'b': baseline = optarg; break;
         case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &team_size); break;
         case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &stages); break;
+        case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &micro); break;
         case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &threads); break;
         case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &maxex); break;
         case 'h': usage(stdout); return 0;
@@ -252,15 +277,11 @@ int fm_cmd_run(int argc, char **argv) {
     if (data) free(jf.data), jf.data = fm_xstrdup(data);
     if (team_size) jf.team_size = (int)team_size;
     if (stages) jf.stages = (int)stages;
+    if (micro) jf.micro_batches = (int)micro;
     if (threads) jf.threads = (int)threads;
     if (maxex >= 0) jf.train.max_train_examples = maxex;
     if (!jf.out) {
         fm_fail("%s: no output directory: give [run] out or --out", jf.path);
-        goto fail;
-    }
-    if (jf.stages > 1) {
-        fm_fail("--stages %d: pipeline stages are not implemented yet; use data-parallel teams (--team-size)",
-                jf.stages);
         goto fail;
     }
     if (fm_grid_init(&g, jf.team_size, jf.stages) != FM_OK) goto fail;
@@ -287,6 +308,7 @@ int fm_cmd_run(int argc, char **argv) {
     json_object_set_new(layout, "stages", json_integer(g.nstages));
     json_object_set_new(layout, "replicas", json_integer(g.nreplicas));
     json_object_set_new(layout, "threads", json_integer(jf.threads));
+    json_object_set_new(layout, "micro_batches", json_integer(jf.micro_batches));
     json_object_set_new(run, "layout", layout);
     json_t *jl = json_array(), *ol = json_array();
     for (int i = 0; i < njobs; i++) {

@@ -421,6 +421,52 @@ static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_
     return h->sum_wait(h->ctx);
 }
 
+/* The pipeline: one stage's share of the trainer's gradient step for this
+ * replica's rows[0..nr) (global indices lo.. within the batch), as GPipe: the
+ * forwards of every micro-batch, then their backwards in reverse, then the
+ * sum of the whole gradient array and extra[0..2) (the loss, on the last
+ * stage, and the stop flag) over the team. acts[k] and mbb[k] serve
+ * micro-batch k; xa and xb hold (B, T, H). */
+static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_batch_buf *mbb, const fm_dataset *train,
+                          const int32_t *rows, int nr, int lo, int is_regression, float scale, float *xa, float *xb,
+                          float *extra) {
+    fm_model *m = tr->m;
+    const int L = m->cfg.num_hidden_layers, S = h->nstages, s = h->stage, M = h->micro_batches;
+    const int l0 = L * s / S, l1 = L * (s + 1) / S, H = m->cfg.hidden_size;
+    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
+    double loss = 0;
+    for (int k = 0; k < M; k++) {
+        int a = nr * k / M, b = nr * (k + 1) / M;
+        if (b == a) continue;
+        fm_batch_fill(&mbb[k], train, rows + a, b - a, 1, lo + a);
+        fm_batch *bt = &mbb[k].b;
+        if (is_regression) bt->labels = NULL;
+        else bt->targets = NULL;
+        size_t n = (size_t)bt->B * bt->T * H;
+        if (s == 0) fm_embed_forward(m, acts[k], bt, &pass, xa);
+        else if (h->p2p(h->pctx, -1, xa, n, 0) != FM_OK) return FM_ERR;
+        fm_encoder_forward(m, acts[k], bt, &pass, l0, l1, xa, xb);
+        if (s == S - 1) loss += fm_head_forward(m, acts[k], bt, &pass, xb, NULL);
+        else if (h->p2p(h->pctx, +1, xb, n, 1) != FM_OK) return FM_ERR;
+    }
+    for (int k = M - 1; k >= 0; k--) {
+        int a = nr * k / M, b = nr * (k + 1) / M;
+        if (b == a) continue;
+        fm_batch *bt = &mbb[k].b;
+        size_t n = (size_t)bt->B * bt->T * H;
+        if (s == S - 1) fm_head_backward(m, acts[k], bt, &pass, scale, xa);
+        else if (h->p2p(h->pctx, +1, xa, n, 0) != FM_OK) return FM_ERR;
+        fm_encoder_backward(m, acts[k], bt, &pass, l0, l1, xa, xb);
+        if (s == 0) fm_embed_backward(m, acts[k], bt, &pass, xb);
+        else if (h->p2p(h->pctx, -1, xb, n, 1) != FM_OK) return FM_ERR;
+    }
+    extra[0] = (float)loss;
+    size_t ng;
+    float *g = fm_trainer_grads(tr, &ng);
+    if (h->sum_start(h->ctx, g, ng) != FM_OK || h->sum_start(h->ctx, extra, 2) != FM_OK) return FM_ERR;
+    return h->sum_wait(h->ctx);
+}
+
 int fm_finetune(const fm_ft_opts *o) {
     const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
     if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
@@ -439,7 +485,12 @@ int fm_finetune(const fm_ft_opts *o) {
     if (o->threads > 0) fm_ft_threads(o->threads);
     fm_ft_hooks *hk = o->hooks;
     const int replicated = hk && hk->sum_start;
-    const int writer = !hk || hk->rank == 0;
+    const int pipelined = replicated && hk->nstages > 1;
+    const int writer = !hk || hk->team_rank == 0;
+    fm_acts **pacts = NULL;
+    fm_batch_buf *pbb = NULL;
+    if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
+        return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
     double t_start = fm_now();
     fm_ft_ctx c;
     if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
@@ -523,6 +574,21 @@ int fm_finetune(const fm_ft_opts *o) {
         dx0 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
         dx1 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
     }
+    if (pipelined) {
+        const int L = m->cfg.num_hidden_layers, S = hk->nstages, st = hk->stage, M = hk->micro_batches;
+        if (S > L) {
+            fm_fail("%d pipeline stages for %d encoder layers: expected at most one stage per layer", S, L);
+            goto done;
+        }
+        /* the largest micro-batch of a replica's share */
+        int mb = ((B + hk->nranks - 1) / hk->nranks + M - 1) / M;
+        pacts = fm_xcalloc((size_t)M, sizeof *pacts);
+        pbb = fm_xcalloc((size_t)M, sizeof *pbb);
+        for (int k = 0; k < M; k++) {
+            pacts[k] = fm_acts_new(&m->cfg, mb, o->max_seq_length, L * st / S, L * (st + 1) / S);
+            fm_batch_buf_alloc(&pbb[k], mb, o->max_seq_length);
+        }
+    }
 
     /* The options (RUN_DIR/options.json), the state, the log. */
     opts_json = fm_ft_opts_json(o);
@@ -587,7 +653,10 @@ int fm_finetune(const fm_ft_opts *o) {
         int sig = got_signal;
         if (replicated) {
             float extra[2] = {0, sig == SIGTERM ? 2.0f : sig ? 1.0f : 0.0f};
-            if (grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra) != FM_OK) goto done;
+            int grc = pipelined ? grad_pipelined(hk, &tr, pacts, pbb, &train, rows, hi - lo, lo, task->is_regression,
+                                                 (float)(1.0 / nb), dx0, dx1, extra)
+                                : grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra);
+            if (grc != FM_OK) goto done;
             loss = extra[0] / nb;
             /* Any replica's SIGTERM stops them all; any signal checkpoints. */
             sig = extra[1] >= 2.0f ? SIGTERM : extra[1] > 0 ? SIGUSR1 : 0;
@@ -803,6 +872,13 @@ done:
     free(sample_scores);
     fm_free_aligned(dx0);
     fm_free_aligned(dx1);
+    if (pacts)
+        for (int k = 0; k < hk->micro_batches; k++) {
+            fm_acts_free(pacts[k]);
+            fm_batch_buf_free(&pbb[k]);
+        }
+    free(pacts);
+    free(pbb);
     json_decref(metrics);
     if (log.fp) fm_jsonl_close(&log);
     free(perm);

@@ -35,6 +35,21 @@ typedef struct fm_ft_hooks {
     void (*progress)(void *ctx);
     /* Wait until every started sum is done. */
     int (*sum_wait)(void *ctx);
+    /* Pipeline: this rank is stage `stage` of `nstages` of its replica and
+     * holds encoder layers [L*stage/nstages, L*(stage+1)/nstages) (stage 0
+     * also the embeddings, the last also the pooler and head). Each replica's
+     * rows are cut into `micro_batches` micro-batches that go through a
+     * synchronous GPipe schedule (every forward, then every backward, then
+     * the update), activations and their gradients passed with p2p. With
+     * nstages > 1 the sums run over the whole team (replicas and stages: each
+     * stage contributes its slice, zeros elsewhere), after the backward, so
+     * that every rank applies the same update to the whole model. */
+    int stage, nstages, micro_batches;
+    int team_rank; /* 0 writes the run directory */
+    void *pctx;
+    /* Send (send = 1) or receive n floats to or from the neighbouring stage
+     * (dir +1: the next stage, -1: the previous one). */
+    int (*p2p)(void *pctx, int dir, float *buf, size_t n, int send);
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples (all replicas together). */
     json_t *metrics;

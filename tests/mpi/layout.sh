@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Layout invariance: the same jobs (a supermask and a full fine-tuning on a
-# generated task, tiny random BERT) on 1 rank and on 2 data-parallel replicas
-# give the same metrics (to 1e-5) and masks that differ in at most 1e-4 of
-# their entries; the same layout twice gives byte-identical run directories
-# and science. Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
+# generated task, tiny random BERT) on 1 rank, on 2 data-parallel replicas, on
+# 2 pipeline stages (2 micro-batches) and on 2 replicas x 2 stages (3
+# micro-batches) give the same metrics and log losses (to 1e-5) and masks
+# that differ in at most 1e-4 of their entries; the same layout twice gives
+# byte-identical run directories and science. Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
@@ -19,7 +20,8 @@ modes = supermask, full
 seeds = 7
 [supermask]
 sparsities = 0.3
-mask_lr = 0.1
+mask_lr = 2
+ste = identity
 samples = 2
 [train]
 lr = 1e-3
@@ -34,6 +36,8 @@ mpi=("$mpiexec" --oversubscribe --bind-to none)
 "$bin" -q run "$work/job.ini" --out "$work/r1"
 "${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/r2" --team-size 2
 "${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/r2b" --team-size 2
+"${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/s2" --team-size 2 --stages 2 --micro-batches 2
+"${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/q4" --team-size 4 --stages 2 --micro-batches 3
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys, numpy as np
@@ -45,25 +49,32 @@ def st(path):
     return {k: np.frombuffer(d[v['data_offsets'][0]:v['data_offsets'][1]], dtype=np.uint8)
             for k, v in h.items() if k != '__metadata__' and v['dtype'] == 'U8'}
 bad = 0
-for job in ['SST-2.supermask.s30.seed7', 'SST-2.full.seed7']:
-    a = json.load(open(f'{w}/r1/{job}/metrics.json')); b = json.load(open(f'{w}/r2/{job}/metrics.json'))
-    for k in ['score', 'final_loss']:
-        if abs(a[k] - b[k]) > 1e-5:
-            print(f'FAIL {job}: {k} {a[k]} on 1 rank, {b[k]} on 2 replicas'); bad = 1
-    la = [json.loads(l) for l in open(f'{w}/r1/{job}/log.jsonl')]
-    lb = [json.loads(l) for l in open(f'{w}/r2/{job}/log.jsonl')]
-    for x, y in zip(la, lb):
-        if 'loss' in x and abs(x['loss'] - y['loss']) > 1e-5:
-            print(f'FAIL {job}: step {x["step"]} loss {x["loss"]} vs {y["loss"]}'); bad = 1
-    print(f'{job}: score {a["score"]:.6f} / {b["score"]:.6f}, final loss {a["final_loss"]:.6f} / {b["final_loss"]:.6f}')
-ma = st(f'{w}/r1/SST-2.supermask.s30.seed7/mask.safetensors')
-mb = st(f'{w}/r2/SST-2.supermask.s30.seed7/mask.safetensors')
-assert ma.keys() == mb.keys() and ma
-diff = sum(int(np.unpackbits(ma[k] ^ mb[k]).sum()) for k in ma)
-total = sum(8 * ma[k].size for k in ma)
-print(f'mask entries that differ: {diff} of {total}')
-if diff > 1e-4 * total:
-    print('FAIL: masks differ in more than 1e-4 of their entries'); bad = 1
+for lay, what in [('r2', '2 replicas'), ('s2', '2 stages'), ('q4', '2 replicas x 2 stages')]:
+    for job in ['SST-2.supermask.s30.seed7', 'SST-2.full.seed7']:
+        a = json.load(open(f'{w}/r1/{job}/metrics.json')); b = json.load(open(f'{w}/{lay}/{job}/metrics.json'))
+        for k in ['score', 'final_loss', 'steps']:
+            if abs(a[k] - b[k]) > 1e-5:
+                print(f'FAIL {job}: {k} {a[k]} on 1 rank, {b[k]} on {what}'); bad = 1
+        la = [json.loads(l) for l in open(f'{w}/r1/{job}/log.jsonl')]
+        lb = [json.loads(l) for l in open(f'{w}/{lay}/{job}/log.jsonl')]
+        if len(la) != len(lb) or len(la) < 2:
+            print(f'FAIL {job}: {len(la)} log lines on 1 rank, {len(lb)} on {what}'); bad = 1
+        for x, y in zip(la, lb):
+            if 'loss' in x and abs(x['loss'] - y['loss']) > 1e-5:
+                print(f'FAIL {job} on {what}: step {x["step"]} loss {x["loss"]} vs {y["loss"]}'); bad = 1
+        print(f'{what}: {job}: score {a["score"]:.6f} / {b["score"]:.6f}, '
+              f'final loss {a["final_loss"]:.7f} / {b["final_loss"]:.7f}')
+    m1 = json.load(open(f'{w}/r1/SST-2.supermask.s30.seed7/metrics.json'))
+    if abs(m1['sparsity_deterministic'] - 0.3) < 0.02:
+        print('FAIL: the mask barely moved from its initialisation; the comparison would be vacuous'); bad = 1
+    ma = st(f'{w}/r1/SST-2.supermask.s30.seed7/mask.safetensors')
+    mb = st(f'{w}/{lay}/SST-2.supermask.s30.seed7/mask.safetensors')
+    assert ma.keys() == mb.keys() and ma
+    diff = sum(int(np.unpackbits(ma[k] ^ mb[k]).sum()) for k in ma)
+    total = sum(8 * ma[k].size for k in ma)
+    print(f'{what}: mask entries that differ from 1 rank: {diff} of {total}')
+    if diff > 1e-4 * total:
+        print(f'FAIL: masks on {what} differ in more than 1e-4 of their entries'); bad = 1
 sys.exit(bad)
 PY
 # Same layout twice: every deterministic file byte-identical.
