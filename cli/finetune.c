@@ -218,11 +218,16 @@ void fm_ft_free(fm_ft_ctx *c) {
 
 int fm_ft_encode(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, fm_glue_set *set,
                  fm_dataset *d) {
+    return fm_ft_encode_first(c, data_dir, split, max_seq_length, -1, set, d);
+}
+
+int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, int64_t limit,
+                       fm_glue_set *set, fm_dataset *d) {
     if (fm_glue_load(set, c->task, split, data_dir) != FM_OK) return FM_ERR;
     if (max_seq_length > c->model.cfg.max_position_embeddings)
         return fm_fail("--max-seq-length %d exceeds the model's max_position_embeddings %d", max_seq_length,
                        c->model.cfg.max_position_embeddings);
-    const int n = (int)set->n;
+    const int n = limit >= 0 && (size_t)limit < set->n ? (int)limit : (int)set->n;
     fm_dataset_alloc(d, n, max_seq_length, c->tok.pad_id);
     int bad = -1;
     char msg[512] = "";
@@ -523,7 +528,10 @@ int fm_finetune(const fm_ft_opts *o) {
     struct sigaction sa_old_term, sa_old_usr1;
     int sig_installed = 0;
 
-    if (fm_ft_encode(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, &train_set, &train) != FM_OK) goto done;
+    /* Only the examples that train are tokenized (--max-train-examples). */
+    if (fm_ft_encode_first(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples, &train_set,
+                           &train) != FM_OK)
+        goto done;
     for (int s = 0; s < ndev; s++)
         if (fm_ft_encode(&c, o->data_dir, dsplit[s], o->max_seq_length, &dev_set[s], &dev[s]) != FM_OK) goto done;
     if (o->max_train_examples >= 0 && o->max_train_examples < train.n) train.n = (int)o->max_train_examples;

@@ -128,6 +128,10 @@ void fm_ft_free(fm_ft_ctx *c);
 int fm_ft_encode(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, fm_glue_set *set,
                  fm_dataset *d);
 
+/* The same for only the first `limit` examples of the split (all when limit < 0). */
+int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, int64_t limit,
+                       fm_glue_set *set, fm_dataset *d);
+
 /* Forward the model over d in eval mode; writes logits (n, num_labels) and
  * scores the labelled rows into *r (when r is not NULL). */
 void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *logits, fm_glue_report *r);
