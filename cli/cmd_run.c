@@ -316,8 +316,11 @@ int fm_cmd_run(int argc, char **argv) {
         char *p = fm_path_join(jf.out, "run.json");
         bad = fm_mkdirs(jf.out) != FM_OK || fm_json_write(p, run) != FM_OK;
         free(p);
-        fm_log("%s: %d job(s) over %d team(s) of %d rank(s); output %s", jf.name, njobs, g.nteams, g.team_size,
-               jf.out);
+        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s)); output %s", jf.name, njobs,
+               g.nteams, g.team_size, g.nstages, g.nreplicas, jf.out);
+        if (g.world_size % g.team_size)
+            fm_log("warning: %d rank(s) do not make a whole team of %d and stay idle", g.world_size % g.team_size,
+                   g.team_size);
     }
     if (fm_any(bad)) {
         json_decref(run);
