@@ -14,6 +14,7 @@
 #include "model.h"
 #include "optim.h"
 #include "rng.h"
+#include "train.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -27,7 +28,7 @@ static double median(double *v, int n) {
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: finemask bench [--config PRESET] [--batch B] [--seq T] [--mode full|freeze] [--steps N]\n"
+            "usage: finemask bench [--config PRESET] [--batch B] [--seq T] [--mode full|freeze|supermask] [--steps N]\n"
             "                      [--threads N] [--json]\n"
             "\n"
             "Times training steps of a BERT model on synthetic tokens and prints, per phase,\n"
@@ -38,7 +39,9 @@ static void bench_usage(FILE *f) {
             "  --batch B        sequences per step (default 8)\n"
             "  --seq T          tokens per sequence (default 128)\n"
             "  --mode MODE      full (default): every parameter trains;\n"
-            "                   freeze: embeddings frozen (no gradient computed for them)\n"
+            "                   freeze: embeddings frozen (no gradient computed for them);\n"
+            "                   supermask: scores nu over every default-masked matrix (50%% initial\n"
+            "                   sparsity), a Bernoulli sample each step, head trained\n"
             "  --steps N        timed steps after one warm-up step (default 5)\n"
             "  --threads N      threads for BLIS and the element-wise loops (default: BLIS_NUM_THREADS,\n"
             "                   else OMP_NUM_THREADS, else all cores)\n"
@@ -99,8 +102,8 @@ int fm_cmd_bench(int argc, char **argv) {
         fm_fail("bench: --batch and --steps must be positive and --seq at least 2");
         return fm_cli_fail();
     }
-    if (strcmp(mode, "full") != 0 && strcmp(mode, "freeze") != 0) {
-        fm_fail("bench: --mode must be full or freeze, found '%s'", mode);
+    if (strcmp(mode, "full") != 0 && strcmp(mode, "freeze") != 0 && strcmp(mode, "supermask") != 0) {
+        fm_fail("bench: --mode must be full, freeze or supermask, found '%s'", mode);
         return fm_cli_fail();
     }
     fm_config cfg;
@@ -123,7 +126,18 @@ int fm_cmd_bench(int argc, char **argv) {
     if (!strcmp(mode, "freeze"))
         for (int i = 0; i < m.lay.n; i++)
             if (m.lay.t[i].layer < 0) m.lay.t[i].trains = m.lay.t[i].needs_grad = 0;
-    float *mom1 = fm_xalloc_floats(m.lay.numel), *mom2 = fm_xalloc_floats(m.lay.numel);
+    fm_trainer_opts tro;
+    fm_trainer_opts_default(&tro);
+    tro.mode = !strcmp(mode, "supermask") ? FM_TRAIN_SUPERMASK : !strcmp(mode, "freeze") ? FM_TRAIN_FREEZE : FM_TRAIN_FULL;
+    tro.seed = 1;
+    tro.init_sparsity = 0.5;
+    tro.opt.total_steps = steps + 1;
+    tro.mask_opt.total_steps = steps + 1;
+    fm_trainer tr;
+    if (fm_trainer_init(&tr, &m, &tro) != FM_OK) {
+        fm_model_free(&m);
+        return fm_cli_fail();
+    }
     fm_acts *acts = fm_acts_new(&cfg, B, T, 0, cfg.num_hidden_layers);
 
     /* Synthetic batch: random word pieces, two segments, no padding. */
@@ -137,9 +151,6 @@ int fm_cmd_bench(int argc, char **argv) {
     }
     for (int b = 0; b < B; b++) labels[b] = b % 2;
     fm_batch batch = {.B = B, .T = T, .ids = ids, .type_ids = types, .attn_mask = mask, .labels = labels};
-    fm_adamw opt;
-    fm_adamw_default(&opt);
-    opt.total_steps = steps + 1;
 
     double *tf = fm_xcalloc((size_t)steps, sizeof(double)), *tb = fm_xcalloc((size_t)steps, sizeof(double));
     double *to = fm_xcalloc((size_t)steps, sizeof(double)), *ts = fm_xcalloc((size_t)steps, sizeof(double));
@@ -149,18 +160,18 @@ int fm_cmd_bench(int argc, char **argv) {
                fm_blas_arch());
     for (int s = -1; s < steps; s++) {
         fm_pass pass = {.seed = 1, .step = (uint64_t)(s + 1), .training = 1};
-        fm_model_zero_grads(&m);
         if (s == 0) {
             fm_blas_reset_flops();
             fm_blas_record(1);
         }
         double t0 = fm_now();
+        /* begin_step (zeroing, the supermask sample) counts as forward time. */
+        fm_trainer_begin_step(&tr, s + 1);
         loss = fm_model_forward(&m, acts, &batch, &pass, NULL);
         double t1 = fm_now();
         fm_model_backward(&m, acts, &batch, &pass, 1.0f / (float)B);
         double t2 = fm_now();
-        double norm = fm_grad_norm(&m.lay, m.grads);
-        fm_adamw_step(&opt, &m.lay, m.params, m.grads, mom1, mom2, s + 1, norm, NULL);
+        fm_trainer_apply(&tr, NULL);
         double t3 = fm_now();
         if (s == 0) {
             fm_blas_record(0);
@@ -175,6 +186,7 @@ int fm_cmd_bench(int argc, char **argv) {
         if (!json) fm_log("bench: step %d/%d: %.3f s (loss %.4f)", s + 1, steps, t3 - t0, loss / B);
     }
     double mf = median(tf, steps), mb = median(tb, steps), mo = median(to, steps), ms = median(ts, steps);
+    size_t rss = fm_peak_rss(); /* of the training steps, before the GEMM replay's buffers */
 
     /* BLIS alone on the same shapes, same counts, same thread use. */
     int nshapes;
@@ -194,7 +206,6 @@ int fm_cmd_bench(int argc, char **argv) {
     for (int r = 0; r < 5; r++) tg[r] = replay_gemms(shapes, nshapes, ga, gb, gc, threads);
     double mg = median(tg, 5);
     double step_gflops = step_flops / ms / 1e9, gemm_gflops = step_flops / mg / 1e9;
-    size_t rss = fm_peak_rss();
 
     if (json) {
         printf("{\"config\": \"%s\", \"batch\": %d, \"seq\": %d, \"mode\": \"%s\", \"threads\": %d, "
@@ -229,8 +240,7 @@ int fm_cmd_bench(int argc, char **argv) {
     free(types);
     free(labels);
     free(mask);
-    fm_free_aligned(mom1);
-    fm_free_aligned(mom2);
+    fm_trainer_free(&tr);
     fm_acts_free(acts);
     fm_model_free(&m);
     return 0;

@@ -10,9 +10,12 @@
 #include "finetune.h"
 #include "fm.h"
 #include "runfiles.h"
+#include "controls.h"
+#include "maskfile.h"
 
 typedef struct {
-    const char *model, *task, *data, *out, *split;
+    const char *model, *task, *data, *out, *split, *mask;
+    long long samples;
     long long max_seq, batch, threads;
 } eval_args;
 
@@ -22,6 +25,7 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         {"data", required_argument, 0, 'D'},    {"out", required_argument, 0, 'o'},
         {"split", required_argument, 0, 'p'},   {"max-seq-length", required_argument, 0, 'L'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
+        {"mask", required_argument, 0, 'K'},    {"samples", required_argument, 0, 'S'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     *exit_now = 0;
@@ -37,6 +41,10 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         case 'D': a->data = optarg; break;
         case 'o': a->out = optarg; break;
         case 'p': a->split = optarg; break;
+        case 'K': a->mask = optarg; break;
+        case 'S':
+            if (fm_opt_long("--samples", optarg, 0, 1000000, &a->samples) != FM_OK) return FM_ERR;
+            break;
         case 'L':
             if (fm_opt_long("--max-seq-length", optarg, 3, 1 << 16, &a->max_seq) != FM_OK) return FM_ERR;
             break;
@@ -56,14 +64,58 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
     return FM_OK;
 }
 
+/* Make c's model the masked one: read and check the mask file against the
+ * model's pre-trained fingerprint, redo the weights control the mask was
+ * trained over (shuffled or random, from the file's seed), zero the masked
+ * entries, take the file's task head. The sparsity goes to *sparsity. */
+static int apply_mask(fm_ft_ctx *c, const char *path, double *sparsity) {
+    fm_mask mk;
+    fm_maskfile_meta meta;
+    float *hw = NULL, *hb = NULL;
+    int nl = 0;
+    if (fm_maskfile_read(path, &mk, &meta, &hw, &hb, &nl) != FM_OK) return FM_ERR;
+    int rc = fm_maskfile_check_model(&meta, c->fingerprint, &c->model.lay, &mk);
+    if (rc == FM_OK && nl == 0 && !c->head_loaded)
+        rc = fm_fail("%s: no task head, and %s has none either", path, c->vocab_path);
+    if (rc == FM_OK && nl > 0 && nl != c->model.cfg.num_labels)
+        rc = fm_fail("%s: the task head has %d labels; %s has %d", path, nl, c->task->name, c->model.cfg.num_labels);
+    if (rc == FM_OK) {
+        const char *w = fm_maskfile_meta_get(&meta, "weights");
+        if (w && !strcmp(w, "shuffled")) fm_weights_shuffle(&c->model, meta.seed);
+        else if (w && !strcmp(w, "random")) fm_weights_randomize(&c->model, meta.seed);
+        fm_mask_apply(&mk, &c->model.lay, c->model.params);
+        if (nl > 0) {
+            memcpy(c->model.w.cls_w, hw, sizeof(float) * (size_t)nl * (size_t)c->model.cfg.hidden_size);
+            memcpy(c->model.w.cls_b, hb, sizeof(float) * (size_t)nl);
+        }
+        size_t n = 0, ones = 0;
+        for (int k = 0; k < mk.n; k++) {
+            n += mk.t[k].numel;
+            ones += mk.t[k].ones;
+        }
+        *sparsity = n ? (double)(n - ones) / (double)n : 0.0;
+    }
+    free(hw);
+    free(hb);
+    fm_mask_free(&mk);
+    fm_maskfile_meta_free(&meta);
+    return rc;
+}
+
 static void eval_usage(FILE *f) {
     fprintf(f,
-            "usage: finemask eval --model DIR --task TASK --data GLUE_DIR [options]\n"
+            "usage: finemask eval --model DIR [--mask FILE] --task TASK --data GLUE_DIR [options]\n"
             "\n"
             "Score a fine-tuned model directory (with its task head) on a GLUE split,\n"
             "print the task's metrics and write them as JSON.\n"
             "\n"
             "  --split S           dev (default), dev_mismatched (MNLI) or train\n"
+            "  --mask FILE         a supermask (RUN_DIR/mask.safetensors of train --mode supermask) over\n"
+            "                      MODEL_DIR, the pre-trained model it was trained on: scores the\n"
+            "                      deterministic mask sigmoid(nu) > 0.5 with the file's task head and\n"
+            "                      reports its sparsity. The mean and standard deviation over Bernoulli\n"
+            "                      samples need nu, which the file does not hold: train --samples N\n"
+            "                      records them in RUN_DIR/metrics.json\n"
             "  --out FILE          where to write the JSON (default MODEL_DIR/eval_<TASK>_<split>.json)\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
@@ -81,9 +133,19 @@ int fm_cmd_eval(int argc, char **argv) {
         fm_fail("eval: test splits have no labels; use finemask predict");
         return fm_cli_fail();
     }
+    if (a.samples > 0) {
+        fm_fail("eval: --samples needs the scores nu, which a mask file does not hold; train --mode supermask "
+                "--samples N scores N samples and records their mean and std in RUN_DIR/metrics.json");
+        return fm_cli_fail();
+    }
     fm_ft_ctx c;
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
-    if (!c.head_loaded) {
+    double mask_sparsity = -1;
+    if (a.mask && apply_mask(&c, a.mask, &mask_sparsity) != FM_OK) {
+        fm_ft_free(&c);
+        return fm_cli_fail();
+    }
+    if (!c.head_loaded && !a.mask) {
         fm_ft_free(&c);
         fm_fail("eval: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
         return fm_cli_fail();
@@ -109,6 +171,11 @@ int fm_cmd_eval(int argc, char **argv) {
         json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));
     }
     json_object_set_new(j, "main", json_string(r.main_name));
+    if (a.mask) {
+        json_object_set_new(j, "mask", json_string(a.mask));
+        json_object_set_new(j, "sparsity_deterministic", json_real(mask_sparsity));
+        printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
+    }
     if (a.out) {
         path = fm_xstrdup(a.out);
     } else {
@@ -132,7 +199,7 @@ done:
 
 static void predict_usage(FILE *f) {
     fprintf(f,
-            "usage: finemask predict --model DIR --task TASK --data GLUE_DIR --out DIR [options]\n"
+            "usage: finemask predict --model DIR [--mask FILE] --task TASK --data GLUE_DIR --out DIR [options]\n"
             "\n"
             "Write the GLUE submission file OUT/<TASK>.tsv (\"index<TAB>prediction\", labels as\n"
             "GLUE spells them, STS-B to 3 decimals; MNLI as MNLI-m.tsv and MNLI-mm.tsv) and\n"
@@ -223,10 +290,17 @@ int fm_cmd_predict(int argc, char **argv) {
             return fm_cli_fail();
         }
     }
+    if (a.samples > 0) {
+        fm_fail("predict: --samples goes with eval only");
+        return fm_cli_fail();
+    }
     fm_ft_ctx c;
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
     int rc = FM_ERR;
-    if (!c.head_loaded) {
+    double sp;
+    if (a.mask && apply_mask(&c, a.mask, &sp) != FM_OK) {
+        /* the message is recorded */
+    } else if (!c.head_loaded && !a.mask) {
         fm_fail("predict: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
     } else if (fm_mkdirs(a.out) == FM_OK) {
         if (c.task->dev_mm_file) {

@@ -552,6 +552,10 @@ int fm_finetune(const fm_ft_opts *o) {
     to.mask_opt = *opt;
     to.mask_opt.lr = (float)o->mask_lr;
     to.mask_opt.weight_decay = 0.0f; /* no decay on nu: it would pull every score towards p = 0.5 */
+    /* nu's gradients carry the factors theta~ (~1e-2) and sigmoid'(nu) (~7e-3
+     * at |nu| = 5): ~1e4 below a weight's, where an epsilon of 1e-8 would
+     * swamp Adam's normalisation. */
+    to.mask_opt.eps = 1e-12f;
     to.ste = !strcmp(o->ste, "identity") ? FM_STE_IDENTITY : FM_STE_SIGMOID;
     to.mask_glob = o->mask_glob;
     to.mask_layers = o->mask_layers;
@@ -747,6 +751,7 @@ int fm_finetune(const fm_ft_opts *o) {
         json_object_set_new(hyper, "mask_lr", json_real(o->mask_lr));
         json_object_set_new(hyper, "head_lr", json_real(opt->lr));
         json_object_set_new(hyper, "mask_weight_decay", json_real(0.0));
+        json_object_set_new(hyper, "mask_adam_eps", json_real(to.mask_opt.eps));
     }
     json_object_set_new(metrics, "hyperparameters", hyper);
     if (!supermask) {

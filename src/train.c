@@ -20,6 +20,7 @@ void fm_trainer_opts_default(fm_trainer_opts *o) {
     o->mask_opt = o->opt;
     o->mask_opt.lr = 1e-2f;
     o->mask_opt.weight_decay = 0.0f;
+    o->mask_opt.eps = 1e-12f;
     o->ste = FM_STE_SIGMOID;
     o->mask_glob = NULL;
     o->mask_layers = NULL;

@@ -68,8 +68,9 @@ typedef struct {
 } fm_trainer_opts;
 
 /* Full fine-tuning with BERT's AdamW defaults; supermask defaults: ste
- * sigmoid, init sparsity 0, global ranking, mask_opt = opt with lr 1e-2 and no
- * weight decay. */
+ * sigmoid, init sparsity 0, global ranking, mask_opt = opt with lr 1e-2, no
+ * weight decay and eps 1e-12 (nu's gradients are ~1e4 smaller than a
+ * weight's, so eps 1e-8 would dominate them). */
 void fm_trainer_opts_default(fm_trainer_opts *o);
 
 typedef struct {

@@ -36,8 +36,8 @@ wait_log() { # wait_log DIR LINES: until DIR/log.jsonl has LINES lines (or the p
 }
 
 for mode in full freeze supermask; do
-  args=(--model "$work/tiny" --task SST-2 --data "$data/glue" --mode "$mode" --max-train-examples 480
-        --batch-size 8 --max-steps 60 --max-seq-length 32 --lr 1e-3 --log-every 5 --eval-every 25
+  args=(--model "$work/tiny" --task SST-2 --data "$data/glue" --mode "$mode" --max-train-examples 240
+        --batch-size 8 --max-steps 30 --max-seq-length 24 --lr 1e-3 --log-every 3 --eval-every 20
         --eval-batch-size 128 --threads 1)
   case $mode in
     freeze) args+=(--freeze key,deepest:1) ;;
@@ -47,7 +47,7 @@ for mode in full freeze supermask; do
   [ ! -e "$work/$mode.ref/state.safetensors" ] || { echo "FAIL: a finished run keeps its state"; exit 1; }
 
   # SIGTERM: state written at the next step boundary, exit non-zero with the resume command.
-  "$bin" train "${args[@]}" --checkpoint-every 7 --out "$work/$mode.term" 2> "$work/term.err" & pid=$!
+  "$bin" train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.term" 2> "$work/term.err" & pid=$!
   wait_log "$work/$mode.term" 3
   kill -TERM $pid
   if wait $pid; then echo "FAIL: $mode: SIGTERM did not stop the run"; exit 1; fi
@@ -64,7 +64,7 @@ for mode in full freeze supermask; do
 
   # SIGKILL at a random moment after the first checkpoint.
   "$bin" -q train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.kill" & pid=$!
-  wait_log "$work/$mode.kill" $((2 + RANDOM % 8))
+  wait_log "$work/$mode.kill" $((2 + RANDOM % 6))
   sleep "0.0$((RANDOM % 10))"
   kill -KILL $pid 2>/dev/null || true
   wait $pid 2>/dev/null || true
@@ -73,7 +73,7 @@ for mode in full freeze supermask; do
   same "$work/$mode.ref" "$work/$mode.kill"
 
   # SIGKILL half-way through writing the third checkpoint: the second one is used.
-  if FINEMASK_TEST_KILL_IN_CHECKPOINT=3 "$bin" -q train "${args[@]}" --checkpoint-every 5 --out "$work/$mode.ckpt"; then
+  if FINEMASK_TEST_KILL_IN_CHECKPOINT=3 "$bin" -q train "${args[@]}" --checkpoint-every 3 --out "$work/$mode.ckpt"; then
     echo "FAIL: the checkpoint kill hook did not fire"; exit 1
   fi
   ls "$work/$mode.ckpt"/state.safetensors.tmp.* >/dev/null 2>&1 || { echo "FAIL: no half-written temporary state"; exit 1; }
