@@ -67,6 +67,11 @@ int fm_cmd_report(int argc, char **argv) {
         }
         if (rc == FM_OK && fm_file_exists(cp) && fm_json_read(cp, &comp) == FM_OK)
             json_object_set_new(rec, "compute", comp);
+        char *dp = fm_path_join(jd, "distance.json");
+        json_t *dj = NULL;
+        if (rc == FM_OK && met && fm_file_exists(dp) && fm_json_read(dp, &dj) == FM_OK)
+            json_object_set_new(rec, "distance", dj);
+        free(dp);
         free(jd);
         free(mp);
         free(cp);

@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "analysis.h"
+#include "analysisjson.h"
 #include "cli.h"
 #include "coll.h"
 #include "dp.h"
@@ -20,6 +22,7 @@
 #include "fm.h"
 #include "grid.h"
 #include "jobfile.h"
+#include "modeldir.h"
 #include "pipe.h"
 #include "report.h"
 #include "runfiles.h"
@@ -74,6 +77,44 @@ json_t *fm_job_record(const fm_job *j) {
     return r;
 }
 
+/* obj as the run directory's JSON files hold it (numbers to 10 significant
+ * digits): what a later run reads back, so that a report from skipped jobs
+ * has the same bits as one from jobs just run. Steals obj. */
+static json_t *as_written(json_t *obj) {
+    char *s = json_dumps(obj, JSON_COMPACT | JSON_REAL_PRECISION(10));
+    json_decref(obj);
+    json_t *r = s ? json_loads(s, 0, NULL) : NULL;
+    free(s);
+    return r ? r : json_object();
+}
+
+/* Distances between the pre-trained model and a job's fine-tuned one (every
+ * weight matrix, beside random initialisations; analysis.h), as JSON. */
+static int job_distance(const char *pretrained, const char *job_dir, uint64_t seed, json_t **out) {
+    fm_load_opts o;
+    fm_load_opts_default(&o);
+    o.with_mlm = 0;
+    char *fine = fm_path_join(job_dir, "model");
+    fm_model a, b;
+    int rc = FM_ERR;
+    if (fm_modeldir_load(pretrained, &o, &a, NULL) != FM_OK) goto out;
+    if (fm_modeldir_load(fine, &o, &b, NULL) != FM_OK) {
+        fm_model_free(&a);
+        goto out;
+    }
+    fm_distance_report r;
+    rc = fm_distance_models(&r, &a.lay, a.params, &b.lay, b.params, NULL, seed);
+    if (rc == FM_OK) {
+        *out = fm_distance_json(&r);
+        fm_distance_report_free(&r);
+    }
+    fm_model_free(&a);
+    fm_model_free(&b);
+out:
+    free(fine);
+    return rc;
+}
+
 /* SIGTERM outside a job's training loop (which checkpoints and stops on its
  * own): the team finishes the job in hand and claims no more. */
 static volatile sig_atomic_t stop_requested = 0;
@@ -93,6 +134,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     char *dir = fm_path_join(out, j->name);
     char *mpath = fm_path_join(dir, "metrics.json");
     char *cpath = fm_path_join(dir, "compute.json");
+    char *dpath = fm_path_join(dir, "distance.json");
     json_t *compute = NULL;
     if (fm_file_exists(mpath)) {
         /* Complete already: take its files (read by the rank that claims it). */
@@ -102,6 +144,8 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             json_object_set_new(r->rec, "metrics", met);
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
                 json_object_set_new(compute, "skipped", json_true());
+            json_t *dj = NULL;
+            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) json_object_set_new(r->rec, "distance", dj);
         } else {
             json_decref(met);
             json_object_set_new(r->rec, "status", json_string("failed"));
@@ -175,11 +219,21 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                 hk.metrics = met;
             }
             json_object_set_new(r->rec, "status", json_string("done"));
-            json_object_set_new(r->rec, "metrics", hk.metrics);
+            json_object_set_new(r->rec, "metrics", as_written(hk.metrics));
             hk.metrics = NULL;
             if (g->team_rank == 0 && fm_run_mask_read(dir, &r->mask) != FM_OK) {
                 json_object_set_new(r->rec, "status", json_string("failed"));
                 json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            }
+            /* Figure 2's data: how far fine-tuning moved each weight matrix. */
+            json_t *dj = NULL;
+            if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
+                if (job_distance(jf->model, dir, j->seed, &dj) == FM_OK && fm_json_write(dpath, dj) == FM_OK)
+                    json_object_set_new(r->rec, "distance", as_written(dj));
+                else {
+                    fm_log("%s: no distances: %s", j->name, fm_last_error());
+                    json_decref(dj);
+                }
             }
         } else {
             interrupted = hk.interrupted;
@@ -218,6 +272,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     free(dir);
     free(mpath);
     free(cpath);
+    free(dpath);
     return interrupted;
 }
 
@@ -324,8 +379,11 @@ int fm_cmd_run(int argc, char **argv) {
         char *p = fm_path_join(jf.out, "run.json");
         bad = fm_mkdirs(jf.out) != FM_OK || fm_json_write(p, run) != FM_OK;
         free(p);
-        fm_log("%s: %d job(s) over %d team(s) of %d rank(s); output %s", jf.name, njobs, g.nteams, g.team_size,
-               jf.out);
+        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s)); output %s", jf.name, njobs,
+               g.nteams, g.team_size, g.nstages, g.nreplicas, jf.out);
+        if (g.world_size % g.team_size)
+            fm_log("warning: %d rank(s) do not make a whole team of %d and stay idle", g.world_size % g.team_size,
+                   g.team_size);
     }
     if (fm_any(bad)) {
         json_decref(run);

@@ -478,6 +478,49 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     json_object_set_new(sci, "failed", failed);
     jobs = groups = layers = overlap = failed = NULL;
 
+    /* Distances from the pre-trained weights (full and freeze jobs): overall,
+     * and per encoder layer the mean over its matrices, beside two random
+     * initialisations (uniform) of the same shapes. */
+    json_t *dist = json_object();
+    for (int i = 0; i < n; i++) {
+        json_t *d = json_object_get(res[i].rec, "distance");
+        if (!d) continue;
+        if (!json_object_size(dist))
+            fprintf(m, "\n## Distances from the pre-trained weights\n\nOver every weight matrix: L1 of the difference "
+                       "and angular distance arccos(cos)/pi, beside two independent uniform random initialisations of "
+                       "the same shapes.\n\n| job | L1 | angular | random angular |\n|---|---|---|---|\n");
+        json_t *all = json_object_get(d, "all");
+        json_t *o = json_object(), *lays = json_array();
+        double l1 = nget(json_object_get(all, "ab"), "l1"), ang = nget(json_object_get(all, "ab"), "angular");
+        double rang = nget(json_object_get(all, "uniform_pair"), "angular");
+        json_object_set_new(o, "l1", json_real(l1));
+        json_object_set_new(o, "angular", json_real(ang));
+        json_object_set_new(o, "random_angular", json_real(rang));
+        fprintf(m, "| %s | %.6g | %.6f | %.6f |\n", sget(res[i].rec, "name"), l1, ang, rang);
+        json_t *rows = json_object_get(d, "tensors");
+        for (int l = -1; l < 1024; l++) {
+            double a = 0, r = 0, l1m = 0;
+            int k = 0;
+            for (size_t t = 0; t < json_array_size(rows); t++) {
+                json_t *row = json_array_get(rows, t), *ly = json_object_get(row, "layer");
+                if (!json_is_integer(ly) || json_integer_value(ly) != l) continue;
+                a += nget(json_object_get(row, "ab"), "angular");
+                r += nget(json_object_get(row, "uniform_pair"), "angular");
+                l1m += nget(json_object_get(row, "ab"), "l1_mean");
+                k++;
+            }
+            if (!k) {
+                if (l >= 0) break;
+                continue;
+            }
+            json_array_append_new(lays, json_pack("{s:i, s:i, s:f, s:f, s:f}", "layer", l, "matrices", k, "angular",
+                                                  a / k, "random_angular", r / k, "l1_mean", l1m / k));
+        }
+        json_object_set_new(o, "layers", lays);
+        json_object_set_new(dist, sget(res[i].rec, "name"), o);
+    }
+    json_object_set_new(sci, "distances", dist);
+
     /* Figures (science; gnuplot output is not compared). */
     {
         /* Figure 3: score against sparsity, a line per task. */
@@ -552,7 +595,49 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                        notes) != FM_OK)
                 goto out;
         } else json_array_append_new(notes, json_string("fig6: fewer than two tasks with masks; skipped"));
-        json_array_append_new(notes, json_string("fig2: no distance data in a sweep; skipped"));
+        /* Figure 2: angular distance per layer, a line per task (its first
+         * job with distances), and the random pair of the first. */
+        json_t *dist = json_object_get(sci, "distances");
+        dat = NULL;
+        d = open_memstream(&dat, &datn);
+        int lines = 0;
+        const char *seen[64];
+        json_t *rnd = NULL;
+        for (int i = 0; i < n && lines < 64; i++) {
+            json_t *o = json_object_get(dist, sget(res[i].rec, "name"));
+            if (!o) continue;
+            int dup = 0;
+            for (int k = 0; k < lines; k++) dup |= !strcmp(seen[k], sget(res[i].rec, "task"));
+            if (dup) continue;
+            seen[lines] = sget(res[i].rec, "task");
+            if (!rnd) rnd = json_object_get(o, "layers");
+            fprintf(d, "%s\"%s %s\"\n", lines ? "\n\n" : "", sget(res[i].rec, "task"), sget(res[i].rec, "mode"));
+            json_t *ls = json_object_get(o, "layers");
+            for (size_t k = 0; k < json_array_size(ls); k++)
+                fprintf(d, "%d %.8f\n", (int)json_integer_value(json_object_get(json_array_get(ls, k), "layer")),
+                        nget(json_array_get(ls, k), "angular"));
+            lines++;
+        }
+        if (rnd) {
+            fprintf(d, "\n\n\"random pair\"\n");
+            for (size_t k = 0; k < json_array_size(rnd); k++)
+                fprintf(d, "%d %.8f\n", (int)json_integer_value(json_object_get(json_array_get(rnd, k), "layer")),
+                        nget(json_array_get(rnd, k), "random_angular"));
+        }
+        fclose(d);
+        if (lines) {
+            char body[512];
+            snprintf(body, sizeof body,
+                     "set xlabel 'layer (-1: embeddings)'\nset ylabel 'angular distance to pre-trained'\n"
+                     "set logscale y\nset key outside\n"
+                     "plot for [i=0:%d] 'fig2.dat' index i using 1:2 with linespoints title columnheader(1)",
+                     lines);
+            if (figure(dir, "fig2", dat, datn, body, notes) != FM_OK) {
+                free(dat);
+                goto out;
+            }
+        } else json_array_append_new(notes, json_string("fig2: no full or freeze job with distances; skipped"));
+        free(dat);
     }
     free(f6);
     f6 = NULL;

@@ -51,7 +51,8 @@ for k, t in enumerate(r2['teams']):
 j1 = [json.load(open(f'{w}/t1/{j["name"]}/compute.json'))['wall_seconds'] for j in r1['jobs']]
 j2 = [json.load(open(f'{w}/t2/{j["name"]}/compute.json'))['wall_seconds'] for j in r2['jobs']]
 busy = sum(t['busy_seconds'] for t in r2['teams'])
+jobsum = sum(json.load(open(f'{w}/t2/' + j['name'] + '/compute.json'))['wall_seconds'] for j in r2['jobs'])
 print(f'scheduler efficiency (busy time per team / wall) = {busy / (2 * t2):.3f}; '
-      f'CPU-normalised efficiency (sum of job times / (2 T2)) = {sum(json.load(open(f"{w}/t2/{j["name"]}/compute.json"))["wall_seconds"] for j in r2["jobs"]) / (2 * t2):.3f}')
+      f'CPU-normalised efficiency (sum of job times / (2 T2)) = {jobsum / (2 * t2):.3f}')
 print(f'mean job wall time: {sum(j1) / n:.2f} s alone, {sum(j2) / n:.2f} s with two teams side by side')
 PY

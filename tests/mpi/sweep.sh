@@ -2,7 +2,8 @@
 # A sweep over 2 teams of 1 rank: every job completes, a job whose task file is
 # missing (MRPC has no data here) is reported with its error while the rest
 # complete, the run exits non-zero and lists the failure; the report holds
-# every job. Running again skips the completed jobs and gives the same science;
+# every job, and distances to the pre-trained weights for the full jobs.
+# Running again skips the completed jobs and gives the same science;
 # `finemask report` rebuilds the same science from the directory.
 # Usage: sweep.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
@@ -56,6 +57,10 @@ assert sum(t['jobs'] for t in teams) == 12, teams
 assert all(t['jobs'] > 0 for t in teams), teams
 g = [x for x in s['groups'] if x['mode'] == 'supermask' and x['variant'] == 's50']
 assert len(g) == 1 and g[0]['jobs'] == 2 and 'baseline_mean' in g[0], g
+d = s['distances']
+assert sorted(d) == ['SST-2.full.seed1', 'SST-2.full.seed2'], sorted(d)
+assert all(0 < x['angular'] < x['random_angular'] for x in d.values()), d
+assert [l['layer'] for l in d['SST-2.full.seed1']['layers']] == [-1, 0, 1]
 print('report: 12 jobs, 6 done, 6 failed; teams ran', [t['jobs'] for t in teams])
 PY
 cp "$work/out/report/science.json" "$work/science1.json"
