@@ -698,7 +698,7 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     csv = NULL;
     json_object_set_new(comp, "jobs", cj);
     json_t *teams = json_object_get(run, "teams");
-    json_object_set(comp, "teams", teams ? teams : json_array());
+    json_object_set_new(comp, "teams", teams ? json_incref(teams) : json_array());
     json_object_set(comp, "layout", json_object_get(run, "layout") ? json_object_get(run, "layout") : json_null());
     double wall = nget(run, "wall_seconds");
     json_object_set_new(comp, "wall_seconds", json_real(wall));
