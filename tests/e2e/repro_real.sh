@@ -27,7 +27,7 @@ if [ "${REPRO_FULL:-0}" = 1 ]; then
   pt=(--config mini --steps 20000 --batch 64 --seq 128 --lr 5e-4)
 else
   job=$src/jobs/real-small.ini
-  pt=(--config tiny --steps 300 --batch 32 --seq 64 --lr 1e-3)
+  pt=(--config tiny --steps 200 --batch 32 --seq 64 --lr 1e-3)
 fi
 
 # Two ranks when mpiexec can start them (pre-training splits each batch, the
