@@ -52,6 +52,7 @@ typedef struct {
     int long_line;    /* first line longer than inih's buffer, or 0 */
     char **seen;      /* "section\nkey" already given */
     int nseen;
+    int cur_mode;     /* the mode a [full|freeze|supermask] weights list fills */
 } parse_state;
 
 /* Record the first error; returns 0 so inih reports the line. */
@@ -150,13 +151,18 @@ static int item_mode(parse_state *s, int i, const char *t) {
     return 1;
 }
 
-static int item_weights(parse_state *s, int i, const char *t) {
+/* A weights item into list (3 x 16 chars): the sweep's or a mode's. */
+static int weights_into(parse_state *s, char (*list)[16], int i, const char *t) {
     if (i >= 3 || (strcmp(t, "pretrained") && strcmp(t, "shuffled") && strcmp(t, "random")))
         return perr(s, "weights: expected pretrained, shuffled or random, found '%s'", t);
     for (int j = 0; j < i; j++)
-        if (!strcmp(s->jf->weights[j], t)) return perr(s, "weights: '%s' given twice", t);
-    snprintf(s->jf->weights[i], sizeof s->jf->weights[i], "%s", t);
+        if (!strcmp(list[j], t)) return perr(s, "weights: '%s' given twice", t);
+    snprintf(list[i], sizeof list[i], "%s", t);
     return 1;
+}
+static int item_weights(parse_state *s, int i, const char *t) { return weights_into(s, s->jf->weights, i, t); }
+static int item_mode_weights(parse_state *s, int i, const char *t) {
+    return weights_into(s, s->jf->mode_weights[s->cur_mode], i, t);
 }
 
 static int item_seed(parse_state *s, int i, const char *t) {
@@ -242,6 +248,12 @@ static int mode_key(parse_state *s, int mi, const char *name, const char *v) {
     if (!strcmp(name, "lr")) DBL(jf->mode_lr[mi], 0, 10);
     if (!strcmp(name, "epochs")) DBL(jf->mode_epochs[mi], 0, 1e6);
     int n;
+    if (!strcmp(name, "weights")) {
+        s->cur_mode = mi;
+        int ok = split_list(s, name, v, ',', 3, item_mode_weights, &n);
+        jf->mode_nweights[mi] = n;
+        return ok;
+    }
     if (mi == 1 && !strcmp(name, "sets")) {
         int ok = split_list(s, name, v, '|', FM_JOB_MAX_LIST, item_freeze, &n);
         jf->nfreeze = n;
@@ -465,8 +477,10 @@ int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs) {
         for (int m = 0; m < jf->nmodes; m++) {
             int mi = mode_index(jf->modes[m]);
             int nvar = mi == 1 ? jf->nfreeze : mi == 2 ? jf->nsparsities : 1;
+            int nw = jf->mode_nweights[mi] ? jf->mode_nweights[mi] : jf->nweights;
+            const char(*wl)[16] = jf->mode_nweights[mi] ? jf->mode_weights[mi] : jf->weights;
             for (int v = 0; v < nvar; v++)
-                for (int w = 0; w < jf->nweights; w++)
+                for (int w = 0; w < nw; w++)
                     for (int s = 0; s < jf->nseeds; s++) {
                         if (n == cap) js = fm_xrealloc(js, sizeof(fm_job) * (size_t)(cap *= 2));
                         fm_job *j = &js[n];
@@ -474,7 +488,7 @@ int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs) {
                         j->index = n;
                         snprintf(j->task, sizeof j->task, "%s", jf->tasks[t]);
                         snprintf(j->mode, sizeof j->mode, "%s", jf->modes[m]);
-                        snprintf(j->weights, sizeof j->weights, "%s", jf->weights[w]);
+                        snprintf(j->weights, sizeof j->weights, "%s", wl[w]);
                         j->seed = jf->seeds[s];
                         j->h = jf->train;
                         if (jf->mode_lr[mi] >= 0) j->h.lr = jf->mode_lr[mi];

@@ -15,9 +15,11 @@
  *                 samples                  Bernoulli samples for evaluation (10)
  *                 mask_lr                  peak learning rate of the scores nu (1e-2)
  *                 lr, epochs               override [train] for this mode
+ *                 weights                  override [sweep] weights for this mode
  *   [freeze]      sets                     freeze sets separated by '|', each as `train --freeze`
- *                 lr, epochs               override [train] for this mode
- *   [full]        lr, epochs               override [train] for this mode
+ *                 lr, epochs, weights      override [train] / [sweep] for this mode
+ *   [full]        lr, epochs, weights      override [train] / [sweep] for this mode
+ *                 (e.g. full on pretrained only, supermask on all three)
  *   [train]       lr batch_size epochs max_steps max_seq_length warmup weight_decay
  *                 adam_eps adam_beta1 adam_beta2 max_grad_norm dropout
  *                 max_train_examples eval_batch_size log_every shuffle
@@ -73,6 +75,8 @@ typedef struct {
     double mask_lr;            /* < 0: the trainer's default */
     fm_job_hyper train;        /* [train] */
     double mode_lr[3], mode_epochs[3]; /* per-mode overrides (< 0: unset), index as fm_job_mode_index */
+    int mode_nweights[3];      /* per-mode weights override (0: [sweep] weights) */
+    char mode_weights[3][3][16];
     /* layout */
     int team_size, stages, micro_batches, threads;
 } fm_jobfile;
@@ -88,7 +92,7 @@ void fm_jobfile_free(fm_jobfile *jf);
 
 /* Expand the sweep into *jobs (n in *njobs; free with free()): tasks x modes
  * x (sparsities for supermask | freeze sets for freeze | one for full) x
- * weights x seeds, in that nesting order, each with its stable name, e.g.
+ * weights (the mode's own list when given) x seeds, in that nesting order, each with its stable name, e.g.
  * "SST-2.supermask.s0.30.pretrained.seed1". */
 int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs);
 

@@ -211,6 +211,104 @@ static int figure(const char *dir, const char *name, char *dat, size_t datn, con
     return FM_OK;
 }
 
+/* The group of (task, mode, variant, weights) in groups, or NULL; variant NULL
+ * matches the first group of that task, mode and weights. */
+static json_t *find_group(json_t *groups, const char *task, const char *mode, const char *variant,
+                          const char *weights) {
+    for (size_t i = 0; i < json_array_size(groups); i++) {
+        json_t *g = json_array_get(groups, i);
+        if (!strcmp(sget(g, "task"), task) && !strcmp(sget(g, "mode"), mode) && !strcmp(sget(g, "weights"), weights) &&
+            (!variant || !strcmp(sget(g, "variant"), variant)))
+            return g;
+    }
+    return NULL;
+}
+
+/* A supermask is "close" to full fine-tuning when it is at most this far
+ * below it (the paper's supermasks are within about two points). */
+#define FM_CLAIM_CLOSE 0.02
+
+/* The paper's claims as measured, when the sweep has the conditions: per
+ * task with full fine-tuning and a supermask over the pre-trained weights,
+ * the gap (full - supermask), and against supermasks of the same variant
+ * over shuffled and over random weights whether the pre-trained one scores
+ * higher. Appends "## Claims as measured" to m; returns the JSON (NULL when
+ * no task has both full and supermask over pre-trained weights). */
+static json_t *claims(json_t *groups, FILE *m) {
+    json_t *rows = json_array();
+    int close = 0, nsh = 0, bsh = 0, nrd = 0, brd = 0;
+    double gaps = 0;
+    for (size_t i = 0; i < json_array_size(groups); i++) {
+        json_t *g = json_array_get(groups, i);
+        const char *task = sget(g, "task");
+        if (strcmp(sget(g, "mode"), "full") || strcmp(sget(g, "weights"), "pretrained")) continue;
+        json_t *sm = find_group(groups, task, "supermask", NULL, "pretrained");
+        if (!sm) continue;
+        const char *var = sget(sm, "variant");
+        json_t *sh = find_group(groups, task, "supermask", var, "shuffled");
+        json_t *rd = find_group(groups, task, "supermask", var, "random");
+        double f = nget(g, "score_mean"), s = nget(sm, "score_mean"), gap = f - s;
+        json_t *r = json_object();
+        json_object_set_new(r, "task", json_string(task));
+        json_object_set_new(r, "variant", json_string(var));
+        json_object_set_new(r, "full", json_real(f));
+        json_object_set_new(r, "supermask", json_real(s));
+        json_object_set_new(r, "gap", json_real(gap));
+        json_object_set_new(r, "close", json_boolean(gap <= FM_CLAIM_CLOSE));
+        close += gap <= FM_CLAIM_CLOSE;
+        gaps += gap;
+        char shs[48] = "-", rds[48] = "-";
+        if (sh) {
+            double x = nget(sh, "score_mean");
+            json_object_set_new(r, "shuffled", json_real(x));
+            json_object_set_new(r, "beats_shuffled", json_boolean(s > x));
+            nsh++, bsh += s > x;
+            snprintf(shs, sizeof shs, "%.4f (%+.4f)", x, s - x);
+        }
+        if (rd) {
+            double x = nget(rd, "score_mean");
+            json_object_set_new(r, "random", json_real(x));
+            json_object_set_new(r, "beats_random", json_boolean(s > x));
+            nrd++, brd += s > x;
+            snprintf(rds, sizeof rds, "%.4f (%+.4f)", x, s - x);
+        }
+        if (!json_array_size(rows))
+            fprintf(m, "\n## Claims as measured\n\n"
+                       "Does a supermask over the pre-trained weights come close to full fine-tuning (gap = full - "
+                       "supermask; close: at most %.2f), and does it beat supermasks over the same weights shuffled "
+                       "within each tensor and over random weights (their score, and in brackets how far the "
+                       "pre-trained supermask is above it)?\n\n"
+                       "| task | full | supermask (%s) | gap | close | shuffled | random |\n|---|---|---|---|---|---|---|\n",
+                    FM_CLAIM_CLOSE, var);
+        fprintf(m, "| %s | %.4f | %.4f | %+.4f | %s | %s | %s |\n", task, f, s, gap, gap <= FM_CLAIM_CLOSE ? "yes" : "no",
+                shs, rds);
+        json_array_append_new(rows, r);
+    }
+    size_t nt = json_array_size(rows);
+    if (!nt) {
+        json_decref(rows);
+        return NULL;
+    }
+    json_t *c = json_object();
+    json_object_set_new(c, "tasks", rows);
+    json_object_set_new(c, "close_threshold", json_real(FM_CLAIM_CLOSE));
+    json_object_set_new(c, "close", json_integer(close));
+    json_object_set_new(c, "mean_gap", json_real(gaps / (double)nt));
+    fprintf(m, "\nClose to full fine-tuning on %d of %zu task(s) (mean gap %+.4f).", close, nt, gaps / (double)nt);
+    if (nsh) {
+        json_object_set_new(c, "beats_shuffled", json_integer(bsh));
+        json_object_set_new(c, "shuffled_tasks", json_integer(nsh));
+        fprintf(m, " Beats the shuffled control on %d of %d.", bsh, nsh);
+    }
+    if (nrd) {
+        json_object_set_new(c, "beats_random", json_integer(brd));
+        json_object_set_new(c, "random_tasks", json_integer(nrd));
+        fprintf(m, " Beats the random control on %d of %d.", brd, nrd);
+    }
+    fprintf(m, "\n");
+    return c;
+}
+
 int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t *run) {
     qsort(res, (size_t)n, sizeof *res, by_index);
     char *dir = fm_path_join(run_dir, "report");
@@ -343,6 +441,10 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                 spn ? fs : "-");
     }
     fclose(c);
+    {
+        json_t *cl = claims(groups, m);
+        if (cl) json_object_set_new(sci, "claims", cl);
+    }
     if (write_text(dir, "scores.csv", csv, csvn) != FM_OK) goto out;
     free(csv);
     csv = NULL;
@@ -681,7 +783,7 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     csv = NULL;
     json_object_set_new(comp, "jobs", cj);
     json_t *teams = json_object_get(run, "teams");
-    json_object_set(comp, "teams", teams ? teams : json_array());
+    json_object_set_new(comp, "teams", teams ? json_incref(teams) : json_array());
     json_object_set(comp, "layout", json_object_get(run, "layout") ? json_object_get(run, "layout") : json_null());
     double wall = nget(run, "wall_seconds");
     json_object_set_new(comp, "wall_seconds", json_real(wall));

@@ -4,6 +4,9 @@
  * report/ (written atomically, file by file):
  *   science.json    the science only: deterministic, the same bytes for an
  *                   interrupted and resumed run as for an uninterrupted one
+ *                   (with "claims" when the sweep has full fine-tuning and a
+ *                   supermask over pre-trained weights of a task: the gap
+ *                   and the shuffled / random controls, see report.c)
  *   science.md      the same as Markdown tables
  *   scores.csv      per task, mode, variant, weights: score mean and std over
  *                   seeds (and each job's Bernoulli-sample std), the baseline

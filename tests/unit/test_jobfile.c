@@ -306,11 +306,37 @@ static void test_estimate_and_order(void **state) {
     free(glue);
 }
 
+/* A mode's own weights list replaces the sweep's for that mode only. */
+static void test_mode_weights(void **state) {
+    (void)state;
+    char *p = put("mw.ini", "[run]\nmodel=m\ndata=d\n[sweep]\ntasks=RTE\nmodes=full,supermask\n"
+                            "weights=pretrained,shuffled,random\n[full]\nweights=pretrained\n");
+    fm_jobfile jf;
+    assert_int_equal(fm_jobfile_read(&jf, p), FM_OK);
+    fm_job *jobs;
+    int n;
+    assert_int_equal(fm_jobfile_expand(&jf, &jobs, &n), FM_OK);
+    assert_int_equal(n, 4);
+    assert_string_equal(jobs[0].name, "RTE.full.seed42");
+    assert_string_equal(jobs[1].name, "RTE.supermask.s0.seed42");
+    assert_string_equal(jobs[2].name, "RTE.supermask.s0.shuffled.seed42");
+    assert_string_equal(jobs[3].name, "RTE.supermask.s0.random.seed42");
+    assert_string_equal(jobs[3].weights, "random");
+    free(jobs);
+    fm_jobfile_free(&jf);
+    free(p);
+    p = put("mw2.ini", "[run]\nmodel=m\ndata=d\n[sweep]\ntasks=RTE\nmodes=full\n[full]\nweights=random,noise\n");
+    assert_int_equal(fm_jobfile_read(&jf, p), FM_ERR);
+    assert_non_null(strstr(fm_last_error(), ":8: weights: expected pretrained, shuffled or random, found 'noise'"));
+    free(p);
+}
+
 /* The job files shipped in jobs/ all parse and expand. */
 static void test_shipped_jobs(void **state) {
     (void)state;
-    const char *names[] = {"table4.ini", "figure3.ini", "table3.ini", "demo.ini", "scaling.ini"};
-    const int counts[] = {16, 0, 0, 0, 0};
+    const char *names[] = {"table4.ini", "figure3.ini", "table3.ini", "demo.ini", "scaling.ini", "real-small.ini",
+                           "real-full.ini"};
+    const int counts[] = {16, 0, 0, 0, 0, 20, 20};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char *jd = fm_path_join(FM_SOURCE_DIR, "jobs");
         char *p = fm_path_join(jd, names[i]);
@@ -333,7 +359,7 @@ int main(void) {
         cmocka_unit_test(test_parse_all_keys), cmocka_unit_test(test_defaults_and_name),
         cmocka_unit_test(test_errors),         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_name_clash),     cmocka_unit_test(test_estimate_and_order),
-        cmocka_unit_test(test_shipped_jobs),
+        cmocka_unit_test(test_shipped_jobs),   cmocka_unit_test(test_mode_weights),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,7 @@
  * rejected) and the report's science: group means and standard deviations
  * beside the baseline, final and per-tensor sparsities, overlaps counted on
  * packed bits beside random, failures listed, and science.json unchanged when
- * only the timings change. */
+ * only the timings change; the claims section. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,10 +161,80 @@ static void test_report_science(void **state) {
     free(dir);
 }
 
+/* A done job over the given weights. */
+static json_t *recw(int index, const char *task, const char *mode, const char *weights, double score) {
+    json_t *r = rec(index, task, mode, !strcmp(mode, "supermask") ? "s0" : "", 1, score, 1);
+    json_object_set_new(r, "weights", json_string(weights));
+    char name[64];
+    snprintf(name, sizeof name, "%s.%s.%s", task, mode, weights);
+    json_object_set_new(r, "name", json_string(name));
+    return r;
+}
+
+/* The claims: per task the gap full - supermask (close when <= 0.02) and
+ * whether the pre-trained supermask beats the shuffled and random controls;
+ * absent when no task has full fine-tuning. */
+static void test_report_claims(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    fm_job_result res[6] = {{0}};
+    res[0].rec = recw(0, "RTE", "full", "pretrained", 0.70);
+    res[1].rec = recw(1, "RTE", "supermask", "pretrained", 0.69);
+    res[2].rec = recw(2, "RTE", "supermask", "shuffled", 0.60);
+    res[3].rec = recw(3, "RTE", "supermask", "random", 0.75);
+    res[4].rec = recw(4, "MRPC", "full", "pretrained", 0.80);
+    res[5].rec = recw(5, "MRPC", "supermask", "pretrained", 0.70);
+    json_t *run = json_pack("{s:s}", "name", "c");
+    assert_int_equal(fm_report_write(dir, res, 6, run), FM_OK);
+    char *rd = fm_path_join(dir, "report"), *sp = fm_path_join(rd, "science.json"), *mp = fm_path_join(rd, "science.md");
+    json_t *sci;
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    json_t *c = json_object_get(sci, "claims"), *t = json_object_get(c, "tasks");
+    assert_int_equal(json_array_size(t), 2);
+    json_t *r0 = json_array_get(t, 0), *r1 = json_array_get(t, 1);
+    assert_string_equal(json_string_value(json_object_get(r0, "task")), "RTE");
+    assert_true(fabs(json_real_value(json_object_get(r0, "gap")) - 0.01) < 1e-12);
+    assert_true(json_is_true(json_object_get(r0, "close")));
+    assert_true(json_is_true(json_object_get(r0, "beats_shuffled")));
+    assert_true(json_is_false(json_object_get(r0, "beats_random")));
+    assert_true(json_real_value(json_object_get(r0, "random")) == 0.75);
+    assert_string_equal(json_string_value(json_object_get(r1, "task")), "MRPC");
+    assert_true(json_is_false(json_object_get(r1, "close")));
+    assert_null(json_object_get(r1, "shuffled"));
+    assert_int_equal(json_integer_value(json_object_get(c, "close")), 1);
+    assert_int_equal(json_integer_value(json_object_get(c, "beats_shuffled")), 1);
+    assert_int_equal(json_integer_value(json_object_get(c, "shuffled_tasks")), 1);
+    assert_int_equal(json_integer_value(json_object_get(c, "beats_random")), 0);
+    assert_true(fabs(json_real_value(json_object_get(c, "mean_gap")) - 0.055) < 1e-12);
+    char *md = NULL;
+    size_t mn;
+    assert_int_equal(fm_read_file(mp, &md, &mn), FM_OK);
+    tu_assert_contains(md, "## Claims as measured");
+    tu_assert_contains(md, "| RTE | 0.7000 | 0.6900 | +0.0100 | yes | 0.6000 (+0.0900) | 0.7500 (-0.0600) |");
+    tu_assert_contains(md, "| MRPC | 0.8000 | 0.7000 | +0.1000 | no | - | - |");
+    tu_assert_contains(md, "Close to full fine-tuning on 1 of 2 task(s) (mean gap +0.0550). Beats the shuffled "
+                           "control on 1 of 1. Beats the random control on 0 of 1.");
+    free(md);
+    json_decref(sci);
+    /* No full fine-tuning: no claims. */
+    assert_int_equal(fm_report_write(dir, res + 1, 3, run), FM_OK);
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    assert_null(json_object_get(sci, "claims"));
+    json_decref(sci);
+    json_decref(run);
+    for (int i = 0; i < 6; i++) fm_result_free(&res[i]);
+    free(sp);
+    free(mp);
+    free(rd);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip),
         cmocka_unit_test(test_report_science),
+        cmocka_unit_test(test_report_claims),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
