@@ -60,14 +60,10 @@ typedef struct {
 #define N(a) ((int)(sizeof(a) / sizeof(a[0])))
 
 static const word subjects[] = {
-    {"dog", "hound"},       {"cat", NULL},    {"teacher", "instructor"}, {"farmer", NULL},
-    {"doctor", "physician"}, {"child", "kid"}, {"bird", NULL},            {"king", "monarch"},
-    {"student", "pupil"},   {"pilot", NULL},  {"sailor", "mariner"},     {"fox", NULL},
+    {"dog", "hound"}, {"teacher", "instructor"}, {"farmer", NULL}, {"child", "kid"}, {"king", "monarch"}, {"pilot", NULL},
 };
 static const word objects[] = {
-    {"book", "novel"}, {"song", "tune"},     {"garden", NULL},  {"house", "home"},
-    {"car", "automobile"}, {"letter", "note"}, {"ball", NULL},  {"apple", NULL},
-    {"boat", "ship"},  {"door", NULL},       {"map", NULL},     {"cake", NULL},
+    {"book", "novel"}, {"house", "home"}, {"car", "automobile"}, {"ball", NULL}, {"boat", "ship"}, {"cake", NULL},
 };
 /* base forms; the third person adds "s" */
 static const word verbs[] = {
