@@ -198,7 +198,7 @@ int fm_cmd_demo(int argc, char **argv) {
                      "[sweep]\ntasks = CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE\nmodes = supermask, full\n"
                      "seeds = %lld\n\n"
                      "[supermask]\nsparsities = 0\nsamples = 3\nmask_lr = 0.3\nlr = 1e-3\n\n"
-                     "[full]\nlr = 3e-4\n\n"
+                     "[full]\nlr = 1e-3\n\n"
                      "[train]\nbatch_size = 32\nepochs = 3\nmax_seq_length = 32\nlog_every = 20\n\n"
                      "[layout]\nteam_size = 1\n",
                      ini, seed);
