@@ -25,7 +25,7 @@
 #include "world.h"
 
 /* Bump when the generator or the demo's recipe changes: stale caches are redone. */
-#define FM_DEMO_VERSION 1
+#define FM_DEMO_VERSION 2
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -154,9 +154,9 @@ int fm_cmd_demo(int argc, char **argv) {
     po.config = "tiny";
     po.vocab = vocab;
     po.out = model;
-    po.seq = 64;
-    po.batch = 32;
-    po.steps = (int64_t)ceil(600 * scale);
+    po.seq = 32;
+    po.batch = 64;
+    po.steps = (int64_t)ceil(300 * scale);
     if (po.steps < 20) po.steps = 20;
     po.lr = 1e-3;
     po.warmup = 0.05;
@@ -198,8 +198,8 @@ int fm_cmd_demo(int argc, char **argv) {
                      "[sweep]\ntasks = CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE\nmodes = supermask, full\n"
                      "seeds = %lld\n\n"
                      "[supermask]\nsparsities = 0\nsamples = 3\nmask_lr = 0.3\nlr = 1e-3\n\n"
-                     "[full]\nlr = 3e-4\n\n"
-                     "[train]\nbatch_size = 32\nepochs = 3\nmax_seq_length = 64\nlog_every = 20\n\n"
+                     "[full]\nlr = 1e-3\n\n"
+                     "[train]\nbatch_size = 32\nepochs = 3\nmax_seq_length = 32\nlog_every = 20\n\n"
                      "[layout]\nteam_size = 1\n",
                      ini, seed);
         ok = w.rank != 0 || fm_write_file_atomic(ini, j.s, j.n) == FM_OK;

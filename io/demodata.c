@@ -13,14 +13,14 @@
 
 /* train, dev, test at scale 1, in the order of fm_synth_task_names */
 static const int sizes[FM_SYNTH_NTASKS][3] = {
-    {2000, 400, 200}, /* CoLA */
-    {2000, 400, 200}, /* SST-2 */
+    {1500, 400, 200}, /* CoLA */
+    {1500, 400, 200}, /* SST-2 */
     {1200, 400, 200}, /* MRPC */
     {1200, 400, 200}, /* STS-B */
-    {2000, 400, 200}, /* QQP */
-    {3000, 400, 200}, /* MNLI (dev and test: each of matched, mismatched) */
-    {2000, 400, 200}, /* QNLI */
-    {800, 300, 200},  /* RTE */
+    {1500, 400, 200}, /* QQP */
+    {2400, 400, 200}, /* MNLI (dev and test: each of matched, mismatched) */
+    {1500, 400, 200}, /* QNLI */
+    {1000, 300, 200}, /* RTE */
 };
 
 static int scaled(int n, double scale) {

@@ -8,19 +8,26 @@
  *   CoLA   grammaticality: a well-formed sentence, or one with a word-order
  *          violation (noun before its determiner, verb moved to the end,
  *          subject after the object, two adjacent words swapped).
- *   MRPC   paraphrase: the same content with synonyms and the time or place
- *          moved (1), or a sentence that differs in the subject, verb or
- *          object (0), also reworded.
- *   STS-B  similarity: 5 x the share of the content words (subject,
- *          adjectives, verb, object, adverb) kept or replaced by a synonym.
+ *   MRPC   paraphrase: the same subject and object, the other words reworded
+ *          with synonyms and the time or place moved (1), or another subject
+ *          and object (0).
+ *   STS-B  similarity: of the five content words (two adjectives, subject,
+ *          verb, object) the second sentence keeps k, uniform in 0..5; the
+ *          score is k.
  *   QQP    duplicate questions: the same question reworded (1) or one about
- *          another subject, verb or object (0).
+ *          other nouns (0).
  *   MNLI   entailment: the hypothesis keeps part of the premise (entailment),
  *          negates its verb (contradiction) or adds something the premise
  *          does not say (neutral).
- *   QNLI   the sentence answers the question (entailment) or is about
- *          another subject or verb (not_entailment).
- *   RTE    MNLI's pairs with contradiction and neutral as not_entailment.
+ *   QNLI   the sentence names the nouns the question asks about (entailment)
+ *          or others (not_entailment).
+ *   RTE    entailment as in MNLI, against a negated hypothesis or one about
+ *          another subject and object (not_entailment), half and half.
+ *
+ * The pair tasks hinge on whether salient nouns recur across the two texts,
+ * which the corpus (questions with their answers, sentences with their
+ * rewordings) teaches in pre-training. Sentences are short: a pair fits in
+ * 32 tokens.
  *
  * Everything is a pure function of (seed, task, split, index): the same
  * bytes on every run and machine. Text is lower case, words and

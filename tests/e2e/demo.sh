@@ -3,11 +3,13 @@
 # phase (data, pre-training, `finemask run` of its 16 jobs), prints the
 # report's table of the eight tasks in both modes and the report's path; a
 # second run reuses the data and the pre-trained model; the generated data is
-# the same bytes as a fresh generation; under mpiexec -n 2 the demo runs
+# the same bytes as a fresh generation; jobs/demo.ini matches the job file
+# the demo writes; under mpiexec -n 2 the demo runs
 # across both ranks.
 # Usage: demo.sh FINEMASK_BIN SOURCE_DIR.
 set -euo pipefail
 bin=$1
+src=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export BLIS_NUM_THREADS=1 OMP_NUM_THREADS=1
@@ -22,6 +24,10 @@ done
 [ "$(find "$work/d/runs" -name metrics.json | wc -l)" = 16 ] || { echo "FAIL: expected 16 runs"; exit 1; }
 grep -q "full report: $work/d/runs/report/report.md" "$work/out1" || { echo "FAIL: no report path"; exit 1; }
 [ -s "$work/d/runs/report/report.md" ] && [ -s "$work/d/demo.ini" ]
+# jobs/demo.ini is the demo's recipe for a demo directory ./finemask-demo: the
+# same sweep and settings as the job file the demo writes.
+diff <(sed -n '/^\[sweep\]/,$p' "$work/d/demo.ini") <(sed -n '/^\[sweep\]/,$p' "$src/jobs/demo.ini") \
+  || { echo "FAIL: jobs/demo.ini differs from the demo's job file"; exit 1; }
 grep -q "data generated" "$work/err1" && grep -q "pre-trained model made" "$work/err1"
 
 # Second run: data and model reused (the model file untouched).

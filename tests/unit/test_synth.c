@@ -141,6 +141,37 @@ static void test_identical_bytes(void **state) {
     free(c);
 }
 
+/* The demo's nouns (subjects, then objects); the pair tasks use them unreworded. */
+static const char *const nouns[] = {"dog",  "teacher", "farmer", "child", "king", "pilot",
+                                    "book", "house",   "car",    "ball",  "boat", "cake"};
+
+/* Split text at spaces into at most 64 words (in buf). */
+static int split_words(char *buf, size_t cap, const char *text, const char **w) {
+    snprintf(buf, cap, "%s", text);
+    int n = 0;
+    for (char *t = strtok(buf, " "); t && n < 64; t = strtok(NULL, " ")) w[n++] = t;
+    return n;
+}
+
+static int has_word(const char *text, const char *word) {
+    char buf[512];
+    const char *w[64];
+    int n = split_words(buf, sizeof buf, text, w);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(w[i], word)) return 1;
+    return 0;
+}
+
+/* The nouns of a: how many there are, and how many of them b has too. */
+static void nouns_shared(const char *a, const char *b, int *na, int *shared) {
+    *na = *shared = 0;
+    for (size_t k = 0; k < sizeof nouns / sizeof nouns[0]; k++)
+        if (has_word(a, nouns[k])) {
+            (*na)++;
+            *shared += has_word(b, nouns[k]);
+        }
+}
+
 /* Labels follow the text: a few hand-checked rules on generated examples. */
 static void test_labels_follow_text(void **state) {
     (void)state;
@@ -158,9 +189,38 @@ static void test_labels_follow_text(void **state) {
         }
         assert_int_equal(e.label, p ^ neg);
         fm_synth_example_free(&e);
-        fm_synth_example_make(&e, 0, 3, 0, i); /* STS-B: identical texts score 5 only */
-        if (!strcmp(e.a.s, e.b.s)) assert_true(fabs(e.score - 5) < 1e-9);
-        assert_true(e.score >= 0 && e.score <= 5);
+        fm_synth_example_make(&e, 0, 3, 0, i); /* STS-B: the score counts the kept content words */
+        {
+            char ba[512], bb[512];
+            const char *wa[64], *wb[64];
+            int na = split_words(ba, sizeof ba, e.a.s, wa), nb = split_words(bb, sizeof bb, e.b.s, wb), kept = 0;
+            assert_int_equal(na, 8); /* det adj subject verb det adj object . */
+            assert_int_equal(nb, 8);
+            static const int content[] = {1, 2, 3, 5, 6};
+            for (int k = 0; k < 5; k++) kept += !strcmp(wa[content[k]], wb[content[k]]);
+            assert_true(fabs(e.score - kept) < 1e-9);
+        }
+        fm_synth_example_free(&e);
+        int na, shared;
+        fm_synth_example_make(&e, 0, 2, 0, i); /* MRPC: paraphrase iff both nouns are kept */
+        nouns_shared(e.a.s, e.b.s, &na, &shared);
+        assert_int_equal(na, 2);
+        assert_int_equal(shared, e.label ? 2 : 0);
+        fm_synth_example_free(&e);
+        fm_synth_example_make(&e, 0, 4, 0, i); /* QQP: duplicate iff the asked nouns are kept */
+        nouns_shared(e.a.s, e.b.s, &na, &shared);
+        assert_true(na >= 1);
+        assert_int_equal(shared, e.label ? na : 0);
+        fm_synth_example_free(&e);
+        fm_synth_example_make(&e, 0, 6, 0, i); /* QNLI: entailment (0) iff the sentence has the asked nouns */
+        nouns_shared(e.a.s, e.b.s, &na, &shared);
+        assert_true(na >= 1);
+        assert_int_equal(shared, e.label == 0 ? na : 0);
+        fm_synth_example_free(&e);
+        fm_synth_example_make(&e, 0, 7, 0, i); /* RTE: entailment (0) iff same nouns, no negation */
+        nouns_shared(e.b.s, e.a.s, &na, &shared);
+        assert_int_equal(na, 2);
+        assert_int_equal(e.label == 0, shared == 2 && strstr(e.b.s, "does not") == NULL);
         fm_synth_example_free(&e);
         fm_synth_example_make(&e, 0, 5, 0, i); /* MNLI: contradiction iff the hypothesis negates */
         assert_int_equal(e.label == 0, strstr(e.b.s, "does not") != NULL);
