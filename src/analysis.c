@@ -3,7 +3,6 @@
 #define _GNU_SOURCE
 #include "analysis.h"
 
-#include <fnmatch.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -284,24 +283,6 @@ void fm_distance(fm_dist *out, const float *a, const float *b, size_t n) {
     fm_dist_finish(out, &acc);
 }
 
-static int match_any(const char *globs, const char *name) {
-    if (!globs) return 1;
-    const char *p = globs;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        char g[256];
-        if (n > 0 && n < sizeof g) {
-            memcpy(g, p, n);
-            g[n] = '\0';
-            if (fnmatch(g, name, 0) == 0) return 1;
-        }
-        if (!e) break;
-        p = e + 1;
-    }
-    return 0;
-}
-
 enum { REF_U1, REF_U2, REF_N1, REF_N2, NREF };
 
 /* The five sums of one chunk of tensor t: A vs B and the references, drawn
@@ -343,7 +324,7 @@ int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *
     int *src = fm_xcalloc((size_t)(la->n ? la->n : 1), sizeof *src), nsrc = 0;
     for (int i = 0; i < la->n; i++) {
         const fm_tensor *ta = &la->t[i];
-        if (!(ta->flags & FM_T_MATRIX) || (ta->flags & (FM_T_HEAD | FM_T_MLM)) || !match_any(glob, ta->name)) continue;
+        if (!(ta->flags & FM_T_MATRIX) || (ta->flags & (FM_T_HEAD | FM_T_MLM)) || !fm_glob_match_any(glob, ta->name)) continue;
         const fm_tensor *tb = fm_layout_find(lb, ta->name);
         if (!tb) {
             free(src);

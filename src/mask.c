@@ -9,8 +9,8 @@
 
 #include "fm.h"
 
-/* 1 when name matches one of the comma-separated globs. */
-static int match_any(const char *globs, const char *name) {
+int fm_glob_match_any(const char *globs, const char *name) {
+    if (!globs) return 1;
     const char *p = globs;
     while (*p) {
         const char *e = strchr(p, ',');
@@ -66,7 +66,7 @@ int fm_mask_create(fm_mask *m, const fm_layout *lay, const char *glob, const cha
     m->t = fm_xcalloc((size_t)lay->n, sizeof *m->t);
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
-        if (!match_any(glob, t->name)) continue;
+        if (!fm_glob_match_any(glob, t->name)) continue;
         int in_encoder = strncmp(t->name, "encoder.layer.", 14) == 0;
         if (want && (!in_encoder || !want[t->layer])) continue;
         fm_mask_tensor *mt = &m->t[m->n++];

@@ -17,6 +17,10 @@
     "embeddings.*_embeddings.weight,encoder.layer.*.attention.self.*.weight,encoder.layer.*.dense.weight,"            \
     "pooler.dense.weight"
 
+/* 1 when name matches one of the comma-separated fnmatch globs (every name
+ * matches a NULL list). */
+int fm_glob_match_any(const char *globs, const char *name);
+
 typedef struct {
     char name[96];     /* the layout's tensor name (no "bert." prefix) */
     int ndim;
