@@ -231,12 +231,12 @@ int fm_cmd_demo(int argc, char **argv) {
     {
         char tbuf[32];
         snprintf(tbuf, sizeof tbuf, "%lld", threads);
-        char *rargv[] = {"run", ini, "--threads", tbuf, NULL};
-        int rargc = threads > 0 ? 4 : 2;
-        int v = fm_verbosity;
-        if (v == 1) fm_verbosity = 0; /* the jobs' own lines: with -v */
+        char *rargv[6] = {"run", ini};
+        int rargc = 2;
+        if (fm_verbosity < 2) rargv[rargc++] = "--quiet-jobs"; /* the jobs' own lines: with -v */
+        if (threads > 0) rargv[rargc++] = "--threads", rargv[rargc++] = tbuf;
+        rargv[rargc] = NULL;
         int rrc = fm_cmd_run(rargc, rargv); /* finalizes MPI */
-        fm_verbosity = v;
         free(ini);
         if (rrc != 0) return rrc;
     }

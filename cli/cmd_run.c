@@ -53,7 +53,8 @@ static void usage(FILE *f) {
             "                     (default: [layout] micro_batches, 1)\n"
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
-            "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n");
+            "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
+            "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n");
 }
 
 void fm_job_variant(const fm_job *j, char *out, size_t cap) {
@@ -115,6 +116,21 @@ out:
     return rc;
 }
 
+/* One line per job a team ends: "[k/N] NAME: done, SCORE_NAME X (T s, team I)". */
+static void log_job_end(const fm_job_result *r, int64_t k, int njobs, int team, double seconds) {
+    const char *name = json_string_value(json_object_get(r->rec, "name"));
+    const char *status = json_string_value(json_object_get(r->rec, "status"));
+    json_t *met = json_object_get(r->rec, "metrics");
+    const char *sname = json_string_value(json_object_get(met, "score_name"));
+    json_t *score = json_object_get(met, "score");
+    if (status && !strcmp(status, "done") && sname && json_is_number(score))
+        fm_log("[%" PRId64 "/%d] %s: done, %s %.4f (%.1f s, team %d)", k + 1, njobs, name ? name : "?", sname,
+               json_number_value(score), seconds, team);
+    else
+        fm_log("[%" PRId64 "/%d] %s: %s (%.1f s, team %d)", k + 1, njobs, name ? name : "?", status ? status : "?",
+               seconds, team);
+}
+
 /* SIGTERM outside a job's training loop (which checkpoints and stops on its
  * own): the team finishes the job in hand and claims no more. */
 static volatile sig_atomic_t stop_requested = 0;
@@ -126,7 +142,7 @@ static void on_term(int sig) {
 /* Run job j on this team; fills r (the team's first rank only keeps it).
  * Returns 1 when the job was interrupted by SIGTERM (its state is saved). */
 static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
-                    fm_job_result *r, double *busy) {
+                   int quiet_jobs, fm_job_result *r, double *busy) {
     double t0 = fm_mpi_wtime();
     int interrupted = 0;
     memset(r, 0, sizeof *r);
@@ -207,17 +223,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         }
         o.hooks = &hk;
         fm_clear_error();
-        if (g->team_rank == 0) fm_log("%s: start (team %d)", j->name, g->team_id);
+        if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
+        int v = fm_verbosity;
+        if (quiet_jobs && v == 1) fm_verbosity = 0; /* the job's own lines; errors still print */
         int rc = fm_finetune(&o);
+        fm_verbosity = v;
         if (rc == FM_OK) {
             /* The metrics as metrics.json holds them (numbers at its printed
-             * precision), so that the report is the same whether the job ran
-             * in this run or is read back by a later, resumed one. */
-            json_t *met = NULL;
-            if (g->team_rank == 0 && fm_json_read(mpath, &met) == FM_OK) {
-                json_decref(hk.metrics);
-                hk.metrics = met;
-            }
+             * precision, as_written), so that the report is the same whether
+             * the job ran in this run or is read back by a later, resumed one. */
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", as_written(hk.metrics));
             hk.metrics = NULL;
@@ -282,11 +296,12 @@ int fm_cmd_run(int argc, char **argv) {
         {"data", required_argument, 0, 'D'},       {"team-size", required_argument, 0, 'T'},
         {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
-        {"micro-batches", required_argument, 0, 'm'},
+        {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
     long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0;
+    int quiet_jobs = 0;
     optind = 0;
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
@@ -296,6 +311,7 @@ int fm_cmd_run(int argc, char **argv) {
         case 'M': model = optarg; break;
         case 'D': data = optarg; break;
         case 'b': baseline = optarg; break;
+        case 'q': quiet_jobs = 1; break;
         case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &team_size); break;
         case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &stages); break;
         case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &micro); break;
@@ -312,7 +328,7 @@ int fm_cmd_run(int argc, char **argv) {
         fm_fail("run: expected one JOBFILE (see finemask run --help)");
         return fm_cli_fail();
     }
-    fm_mpi_init(&argc, &argv);
+    if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
     const int rank = fm_mpi_world_rank();
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* one voice: rank 0 logs, others only errors */
     double t_start = fm_mpi_wtime();
@@ -407,8 +423,10 @@ int fm_cmd_run(int argc, char **argv) {
             int64_t k = fm_sched_next(&s, stop_requested || stopped);
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
-            stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, &r, &busy);
+            double tj = fm_mpi_wtime();
+            stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, quiet_jobs, &r, &busy);
             njob_team++;
+            if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
             if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
             fm_result_free(&r);
         }

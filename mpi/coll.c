@@ -8,16 +8,23 @@
 
 #include "fm.h"
 
-void fm_mpi_init(int *argc, char ***argv) {
-    int provided, on = 0;
-    MPI_Initialized(&on); /* `finemask demo` starts MPI for pre-training first */
-    if (!on) MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+void fm_mpi_finalize(void) {
+    int on = 0, done = 0;
+    MPI_Initialized(&on);
+    MPI_Finalized(&done);
+    if (on && !done) MPI_Finalize();
 }
 
-void fm_mpi_finalize(void) {
-    int done = 0;
-    MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
+int fm_mpi_init(int *argc, char ***argv) {
+    int provided, on = 0;
+    MPI_Initialized(&on); /* `finemask demo` starts MPI for pre-training first */
+    if (on) return FM_OK;
+    int rc = MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided);
+    if (rc != MPI_SUCCESS) return fm_fail("MPI_Init_thread failed (MPI error %d)", rc);
+    if (provided < MPI_THREAD_FUNNELED)
+        return fm_fail("MPI provides thread level %d; finemask needs MPI_THREAD_FUNNELED", provided);
+    atexit(fm_mpi_finalize); /* an early error exit still finalizes */
+    return FM_OK;
 }
 
 int fm_mpi_world_rank(void) {

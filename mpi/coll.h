@@ -8,8 +8,10 @@
 
 #include "grid.h"
 
-/* MPI_Init_thread (funneled); safe to call when started without mpiexec (one rank). */
-void fm_mpi_init(int *argc, char ***argv);
+/* The one MPI start-up: MPI_Init_thread (funneled) unless MPI already runs,
+ * with MPI_Finalize registered to run at exit; also when started without
+ * mpiexec (one rank). FM_ERR when MPI cannot start or lacks the thread level. */
+int fm_mpi_init(int *argc, char ***argv);
 void fm_mpi_finalize(void);
 int fm_mpi_world_rank(void);
 int fm_mpi_world_size(void);

@@ -5,16 +5,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "coll.h"
 #include "fm.h"
 
 static int launched(void) {
     return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") || getenv("PMI_SIZE");
-}
-
-static void finalize_at_exit(void) {
-    int done = 0;
-    MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
 }
 
 int fm_world_init(fm_world *d) {
@@ -25,10 +20,7 @@ int fm_world_init(fm_world *d) {
     MPI_Initialized(&on);
     if (!on) {
         if (!launched()) return FM_OK;
-        int provided;
-        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
-            return fm_fail("MPI_Init_thread failed");
-        atexit(finalize_at_exit);
+        if (fm_mpi_init(NULL, NULL) != FM_OK) return FM_ERR;
     }
     d->mpi = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);

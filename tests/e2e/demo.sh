@@ -29,6 +29,10 @@ grep -q "full report: $work/d/runs/report/report.md" "$work/out1" || { echo "FAI
 diff <(sed -n '/^\[sweep\]/,$p' "$work/d/demo.ini") <(sed -n '/^\[sweep\]/,$p' "$src/jobs/demo.ini") \
   || { echo "FAIL: jobs/demo.ini differs from the demo's job file"; exit 1; }
 grep -q "data generated" "$work/err1" && grep -q "pre-trained model made" "$work/err1"
+# Progress: one line per finished job, and none of the jobs' own step lines.
+[ "$(grep -c '^finemask: \[[0-9]*/16\] .*: done, ' "$work/err1")" = 16 ] \
+  || { echo "FAIL: not one 'done' line per job"; cat "$work/err1"; exit 1; }
+! grep -q "steps of 32" "$work/err1" || { echo "FAIL: the jobs' own lines are shown"; exit 1; }
 
 # Second run: data and model reused (the model file untouched).
 before=$(stat -c %Y.%s "$work/d/model/model.safetensors")
