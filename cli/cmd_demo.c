@@ -25,7 +25,7 @@
 #include "world.h"
 
 /* Bump when the generator or the demo's recipe changes: stale caches are redone. */
-#define FM_DEMO_VERSION 2
+#define FM_DEMO_VERSION 3
 
 static void usage(FILE *f) {
     fprintf(f,

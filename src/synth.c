@@ -88,9 +88,10 @@ static const char *const places[][2] = {{"in", "park"},   {"near", "lake"},    {
                                         {"at", "school"}, {"near", "station"}, {"on", "hill"},   {"in", "village"}};
 static const char *const times[] = {"yesterday", "today", "tonight", "later"};
 static const char *const dets[] = {"the", "this", "that", "my", "our", "their"};
-static const char *const function_words[] = {"is", "does", "not", "and", "thinks", "what", "where", "who",
-                                             "which", "thing", "person", "place", "so", "everyone", "says",
-                                             "it", "was", "because", "then"};
+static const char *const function_words[] = {"is",    "does", "not",      "and",  "thinks", "what", "where",
+                                             "who",   "when", "how",      "which", "thing", "person", "place",
+                                             "time",  "way",  "has",      "so",   "everyone", "says", "it",
+                                             "was",   "because", "then"};
 
 /* ---- the generator ---- */
 
@@ -186,6 +187,26 @@ static void render(fm_sbuf *b, const sent *s) {
     join(b, &ws);
 }
 
+/* s restated vaguely: of its five content words (subject adjective,
+ * subject, verb, object adjective, object) k, a uniform k-subset, stay and
+ * the others give way to "person", "has", "thing" or no adjective; the
+ * adverb, place and time are left out; s is not negated. */
+static void vague(rng *r, fm_sbuf *b, const sent *s, int k) {
+    int keep[5] = {0, 0, 0, 0, 0};
+    for (int placed = 0; placed < k;) {
+        int j = pick(r, 5);
+        if (!keep[j]) keep[j] = 1, placed++;
+    }
+    fm_sbuf_addf(b, "%s ", dets[pick(r, N(dets))]);
+    if (keep[0] && s->sadj >= 0) fm_sbuf_addf(b, "%s ", adjectives[s->sadj].w);
+    fm_sbuf_addf(b, "%s ", keep[1] ? subjects[s->subj].w : "person");
+    if (keep[2]) fm_sbuf_addf(b, "%ss ", verbs[s->verb].w);
+    else fm_sbuf_add(b, "has ");
+    fm_sbuf_addf(b, "%s ", dets[pick(r, N(dets))]);
+    if (keep[3] && s->oadj >= 0) fm_sbuf_addf(b, "%s ", adjectives[s->oadj].w);
+    fm_sbuf_addf(b, "%s .", keep[4] ? objects[s->obj].w : "thing");
+}
+
 static unsigned rand_syn(rng *r, double p) {
     unsigned m = 0;
     for (int k = 0; k < 6; k++)
@@ -237,16 +258,31 @@ static int sentiment(fm_sbuf *b, rng *r, int negate) {
     return pol;
 }
 
-/* A question about s in one of three forms, worded plainly or not. */
+/* The question forms: what (the object), who (the subject), and the three
+ * that ask for an optional part: where (a place), when (a time), how (an
+ * adverb of manner). */
+enum { Q_WHAT, Q_WHO, Q_WHERE, Q_WHEN, Q_HOW, Q_FORMS };
+
+/* A question about s in form `form`, worded plainly (alt 0) or not. */
 static void question(fm_sbuf *b, const sent *s, int form, int alt) {
-    const char *sd = dets[s->sdet], *od = dets[s->odet];
+    static const char *const wh[Q_FORMS][2] = {{"what", "which thing"},      {"who", "which person"},
+                                               {"where", "in which place"}, {"when", "at what time"},
+                                               {"how", "in what way"}};
+    const char *sd = dets[s->sdet], *od = dets[s->odet], *q = wh[form][alt != 0];
     const char *subj = wd(subjects, s->subj, s->syn & SY_SUBJ), *obj = wd(objects, s->obj, s->syn & SY_OBJ);
     const char *v = wd(verbs, s->verb, s->syn & SY_VERB);
     switch (form) {
-    case 0: fm_sbuf_addf(b, "%s does %s %s %s ?", alt ? "which thing" : "what", sd, subj, v); break;
-    case 1: fm_sbuf_addf(b, "%s %ss %s %s ?", alt ? "which person" : "who", v, od, obj); break;
-    default: fm_sbuf_addf(b, "%s does %s %s %s %s %s ?", alt ? "in which place" : "where", sd, subj, v, od, obj);
+    case Q_WHAT: fm_sbuf_addf(b, "%s does %s %s %s ?", q, sd, subj, v); break;
+    case Q_WHO: fm_sbuf_addf(b, "%s %ss %s %s ?", q, v, od, obj); break;
+    default: fm_sbuf_addf(b, "%s does %s %s %s %s %s ?", q, sd, subj, v, od, obj);
     }
+}
+
+/* Give s the part a question of form `form` asks for (on 1) or take it away (0). */
+static void set_answer(rng *r, sent *s, int form, int on) {
+    if (form == Q_WHERE) s->place = on ? pick(r, N(places)) : -1;
+    if (form == Q_WHEN) s->time = on ? pick(r, N(times)) : -1;
+    if (form == Q_HOW) s->adv = on ? pick(r, N(adverbs)) : -1;
 }
 
 void fm_synth_corpus_line(fm_sbuf *out, uint64_t seed, uint64_t index) {
@@ -259,6 +295,10 @@ void fm_synth_corpus_line(fm_sbuf *out, uint64_t seed, uint64_t index) {
     if (kind < 4) {
         rand_sent(&r, &s, 0.4, 0.3, 0.4, 0.3, 0.3);
         render(out, &s);
+        if (coin(&r, 0.4)) { /* and a vaguer restatement of it */
+            fm_sbuf_add(out, " so ");
+            vague(&r, out, &s, pick(&r, 6));
+        }
     } else if (kind < 6) {
         /* sentiment with its consequence: polarity is learnable from context */
         int neg = coin(&r, 0.15);
@@ -268,9 +308,11 @@ void fm_synth_corpus_line(fm_sbuf *out, uint64_t seed, uint64_t index) {
         /* "so everyone smiles ." has a plural-ish subject: keep the third person */
     } else if (kind < 7) {
         /* a question and its answer: the nouns repeat */
-        rand_sent(&r, &s, 0.3, 0.2, 0.3, 0.0, 0.0);
+        rand_sent(&r, &s, 0.3, 0.2, 0.3, 0.2, 0.0);
         s.front = 0;
-        question(out, &s, pick(&r, 3), coin(&r, 0.3));
+        int form = pick(&r, Q_FORMS);
+        set_answer(&r, &s, form, 1);
+        question(out, &s, form, coin(&r, 0.3));
         fm_sbuf_add(out, " ");
         render(out, &s);
     } else if (kind < 8) {
@@ -333,74 +375,52 @@ static void make_sst2(fm_synth_example *e, rng *r) {
     e->label = sentiment(&e->a, r, neg) ^ neg;
 }
 
-/* Change the subject and the object: the salient nouns a pair is judged by. */
-static void other_nouns(rng *r, sent *s) {
-    s->subj = pick_other(r, N(subjects), s->subj);
-    s->obj = pick_other(r, N(objects), s->obj);
-}
-
-/* MRPC: the same subject and object reworded (1: synonyms for the other
- * words, the time or place moved), or another subject and object (0). */
+/* MRPC: the second sentence rewords the first (synonyms, the time or place
+ * moved); a paraphrase (1) keeps its polarity, the other (0) turns it
+ * around: exactly one of the two says "does not". */
 static void make_mrpc(fm_synth_example *e, rng *r) {
     sent s;
     rand_sent(r, &s, 0.3, 0.2, 0.3, 0.2, 0.0);
+    s.neg = coin(r, 0.4);
     render(&e->a, &s);
     e->label = coin(r, 0.5);
     sent t = s;
     t.syn = rand_syn(r, 0.5) & ~(unsigned)(SY_SUBJ | SY_OBJ);
     if (coin(r, 0.5)) t.front = !t.front;
-    if (!e->label) other_nouns(r, &t);
+    if (!e->label) t.neg = !s.neg;
     render(&e->b, &t);
 }
 
-/* STS-B: of the five content words (two adjectives, subject, verb, object)
- * the second sentence keeps k, chosen uniformly in 0..5, and replaces the
- * others; the score is k. */
+/* STS-B: the second sentence restates the first vaguely, keeping k of its
+ * five content words (two adjectives, subject, verb, object), k uniform in
+ * 0..5, the others replaced by "person", "has", "thing" or dropped; the
+ * score is k. */
 static void make_stsb(fm_synth_example *e, rng *r) {
     sent s;
     rand_sent(r, &s, 1.0, 0.0, 0.0, 0.0, 0.0);
     s.front = 0;
     render(&e->a, &s);
-    sent t = s;
-    t.sdet = pick(r, N(dets));
-    t.odet = pick(r, N(dets));
-    int k = pick(r, 6), keep[5] = {0, 0, 0, 0, 0};
-    for (int placed = 0; placed < k;) { /* a uniform k-subset */
-        int j = pick(r, 5);
-        if (!keep[j]) keep[j] = 1, placed++;
-    }
-    if (!keep[0]) t.sadj = pick_other(r, N(adjectives), t.sadj);
-    if (!keep[1]) t.subj = pick_other(r, N(subjects), t.subj);
-    if (!keep[2]) t.verb = pick_other(r, N(verbs), t.verb);
-    if (!keep[3]) t.oadj = pick_other(r, N(adjectives), t.oadj);
-    if (!keep[4]) t.obj = pick_other(r, N(objects), t.obj);
-    render(&e->b, &t);
+    int k = pick(r, 6);
+    vague(r, &e->b, &s, k);
     e->score = k;
     e->label = -1;
 }
 
-/* The noun a question of this form names changes: the question is about
- * something else (form 0 names the subject, 1 the object, 2 both). */
-static void other_asked(rng *r, sent *s, int form) {
-    if (form != 1) s->subj = pick_other(r, N(subjects), s->subj);
-    if (form != 0) s->obj = pick_other(r, N(objects), s->obj);
-}
-
-/* QQP: the same question reworded (1) or one about another noun (0). */
+/* QQP: two questions about one sentence, reworded; duplicates (1) ask in the
+ * same form (what, who, where, when, how), the others (0) in different ones. */
 static void make_qqp(fm_synth_example *e, rng *r) {
     sent s;
     rand_sent(r, &s, 0, 0, 0, 0, 0);
-    int form = pick(r, 3), alt = coin(r, 0.5);
+    int form = pick(r, Q_FORMS), alt = coin(r, 0.3);
     question(&e->a, &s, form, alt);
     e->label = coin(r, 0.5);
     sent t = s;
     t.syn = rand_syn(r, 0.5) & SY_VERB;
     t.sdet = pick(r, N(dets));
     t.odet = pick(r, N(dets));
-    if (!e->label) other_asked(r, &t, form);
-    question(&e->b, &t, form, coin(r, 0.5) ? !alt : alt);
+    int f2 = e->label ? form : pick_other(r, Q_FORMS, form);
+    question(&e->b, &t, f2, coin(r, 0.3));
 }
-
 /* MNLI-style pair; label 0 contradiction, 1 entailment, 2 neutral. */
 static void nli_pair(fm_synth_example *e, rng *r, int label, double p_front) {
     sent s;
@@ -428,43 +448,26 @@ static void nli_pair(fm_synth_example *e, rng *r, int label, double p_front) {
     e->label = label;
 }
 
-/* QNLI: a sentence about what the question names (entailment) or about
- * another noun (not_entailment). */
+/* QNLI: a where, when or how question and a sentence about the same
+ * subject and object that holds the answer (entailment) or not
+ * (not_entailment: it has no place, time or adverb of the kind asked). */
 static void make_qnli(fm_synth_example *e, rng *r) {
     sent s;
-    rand_sent(r, &s, 0.2, 0.2, 0.3, 0.2, 0.0);
-    int form = pick(r, 3);
-    if (form == 2 && s.place < 0) s.place = pick(r, N(places));
+    rand_sent(r, &s, 0.2, 0.5, 0.5, 0.5, 0.0);
+    int form = Q_WHERE + pick(r, 3);
     sent q = s;
     q.syn = rand_syn(r, 0.3) & SY_VERB;
     question(&e->a, &q, form, coin(r, 0.3));
     e->label = coin(r, 0.5) ? 0 : 1; /* 0 entailment */
-    if (e->label) other_asked(r, &s, form);
+    set_answer(r, &s, form, e->label == 0);
     render(&e->b, &s);
 }
 
 /* RTE: the hypothesis restates part of the premise (entailment), or negates
- * it or speaks of another subject and object (not_entailment). */
+ * it or adds what the premise does not say (not_entailment). */
 static void make_rte(fm_synth_example *e, rng *r) {
     int ent = coin(r, 0.5);
-    if (ent || coin(r, 0.5)) {
-        nli_pair(e, r, ent ? 1 : 0, 0.2);
-    } else {
-        sent s;
-        rand_sent(r, &s, 0.4, 0.4, 0.4, 0.2, 0.0);
-        s.front = coin(r, 0.2);
-        render(&e->a, &s);
-        sent h = s;
-        h.syn = rand_syn(r, 0.3) & ~(unsigned)(SY_SUBJ | SY_OBJ);
-        h.front = 0;
-        if (coin(r, 0.5)) h.sadj = -1;
-        if (coin(r, 0.5)) h.oadj = -1;
-        if (coin(r, 0.5)) h.adv = -1;
-        if (coin(r, 0.5)) h.place = -1;
-        if (coin(r, 0.6)) h.time = -1;
-        other_nouns(r, &h);
-        render(&e->b, &h);
-    }
+    nli_pair(e, r, ent ? 1 : coin(r, 0.5) ? 0 : 2, 0.2);
     e->label = ent ? 0 : 1;
 }
 

@@ -144,6 +144,15 @@ static void test_identical_bytes(void **state) {
 /* The demo's nouns (subjects, then objects); the pair tasks use them unreworded. */
 static const char *const nouns[] = {"dog",  "teacher", "farmer", "child", "king", "pilot",
                                     "book", "house",   "car",    "ball",  "boat", "cake"};
+/* Adjectives and adverbs with their synonyms (each pair: base, synonym). */
+static const char *const modifiers[][2] = {
+    {"small", "little"},    {"old", "ancient"},     {"big", "large"},         {"quiet", "silent"},
+    {"new", "fresh"},       {"red", "red"},         {"green", "green"},       {"tall", "tall"},
+    {"quickly", "rapidly"}, {"slowly", "gradually"}, {"carefully", "cautiously"}, {"quietly", "softly"},
+    {"often", "frequently"}, {"rarely", "seldom"}};
+#define NADJ 8 /* the first 8 rows of modifiers are adjectives, the rest adverbs */
+static const char *const place_nouns[] = {"park", "lake", "market", "sea", "school", "station", "hill", "village"};
+static const char *const time_words[] = {"yesterday", "today", "tonight", "later"};
 
 /* Split text at spaces into at most 64 words (in buf). */
 static int split_words(char *buf, size_t cap, const char *text, const char **w) {
@@ -162,6 +171,12 @@ static int has_word(const char *text, const char *word) {
     return 0;
 }
 
+static int has_any(const char *text, const char *const *words, int n) {
+    for (int i = 0; i < n; i++)
+        if (has_word(text, words[i])) return 1;
+    return 0;
+}
+
 /* The nouns of a: how many there are, and how many of them b has too. */
 static void nouns_shared(const char *a, const char *b, int *na, int *shared) {
     *na = *shared = 0;
@@ -172,10 +187,55 @@ static void nouns_shared(const char *a, const char *b, int *na, int *shared) {
         }
 }
 
+/* A question's form from its first words: 0 what, 1 who, 2 where, 3 when, 4 how. */
+static int question_form(const char *q) {
+    static const char *const starts[][2] = {{"what ", "which thing "}, {"who ", "which person "},
+                                            {"where ", "in which place "}, {"when ", "at what time "},
+                                            {"how ", "in what way "}};
+    for (int f = 0; f < 5; f++)
+        for (int k = 0; k < 2; k++)
+            if (!strncmp(q, starts[f][k], strlen(starts[f][k]))) return f;
+    return -1;
+}
+
+/* The optional parts of a sentence, as indices (-1 absent) with synonyms
+ * folded: adjective of the subject and of the object, adverb, place, time. */
+typedef struct {
+    int sadj, oadj, adv, place, time;
+} slots;
+
+static slots parse_slots(const char *text) {
+    slots s = {-1, -1, -1, -1, -1};
+    char buf[512];
+    const char *w[64];
+    int n = split_words(buf, sizeof buf, text, w), seen_subj = 0;
+    for (int i = 0; i < n; i++) {
+        for (int k = 0; k < 6; k++) seen_subj |= !strcmp(w[i], nouns[k]);
+        for (int m = 0; m < (int)(sizeof modifiers / sizeof modifiers[0]); m++)
+            if (!strcmp(w[i], modifiers[m][0]) || !strcmp(w[i], modifiers[m][1])) {
+                if (m >= NADJ) s.adv = m;
+                else if (seen_subj) s.oadj = m;
+                else s.sadj = m;
+            }
+        for (int k = 0; k < 8; k++)
+            if (!strcmp(w[i], place_nouns[k])) s.place = k;
+        for (int k = 0; k < 4; k++)
+            if (!strcmp(w[i], time_words[k])) s.time = k;
+    }
+    return s;
+}
+
+/* Every optional part h has, p has too (the same word or its synonym). */
+static int slots_within(slots h, slots p) {
+    return (h.sadj < 0 || h.sadj == p.sadj) && (h.oadj < 0 || h.oadj == p.oadj) && (h.adv < 0 || h.adv == p.adv) &&
+           (h.place < 0 || h.place == p.place) && (h.time < 0 || h.time == p.time);
+}
+
 /* Labels follow the text: a few hand-checked rules on generated examples. */
 static void test_labels_follow_text(void **state) {
     (void)state;
-    for (uint64_t i = 0; i < 300; i++) {
+    int seen[8][3] = {{0}};
+    for (uint64_t i = 0; i < 400; i++) {
         fm_synth_example e;
         fm_synth_example_make(&e, 0, 1, 0, i); /* SST-2 */
         int neg = strstr(e.a.s, " not ") != NULL;
@@ -189,43 +249,68 @@ static void test_labels_follow_text(void **state) {
         }
         assert_int_equal(e.label, p ^ neg);
         fm_synth_example_free(&e);
-        fm_synth_example_make(&e, 0, 3, 0, i); /* STS-B: the score counts the kept content words */
+        fm_synth_example_make(&e, 0, 3, 0, i); /* STS-B: the score counts the content words kept */
         {
             char ba[512], bb[512];
             const char *wa[64], *wb[64];
-            int na = split_words(ba, sizeof ba, e.a.s, wa), nb = split_words(bb, sizeof bb, e.b.s, wb), kept = 0;
+            int na = split_words(ba, sizeof ba, e.a.s, wa), nb = split_words(bb, sizeof bb, e.b.s, wb);
             assert_int_equal(na, 8); /* det adj subject verb det adj object . */
-            assert_int_equal(nb, 8);
-            static const int content[] = {1, 2, 3, 5, 6};
-            for (int k = 0; k < 5; k++) kept += !strcmp(wa[content[k]], wb[content[k]]);
+            assert_true(nb >= 6 && nb <= 8);
+            /* the adjectives b still has, plus subject, verb and object kept */
+            int kept = (nb - 6) + has_word(e.b.s, wa[2]) + has_word(e.b.s, wa[3]) + has_word(e.b.s, wa[6]);
             assert_true(fabs(e.score - kept) < 1e-9);
+            assert_int_equal(has_word(e.b.s, "person"), !has_word(e.b.s, wa[2]));
+            assert_int_equal(has_word(e.b.s, "has"), !has_word(e.b.s, wa[3]));
+            seen[3][(int)e.score % 3] = 1;
         }
         fm_synth_example_free(&e);
         int na, shared;
-        fm_synth_example_make(&e, 0, 2, 0, i); /* MRPC: paraphrase iff both nouns are kept */
+        fm_synth_example_make(&e, 0, 2, 0, i); /* MRPC: paraphrase iff the polarity is kept */
         nouns_shared(e.a.s, e.b.s, &na, &shared);
         assert_int_equal(na, 2);
-        assert_int_equal(shared, e.label ? 2 : 0);
+        assert_int_equal(shared, 2);
+        assert_int_equal(e.label, has_word(e.a.s, "not") == has_word(e.b.s, "not"));
+        seen[2][e.label] = 1;
         fm_synth_example_free(&e);
-        fm_synth_example_make(&e, 0, 4, 0, i); /* QQP: duplicate iff the asked nouns are kept */
-        nouns_shared(e.a.s, e.b.s, &na, &shared);
-        assert_true(na >= 1);
-        assert_int_equal(shared, e.label ? na : 0);
+        fm_synth_example_make(&e, 0, 4, 0, i); /* QQP: duplicate iff both ask in the same form */
+        {
+            int fa = question_form(e.a.s), fb = question_form(e.b.s);
+            assert_true(fa >= 0 && fb >= 0);
+            assert_int_equal(e.label, fa == fb);
+            seen[4][e.label] = 1;
+        }
         fm_synth_example_free(&e);
-        fm_synth_example_make(&e, 0, 6, 0, i); /* QNLI: entailment (0) iff the sentence has the asked nouns */
-        nouns_shared(e.a.s, e.b.s, &na, &shared);
-        assert_true(na >= 1);
-        assert_int_equal(shared, e.label == 0 ? na : 0);
+        fm_synth_example_make(&e, 0, 6, 0, i); /* QNLI: entailment (0) iff the sentence has what is asked */
+        {
+            int f = question_form(e.a.s);
+            assert_true(f >= 2 && f <= 4);
+            nouns_shared(e.b.s, e.a.s, &na, &shared);
+            assert_int_equal(shared, na);
+            int has = f == 2 ? has_any(e.b.s, place_nouns, 8)
+                      : f == 3 ? has_any(e.b.s, time_words, 4)
+                               : parse_slots(e.b.s).adv >= 0;
+            assert_int_equal(e.label == 0, has);
+            seen[6][e.label] = 1;
+        }
         fm_synth_example_free(&e);
-        fm_synth_example_make(&e, 0, 7, 0, i); /* RTE: entailment (0) iff same nouns, no negation */
+        fm_synth_example_make(&e, 0, 7, 0, i); /* RTE: entailment (0) iff no negation and nothing added */
         nouns_shared(e.b.s, e.a.s, &na, &shared);
         assert_int_equal(na, 2);
-        assert_int_equal(e.label == 0, shared == 2 && strstr(e.b.s, "does not") == NULL);
+        assert_int_equal(shared, 2);
+        assert_int_equal(e.label == 0,
+                         !has_word(e.b.s, "not") && slots_within(parse_slots(e.b.s), parse_slots(e.a.s)));
+        seen[7][e.label] = 1;
         fm_synth_example_free(&e);
         fm_synth_example_make(&e, 0, 5, 0, i); /* MNLI: contradiction iff the hypothesis negates */
         assert_int_equal(e.label == 0, strstr(e.b.s, "does not") != NULL);
+        if (e.label != 0) /* entailment iff nothing is added */
+            assert_int_equal(e.label == 1, slots_within(parse_slots(e.b.s), parse_slots(e.a.s)));
+        seen[5][e.label] = 1;
         fm_synth_example_free(&e);
     }
+    /* every class occurs */
+    for (int t = 2; t < 8; t++)
+        for (int c = 0; c < (t == 5 || t == 3 ? 3 : 2); c++) assert_true(seen[t][c]);
 }
 
 int main(void) {
