@@ -199,7 +199,7 @@ int fm_cmd_demo(int argc, char **argv) {
                      "seeds = %lld\n\n"
                      "[supermask]\nsparsities = 0\nsamples = 3\nmask_lr = 0.3\nlr = 1e-3\n\n"
                      "[full]\nlr = 1e-3\n\n"
-                     "[train]\nbatch_size = 32\nepochs = 3\nmax_seq_length = 32\nlog_every = 20\n\n"
+                     "[train]\nbatch_size = 32\nepochs = 4\nmax_seq_length = 32\nlog_every = 20\n\n"
                      "[layout]\nteam_size = 1\n",
                      ini, seed);
         ok = w.rank != 0 || fm_write_file_atomic(ini, j.s, j.n) == FM_OK;
