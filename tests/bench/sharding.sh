@@ -38,6 +38,16 @@ threads = 1
 INI
 mpiexec --bind-to none -n 1 "$bin" -q run "$work/job.ini" --out "$work/t1"
 mpiexec --bind-to none -n 2 "$bin" -q run "$work/job.ini" --out "$work/t2" --baseline "$work/t1"
+# The control: the same job as plain processes without MPI or the scheduler,
+# once alone and then two copies side by side. t_alone / t_pair is the most
+# two ranks on this machine can reach against one (the shared cores, caches
+# and memory, not the scheduler, set it).
+job() { "$bin" -q train --model "$work/model" --task SST-2 --data "$work/glue" --out "$work/c$1" --mode supermask \
+  --samples 1 --batch-size 16 --epochs 1 --max-seq-length 32 --threads 1 --seed "$1" >/dev/null; }
+now() { date +%s.%N; }
+t0=$(now); job 1; t1=$(now); rm -rf "$work/c1"
+job 1 & job 2 & wait; t2=$(now)
+echo "$t0 $t1 $t2" > "$work/control"
 /usr/bin/python3 - "$work" "$njobs" <<'PY'
 import json, sys
 w, n = sys.argv[1], int(sys.argv[2])
@@ -55,4 +65,9 @@ jobsum = sum(json.load(open(f'{w}/t2/' + j['name'] + '/compute.json'))['wall_sec
 print(f'scheduler efficiency (busy time per team / wall) = {busy / (2 * t2):.3f}; '
       f'CPU-normalised efficiency (sum of job times / (2 T2)) = {jobsum / (2 * t2):.3f}')
 print(f'mean job wall time: {sum(j1) / n:.2f} s alone, {sum(j2) / n:.2f} s with two teams side by side')
+c0, c1, c2 = map(float, open(f'{w}/control').read().split())
+alone, pair = c1 - c0, c2 - c1
+print(f'control without MPI: one job alone {alone:.2f} s, two side by side {pair:.2f} s: '
+      f'the machine allows at most {alone / pair:.3f}; sharding efficiency against that: '
+      f'{t1 / (2 * t2) / (alone / pair):.3f}')
 PY
