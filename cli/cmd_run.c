@@ -272,6 +272,16 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
         if (steps > 0)
             json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(comm_bytes / (uint64_t)steps)));
+        /* Every rank's, in team rank order (replica x stages + stage): the stages differ. */
+        uint64_t *all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
+        fm_pipe_team_gather(&pp, comm_bytes, all);
+        if (all && steps > 0) {
+            json_t *by = json_array();
+            for (int k = 0; k < g->team_size; k++)
+                json_array_append_new(by, json_integer((json_int_t)(all[k] / (uint64_t)steps)));
+            json_object_set_new(compute, "comm_bytes_per_step_by_rank", by);
+        }
+        free(all);
         json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
         json_object_set_new(compute, "stages", json_integer(g->nstages));
         json_object_set_new(compute, "team", json_integer(g->team_id));

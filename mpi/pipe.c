@@ -70,3 +70,7 @@ int fm_pipe_bcast(void *ctx, float *x, size_t n, int root) {
     p->bcast_seconds += MPI_Wtime() - t0;
     return FM_OK;
 }
+
+void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all) {
+    MPI_Gather(&x, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, p->team);
+}

@@ -34,5 +34,8 @@ int fm_pipe_team_sum(void *ctx, float *x, size_t n);
 int fm_pipe_stages_sum(void *ctx, double *x, size_t n);
 /* fm_ft_hooks.bcast: copy x[0..n) from stage `root` of this replica to its other stages. */
 int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
+/* Gather x from every rank of the team into all[team size] on team rank 0
+ * (all may be NULL elsewhere). Collective over the team. */
+void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);
 
 #endif
