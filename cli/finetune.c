@@ -602,6 +602,8 @@ int fm_finetune(const fm_ft_opts *o) {
     const int writer = !hk || hk->team_rank == 0;
     fm_acts **pacts = NULL;
     fm_batch_buf *pbb = NULL;
+    if (pipelined && (!hk->p2p || !hk->team_sum || !hk->stages_sum || !hk->bcast))
+        return fm_fail("pipeline stages: the caller gave no p2p, team_sum, stages_sum or bcast");
     if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
         return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
     double t_start = fm_now();
@@ -905,7 +907,10 @@ int fm_finetune(const fm_ft_opts *o) {
         double mean = 0, sampled_sp = 0;
         json_t *arr = json_array();
         fm_sparsity sp;
-        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) goto done;
+        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
+            json_decref(arr);
+            goto done;
+        }
         sampled_sp = sp.sampled; /* the last training step's sample when --samples 0 */
         if (o->samples > 0) sampled_sp = 0;
         for (int k = 0; k < o->samples; k++) {
