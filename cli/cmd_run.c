@@ -48,7 +48,8 @@ static void usage(FILE *f) {
             "  --team-size N      ranks per team (default: [layout] team_size, 1)\n"
             "  --stages S         pipeline stages per team (default: [layout] stages, 1): each stage\n"
             "                     holds a contiguous slice of encoder layers (the first also the\n"
-            "                     embeddings, the last the pooler and head); team-size/S replicas\n"
+            "                     embeddings, the last the pooler and head) and updates only those;\n"
+            "                     its team-size/S replicas sum their gradients\n"
             "  --micro-batches M  micro-batches per replica's share of a batch in the pipeline\n"
             "                     (default: [layout] micro_batches, 1)\n"
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
@@ -209,13 +210,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         o.resume = 1;
         fm_dp dp;
         fm_pipe pp;
-        /* Data parallel only: the replicas of a stage sum per layer; with
-         * stages, the whole team sums the whole array. */
-        fm_dp_init(&dp, g->nstages > 1 ? g->team : g->stage);
-        fm_pipe_init(&pp, g->replica);
+        /* The replicas of a stage sum the gradients of the tensors the stage
+         * holds, per layer; the stages of a replica exchange activations,
+         * norm terms and, before evaluations and writes, their tensors. */
+        fm_dp_init(&dp, g->stage);
+        fm_pipe_init(&pp, g->replica, g->team);
         fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp, .stage = g->stage_idx,
                           .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
-                          .pctx = &pp, .p2p = fm_pipe_p2p};
+                          .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
+                          .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast};
         if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
@@ -264,15 +267,36 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         json_object_set_new(compute, "examples", json_integer(hk.examples));
         json_object_set_new(compute, "examples_per_second",
                             json_real(hk.train_seconds > 0 ? (double)hk.examples / hk.train_seconds : 0));
-        json_object_set_new(compute, "comm_seconds", json_real(dp.seconds + pp.seconds));
-        json_object_set_new(compute, "allreduce_seconds", json_real(dp.seconds));
+        /* This rank's figures (compute.json is team rank 0's: stage 0 of
+         * replica 0). comm_bytes: the payload of every allreduce of the
+         * training steps (the gradient sums, grad_bytes, and the small sums:
+         * loss and stop flag, and on a pipeline the norm and sparsity terms);
+         * sync_bytes: the pipeline's broadcasts of owned tensors (evaluations,
+         * checkpoints, the end); p2p_bytes_sent: activations and their gradients. */
+        const uint64_t comm_bytes = dp.bytes + pp.sum_bytes;
+        json_object_set_new(compute, "comm_seconds",
+                            json_real(dp.seconds + pp.sum_seconds + pp.seconds + pp.bcast_seconds));
+        json_object_set_new(compute, "allreduce_seconds", json_real(dp.seconds + pp.sum_seconds));
         json_object_set_new(compute, "p2p_seconds", json_real(pp.seconds));
         json_object_set_new(compute, "p2p_bytes_sent", json_integer((json_int_t)pp.bytes_sent));
-        json_object_set_new(compute, "comm_bytes", json_integer((json_int_t)dp.bytes));
-        json_object_set_new(compute, "comm_calls", json_integer((json_int_t)dp.calls));
+        json_object_set_new(compute, "sync_seconds", json_real(pp.bcast_seconds));
+        json_object_set_new(compute, "sync_bytes", json_integer((json_int_t)pp.bcast_bytes));
+        json_object_set_new(compute, "grad_bytes", json_integer((json_int_t)dp.bytes));
+        json_object_set_new(compute, "comm_bytes", json_integer((json_int_t)comm_bytes));
+        json_object_set_new(compute, "comm_calls", json_integer((json_int_t)(dp.calls + pp.sum_calls)));
         int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
         if (steps > 0)
-            json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(dp.bytes / (uint64_t)steps)));
+            json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(comm_bytes / (uint64_t)steps)));
+        /* Every rank's, in team rank order (replica x stages + stage): the stages differ. */
+        uint64_t *all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
+        fm_pipe_team_gather(&pp, comm_bytes, all);
+        if (all && steps > 0) {
+            json_t *by = json_array();
+            for (int k = 0; k < g->team_size; k++)
+                json_array_append_new(by, json_integer((json_int_t)(all[k] / (uint64_t)steps)));
+            json_object_set_new(compute, "comm_bytes_per_step_by_rank", by);
+        }
+        free(all);
         json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
         json_object_set_new(compute, "stages", json_integer(g->nstages));
         json_object_set_new(compute, "team", json_integer(g->team_id));

@@ -428,10 +428,13 @@ static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_
 
 /* The pipeline: one stage's share of the trainer's gradient step for this
  * replica's rows[0..nr) (global indices lo.. within the batch), as GPipe: the
- * forwards of every micro-batch, then their backwards in reverse, then the
- * sum of the whole gradient array and extra[0..2) (the loss, on the last
- * stage, and the stop flag) over the team. acts[k] and mbb[k] serve
- * micro-batch k; xa and xb hold (B, T, H). */
+ * forwards of every micro-batch, then their backwards in reverse. The
+ * backward of the last one runs layer by layer, and the gradients of each
+ * layer this stage holds are summed over the replicas of the stage as soon as
+ * they are complete (the other stages' tensors stay zero here and are not
+ * sent). Then extra[0..2) (the loss, on the last stage, and the stop flag)
+ * are summed over the team. acts[k] and mbb[k] serve micro-batch k; xa and
+ * xb hold (B, T, H). */
 static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_batch_buf *mbb, const fm_dataset *train,
                           const int32_t *rows, int nr, int lo, int is_regression, float scale, float *xa, float *xb,
                           float *extra) {
@@ -440,6 +443,10 @@ static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_bat
     const int l0 = L * s / S, l1 = L * (s + 1) / S, H = m->cfg.hidden_size;
     fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
     double loss = 0;
+    /* The first micro-batch with rows: the last of the backward. */
+    int kfin = -1;
+    for (int k = 0; k < M && kfin < 0; k++)
+        if (nr * (k + 1) / M > nr * k / M) kfin = k;
     for (int k = 0; k < M; k++) {
         int a = nr * k / M, b = nr * (k + 1) / M;
         if (b == a) continue;
@@ -457,19 +464,120 @@ static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_bat
     for (int k = M - 1; k >= 0; k--) {
         int a = nr * k / M, b = nr * (k + 1) / M;
         if (b == a) continue;
+        const int fin = k == kfin;
         fm_batch *bt = &mbb[k].b;
         size_t n = (size_t)bt->B * bt->T * H;
-        if (s == S - 1) fm_head_backward(m, acts[k], bt, &pass, scale, xa);
-        else if (h->p2p(h->pctx, +1, xa, n, 0) != FM_OK) return FM_ERR;
-        fm_encoder_backward(m, acts[k], bt, &pass, l0, l1, xa, xb);
-        if (s == 0) fm_embed_backward(m, acts[k], bt, &pass, xb);
-        else if (h->p2p(h->pctx, -1, xb, n, 1) != FM_OK) return FM_ERR;
+        if (s == S - 1) {
+            fm_head_backward(m, acts[k], bt, &pass, scale, xa);
+            if (fin && sum_layer(h, m, L) != FM_OK) return FM_ERR;
+        } else if (h->p2p(h->pctx, +1, xa, n, 0) != FM_OK) {
+            return FM_ERR;
+        }
+        float *dx = xb;
+        if (!fin) {
+            fm_encoder_backward(m, acts[k], bt, &pass, l0, l1, xa, xb);
+        } else {
+            /* layer by layer (the same arithmetic), each layer's sum started at once */
+            float *dout = xa, *din = xb;
+            for (int l = l1 - 1; l >= l0; l--) {
+                fm_encoder_backward(m, acts[k], bt, &pass, l, l + 1, dout, din);
+                float *t = dout;
+                dout = din;
+                din = t;
+                if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
+                if (h->progress) h->progress(h->ctx);
+            }
+            dx = dout;
+        }
+        if (s == 0) {
+            fm_embed_backward(m, acts[k], bt, &pass, dx);
+            if (fin && sum_layer(h, m, -1) != FM_OK) return FM_ERR;
+        } else if (h->p2p(h->pctx, -1, dx, n, 1) != FM_OK) {
+            return FM_ERR;
+        }
     }
+    if (kfin < 0) {
+        /* No rows on this replica: its zeros join the sums, in the same order. */
+        if (s == S - 1 && sum_layer(h, m, L) != FM_OK) return FM_ERR;
+        for (int l = l1 - 1; l >= l0; l--)
+            if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
+        if (s == 0 && sum_layer(h, m, -1) != FM_OK) return FM_ERR;
+    }
+    if (h->sum_wait(h->ctx) != FM_OK) return FM_ERR;
     extra[0] = (float)loss;
-    size_t ng;
-    float *g = fm_trainer_grads(tr, &ng);
-    if (h->sum_start(h->ctx, g, ng) != FM_OK || h->sum_start(h->ctx, extra, 2) != FM_OK) return FM_ERR;
-    return h->sum_wait(h->ctx);
+    return h->team_sum(h->pctx, extra, 2);
+}
+
+/* The pipeline's update: each stage's per-tensor norm terms summed over the
+ * stages give every rank the global norm (the bits of one process's), then
+ * AdamW on the tensors this stage owns. */
+static int apply_pipelined(fm_ft_hooks *h, fm_trainer *tr, double *norm, double *factor) {
+    const int n = tr->m->lay.n;
+    double *sq = fm_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    fm_trainer_norm_parts(tr, sq);
+    int rc = h->stages_sum(h->pctx, sq, (size_t)n);
+    if (rc == FM_OK) *factor = fm_trainer_apply_parts(tr, sq, norm);
+    free(sq);
+    return rc;
+}
+
+/* The trainer's sparsities; on a pipeline stage, from the terms of every
+ * stage (each holds the current scores and sample of its own tensors only). */
+static int sparsity(fm_ft_hooks *h, int pipelined, fm_trainer *tr, fm_sparsity *sp) {
+    if (!pipelined) {
+        fm_trainer_sparsity(tr, sp);
+        return FM_OK;
+    }
+    const int n = tr->m->lay.n;
+    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(n ? n : 1));
+    fm_trainer_sparsity_parts(tr, parts);
+    int rc = h->stages_sum(h->pctx, parts, 3 * (size_t)n);
+    if (rc == FM_OK) fm_trainer_sparsity_sum(tr, parts, sp);
+    free(parts);
+    return rc;
+}
+
+/* Copy array x (with m's layout) of the tensors i with sel[i] from the stage
+ * that owns them to the other stages of this replica: per stage, one
+ * broadcast of the span from its first such tensor to the end of its last
+ * (a stage's tensors are contiguous; the unselected ones inside the span do
+ * not change in training and are the same on every stage). */
+static int bcast_owned(fm_ft_hooks *h, const fm_model *m, const unsigned char *sel, float *x) {
+    const fm_layout *lay = &m->lay;
+    for (int st = 0; st < h->nstages; st++) {
+        size_t begin = lay->numel, end = 0;
+        for (int i = 0; i < lay->n; i++) {
+            const fm_tensor *t = &lay->t[i];
+            if (!sel[i] || fm_layout_stage(t, m->cfg.num_hidden_layers, h->nstages) != st) continue;
+            if (t->offset < begin) begin = t->offset;
+            if (t->offset + t->numel > end) end = t->offset + t->numel;
+        }
+        if (end > begin && h->bcast(h->pctx, x + begin, end - begin, st) != FM_OK) return FM_ERR;
+    }
+    return FM_OK;
+}
+
+/* Give every stage the whole trained state, before anything reads the whole
+ * model: the parameters that train, the scores nu (supermask) and, with
+ * moments != 0 (a checkpoint), the AdamW moments of both. */
+static int sync_stages(fm_ft_hooks *h, fm_trainer *tr, int moments) {
+    const fm_model *m = tr->m;
+    const int n = m->lay.n, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
+    unsigned char *sel = fm_xmalloc((size_t)(n ? n : 1));
+    int rc = FM_OK;
+    for (int i = 0; i < n; i++) sel[i] = (unsigned char)(m->lay.t[i].trains != 0);
+    rc = bcast_owned(h, m, sel, m->params);
+    if (rc == FM_OK && sm) {
+        for (int i = 0; i < n; i++) sel[i] = tr->masked_of[i] >= 0;
+        rc = bcast_owned(h, m, sel, tr->nu);
+    }
+    if (rc == FM_OK && moments) {
+        for (int i = 0; i < n; i++) sel[i] = m->lay.t[i].trains || (sm && tr->masked_of[i] >= 0);
+        rc = bcast_owned(h, m, sel, tr->mom1);
+        if (rc == FM_OK) rc = bcast_owned(h, m, sel, tr->mom2);
+    }
+    free(sel);
+    return rc;
 }
 
 int fm_finetune(const fm_ft_opts *o) {
@@ -494,6 +602,8 @@ int fm_finetune(const fm_ft_opts *o) {
     const int writer = !hk || hk->team_rank == 0;
     fm_acts **pacts = NULL;
     fm_batch_buf *pbb = NULL;
+    if (pipelined && (!hk->p2p || !hk->team_sum || !hk->stages_sum || !hk->bcast))
+        return fm_fail("pipeline stages: the caller gave no p2p, team_sum, stages_sum or bcast");
     if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
         return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
     double t_start = fm_now();
@@ -571,6 +681,18 @@ int fm_finetune(const fm_ft_opts *o) {
     to.init_rank = !strcmp(o->init_rank, "tensor") ? FM_RANK_TENSOR : FM_RANK_GLOBAL;
     if (fm_trainer_init(&tr, m, &to) != FM_OK) goto done;
     tr_ready = 1;
+    if (pipelined) {
+        /* This stage updates only the tensors it holds. */
+        const int L = m->cfg.num_hidden_layers, S = hk->nstages;
+        if (S > L) {
+            fm_fail("%d pipeline stages for %d encoder layers: expected at most one stage per layer", S, L);
+            goto done;
+        }
+        unsigned char *own = fm_xmalloc((size_t)m->lay.n);
+        for (int i = 0; i < m->lay.n; i++) own[i] = fm_layout_stage(&m->lay.t[i], L, S) == hk->stage;
+        fm_trainer_own(&tr, own);
+        free(own);
+    }
 
     fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",
            task->name, train.n, total, B, (double)total / (double)steps_per_epoch, fm_layout_trainable(&m->lay),
@@ -588,10 +710,6 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     if (pipelined) {
         const int L = m->cfg.num_hidden_layers, S = hk->nstages, st = hk->stage, M = hk->micro_batches;
-        if (S > L) {
-            fm_fail("%d pipeline stages for %d encoder layers: expected at most one stage per layer", S, L);
-            goto done;
-        }
         /* the largest micro-batch of a replica's share */
         int mb = ((B + hk->nranks - 1) / hk->nranks + M - 1) / M;
         pacts = fm_xcalloc((size_t)M, sizeof *pacts);
@@ -675,12 +793,20 @@ int fm_finetune(const fm_ft_opts *o) {
         } else {
             loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
         }
-        if (step == 0 && o->dump_grads && writer) {
-            if (fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
-            fm_log("first batch's gradients written to %s", o->dump_grads);
+        if (step == 0 && o->dump_grads) {
+            if (pipelined) {
+                unsigned char *sel = fm_xmalloc((size_t)m->lay.n);
+                for (int i = 0; i < m->lay.n; i++) sel[i] = m->lay.t[i].trains || m->lay.t[i].needs_grad;
+                int brc = bcast_owned(hk, m, sel, m->grads);
+                free(sel);
+                if (brc != FM_OK) goto done;
+            }
+            if (writer && fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
+            if (writer) fm_log("first batch's gradients written to %s", o->dump_grads);
         }
-        double norm;
-        double factor = fm_trainer_apply(&tr, &norm);
+        double norm, factor;
+        if (!pipelined) factor = fm_trainer_apply(&tr, &norm);
+        else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) goto done;
         pr.step = step + 1;
         pr.examples += nb;
         pr.window_loss += loss;
@@ -695,7 +821,10 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(l, "grad_norm", json_real(norm));
             if (supermask) {
                 fm_sparsity sp;
-                fm_trainer_sparsity(&tr, &sp);
+                if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
+                    json_decref(l);
+                    goto done;
+                }
                 json_object_set_new(l, "sparsity_expected", json_real(sp.expected));
                 json_object_set_new(l, "sparsity_sampled", json_real(sp.sampled));
             }
@@ -709,6 +838,7 @@ int fm_finetune(const fm_ft_opts *o) {
         if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < total) {
             logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
             fm_glue_report r;
+            if (pipelined && sync_stages(hk, &tr, 0) != FM_OK) goto done;
             fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
             fm_ft_predict(&c, &dev[0], o->eval_batch_size, logits, &r);
             json_t *l = json_object();
@@ -719,6 +849,7 @@ int fm_finetune(const fm_ft_opts *o) {
             log_report(task->name, "dev", &r);
         }
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
+        if ((periodic || sig) && pipelined && sync_stages(hk, &tr, 1) != FM_OK) goto done;
         if ((periodic || sig) && writer) {
             if (fm_jsonl_sync(&log, &pr.log_bytes) != FM_OK) goto done;
             if (fm_trainstate_write(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
@@ -737,6 +868,8 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     fm_progress_end(&prog);
     double t_train = fm_now() - t_loop;
+    /* Every stage gets the whole model for the evaluation and the files. */
+    if (pipelined && sync_stages(hk, &tr, 0) != FM_OK) goto done;
 
     /* The run directory: metrics.json, the model or the mask. */
     metrics = json_object();
@@ -774,13 +907,19 @@ int fm_finetune(const fm_ft_opts *o) {
         double mean = 0, sampled_sp = 0;
         json_t *arr = json_array();
         fm_sparsity sp;
-        fm_trainer_sparsity(&tr, &sp);
+        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
+            json_decref(arr);
+            goto done;
+        }
         sampled_sp = sp.sampled; /* the last training step's sample when --samples 0 */
         if (o->samples > 0) sampled_sp = 0;
         for (int k = 0; k < o->samples; k++) {
             fm_trainer_sample(&tr, FM_SAMPLE_EVAL, (uint64_t)k);
             sample_scores[k] = dev_score(&c, &dev[0], o->eval_batch_size, logits);
-            fm_trainer_sparsity(&tr, &sp);
+            if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
+                json_decref(arr);
+                goto done;
+            }
             sampled_sp += sp.sampled / o->samples;
             mean += sample_scores[k] / o->samples;
             json_array_append_new(arr, json_real(sample_scores[k]));
@@ -789,7 +928,10 @@ int fm_finetune(const fm_ft_opts *o) {
         for (int k = 0; k < o->samples; k++) var += (sample_scores[k] - mean) * (sample_scores[k] - mean);
         double sd = o->samples > 1 ? sqrt(var / (o->samples - 1)) : 0.0;
         fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
-        fm_trainer_sparsity(&tr, &sp);
+        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
+            json_decref(arr);
+            goto done;
+        }
         size_t bits_bytes = 0;
         for (int k = 0; k < tr.sample.n; k++) bits_bytes += (tr.sample.t[k].numel + 7) / 8;
         const fm_tensor *hw = fm_layout_find(&m->lay, "classifier.weight");

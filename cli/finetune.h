@@ -37,19 +37,31 @@ typedef struct fm_ft_hooks {
     int (*sum_wait)(void *ctx);
     /* Pipeline: this rank is stage `stage` of `nstages` of its replica and
      * holds encoder layers [L*stage/nstages, L*(stage+1)/nstages) (stage 0
-     * also the embeddings, the last also the pooler and head). Each replica's
-     * rows are cut into `micro_batches` micro-batches that go through a
-     * synchronous GPipe schedule (every forward, then every backward, then
-     * the update), activations and their gradients passed with p2p. With
-     * nstages > 1 the sums run over the whole team (replicas and stages: each
-     * stage contributes its slice, zeros elsewhere), after the backward, so
-     * that every rank applies the same update to the whole model. */
+     * also the embeddings, the last also the pooler and head;
+     * fm_layout_stage). Each replica's rows are cut into `micro_batches`
+     * micro-batches that go through a synchronous GPipe schedule (every
+     * forward, then every backward, then the update), activations and their
+     * gradients passed with p2p. With nstages > 1 a stage owns the tensors it
+     * holds (and their nu and moments): sum_start then sums only those, over
+     * the replicas of the stage, per layer as the last backward completes
+     * it; the loss and stop flag go through team_sum; the update covers only
+     * the owned tensors, with the global gradient norm from per-tensor terms
+     * summed over the stages (stages_sum, which also serves the sparsity
+     * statistics); and before anything reads the whole model (an evaluation,
+     * a checkpoint, the final files) bcast copies every owned tensor from its
+     * stage to the others. */
     int stage, nstages, micro_batches;
     int team_rank; /* 0 writes the run directory */
     void *pctx;
     /* Send (send = 1) or receive n floats to or from the neighbouring stage
      * (dir +1: the next stage, -1: the previous one). */
     int (*p2p)(void *pctx, int dir, float *buf, size_t n, int send);
+    /* Sum n floats in place over the whole team (blocking). */
+    int (*team_sum)(void *pctx, float *x, size_t n);
+    /* Sum n doubles in place over the stages of this replica (blocking). */
+    int (*stages_sum)(void *pctx, double *x, size_t n);
+    /* Copy n floats from stage `root` of this replica to its other stages. */
+    int (*bcast)(void *pctx, float *x, size_t n, int root);
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples (all replicas together). */
     json_t *metrics;

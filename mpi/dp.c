@@ -23,6 +23,7 @@ void fm_dp_free(fm_dp *d) {
 
 int fm_dp_sum_start(void *ctx, float *x, size_t n) {
     fm_dp *d = ctx;
+    if (d->size == 1) return FM_OK; /* one replica: the sum is x itself, nothing to send */
     double t0 = MPI_Wtime();
     for (size_t off = 0; off < n;) {
         size_t k = n - off < d->bucket_floats ? n - off : d->bucket_floats;

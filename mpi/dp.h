@@ -16,7 +16,7 @@ typedef struct {
     int nreq, capreq;
     size_t bucket_floats; /* largest single Iallreduce (default 4 Mi floats) */
     /* Counters since fm_dp_init: */
-    uint64_t bytes;       /* float32 bytes handed to allreduce (per replica) */
+    uint64_t bytes;       /* float32 bytes handed to allreduce (per replica; 0 on a one-rank comm, where no call is made) */
     uint64_t calls;       /* Iallreduce calls */
     double seconds;       /* wall time inside the MPI calls of this module */
 } fm_dp;

@@ -1,4 +1,4 @@
-/* pipe.c: stage-to-stage messages (see pipe.h). */
+/* pipe.c: stage-to-stage messages, sums and broadcasts (see pipe.h). */
 #include "pipe.h"
 
 #include <limits.h>
@@ -6,9 +6,13 @@
 
 #include "fm.h"
 
-void fm_pipe_init(fm_pipe *p, MPI_Comm comm) {
+/* Largest count of one MPI call here (MPI counts are int). */
+#define CHUNK ((size_t)1 << 30)
+
+void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team) {
     memset(p, 0, sizeof *p);
     p->comm = comm;
+    p->team = team;
     MPI_Comm_rank(comm, &p->stage);
     MPI_Comm_size(comm, &p->nstages);
 }
@@ -25,4 +29,48 @@ int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send) {
     if (send) p->bytes_sent += 4 * (uint64_t)n;
     if (rc != MPI_SUCCESS) return fm_fail("pipeline: message to or from stage %d failed (MPI error %d)", peer, rc);
     return FM_OK;
+}
+
+/* Sum x[0..n) of `type` (of `size` bytes) over comm, in chunks. */
+static int sum(fm_pipe *p, MPI_Comm comm, void *x, size_t n, MPI_Datatype type, size_t size, const char *what) {
+    double t0 = MPI_Wtime();
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t k = n - off < CHUNK ? n - off : CHUNK;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * size, (int)k, type, MPI_SUM, comm);
+        if (rc != MPI_SUCCESS) return fm_fail("pipeline: sum of %zu %s failed (MPI error %d)", k, what, rc);
+        p->sum_bytes += size * (uint64_t)k;
+        p->sum_calls++;
+    }
+    p->sum_seconds += MPI_Wtime() - t0;
+    return FM_OK;
+}
+
+int fm_pipe_team_sum(void *ctx, float *x, size_t n) {
+    fm_pipe *p = ctx;
+    return sum(p, p->team, x, n, MPI_FLOAT, sizeof(float), "floats over the team");
+}
+
+int fm_pipe_stages_sum(void *ctx, double *x, size_t n) {
+    fm_pipe *p = ctx;
+    return sum(p, p->comm, x, n, MPI_DOUBLE, sizeof(double), "doubles over the stages");
+}
+
+int fm_pipe_bcast(void *ctx, float *x, size_t n, int root) {
+    fm_pipe *p = ctx;
+    if (root < 0 || root >= p->nstages)
+        return fm_fail("pipeline: no stage %d of %d to broadcast %zu floats from", root, p->nstages, n);
+    double t0 = MPI_Wtime();
+    for (size_t off = 0; off < n; off += CHUNK) {
+        size_t k = n - off < CHUNK ? n - off : CHUNK;
+        int rc = MPI_Bcast(x + off, (int)k, MPI_FLOAT, root, p->comm);
+        if (rc != MPI_SUCCESS)
+            return fm_fail("pipeline: broadcast of %zu floats from stage %d failed (MPI error %d)", k, root, rc);
+        p->bcast_bytes += 4 * (uint64_t)k;
+    }
+    p->bcast_seconds += MPI_Wtime() - t0;
+    return FM_OK;
+}
+
+void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all) {
+    MPI_Gather(&x, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, p->team);
 }

@@ -1,7 +1,10 @@
-/* pipe.h: the point-to-point messages between neighbouring pipeline stages
- * of one replica (activations forward, their gradients backward), blocking
- * MPI_Send/MPI_Recv in the synchronous GPipe order, with bytes and time
- * counted. Plugs into fm_ft_hooks.p2p (cli/finetune.h). */
+/* pipe.h: what the pipeline stages of a team exchange: the point-to-point
+ * messages between neighbouring stages of one replica (activations forward,
+ * their gradients backward), blocking MPI_Send/MPI_Recv in the synchronous
+ * GPipe order; the small sums a stage needs beyond its own gradient sum (the
+ * loss and stop flag over the team, the per-tensor norm terms over the stages
+ * of a replica); and the broadcasts that give every stage the tensors the
+ * others own. Bytes and time are counted. Plugs into fm_ft_hooks (cli/finetune.h). */
 #ifndef FM_PIPE_H
 #define FM_PIPE_H
 
@@ -11,13 +14,28 @@
 
 typedef struct {
     MPI_Comm comm; /* the ranks of one replica, in stage order (fm_grid.replica) */
+    MPI_Comm team; /* every rank of the team (fm_grid.team) */
     int stage, nstages;
-    uint64_t bytes_sent;
-    double seconds;
+    uint64_t bytes_sent;   /* p2p: bytes this rank sent */
+    double seconds;        /* p2p: time in MPI_Send/MPI_Recv */
+    uint64_t sum_bytes;    /* payload bytes of this rank's sums (fm_pipe_team_sum, fm_pipe_stages_sum) */
+    uint64_t sum_calls;
+    double sum_seconds;
+    uint64_t bcast_bytes;  /* payload bytes of the broadcasts this rank took part in (sent or received) */
+    double bcast_seconds;
 } fm_pipe;
 
-void fm_pipe_init(fm_pipe *p, MPI_Comm comm);
+void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team);
 /* fm_ft_hooks.p2p: dir +1 the next stage, -1 the previous one. */
 int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send);
+/* fm_ft_hooks.team_sum: sum x[0..n) in place over the team (blocking). */
+int fm_pipe_team_sum(void *ctx, float *x, size_t n);
+/* fm_ft_hooks.stages_sum: sum x[0..n) in place over the stages of this replica (blocking). */
+int fm_pipe_stages_sum(void *ctx, double *x, size_t n);
+/* fm_ft_hooks.bcast: copy x[0..n) from stage `root` of this replica to its other stages. */
+int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
+/* Gather x from every rank of the team into all[team size] on team rank 0
+ * (all may be NULL elsewhere). Collective over the team. */
+void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);
 
 #endif

@@ -21,30 +21,44 @@ double fm_lr_factor(const fm_adamw *o, int64_t step) {
     return f > 0 ? f : 0;
 }
 
-double fm_grad_norm(const fm_layout *lay, const float *g) {
-    double total = 0;
+/* Squared L2 norm of x[0..n): fixed chunks of 4096, summed in order, so the
+ * same bits for any thread count. */
+static double sqnorm(const float *x, long n) {
+    const long nchunks = (n + 4095) / 4096;
+    double acc = 0;
+    double part[64];
+    for (long c0 = 0; c0 < nchunks; c0 += 64) {
+        long cn = nchunks - c0 < 64 ? nchunks - c0 : 64;
+#pragma omp parallel for schedule(static) if (n > 65536)
+        for (long c = 0; c < cn; c++) {
+            long b = (c0 + c) * 4096, e = b + 4096 < n ? b + 4096 : n;
+            double q = 0;
+            for (long j = b; j < e; j++) q += (double)x[j] * (double)x[j];
+            part[c] = q;
+        }
+        for (long c = 0; c < cn; c++) acc += part[c];
+    }
+    return acc;
+}
+
+void fm_grad_sqnorms(double *sq, const fm_layout *lay, const float *g) {
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
-        if (!t->trains) continue;
-        const float *x = g + t->offset;
-        const long n = (long)t->numel;
-        /* Fixed chunks of 4096, summed in order: the same bits for any thread count. */
-        const long nchunks = (n + 4095) / 4096;
-        double acc = 0;
-        double part[64];
-        for (long c0 = 0; c0 < nchunks; c0 += 64) {
-            long cn = nchunks - c0 < 64 ? nchunks - c0 : 64;
-#pragma omp parallel for schedule(static) if (n > 65536)
-            for (long c = 0; c < cn; c++) {
-                long b = (c0 + c) * 4096, e = b + 4096 < n ? b + 4096 : n;
-                double q = 0;
-                for (long j = b; j < e; j++) q += (double)x[j] * (double)x[j];
-                part[c] = q;
-            }
-            for (long c = 0; c < cn; c++) acc += part[c];
-        }
-        total += acc;
+        sq[i] = t->trains ? sqnorm(g + t->offset, (long)t->numel) : 0.0;
     }
+}
+
+double fm_grad_norm_sum(const fm_layout *lay, const double *sq) {
+    double total = 0;
+    for (int i = 0; i < lay->n; i++)
+        if (lay->t[i].trains) total += sq[i];
+    return sqrt(total);
+}
+
+double fm_grad_norm(const fm_layout *lay, const float *g) {
+    double total = 0;
+    for (int i = 0; i < lay->n; i++)
+        if (lay->t[i].trains) total += sqnorm(g + lay->t[i].offset, (long)lay->t[i].numel);
     return sqrt(total);
 }
 

@@ -29,8 +29,19 @@ void fm_adamw_default(fm_adamw *o);
 double fm_lr_factor(const fm_adamw *o, int64_t step);
 
 /* Global L2 norm of g over the tensors with trains = 1 (double accumulation,
- * fixed order: independent of the thread count). */
+ * fixed order: independent of the thread count). Equals
+ * fm_grad_norm_sum(lay, sq) after fm_grad_sqnorms(sq, lay, g), bit for bit. */
 double fm_grad_norm(const fm_layout *lay, const float *g);
+
+/* The squared L2 norm of each tensor i of g with trains = 1 into sq[i] (0 for
+ * the others; sq has lay->n entries): the per-tensor terms of fm_grad_norm. */
+void fm_grad_sqnorms(double *sq, const fm_layout *lay, const float *g);
+
+/* The global norm from per-tensor terms: sqrt of sq[i] summed in tensor order
+ * over the tensors with trains = 1. Pipeline stages compute the terms of the
+ * tensors they hold, sum the arrays across the stages (each entry has one
+ * non-zero contributor, so the sum is exact) and get fm_grad_norm's bits. */
+double fm_grad_norm_sum(const fm_layout *lay, const double *sq);
 
 /* One AdamW update number `step` (0-based) of every tensor with trains = 1:
  *   g' = g * min(1, max_grad_norm / (norm + 1e-6))   (when clipping is on)

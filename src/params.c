@@ -115,6 +115,14 @@ void fm_layout_range(const fm_layout *lay, int l0, int l1, size_t *begin, size_t
     if (*end < *begin) *begin = *end = 0;
 }
 
+int fm_layout_stage(const fm_tensor *t, int L, int stages) {
+    if (t->layer < 0) return 0;
+    if (t->layer >= L) return stages - 1;
+    int s = 0;
+    while (s + 1 < stages && (int64_t)L * (s + 1) / stages <= t->layer) s++;
+    return s;
+}
+
 size_t fm_layout_trainable(const fm_layout *lay) {
     size_t n = 0;
     for (int i = 0; i < lay->n; i++)

@@ -53,6 +53,11 @@ fm_tensor *fm_layout_find(const fm_layout *lay, const char *name);
  * [l0, l1) (l0 = -1 includes the embeddings, l1 = L+1 the pooler and heads). */
 void fm_layout_range(const fm_layout *lay, int l0, int l1, size_t *begin, size_t *end);
 
+/* The pipeline stage of `stages` that holds tensor t of an L-layer model:
+ * stage s holds encoder layers [L*s/stages, L*(s+1)/stages), stage 0 also
+ * the embeddings, the last stage also the pooler and the heads. */
+int fm_layout_stage(const fm_tensor *t, int L, int stages);
+
 /* Number of elements whose tensors have trains = 1. */
 size_t fm_layout_trainable(const fm_layout *lay);
 

@@ -143,6 +143,10 @@ void fm_trainer_free(fm_trainer *t) {
     free(t->fields);
     free(t->nu_lay.t);
     free(t->head_lay.t);
+    free(t->own);
+    free(t->own_lay.t);
+    free(t->nu_own.t);
+    free(t->head_own.t);
     memset(t, 0, sizeof *t);
 }
 
@@ -152,7 +156,7 @@ void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
     const uint32_t purpose = kind == FM_SAMPLE_EVAL ? FM_RNG_MASK_EVAL : FM_RNG_MASK;
     for (int i = 0; i < lay->n; i++) {
         int k = t->masked_of[i];
-        if (k < 0) continue;
+        if (k < 0 || (kind == FM_SAMPLE_TRAIN && t->own && !t->own[i])) continue;
         fm_mask_tensor *mt = &t->sample.t[k];
         const float *nu = t->nu + lay->t[i].offset;
         const long n = (long)mt->numel, nchunks = (n + CHUNK - 1) / CHUNK;
@@ -218,7 +222,7 @@ void fm_trainer_nu_grads(fm_trainer *t) {
     const fm_layout *lay = &t->m->lay;
     const int sig = t->o.ste == FM_STE_SIGMOID;
     for (int i = 0; i < lay->n; i++) {
-        if (t->masked_of[i] < 0) continue;
+        if (t->masked_of[i] < 0 || (t->own && !t->own[i])) continue;
         const fm_tensor *x = &lay->t[i];
         float *g = t->m->grads + x->offset;
         const float *w = t->m->params + x->offset, *nu = t->nu + x->offset;
@@ -235,21 +239,75 @@ void fm_trainer_nu_grads(fm_trainer *t) {
     }
 }
 
-double fm_trainer_apply(fm_trainer *t, double *norm_out) {
+/* A copy of src with trains cleared where own is 0. */
+static void layout_owned(fm_layout *dst, const fm_layout *src, const unsigned char *own) {
+    layout_copy(dst, src);
+    for (int i = 0; i < src->n; i++)
+        if (!own[i]) dst->t[i].trains = 0;
+}
+
+void fm_trainer_own(fm_trainer *t, const unsigned char *own) {
+    const fm_layout *lay = &t->m->lay;
+    free(t->own);
+    free(t->own_lay.t);
+    free(t->nu_own.t);
+    free(t->head_own.t);
+    t->own = NULL;
+    memset(&t->own_lay, 0, sizeof t->own_lay);
+    memset(&t->nu_own, 0, sizeof t->nu_own);
+    memset(&t->head_own, 0, sizeof t->head_own);
+    if (!own) return;
+    t->own = fm_xmalloc((size_t)(lay->n ? lay->n : 1));
+    memcpy(t->own, own, (size_t)lay->n);
+    if (t->o.mode == FM_TRAIN_SUPERMASK) {
+        layout_owned(&t->nu_own, &t->nu_lay, own);
+        layout_owned(&t->head_own, &t->head_lay, own);
+    } else {
+        layout_owned(&t->own_lay, lay, own);
+    }
+}
+
+void fm_trainer_norm_parts(fm_trainer *t, double *sq) {
+    fm_model *m = t->m;
+    if (t->o.mode == FM_TRAIN_SUPERMASK) {
+        fm_trainer_nu_grads(t);
+        /* nu's tensors (masked) and the head's are disjoint: one array holds both. */
+        const fm_layout *nl = t->own ? &t->nu_own : &t->nu_lay, *hl = t->own ? &t->head_own : &t->head_lay;
+        double *tmp = fm_xmalloc(sizeof(double) * (size_t)(m->lay.n ? m->lay.n : 1));
+        fm_grad_sqnorms(sq, nl, m->grads);
+        fm_grad_sqnorms(tmp, hl, m->grads);
+        for (int i = 0; i < m->lay.n; i++)
+            if (hl->t[i].trains) sq[i] = tmp[i];
+        free(tmp);
+    } else {
+        fm_grad_sqnorms(sq, t->own ? &t->own_lay : &m->lay, m->grads);
+    }
+}
+
+double fm_trainer_apply_parts(fm_trainer *t, const double *sq, double *norm_out) {
     fm_model *m = t->m;
     double factor, norm;
     if (t->o.mode == FM_TRAIN_SUPERMASK) {
-        fm_trainer_nu_grads(t);
-        double a = fm_grad_norm(&t->nu_lay, m->grads), b = fm_grad_norm(&t->head_lay, m->grads);
+        double a = fm_grad_norm_sum(&t->nu_lay, sq), b = fm_grad_norm_sum(&t->head_lay, sq);
         norm = sqrt(a * a + b * b);
-        factor = fm_adamw_step(&t->o.mask_opt, &t->nu_lay, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
-        fm_adamw_step(&t->o.opt, &t->head_lay, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+        const fm_layout *nl = t->own ? &t->nu_own : &t->nu_lay, *hl = t->own ? &t->head_own : &t->head_lay;
+        factor = fm_adamw_step(&t->o.mask_opt, nl, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+        fm_adamw_step(&t->o.opt, hl, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
     } else {
-        norm = fm_grad_norm(&m->lay, m->grads);
-        factor = fm_adamw_step(&t->o.opt, &m->lay, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
+        norm = fm_grad_norm_sum(&m->lay, sq);
+        factor = fm_adamw_step(&t->o.opt, t->own ? &t->own_lay : &m->lay, m->params, m->grads, t->mom1, t->mom2,
+                               t->step, norm, NULL);
     }
     if (norm_out) *norm_out = norm;
     t->step++;
+    return factor;
+}
+
+double fm_trainer_apply(fm_trainer *t, double *norm_out) {
+    double *sq = fm_xmalloc(sizeof(double) * (size_t)(t->m->lay.n ? t->m->lay.n : 1));
+    fm_trainer_norm_parts(t, sq);
+    double factor = fm_trainer_apply_parts(t, sq, norm_out);
+    free(sq);
     return factor;
 }
 
@@ -330,28 +388,50 @@ void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
     free(sg);
 }
 
-void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *sp) {
+void fm_trainer_sparsity_parts(fm_trainer *t, double *parts) {
+    const fm_layout *lay = &t->m->lay;
+    memset(parts, 0, sizeof(double) * 3 * (size_t)lay->n);
+    if (t->o.mode != FM_TRAIN_SUPERMASK) return;
+    for (int i = 0; i < lay->n; i++) {
+        int k = t->masked_of[i];
+        if (k < 0 || (t->own && !t->own[i])) continue;
+        const fm_tensor *x = &lay->t[i];
+        const float *nu = t->nu + x->offset;
+        double e = 0;
+        size_t det_zero = 0;
+        for (size_t j = 0; j < x->numel; j++) {
+            e += 1.0 - (double)sigmoidf(nu[j]);
+            det_zero += !(nu[j] > 0.0f);
+        }
+        parts[3 * i] = e;
+        parts[3 * i + 1] = (double)fm_mask_count(&t->sample.t[k]);
+        parts[3 * i + 2] = (double)det_zero;
+    }
+}
+
+void fm_trainer_sparsity_sum(const fm_trainer *t, const double *parts, fm_sparsity *sp) {
     memset(sp, 0, sizeof *sp);
     if (t->o.mode != FM_TRAIN_SUPERMASK) return;
     const fm_layout *lay = &t->m->lay;
     double expected = 0;
     size_t ones = 0, det_zero = 0;
     for (int i = 0; i < lay->n; i++) {
-        int k = t->masked_of[i];
-        if (k < 0) continue;
-        const fm_tensor *x = &lay->t[i];
-        const float *nu = t->nu + x->offset;
-        double e = 0;
-        for (size_t j = 0; j < x->numel; j++) {
-            e += 1.0 - (double)sigmoidf(nu[j]);
-            det_zero += !(nu[j] > 0.0f);
-        }
-        expected += e;
-        ones += fm_mask_count(&t->sample.t[k]);
+        if (t->masked_of[i] < 0) continue;
+        expected += parts[3 * i];
+        ones += (size_t)parts[3 * i + 1];
+        det_zero += (size_t)parts[3 * i + 2];
     }
     const double n = (double)t->masked_numel;
     sp->numel = t->masked_numel;
     sp->expected = expected / n;
     sp->sampled = (n - (double)ones) / n;
     sp->deterministic = (double)det_zero / n;
+}
+
+void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *sp) {
+    const fm_layout *lay = &t->m->lay;
+    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(lay->n ? lay->n : 1));
+    fm_trainer_sparsity_parts(t, parts);
+    fm_trainer_sparsity_sum(t, parts, sp);
+    free(parts);
 }

@@ -88,6 +88,9 @@ typedef struct {
     float *scratch;    /* one piece's materialised weights */
     size_t scratch_n;
     size_t masked_numel;
+    /* fm_trainer_own: */
+    unsigned char *own; /* [lay.n] the tensors this trainer updates, or NULL for all */
+    fm_layout own_lay, nu_own, head_own; /* m->lay, nu_lay, head_lay with trains &= own */
 } fm_trainer;
 
 /* Set up training of m (whose layout already says which tensors train: see
@@ -113,6 +116,26 @@ float *fm_trainer_grads(fm_trainer *t, size_t *n);
  * clip and apply AdamW number t->step; then t->step++. Returns the learning
  * rate factor of the schedule. */
 double fm_trainer_apply(fm_trainer *t, double *norm);
+
+/* A pipeline stage's trainer: update only the tensors i with own[i] != 0
+ * (lay.n entries, copied; NULL: every tensor, the default). The training
+ * sample (fm_trainer_begin_step), the nu gradients, the AdamW step and the
+ * parts below then cover only those tensors; the others keep what they hold
+ * (stale values, until the caller copies them from the stage that owns them).
+ * Call after fm_trainer_init (and fm_trainstate_read may come later). The
+ * global gradient norm needs every stage's terms: use fm_trainer_norm_parts,
+ * sum the arrays over the stages, then fm_trainer_apply_parts. */
+void fm_trainer_own(fm_trainer *t, const unsigned char *own);
+/* The first half of fm_trainer_apply: derive the nu gradients (supermask) and
+ * write into sq[0..lay.n) the squared gradient norm of every owned tensor
+ * that the update covers (0 for the others). */
+void fm_trainer_norm_parts(fm_trainer *t, double *sq);
+/* The second half: the global norm from the terms sq of every tensor (written
+ * to *norm when not NULL), clip and apply AdamW number t->step to the owned
+ * tensors; t->step++. Returns the learning rate factor. With sq from
+ * fm_trainer_norm_parts of every stage summed, the same bits as
+ * fm_trainer_apply on one process. */
+double fm_trainer_apply_parts(fm_trainer *t, const double *sq, double *norm);
 
 /* Supermask: turn t->m->grads of every masked tensor from dL/dtheta into
  * dL/dnu in place (fm_trainer_apply calls it; exposed for tests). */
@@ -141,5 +164,12 @@ typedef struct {
     size_t numel;
 } fm_sparsity;
 void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *s);
+/* Its per-tensor terms, for owned masked tensors (0 elsewhere): parts[3i] the
+ * sum of 1 - sigmoid(nu), parts[3i+1] the ones of the current sample,
+ * parts[3i+2] the entries with nu <= 0 (lay.n x 3 doubles). */
+void fm_trainer_sparsity_parts(fm_trainer *t, double *parts);
+/* The sparsities from the terms of every masked tensor (summed over the
+ * stages): fm_trainer_sparsity's bits. */
+void fm_trainer_sparsity_sum(const fm_trainer *t, const double *parts, fm_sparsity *s);
 
 #endif

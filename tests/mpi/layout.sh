@@ -4,7 +4,9 @@
 # 2 pipeline stages (2 micro-batches) and on 2 replicas x 2 stages (3
 # micro-batches) give the same metrics and log losses (to 1e-5) and masks
 # that differ in at most 1e-4 of their entries; the same layout twice gives
-# byte-identical run directories and science. Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
+# byte-identical run directories and science; rank 0's communication per step is
+# what the layout says: a pipeline stage sums the gradients of the layers it
+# holds only. Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
@@ -75,6 +77,45 @@ for lay, what in [('r2', '2 replicas'), ('s2', '2 stages'), ('q4', '2 replicas x
     print(f'{what}: mask entries that differ from 1 rank: {diff} of {total}')
     if diff > 1e-4 * total:
         print(f'FAIL: masks on {what} differ in more than 1e-4 of their entries'); bad = 1
+sys.exit(bad)
+PY
+# Communication per step, from the layout. A stage sums over its R replicas
+# only the gradients of what it holds (stage s of S: encoder layers
+# [L*s/S, L*(s+1)/S), stage 0 also the embeddings, the last also the pooler
+# and head; nothing at all when R = 1); the team sums the loss and stop flag
+# (2 floats); with S > 1 the stages sum one double per tensor (the gradient
+# norm's terms). With S = 1 the loss and stop flag ride with the gradients.
+# compute.json is team rank 0's (stage 0 of replica 0), with every rank's
+# bytes per step in team rank order (replica x S + stage).
+/usr/bin/python3 - "$work" <<'PY'
+import fnmatch, json, sys
+w = sys.argv[1]
+b = open(f'{w}/model/model.safetensors', 'rb').read(); n = int.from_bytes(b[:8], 'little')
+hdr = json.loads(b[8:8 + n]); cfg = json.load(open(f'{w}/model/config.json'))
+ten = {k.removeprefix('bert.'): v['shape'] for k, v in hdr.items() if k != '__metadata__'}
+assert not any(k.startswith('classifier') or k.startswith('cls.') for k in ten)
+ten['classifier.weight'] = [2, cfg['hidden_size']]; ten['classifier.bias'] = [2]  # SST-2's new head
+numel = {k: eval('*'.join(map(str, s))) for k, s in ten.items()}
+L = cfg['num_hidden_layers']
+def layer(k): return -1 if k.startswith('embeddings.') else int(k.split('.')[2]) if k.startswith('encoder.') else L
+def stage(k, S): return 0 if layer(k) < 0 else S - 1 if layer(k) >= L else max(s for s in range(S) if L * s // S <= layer(k))
+glob = 'embeddings.*_embeddings.weight,encoder.layer.*.attention.self.*.weight,encoder.layer.*.dense.weight,pooler.dense.weight'
+masked = {k for k in ten if any(fnmatch.fnmatchcase(k, g) for g in glob.split(','))}
+bad = 0
+for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2)]:
+    for job in ['SST-2.full.seed7', 'SST-2.supermask.s30.seed7']:
+        c = json.load(open(f'{w}/{lay}/{job}/compute.json')); steps = json.load(open(f'{w}/{lay}/{job}/metrics.json'))['steps']
+        want = []
+        for st in [r % S for r in range(R * S)]:
+            grads = [k for k in ten if stage(k, S) == st and (job.startswith('SST-2.full') or k in masked or k.startswith('classifier.'))]
+            grad = (4 * sum(numel[k] for k in grads) if R > 1 else 0) + (8 if S == 1 else 0)
+            want.append((grad, grad + (8 + 8 * len(ten) if S > 1 else 0)))
+        if c.get('grad_bytes') != steps * want[0][0]:
+            print(f'FAIL {lay} {job}: gradient sums of {c.get("grad_bytes")} bytes on rank 0, expected {steps} x {want[0][0]}'); bad = 1
+        got = c.get('comm_bytes_per_step_by_rank')
+        if job.startswith('SST-2.full') and got != [p for _, p in want]:  # (supermask adds the sparsity terms at log steps)
+            print(f'FAIL {lay} {job}: {got} bytes per step per rank, expected {[p for _, p in want]}'); bad = 1
+        print(f'{lay}: {job}: bytes per step per rank {got} (rank 0: {c.get("grad_bytes", 0) // steps} of gradients)')
 sys.exit(bad)
 PY
 # Same layout twice: every deterministic file byte-identical.

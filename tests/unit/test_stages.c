@@ -1,0 +1,255 @@
+/* test_stages.c: trainers that own a pipeline stage's tensors (src/train.h
+ * fm_trainer_own) on a tiny model (L=3, H=16, no dropout):
+ *   1. fm_layout_stage: the embeddings on stage 0, encoder layer l on the
+ *      stage whose slice [L*s/S, L*(s+1)/S) holds it, pooler and head last;
+ *   2. the norm from per-tensor terms equals fm_grad_norm bit for bit, also
+ *      for tensors past the threaded size;
+ *   3. for full fine-tuning and supermask, with S = 2 and 3: S trainers, each
+ *      given the whole batch's gradient of its own tensors only, whose norm
+ *      terms are summed, reach after every step the same norm, the same
+ *      parameters, scores and AdamW moments of their own tensors as one
+ *      trainer (bit for bit), leave every other tensor's parameters, scores,
+ *      moments and sample as they were, draw the same training sample of
+ *      their own tensors, and their summed sparsity terms give the one
+ *      trainer's sparsities. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fm.h"
+#include "model.h"
+#include "optim.h"
+#include "rng.h"
+#include "testutil.h"
+#include "train.h"
+
+enum { B = 3, T = 7, L = 3 };
+static const int32_t ids[B * T] = {2, 17, 5, 33, 9, 41, 3, 2, 8, 8, 49, 3, 0, 0, 2, 26, 3, 0, 0, 0, 0};
+static const int32_t tids[B * T] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+static const float amask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
+static const int32_t labels[B] = {1, 0, 1};
+
+static void tiny(fm_model *m) {
+    fm_config c;
+    fm_config_default(&c);
+    c.vocab_size = 50;
+    c.hidden_size = 16;
+    c.num_hidden_layers = L;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 32;
+    c.max_position_embeddings = 16;
+    c.type_vocab_size = 2;
+    c.num_labels = 2;
+    c.hidden_dropout_prob = 0;
+    c.attention_probs_dropout_prob = 0;
+    c.initializer_range = 0.2f;
+    fm_model_alloc(m, &c);
+    fm_model_init_weights(m, 7);
+}
+
+static void test_layout_stage(void **state) {
+    (void)state;
+    fm_model m;
+    tiny(&m);
+    for (int i = 0; i < m.lay.n; i++) {
+        const fm_tensor *t = &m.lay.t[i];
+        int head = !strncmp(t->name, "pooler.", 7) || !strncmp(t->name, "classifier.", 11);
+        int emb = !strncmp(t->name, "embeddings.", 11);
+        assert_true(head || emb || !strncmp(t->name, "encoder.layer.", 14));
+        /* S = 2: [0, 1) and [1, 3) */
+        assert_int_equal(fm_layout_stage(t, L, 2), emb ? 0 : head ? 1 : t->layer >= 1);
+        assert_int_equal(fm_layout_stage(t, L, 3), emb ? 0 : head ? 2 : t->layer);
+        assert_int_equal(fm_layout_stage(t, L, 1), 0);
+    }
+    fm_model_free(&m);
+}
+
+static void test_norm_parts(void **state) {
+    (void)state;
+    fm_layout lay;
+    fm_config c;
+    fm_config_default(&c); /* BERT-base: word embeddings far past 65536 entries */
+    c.num_hidden_layers = 1;
+    c.num_labels = 2;
+    fm_layout_build(&lay, &c);
+    float *g = fm_xalloc_floats(lay.numel);
+    fm_rng_normals(5, FM_RNG_DATA, 0, 0, g, lay.numel);
+    lay.t[3].trains = 0;
+    double *sq = fm_xmalloc(sizeof(double) * (size_t)lay.n);
+    fm_grad_sqnorms(sq, &lay, g);
+    assert_true(sq[3] == 0.0 && sq[0] > 0);
+    double a = fm_grad_norm(&lay, g), b = fm_grad_norm_sum(&lay, sq);
+    assert_memory_equal(&a, &b, sizeof a);
+    free(sq);
+    fm_free_aligned(g);
+    fm_layout_free(&lay);
+}
+
+static void opts(fm_trainer_opts *o, fm_train_mode mode) {
+    fm_trainer_opts_default(o);
+    o->mode = mode;
+    o->seed = 11;
+    o->opt.lr = 1e-2f;
+    o->opt.total_steps = 10;
+    o->opt.warmup_steps = 2;
+    o->opt.max_grad_norm = 0.05f; /* clipping on: the norm matters */
+    o->mask_opt = o->opt;
+    o->mask_opt.lr = 0.5f;
+    o->mask_opt.weight_decay = 0;
+    o->init_sparsity = 0.3;
+}
+
+static int same(const float *a, const float *b, const fm_tensor *x) {
+    return memcmp(a + x->offset, b + x->offset, x->numel * sizeof(float)) == 0;
+}
+
+static void run_stages(fm_train_mode mode, int S) {
+    fm_model m0, ms[3], init;
+    fm_trainer t0, ts[3];
+    fm_trainer_opts o;
+    opts(&o, mode);
+    const int sm = mode == FM_TRAIN_SUPERMASK;
+    tiny(&m0);
+    tiny(&init);
+    assert_int_equal(fm_trainer_init(&t0, &m0, &o), FM_OK);
+    const int n = m0.lay.n;
+    unsigned char *own = fm_xmalloc((size_t)n);
+    for (int s = 0; s < S; s++) {
+        tiny(&ms[s]);
+        assert_int_equal(fm_trainer_init(&ts[s], &ms[s], &o), FM_OK);
+        for (int i = 0; i < n; i++) own[i] = fm_layout_stage(&ms[s].lay.t[i], L, S) == s;
+        fm_trainer_own(&ts[s], own);
+    }
+    float *nu0 = sm ? fm_xalloc_floats(m0.lay.numel) : NULL;
+    if (sm) memcpy(nu0, t0.nu, m0.lay.numel * sizeof(float));
+    /* the initial sample (the deterministic mask of the initial scores) */
+    uint8_t **bits0 = sm ? fm_xcalloc((size_t)t0.sample.n, sizeof *bits0) : NULL;
+    for (int k = 0; sm && k < t0.sample.n; k++) {
+        size_t nb = (t0.sample.t[k].numel + 7) / 8;
+        bits0[k] = fm_xmalloc(nb);
+        memcpy(bits0[k], t0.sample.t[k].bits, nb);
+    }
+    fm_acts *a = fm_acts_new(&m0.cfg, B, T, 0, L);
+    fm_batch b = {.B = B, .T = T, .ids = ids, .type_ids = tids, .attn_mask = amask, .labels = labels};
+    float *g = fm_xalloc_floats(m0.lay.numel);
+    double *sq = fm_xmalloc(sizeof(double) * (size_t)n), *sum = fm_xmalloc(sizeof(double) * (size_t)n);
+    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)n), *psum = fm_xmalloc(sizeof(double) * 3 * (size_t)n);
+    int clipped = 0;
+    for (int step = 0; step < 5; step++) {
+        double norm0, norm;
+        fm_trainer_begin_step(&t0, step);
+        fm_trainer_grad(&t0, a, &b, 1.0 / B);
+        memcpy(g, m0.grads, m0.lay.numel * sizeof(float));
+        fm_trainer_apply(&t0, &norm0);
+        clipped |= norm0 > o.opt.max_grad_norm;
+        memset(sum, 0, sizeof(double) * (size_t)n);
+        for (int s = 0; s < S; s++) {
+            fm_trainer_begin_step(&ts[s], step);
+            /* a stage has the (summed) gradients of its own tensors only */
+            for (int i = 0; i < n; i++)
+                if (ts[s].own[i]) {
+                    const fm_tensor *x = &m0.lay.t[i];
+                    memcpy(ms[s].grads + x->offset, g + x->offset, x->numel * sizeof(float));
+                }
+            fm_trainer_norm_parts(&ts[s], sq);
+            for (int i = 0; i < n; i++) {
+                if (!ts[s].own[i]) assert_true(sq[i] == 0.0);
+                sum[i] += sq[i];
+            }
+        }
+        memset(psum, 0, sizeof(double) * 3 * (size_t)n);
+        for (int s = 0; s < S; s++) {
+            fm_trainer_sparsity_parts(&ts[s], parts);
+            for (int i = 0; i < 3 * n; i++) psum[i] += parts[i];
+            fm_trainer_apply_parts(&ts[s], sum, &norm);
+            assert_memory_equal(&norm, &norm0, sizeof norm);
+            assert_int_equal(ts[s].step, t0.step);
+        }
+        if (sm) {
+            /* the sampled sparsity of this step's sample (t0's nu has moved on since) */
+            fm_sparsity a1;
+            fm_trainer_sparsity_sum(&t0, psum, &a1);
+            assert_true(a1.numel == t0.masked_numel);
+            double ones = 0;
+            for (int k = 0; k < t0.sample.n; k++) ones += (double)fm_mask_count(&t0.sample.t[k]);
+            assert_true(a1.sampled == ((double)t0.masked_numel - ones) / (double)t0.masked_numel);
+        }
+        for (int s = 0; s < S; s++)
+            for (int i = 0; i < n; i++) {
+                const fm_tensor *x = &m0.lay.t[i];
+                if (ts[s].own[i]) {
+                    assert_true(same(ms[s].params, m0.params, x));
+                    assert_true(same(ts[s].mom1, t0.mom1, x) && same(ts[s].mom2, t0.mom2, x));
+                    if (sm) assert_true(same(ts[s].nu, t0.nu, x));
+                } else {
+                    /* untouched: the initial parameters, scores and sample, zero moments */
+                    assert_true(same(ms[s].params, init.params, x));
+                    for (size_t j = 0; j < x->numel; j++)
+                        assert_true(ts[s].mom1[x->offset + j] == 0 && ts[s].mom2[x->offset + j] == 0);
+                    if (sm) assert_true(same(ts[s].nu, nu0, x));
+                }
+                int k = sm ? t0.masked_of[i] : -1;
+                if (k >= 0) {
+                    const uint8_t *want = ts[s].own[i] ? t0.sample.t[k].bits : bits0[k];
+                    assert_memory_equal(ts[s].sample.t[k].bits, want, (t0.sample.t[k].numel + 7) / 8);
+                }
+            }
+    }
+    assert_true(clipped);
+    if (sm) {
+        /* the sparsities of the current scores and sample, from every stage's terms */
+        fm_sparsity w, got;
+        fm_trainer_sparsity(&t0, &w);
+        memset(psum, 0, sizeof(double) * 3 * (size_t)n);
+        for (int s = 0; s < S; s++) {
+            fm_trainer_sparsity_parts(&ts[s], parts);
+            for (int i = 0; i < 3 * n; i++) psum[i] += parts[i];
+        }
+        fm_trainer_sparsity_sum(&ts[0], psum, &got);
+        assert_memory_equal(&got.expected, &w.expected, sizeof w.expected);
+        assert_memory_equal(&got.sampled, &w.sampled, sizeof w.sampled);
+        assert_memory_equal(&got.deterministic, &w.deterministic, sizeof w.deterministic);
+        assert_true(w.deterministic > 0.05 && w.expected > 0.05);
+        for (int k = 0; k < t0.sample.n; k++) free(bits0[k]);
+        free(bits0);
+    }
+    free(sq);
+    free(sum);
+    free(parts);
+    free(psum);
+    free(own);
+    fm_free_aligned(g);
+    fm_free_aligned(nu0);
+    fm_acts_free(a);
+    for (int s = 0; s < S; s++) {
+        fm_trainer_free(&ts[s]);
+        fm_model_free(&ms[s]);
+    }
+    fm_trainer_free(&t0);
+    fm_model_free(&m0);
+    fm_model_free(&init);
+}
+
+static void test_full_stages(void **state) {
+    (void)state;
+    run_stages(FM_TRAIN_FULL, 2);
+    run_stages(FM_TRAIN_FULL, 3);
+}
+
+static void test_supermask_stages(void **state) {
+    (void)state;
+    run_stages(FM_TRAIN_SUPERMASK, 2);
+    run_stages(FM_TRAIN_SUPERMASK, 3);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_layout_stage),
+        cmocka_unit_test(test_norm_parts),
+        cmocka_unit_test(test_full_stages),
+        cmocka_unit_test(test_supermask_stages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
