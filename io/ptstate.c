@@ -69,7 +69,7 @@ int fm_ptstate_write(const char *path, const fm_layout *lay, const float *params
     const int nmeta = (int)(sizeof meta / sizeof *meta);
     if (kill_countdown()) {
         /* Test hook: die half-way through the temporary file. */
-        unsigned char *buf;
+        unsigned char *buf = NULL;
         size_t len;
         fm_atomic_file f;
         if (fm_st_serialize(e, n, meta, nmeta, &buf, &len) == FM_OK && fm_atomic_open(&f, path) == FM_OK) {
@@ -78,6 +78,7 @@ int fm_ptstate_write(const char *path, const fm_layout *lay, const float *params
             fm_log("FINEMASK_TEST_KILL_IN_CHECKPOINT: killed while writing %s", path);
             raise(SIGKILL);
         }
+        free(buf);
     }
     int rc = fm_st_write(path, e, n, meta, nmeta);
     for (int i = 0; i < n; i++) free(names[i]);
