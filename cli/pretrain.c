@@ -154,9 +154,13 @@ static int tokenize_corpus(const fm_corpus *cp, const fm_tokenizer *tok, const f
     return FM_OK;
 }
 
-/* Set by SIGTERM / SIGUSR1; the loop saves the state at the next step boundary. */
+/* Set by SIGTERM / SIGUSR1; the loop saves the state at the next step
+ * boundary. A SIGTERM stays set until the run stops (a SIGUSR1 after it, or
+ * a save in between, does not clear it). */
 static volatile sig_atomic_t pt_signal = 0;
-static void pt_on_signal(int sig) { pt_signal = sig; }
+static void pt_on_signal(int sig) {
+    if (pt_signal != SIGTERM) pt_signal = sig;
+}
 
 /* Remove temporary files a killed writer left in dir ("*.tmp.*"). */
 static void remove_stale_temps(const char *dir) {
@@ -432,7 +436,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             window = 0;
             window_n = 0;
         }
-        fm_progress_update(&prog, step + 1, examples, loss, opt.lr * factor);
+        fm_progress_update(&prog, step + 1, examples - examples0, loss, opt.lr * factor);
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < o->steps;
         if (periodic || sig) {
             /* every rank takes this branch at the same step */
@@ -448,6 +452,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             ok = 1;
             if (dp.rank == 0) {
                 const double t0 = fm_now();
+                if (!log_ok) fm_fail("%s/pretrain_log.jsonl: a write failed", o->out);
                 ok = log_ok && fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
                      fm_ptstate_write(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
                 if (ok && sig)
@@ -469,7 +474,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
                         step + 1, o->steps);
                 goto done;
             }
-            pt_signal = 0;
+            if (pt_signal != SIGTERM) pt_signal = 0; /* a SIGUSR1 is served by this save */
         }
     }
     fm_progress_end(&prog);
