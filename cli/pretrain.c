@@ -254,20 +254,36 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     int sig_installed = 0;
     const int have_state = fm_file_exists(state_path);
 
-    if (o->resume && !have_state && fm_file_exists(wpath)) {
-        fm_log("pretrain: %s is complete (no %s to resume from); nothing to do", o->out, FM_PT_STATE_FILE);
+    /* What to do with OUT, as rank 0 sees it; every rank follows (the sum
+     * of rank 0's code and the others' zeros). 0: a new run, 1: resume the
+     * state, 2: nothing to do (complete), 3: refused. */
+    double plan = 0;
+    if (dp.rank == 0) {
+        if (o->resume && !have_state && fm_file_exists(wpath)) {
+            fm_log("pretrain: %s is complete (no %s to resume from); nothing to do", o->out, FM_PT_STATE_FILE);
+            plan = 2;
+        } else if (!o->force && !o->resume && have_state) {
+            fm_fail("%s exists: an interrupted pre-training; continue it with --resume, or start over with --force",
+                    state_path);
+            plan = 3;
+        } else if (!o->force && !(o->resume && have_state) && fm_file_exists(wpath)) {
+            fm_fail("%s already exists (use --force to overwrite it)", wpath);
+            plan = 3;
+        } else {
+            plan = o->resume && have_state;
+        }
+    }
+    fm_world_sum_doubles(&dp, &plan, 1);
+    if (plan == 3) {
+        if (dp.rank != 0) fm_fail("pretrain: rank 0 refused to write %s", o->out);
+        goto done;
+    }
+    if (plan == 2) {
         rc = FM_OK;
         goto done;
     }
-    if (!o->force && !o->resume && have_state) {
-        fm_fail("%s exists: an interrupted pre-training; continue it with --resume, or start over with --force",
-                state_path);
-        goto done;
-    }
-    if (!o->force && !(o->resume && have_state) && fm_file_exists(wpath)) {
-        fm_fail("%s already exists (use --force to overwrite it)", wpath);
-        goto done;
-    }
+    /* every rank reads the state: under MPI, OUT must be on a shared file system */
+    const int resumed = plan == 1;
     fm_tokenizer_opts to = fm_tokenizer_default_opts();
     if (fm_tokenizer_load(&tok, o->vocab, &to) != FM_OK) goto done;
     tok_ok = 1;
@@ -342,7 +358,6 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
 
     /* The state of an interrupted run: every rank reads it (rank 0 alone writes it). */
     fm_pt_progress pr = {.ranks = dp.size};
-    const int resumed = o->resume && have_state;
     int ok = 1, log_ok = 1;
     if (resumed) {
         ok = fm_ptstate_read(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
