@@ -43,7 +43,20 @@ static void usage(FILE *f) {
             "  --seed N             initialisation, data order, masking and dropout (0)\n"
             "  --log-every N        a pretrain_log.jsonl line every N steps (50)\n"
             "  --threads N          threads per rank\n"
-            "  --force              overwrite an existing model\n");
+            "  --force              overwrite an existing model (and discard a saved state)\n"
+            "\n"
+            "Interruption (state in MODEL_DIR/state.safetensors: parameters, AdamW moments, step,\n"
+            "log position, and the options, which a resumed run must repeat):\n"
+            "  SIGTERM              save the state at the end of the current step and stop (exit 1);\n"
+            "                       under mpirun/srun a signal to any rank acts on all of them\n"
+            "  SIGUSR1              save the state at the end of the current step and go on\n"
+            "  --checkpoint-every N also save the state every N steps (default: only on a signal)\n"
+            "  --resume             continue from MODEL_DIR/state.safetensors when it exists (from\n"
+            "                       step 0 when it does not; nothing to do when the model is complete);\n"
+            "                       give the same options: a run with other --steps, --batch, --seq,\n"
+            "                       --lr, corpus, vocab, config... is refused, naming the option.\n"
+            "                       The finished model directory is byte-identical to an\n"
+            "                       uninterrupted run's; the state is removed once the model is written\n");
 }
 
 int fm_cmd_pretrain(int argc, char **argv) {
@@ -57,6 +70,7 @@ int fm_cmd_pretrain(int argc, char **argv) {
         {"mlm-prob", required_argument, 0, 'p'},   {"dropout", required_argument, 0, 'd'},
         {"seed", required_argument, 0, 's'},       {"log-every", required_argument, 0, 'G'},
         {"threads", required_argument, 0, 't'},    {"force", no_argument, 0, 'f'},
+        {"checkpoint-every", required_argument, 0, 'K'}, {"resume", no_argument, 0, 'R'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     fm_pt_opts o;
@@ -76,6 +90,7 @@ int fm_cmd_pretrain(int argc, char **argv) {
         case 'o': o.out = optarg; break;
         case 'C': o.config = optarg; break;
         case 'f': o.force = 1; break;
+        case 'R': o.resume = 1; break;
 #define DBL(c, field, name, lo, hi) \
     case c: rc = fm_opt_double(name, optarg, lo, hi, &dv); o.field = dv; break;
 #define INT(c, field, name, lo, hi) \
@@ -93,6 +108,7 @@ int fm_cmd_pretrain(int argc, char **argv) {
         INT('s', seed, "--seed", 0, 1LL << 62)
         INT('G', log_every, "--log-every", 1, 1LL << 40)
         INT('t', threads, "--threads", 1, 4096)
+        INT('K', checkpoint_every, "--checkpoint-every", 0, 1LL << 40)
 #undef DBL
 #undef INT
         case 'h': usage(stdout); status = 0; goto out;
@@ -114,6 +130,7 @@ int fm_cmd_pretrain(int argc, char **argv) {
     }
     o.corpus = corpus;
     o.ncorpus = ncorpus;
+    o.signals = 1;
     status = fm_pretrain(&o, NULL) == FM_OK ? 0 : fm_cli_fail();
 out:
     free(corpus);

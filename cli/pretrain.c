@@ -2,12 +2,16 @@
 #define _GNU_SOURCE
 #include "pretrain.h"
 
+#include <errno.h>
+#include <glob.h>
 #include <inttypes.h>
 #include <math.h>
 #include <omp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blas.h"
 #include "config.h"
@@ -17,11 +21,13 @@
 #include "fileio.h"
 #include "fm.h"
 #include "hfconfig.h"
+#include "maskfile.h"
 #include "mlm.h"
 #include "model.h"
 #include "modeldir.h"
 #include "optim.h"
 #include "progress.h"
+#include "ptstate.h"
 #include "rng.h"
 #include "runfiles.h"
 #include "vocab.h"
@@ -148,6 +154,59 @@ static int tokenize_corpus(const fm_corpus *cp, const fm_tokenizer *tok, const f
     return FM_OK;
 }
 
+/* Set by SIGTERM / SIGUSR1; the loop saves the state at the next step
+ * boundary. A SIGTERM stays set until the run stops (a SIGUSR1 after it, or
+ * a save in between, does not clear it). */
+static volatile sig_atomic_t pt_signal = 0;
+static void pt_on_signal(int sig) {
+    if (pt_signal != SIGTERM) pt_signal = sig;
+}
+
+/* Remove temporary files a killed writer left in dir ("*.tmp.*"). */
+static void remove_stale_temps(const char *dir) {
+    char *pat = fm_path_join(dir, "*.tmp.*");
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            fm_log("%s: removing a temporary file left by a killed run", g.gl_pathv[i]);
+            unlink(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    free(pat);
+}
+
+/* The options a resumed run must share with the run that saved the state, as
+ * compact JSON text (free with free()); keys are the option names, and
+ * corpus-content is the CRC-32C of the packed rows (ids and token types). */
+static char *options_json(const fm_pt_opts *o, const fm_dataset *d) {
+    json_t *j = json_object(), *cp = json_array();
+    for (int i = 0; i < o->ncorpus; i++) json_array_append_new(cp, json_string(o->corpus[i]));
+    json_object_set_new(j, "corpus", cp);
+    size_t cells = (size_t)d->n * (size_t)d->max_len;
+    char crc[80];
+    snprintf(crc, sizeof crc, "%d rows, crc32c %08x %08x", d->n, fm_crc32c(d->ids, cells * sizeof(int32_t)),
+             fm_crc32c(d->types, cells * sizeof(int32_t)));
+    json_object_set_new(j, "corpus-content", json_string(crc));
+    json_object_set_new(j, "vocab", json_string(o->vocab));
+    json_object_set_new(j, "config", json_string(o->config));
+    json_object_set_new(j, "steps", json_integer(o->steps));
+    json_object_set_new(j, "batch", json_integer(o->batch));
+    json_object_set_new(j, "seq", json_integer(o->seq));
+    json_object_set_new(j, "lr", json_real(o->lr));
+    json_object_set_new(j, "warmup", json_real(o->warmup));
+    json_object_set_new(j, "weight-decay", json_real(o->weight_decay));
+    json_object_set_new(j, "adam-eps", json_real(o->adam_eps));
+    json_object_set_new(j, "max-grad-norm", json_real(o->max_grad_norm));
+    json_object_set_new(j, "mlm-prob", json_real(o->mlm_prob));
+    json_object_set_new(j, "dropout", json_real(o->dropout));
+    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(j, "log-every", json_integer(o->log_every));
+    char *s = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    return s;
+}
+
 static json_t *counts_json(const fm_mlm_counts *k) {
     json_t *j = json_object();
     json_object_set_new(j, "tokens", json_integer(k->tokens));
@@ -190,11 +249,41 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     fm_jsonl log = {0};
     json_t *summary = NULL;
     char *path = NULL, *wpath = fm_path_join(o->out, FM_MODEL_WEIGHTS);
+    char *state_path = fm_path_join(o->out, FM_PT_STATE_FILE), *opts_json = NULL;
+    struct sigaction sa_old_term, sa_old_usr1;
+    int sig_installed = 0;
+    const int have_state = fm_file_exists(state_path);
 
-    if (!o->force && fm_file_exists(wpath)) {
-        fm_fail("%s already exists (use --force to overwrite it)", wpath);
+    /* What to do with OUT, as rank 0 sees it; every rank follows (the sum
+     * of rank 0's code and the others' zeros). 0: a new run, 1: resume the
+     * state, 2: nothing to do (complete), 3: refused. */
+    double plan = 0;
+    if (dp.rank == 0) {
+        if (o->resume && !have_state && fm_file_exists(wpath)) {
+            fm_log("pretrain: %s is complete (no %s to resume from); nothing to do", o->out, FM_PT_STATE_FILE);
+            plan = 2;
+        } else if (!o->force && !o->resume && have_state) {
+            fm_fail("%s exists: an interrupted pre-training; continue it with --resume, or start over with --force",
+                    state_path);
+            plan = 3;
+        } else if (!o->force && !(o->resume && have_state) && fm_file_exists(wpath)) {
+            fm_fail("%s already exists (use --force to overwrite it)", wpath);
+            plan = 3;
+        } else {
+            plan = o->resume && have_state;
+        }
+    }
+    fm_world_sum_doubles(&dp, &plan, 1);
+    if (plan == 3) {
+        if (dp.rank != 0) fm_fail("pretrain: rank 0 refused to write %s", o->out);
         goto done;
     }
+    if (plan == 2) {
+        rc = FM_OK;
+        goto done;
+    }
+    /* every rank reads the state: under MPI, OUT must be on a shared file system */
+    const int resumed = plan == 1;
     fm_tokenizer_opts to = fm_tokenizer_default_opts();
     if (fm_tokenizer_load(&tok, o->vocab, &to) != FM_OK) goto done;
     tok_ok = 1;
@@ -232,6 +321,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     const int B = o->batch;
     const int Bl = (B + dp.size - 1) / dp.size;
     const int64_t steps_per_epoch = (ntrain + B - 1) / B;
+    opts_json = options_json(o, &d);
 
     /* the model */
     fm_model_alloc(&m, &c);
@@ -266,11 +356,31 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
            cp.n, rows, o->seq, heldout, c.num_hidden_layers, c.hidden_size, c.vocab_size, o->steps, B,
            (double)o->steps / (double)steps_per_epoch, dp.size, fm_blas_threads());
 
-    const double loss0 = eval_loss(&w, &dp, ev0, ev1, Bl);
+    /* The state of an interrupted run: every rank reads it (rank 0 alone writes it). */
+    fm_pt_progress pr = {.ranks = dp.size};
     int ok = 1, log_ok = 1;
+    if (resumed) {
+        ok = fm_ptstate_read(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
+        if (!fm_world_all_ok(&dp, ok)) {
+            if (ok) fm_fail("pretrain: another rank could not read %s", state_path);
+            goto done;
+        }
+        if (pr.step > o->steps) {
+            fm_fail("%s: expected a step of at most %" PRId64 ", found %" PRId64, state_path, o->steps, pr.step);
+            goto done;
+        }
+        fm_log("pretrain: resuming %s at step %" PRId64 " of %" PRId64 " (state written by %d rank(s))", o->out,
+               pr.step, o->steps, pr.ranks);
+    }
+    const double loss0 = resumed ? pr.loss_initial : eval_loss(&w, &dp, ev0, ev1, Bl);
+    pr.loss_initial = loss0;
     if (dp.rank == 0) {
         path = fm_path_join(o->out, "pretrain_log.jsonl");
-        ok = fm_mkdirs(o->out) == FM_OK && fm_jsonl_open(&log, path) == FM_OK;
+        ok = fm_mkdirs(o->out) == FM_OK;
+        if (ok && o->resume) remove_stale_temps(o->out);
+        if (ok && !resumed && have_state && unlink(state_path) != 0)
+            ok = fm_fail("%s: cannot remove: %s", state_path, strerror(errno)) == FM_OK;
+        if (ok) ok = (resumed ? fm_jsonl_resume(&log, path, pr.log_bytes) : fm_jsonl_open(&log, path)) == FM_OK;
         free(path);
         path = NULL;
     }
@@ -278,27 +388,49 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         if (ok) fm_fail("pretrain: rank 0 could not create %s", o->out);
         goto done;
     }
+    if (o->signals) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = pt_on_signal;
+        sigemptyset(&sa.sa_mask);
+        pt_signal = 0;
+        sigaction(SIGTERM, &sa, &sa_old_term);
+        sigaction(SIGUSR1, &sa, &sa_old_usr1);
+        sig_installed = 1;
+    }
     fm_progress prog;
     fm_progress_start(&prog, "pretrain", o->steps);
+    /* The counts of the steps before the state are rank 0's share of the sum. */
     fm_mlm_counts counts = {0};
-    double window = 0;
-    int64_t window_n = 0, examples = 0;
+    if (dp.rank == 0)
+        counts = (fm_mlm_counts){pr.counts[0], pr.counts[1], pr.counts[2], pr.counts[3], pr.counts[4]};
+    double window = pr.window_loss;
+    int64_t window_n = pr.window_n, examples = pr.examples, cur_epoch = -1;
+    const int64_t examples0 = examples;
     const double t_loop = fm_now();
-    for (int64_t step = 0; step < o->steps; step++) {
+    for (int64_t step = pr.step; step < o->steps; step++) {
         int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
-        if (pos == 0) fm_rng_permutation(o->seed, FM_RNG_SHUFFLE, (uint64_t)epoch, 0, perm, (uint32_t)ntrain);
+        /* The order of an epoch is a function of (seed, epoch) alone. */
+        if (epoch != cur_epoch) {
+            fm_rng_permutation(o->seed, FM_RNG_SHUFFLE, (uint64_t)epoch, 0, perm, (uint32_t)ntrain);
+            cur_epoch = epoch;
+        }
         int first = (int)(pos * B), nb = ntrain - first < B ? ntrain - first : B;
         int lo = (int)((int64_t)dp.rank * nb / dp.size), hi = (int)((int64_t)(dp.rank + 1) * nb / dp.size);
         fm_model_zero_grads(&m);
         fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
-        double red[2] = {0, 0};
+        /* loss, predictions, and the signal flag (2: SIGTERM, 1: SIGUSR1) summed
+         * over the ranks: a signal seen by any rank acts on all at this step. */
+        int sig = pt_signal;
+        double red[3] = {0, 0, sig == SIGTERM ? 2.0 : sig ? 1.0 : 0.0};
         int64_t np = 0;
         if (hi > lo) {
             for (int i = lo; i < hi; i++) w.rows[i - lo] = (int32_t)perm[first + i];
             red[0] = forward_rows(&w, hi - lo, lo, (uint64_t)step, &pass, &np, &counts);
             red[1] = (double)np;
         }
-        fm_world_sum_doubles(&dp, red, 2);
+        fm_world_sum_doubles(&dp, red, 3);
+        sig = red[2] >= 2.0 ? SIGTERM : red[2] > 0 ? SIGUSR1 : 0;
         double loss = red[1] > 0 ? red[0] / red[1] : 0;
         if (red[1] > 0 && hi > lo) fm_model_backward(&m, w.acts, &w.bb.b, &pass, (float)(1.0 / red[1]));
         fm_world_sum_floats(&dp, m.grads, m.lay.numel);
@@ -319,7 +451,46 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             window = 0;
             window_n = 0;
         }
-        fm_progress_update(&prog, step + 1, examples, loss, opt.lr * factor);
+        fm_progress_update(&prog, step + 1, examples - examples0, loss, opt.lr * factor);
+        int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < o->steps;
+        if (periodic || sig) {
+            /* every rank takes this branch at the same step */
+            double cd[5] = {(double)counts.tokens, (double)counts.chosen, (double)counts.masked,
+                            (double)counts.random, (double)counts.kept};
+            fm_world_sum_doubles(&dp, cd, 5);
+            pr.step = step + 1;
+            pr.window_loss = window;
+            pr.window_n = window_n;
+            pr.examples = examples;
+            for (int k = 0; k < 5; k++) pr.counts[k] = (int64_t)cd[k];
+            pr.ranks = dp.size;
+            ok = 1;
+            if (dp.rank == 0) {
+                const double t0 = fm_now();
+                if (!log_ok) fm_fail("%s/pretrain_log.jsonl: a write failed", o->out);
+                ok = log_ok && fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
+                     fm_ptstate_write(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
+                if (ok && sig)
+                    fm_log("pretrain: %s: state at step %" PRId64 " written to %s (%.3f s)",
+                           sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step + 1, state_path, fm_now() - t0);
+                else if (ok)
+                    fm_debug("pretrain: state at step %" PRId64 " written to %s (%.3f s)", step + 1, state_path,
+                             fm_now() - t0);
+            }
+            if (!fm_world_all_ok(&dp, ok)) {
+                fm_progress_end(&prog);
+                if (ok) fm_fail("pretrain: rank 0 could not write %s", state_path);
+                goto done;
+            }
+            if (sig == SIGTERM) {
+                fm_progress_end(&prog);
+                fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
+                        "; continue with the same command and --resume",
+                        step + 1, o->steps);
+                goto done;
+            }
+            if (pt_signal != SIGTERM) pt_signal = 0; /* a SIGUSR1 is served by this save */
+        }
     }
     fm_progress_end(&prog);
     const double t_train = fm_now() - t_loop;
@@ -330,7 +501,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     fm_world_sum_doubles(&dp, cd, 5);
     counts = (fm_mlm_counts){(int64_t)cd[0], (int64_t)cd[1], (int64_t)cd[2], (int64_t)cd[3], (int64_t)cd[4]};
     fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s)", loss0, loss1, t_train,
-           (double)examples / (t_train > 0 ? t_train : 1));
+           (double)(examples - examples0) / (t_train > 0 ? t_train : 1));
     if (res) {
         res->eval_loss_initial = loss0;
         res->eval_loss_final = loss1;
@@ -367,6 +538,10 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             path = fm_path_join(o->out, "pretrain.json");
             ok = fm_json_write(path, summary) == FM_OK;
         }
+        /* Finished: the state is no longer needed, and the directory holds the
+         * same files whether or not the run was interrupted. */
+        if (ok && fm_file_exists(state_path) && unlink(state_path) != 0)
+            ok = fm_fail("%s: cannot remove: %s", state_path, strerror(errno)) == FM_OK;
         if (ok)
             fm_log("pretrain: done in %.1f s; model directory %s (fingerprint %016" PRIx64 ")", fm_now() - t_start,
                    o->out, fm_params_fingerprint(&m.lay, m.params));
@@ -377,8 +552,14 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     }
     rc = FM_OK;
 done:
+    if (sig_installed) {
+        sigaction(SIGTERM, &sa_old_term, NULL);
+        sigaction(SIGUSR1, &sa_old_usr1, NULL);
+    }
     free(path);
     free(wpath);
+    free(state_path);
+    free(opts_json);
     json_decref(summary);
     if (dp.rank == 0) fm_jsonl_close(&log);
     free(perm);

@@ -24,7 +24,11 @@ typedef struct {
     uint64_t seed;             /* initialisation, data order, corruption, dropout (0) */
     int64_t log_every;         /* a log.jsonl line every N steps (50) */
     int threads;               /* 0: default */
-    int force;                 /* overwrite an existing model */
+    int force;                 /* overwrite an existing model (and discard a saved state) */
+    /* Interruption (all off by default; `finemask pretrain` turns signals on): */
+    int signals;               /* SIGTERM saves OUT/state.safetensors and stops, SIGUSR1 saves and goes on */
+    int64_t checkpoint_every;  /* also save the state every N steps (0: only on a signal) */
+    int resume;                /* continue from OUT/state.safetensors when it exists */
 } fm_pt_opts;
 
 void fm_pt_opts_default(fm_pt_opts *o);
@@ -35,7 +39,10 @@ typedef struct {
     int64_t rows, heldout_rows, tokens;
 } fm_pt_result;
 
-/* Pre-train and write o->out (rank 0 writes; every rank returns the same code). */
+/* Pre-train and write o->out (rank 0 writes; every rank returns the same code).
+ * A run stopped by SIGTERM (o->signals) saves its state and returns FM_ERR
+ * with an "interrupted" message; resumed (o->resume) it ends with the same
+ * model directory, byte for byte, as an uninterrupted run. */
 int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res);
 
 #endif
