@@ -57,7 +57,7 @@ echo "corpus: $lines sentences, $(wc -w < "$corpus") words"
 model=$work/model
 t0=$(date +%s)
 if [ ! -s "$model/pretrain.json" ]; then
-  "${run[@]}" -q pretrain --corpus "$corpus" --vocab "$vocab" --out "$model" "${pt[@]}" --warmup 0.05 --seed 1 \
+  "${run[@]}" -q pretrain --corpus "$corpus" --vocab "$vocab" --out "$model" "${pt[@]}" --warmup 0.05 --seed 1 --resume --checkpoint-every 500 \
     --log-every 50
 fi
 t1=$(date +%s)
