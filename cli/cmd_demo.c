@@ -188,6 +188,7 @@ int fm_cmd_demo(int argc, char **argv) {
      * rank claim the 16 jobs, longest first; jobs already complete are kept) */
     double t_ft = fm_now();
     char *ini = fm_path_join(dir, "demo.ini");
+    fm_sbuf rstamp = {0};
     {
         fm_sbuf j = {0};
         fm_sbuf_addf(&j,
@@ -203,26 +204,33 @@ int fm_cmd_demo(int argc, char **argv) {
                      "[layout]\nteam_size = 1\n",
                      ini, seed);
         ok = w.rank != 0 || fm_write_file_atomic(ini, j.s, j.n) == FM_OK;
+        /* the runs' stamp: the model's and the job file's sweep and settings */
+        const char *sweep = strstr(j.s, "[sweep]");
+        fm_sbuf_add(&rstamp, mstamp);
+        fm_sbuf_add(&rstamp, sweep ? sweep : j.s);
         fm_sbuf_free(&j);
         if (!fm_world_all_ok(&w, ok)) {
             free(ini);
+            fm_sbuf_free(&rstamp);
             goto done;
         }
     }
     /* finished jobs in DIR/runs are kept by `finemask run`: only when they
-     * were made from this very model (else they move to runs-stale-TIME) */
+     * were made from this very model with these settings (else they move to
+     * runs-stale-TIME) */
     ok = 1;
     if (w.rank == 0) {
-        if (fm_file_exists(runs) && !stamp_matches(runs, mstamp)) {
+        if (fm_file_exists(runs) && !stamp_matches(runs, rstamp.s)) {
             char stale[64];
             snprintf(stale, sizeof stale, "runs-stale-%lld", (long long)time(NULL));
             char *to = fm_path_join(dir, stale);
             if (rename(runs, to) != 0) ok = fm_fail("%s: cannot move it aside to %s: %s", runs, to, strerror(errno));
-            else fm_log("demo: %s was made from another model; moved to %s", runs, to);
+            else fm_log("demo: %s was made from another model or settings; moved to %s", runs, to);
             free(to);
         }
-        ok = ok && fm_mkdirs(runs) == FM_OK && stamp_write(runs, mstamp) == FM_OK;
+        ok = ok && fm_mkdirs(runs) == FM_OK && stamp_write(runs, rstamp.s) == FM_OK;
     }
+    fm_sbuf_free(&rstamp);
     if (!fm_world_all_ok(&w, ok)) {
         free(ini);
         goto done;

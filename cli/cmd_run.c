@@ -140,6 +140,77 @@ static void on_term(int sig) {
     stop_requested = 1;
 }
 
+/* The training options of job j (as `train` would take them) into o. */
+static void job_opts(fm_ft_opts *o, const fm_job *j, const fm_jobfile *jf, const char *dir, int threads) {
+    fm_ft_opts_default(o);
+    o->model_dir = jf->model;
+    o->data_dir = jf->data;
+    o->task = j->task;
+    o->out_dir = dir;
+    o->mode = j->mode;
+    o->freeze = !strcmp(j->mode, "freeze") ? j->freeze : NULL;
+    o->weights = j->weights;
+    o->seed = j->seed;
+    o->lr = j->h.lr;
+    o->epochs = j->h.epochs;
+    o->warmup = j->h.warmup;
+    o->weight_decay = j->h.weight_decay;
+    o->adam_eps = j->h.adam_eps;
+    o->adam_beta1 = j->h.adam_beta1;
+    o->adam_beta2 = j->h.adam_beta2;
+    o->max_grad_norm = j->h.max_grad_norm;
+    o->dropout = j->h.dropout;
+    o->batch_size = j->h.batch_size;
+    o->max_seq_length = j->h.max_seq_length;
+    o->eval_batch_size = j->h.eval_batch_size;
+    o->shuffle = j->h.shuffle;
+    o->max_steps = j->h.max_steps;
+    o->max_train_examples = j->h.max_train_examples;
+    o->log_every = j->h.log_every;
+    o->threads = threads;
+    if (!strcmp(j->mode, "supermask")) {
+        o->ste = jf->ste;
+        o->init_sparsity = j->sparsity;
+        o->init_rank = jf->ranking;
+        if (jf->masked[0]) o->mask_glob = jf->masked;
+        if (jf->layers[0]) o->mask_layers = jf->layers;
+        if (jf->mask_lr >= 0) o->mask_lr = jf->mask_lr;
+        o->samples = jf->samples;
+    }
+}
+
+/* FM_OK when the finished job in dir ran with the options o would give it
+ * (its options.json; the model and data paths aside, which may be spelled
+ * differently); else an error naming the first option that differs. */
+static int same_options(const char *dir, const fm_ft_opts *o) {
+    char *want_s = fm_ft_opts_json(o), *path = fm_path_join(dir, "options.json");
+    json_t *want = json_loads(want_s, 0, NULL), *have = NULL;
+    int rc = fm_json_read(path, &have);
+    if (rc == FM_OK && want) {
+        const char *key;
+        json_t *v;
+        json_object_foreach(want, key, v) {
+            if (!strcmp(key, "model") || !strcmp(key, "data")) continue;
+            json_t *h = json_object_get(have, key);
+            if (!h || !json_equal(h, v)) {
+                char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
+                char *ws = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
+                rc = fm_fail("%s: finished with %s %s, the job file now says %s; remove the directory to run the job "
+                             "again, or give run another --out",
+                             path, key, hs ? hs : "(absent)", ws ? ws : "?");
+                free(hs);
+                free(ws);
+                break;
+            }
+        }
+    }
+    json_decref(want);
+    json_decref(have);
+    free(want_s);
+    free(path);
+    return rc;
+}
+
 /* Run job j on this team; fills r (the team's first rank only keeps it).
  * Returns 1 when the job was interrupted by SIGTERM (its state is saved). */
 static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
@@ -153,10 +224,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     char *cpath = fm_path_join(dir, "compute.json");
     char *dpath = fm_path_join(dir, "distance.json");
     json_t *compute = NULL;
+    fm_ft_opts o;
+    job_opts(&o, j, jf, dir, threads);
     if (fm_file_exists(mpath)) {
-        /* Complete already: take its files (read by the rank that claims it). */
+        /* Complete already: take its files (read by the rank that claims it),
+         * when it ran with the options the job file gives now. */
         json_t *met = NULL;
-        if (fm_json_read(mpath, &met) == FM_OK && fm_run_mask_read(dir, &r->mask) == FM_OK) {
+        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK &&
+                 fm_run_mask_read(dir, &r->mask) == FM_OK;
+        if (ok) {
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", met);
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
@@ -167,45 +243,10 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             json_decref(met);
             json_object_set_new(r->rec, "status", json_string("failed"));
             json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
         }
-        if (g->team_rank == 0) fm_log("%s: complete in %s; skipped", j->name, dir);
+        if (g->team_rank == 0 && ok) fm_log("%s: complete in %s; skipped", j->name, dir);
     } else {
-        fm_ft_opts o;
-        fm_ft_opts_default(&o);
-        o.model_dir = jf->model;
-        o.data_dir = jf->data;
-        o.task = j->task;
-        o.out_dir = dir;
-        o.mode = j->mode;
-        o.freeze = !strcmp(j->mode, "freeze") ? j->freeze : NULL;
-        o.weights = j->weights;
-        o.seed = j->seed;
-        o.lr = j->h.lr;
-        o.epochs = j->h.epochs;
-        o.warmup = j->h.warmup;
-        o.weight_decay = j->h.weight_decay;
-        o.adam_eps = j->h.adam_eps;
-        o.adam_beta1 = j->h.adam_beta1;
-        o.adam_beta2 = j->h.adam_beta2;
-        o.max_grad_norm = j->h.max_grad_norm;
-        o.dropout = j->h.dropout;
-        o.batch_size = j->h.batch_size;
-        o.max_seq_length = j->h.max_seq_length;
-        o.eval_batch_size = j->h.eval_batch_size;
-        o.shuffle = j->h.shuffle;
-        o.max_steps = j->h.max_steps;
-        o.max_train_examples = j->h.max_train_examples;
-        o.log_every = j->h.log_every;
-        o.threads = threads;
-        if (!strcmp(j->mode, "supermask")) {
-            o.ste = jf->ste;
-            o.init_sparsity = j->sparsity;
-            o.init_rank = jf->ranking;
-            if (jf->masked[0]) o.mask_glob = jf->masked;
-            if (jf->layers[0]) o.mask_layers = jf->layers;
-            if (jf->mask_lr >= 0) o.mask_lr = jf->mask_lr;
-            o.samples = jf->samples;
-        }
         /* Continue an interrupted job from its state file (none: from step 0). */
         o.resume = 1;
         fm_dp dp;

@@ -4,7 +4,8 @@
 # complete, the run exits non-zero and lists the failure; the report holds
 # every job, and distances to the pre-trained weights for the full jobs.
 # Running again skips the completed jobs and gives the same science;
-# `finemask report` rebuilds the same science from the directory.
+# `finemask report` rebuilds the same science from the directory. A job file
+# with other options does not pass the finished jobs off as its own.
 # Usage: sweep.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
@@ -75,4 +76,16 @@ cmp "$work/science1.json" "$work/out/report/science.json" || { echo "FAIL: scien
 rm -rf "$work/out/report"
 "$bin" -q report "$work/out"
 cmp "$work/science1.json" "$work/out/report/science.json" || { echo "FAIL: finemask report gives other science"; exit 1; }
+# The job file changed (another lr): finished jobs are not taken as they are;
+# each is reported naming the option, and nothing in them is touched.
+sed 's/^lr = 1e-3$/lr = 2e-3/' "$work/job.ini" > "$work/job2.ini"
+cp "$work/out/SST-2.full.seed1/metrics.json" "$work/m1.json"
+set +e
+"${mpi[@]}" -n 2 "$bin" -q run "$work/job2.ini" --out "$work/out" 2> "$work/err2.txt"
+rc=$?
+set -e
+[ $rc -ne 0 ] || { echo "FAIL: finished jobs with other options must not pass as done"; exit 1; }
+grep -q "failed: SST-2.full.seed1: .*options.json: finished with lr 0.001.*now says 0.002" "$work/err2.txt" \
+  || { echo "FAIL: the differing option is not named"; cat "$work/err2.txt"; exit 1; }
+cmp "$work/m1.json" "$work/out/SST-2.full.seed1/metrics.json" || { echo "FAIL: a finished job was overwritten"; exit 1; }
 echo PASS
