@@ -159,7 +159,7 @@ int fm_cmd_bench(int argc, char **argv) {
         fm_log("bench: %s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s", preset, B, T, mode, threads,
                fm_blas_arch());
     for (int s = -1; s < steps; s++) {
-        fm_pass pass = {.seed = 1, .step = (uint64_t)(s + 1), .training = 1};
+        fm_pass pass = {.seed = 1, .step = (uint64_t)(s + 1), .training = 1, .cls_only_last = 1};
         if (s == 0) {
             fm_blas_reset_flops();
             fm_blas_record(1);

@@ -266,7 +266,7 @@ void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *log
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, batch_size, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch_size);
-    fm_pass pass = {.seed = 0, .step = 0, .training = 0};
+    fm_pass pass = {.seed = 0, .step = 0, .training = 0, .cls_only_last = 1};
     for (int i = 0; i < d->n; i += batch_size) {
         int B = d->n - i < batch_size ? d->n - i : batch_size;
         for (int j = 0; j < B; j++) rows[j] = i + j;
@@ -406,7 +406,7 @@ static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_
                            float *dx0, float *dx1, float *extra) {
     fm_model *m = tr->m;
     const int L = m->cfg.num_hidden_layers;
-    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
+    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1, .cls_only_last = 1};
     extra[0] = b->B > 0 ? fm_model_forward(m, a, b, &pass, NULL) : 0.0f;
     if (b->B > 0) fm_head_backward(m, a, b, &pass, scale, dx0);
     if (sum_layer(h, m, L) != FM_OK) return FM_ERR;
@@ -441,7 +441,7 @@ static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_bat
     fm_model *m = tr->m;
     const int L = m->cfg.num_hidden_layers, S = h->nstages, s = h->stage, M = h->micro_batches;
     const int l0 = L * s / S, l1 = L * (s + 1) / S, H = m->cfg.hidden_size;
-    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1};
+    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1, .cls_only_last = 1};
     double loss = 0;
     /* The first micro-batch with rows: the last of the backward. */
     int kfin = -1;

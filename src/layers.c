@@ -626,6 +626,72 @@ void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, c
     }
 }
 
+void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
+                              const float *v, const float *mask, int B, int T, int H, int A, int P,
+                              const fm_drop *d) {
+    const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
+    const float alpha = 1.0f / sqrtf((float)hs), scale = on ? 1.0f / (1.0f - d->p) : 1.0f;
+#pragma omp parallel
+    {
+        float *pd = on ? fm_xalloc_floats((size_t)T) : NULL;
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * A; bh++) {
+            const int b = bh / A, h = bh % A;
+            const size_t off = (size_t)b * T * H + (size_t)h * hs, qoff = (size_t)b * H + (size_t)h * hs;
+            float *row = probs + (size_t)bh * T;
+            fm_sgemm_1t(1, T, hs, alpha, q + qoff, H, 1, k + off, 1, H, 0.0f, row, T, 1);
+            if (mask)
+                for (int j = 0; j < T; j++) row[j] += (1.0f - mask[(size_t)b * T + j]) * -FLT_MAX;
+            softmax_row(row, T);
+            if (on) {
+                uint64_t *br = bits + (size_t)bh * nw;
+                fm_dropout_bits(br, d->seed, d->step, d->stream, attn_counter(d, b, h, 0, A, P), T, d->p);
+                for (int j = 0; j < T; j++) pd[j] = fm_bit(br, j) ? row[j] * scale : 0.0f;
+            }
+            fm_sgemm_1t(1, hs, T, 1.0f, on ? pd : row, T, 1, v + off, H, 1, 0.0f, ctx + qoff, H, 1);
+        }
+        fm_free_aligned(pd);
+    }
+}
+
+void fm_attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                               const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T,
+                               int H, int A, const fm_drop *d) {
+    const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
+    const float alpha = 1.0f / sqrtf((float)hs), scale = on ? 1.0f / (1.0f - d->p) : 1.0f;
+#pragma omp parallel
+    {
+        float *dp = fm_xalloc_floats((size_t)T);
+        float *pd = on ? fm_xalloc_floats((size_t)T) : NULL;
+#pragma omp for schedule(static)
+        for (int bh = 0; bh < B * A; bh++) {
+            const int b = bh / A, h = bh % A;
+            const size_t off = (size_t)b * T * H + (size_t)h * hs, qoff = (size_t)b * H + (size_t)h * hs;
+            const float *pr = probs + (size_t)bh * T;
+            const uint64_t *br = on ? bits + (size_t)bh * nw : NULL;
+            /* d(dropped probs) = dctx V^T (one row) */
+            fm_sgemm_1t(1, T, hs, 1.0f, dctx + qoff, H, 1, v + off, 1, H, 0.0f, dp, T, 1);
+            /* dV = dropped_probs^T dctx: an outer product */
+            if (on)
+                for (int j = 0; j < T; j++) pd[j] = fm_bit(br, j) ? pr[j] * scale : 0.0f;
+            fm_sgemm_1t(T, hs, 1, 1.0f, on ? pd : pr, 1, T, dctx + qoff, H, 1, 0.0f, dv + off, H, 1);
+            /* through dropout and softmax: dS = P (dP - P.dP) */
+            if (on)
+                for (int j = 0; j < T; j++) dp[j] = fm_bit(br, j) ? dp[j] * scale : 0.0f;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int j = 0; j < T; j++) dot += pr[j] * dp[j];
+#pragma omp simd
+            for (int j = 0; j < T; j++) dp[j] = pr[j] * (dp[j] - dot);
+            /* dQ = alpha dS K (one row), dK = alpha dS^T Q (an outer product) */
+            fm_sgemm_1t(1, hs, T, alpha, dp, T, 1, k + off, H, 1, 0.0f, dq + qoff, H, 1);
+            fm_sgemm_1t(T, hs, 1, alpha, dp, 1, T, q + qoff, H, 1, 0.0f, dk + off, H, 1);
+        }
+        fm_free_aligned(dp);
+        fm_free_aligned(pd);
+    }
+}
+
 void fm_attention_forward_ref(float *ctx, float *probs, const float *q, const float *k, const float *v,
                               const float *mask, int B, int T, int H, int A, int P, const fm_drop *d) {
     const int hs = H / A, on = fm_drop_on(d);

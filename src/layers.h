@@ -150,6 +150,18 @@ void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float 
 void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                            const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T, int H,
                            int A, const fm_drop *d);
+/* The same for the query at position 0 ([CLS]) of each example only, with
+ * keys and values at every position: q (B,H) and ctx (B,H) hold one row per
+ * example; probs (B,A,T) and bits (B,A,fm_bits_words(T)) are saved. Row 0 of
+ * the full computation, with the same dropout counters. */
+void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
+                              const float *v, const float *mask, int B, int T, int H, int A, int P,
+                              const fm_drop *d);
+/* Its backward: dq (B,H), dk and dv (B,T,H) from dctx (B,H), as the full
+ * backward gives when dctx is zero at every position but 0. */
+void fm_attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                               const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T,
+                               int H, int A, const fm_drop *d);
 /* Plain loops, double accumulation, same dropout bits (recomputed from d). */
 void fm_attention_forward_ref(float *ctx, float *probs, const float *q, const float *k, const float *v,
                               const float *mask, int B, int T, int H, int A, int P, const fm_drop *d);

@@ -56,6 +56,15 @@ typedef struct {
     uint64_t seed; /* dropout seed */
     uint64_t step; /* optimiser step */
     int training;  /* 1: dropout as configured; 0: no dropout */
+    /* 1: the caller reads only the [CLS] rows of the last hidden state (the
+     * sequence-classification/regression head). The model's final layer
+     * (num_hidden_layers - 1) then computes keys and values at every
+     * position but everything after them (queries, attention, output dense,
+     * FFN, LayerNorms) at position 0 only, forward and backward; its output
+     * is zero at the other positions. The loss, logits and gradients are the
+     * full computation's. Ignored when the config has an MLM head or no task
+     * head. 0 (the default): every position. */
+    int cls_only_last;
 } fm_pass;
 
 /* Activations saved by the forward for the backward, for batches up to

@@ -207,7 +207,7 @@ void fm_trainer_begin_step(fm_trainer *t, int64_t step) {
 }
 
 double fm_trainer_grad(fm_trainer *t, fm_acts *acts, const fm_batch *b, double scale) {
-    fm_pass pass = {.seed = t->o.seed, .step = (uint64_t)t->step, .training = 1};
+    fm_pass pass = {.seed = t->o.seed, .step = (uint64_t)t->step, .training = 1, .cls_only_last = 1};
     double loss = fm_model_forward(t->m, acts, b, &pass, NULL);
     fm_model_backward(t->m, acts, b, &pass, (float)scale);
     return loss;

@@ -20,7 +20,10 @@
  * activation sets as pipeline stages hold them) give the same bits as the
  * whole-model call; frozen tensors get exactly zero gradient and the rest
  * the same bits; 1 and 2 threads give the same bits; a batch run as two
- * micro-batches draws the same dropout masks. */
+ * micro-batches draws the same dropout masks. With fm_pass.cls_only_last
+ * (the last layer at [CLS] only) the gradients pass the same central
+ * differences, and the [CLS] output, logits, loss and gradients equal the
+ * full computation's bit for bit (whole model and two stages, dropout on). */
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -304,8 +307,12 @@ static void check_forward(fm_model *m, const fm_batch *b, const fm_pass *p) {
     r.P = malloc(m->lay.numel * sizeof *r.P);
     for (size_t i = 0; i < m->lay.numel; i++) r.P[i] = m->params[i];
     double dl = ref_forward(&r);
+    /* with cls_only_last the last layer's output is the [CLS] rows, 0 elsewhere */
+    const int cls = p->cls_only_last && c->num_labels > 0 && !c->with_mlm;
     for (int i = 0; i < B * T * H; i++)
-        if (!(fabs(x1[i] - r.hidden[i]) <= 2e-5 * fmax(1, fabs(r.hidden[i])))) {
+        if (cls && (i / H) % T != 0) {
+            assert_true(x1[i] == 0.0f);
+        } else if (!(fabs(x1[i] - r.hidden[i]) <= 2e-5 * fmax(1, fabs(r.hidden[i])))) {
             print_error("hidden %d: float %.9g double %.9g\n", i, (double)x1[i], r.hidden[i]);
             fail();
         }
@@ -384,16 +391,20 @@ static void check_grads(fm_model *m, const fm_batch *b, const fm_pass *p) {
     fm_acts_free(a);
 }
 
-static void run_case(fm_act act, int num_labels, int mlm, int training) {
+static void run_case_cls(fm_act act, int num_labels, int mlm, int training, int cls_only) {
     fm_config c;
     tiny_config(&c, act, num_labels, mlm);
     fm_model m;
     tiny_model(&m, &c, 42 + (uint64_t)num_labels);
     fm_batch b = tiny_batch(c.num_labels);
-    fm_pass p = {.seed = 1234, .step = 5, .training = training};
+    fm_pass p = {.seed = 1234, .step = 5, .training = training, .cls_only_last = cls_only};
     check_forward(&m, &b, &p);
     check_grads(&m, &b, &p);
     fm_model_free(&m);
+}
+
+static void run_case(fm_act act, int num_labels, int mlm, int training) {
+    run_case_cls(act, num_labels, mlm, training, 0);
 }
 
 static void test_grad_classifier_erf(void **state) {
@@ -415,6 +426,16 @@ static void test_grad_mlm(void **state) {
 static void test_grad_dropout(void **state) {
     (void)state;
     run_case(FM_GELU_ERF, 3, 1, 1);
+}
+
+/* The last layer at [CLS] only (fm_pass.cls_only_last) against central
+ * differences: both heads, both GELU forms, dropout off and on. */
+static void test_grad_cls_only(void **state) {
+    (void)state;
+    run_case_cls(FM_GELU_ERF, 3, 0, 0, 1);
+    run_case_cls(FM_GELU_TANH, 1, 0, 0, 1);
+    run_case_cls(FM_GELU_ERF, 2, 0, 1, 1);
+    run_case_cls(FM_GELU_TANH, 3, 0, 1, 1);
 }
 
 /* ---- bit-identity properties ------------------------------------------------------ */
@@ -578,6 +599,94 @@ static void test_microbatches_same_masks(void **state) {
     fm_model_free(&m);
 }
 
+/* The last layer's output at [CLS], the logits, the loss and every gradient
+ * with cls_only_last against the full computation, bit for bit, with
+ * dropout on (high rates, a batch whose global example index starts at 5 so
+ * the dropout keys are not trivially those of row 0), on padded sequences:
+ * whole-model calls and a two-stage split (the second stage's acts hold
+ * layer 1 and the heads), for the classifier (erf GELU) and the regression
+ * head (tanh GELU). The other positions of the last layer's output are 0.
+ * With an MLM head the flag changes nothing. */
+static void cls_case(fm_act act, int num_labels, int mlm) {
+    fm_config c;
+    tiny_config(&c, act, num_labels, mlm);
+    c.hidden_dropout_prob = 0.3f;
+    c.attention_probs_dropout_prob = 0.3f;
+    fm_model m;
+    tiny_model(&m, &c, 31 + (uint64_t)num_labels);
+    fm_batch b = tiny_batch(c.num_labels);
+    b.example0 = 5;
+    fm_pass pf = {.seed = 19, .step = 4, .training = 1}, pc = pf;
+    pc.cls_only_last = 1;
+    result full = whole(&m, &b, &pf), part = whole(&m, &b, &pc);
+    assert_true(full.loss == part.loss);
+    assert_memory_equal(full.logits, part.logits, sizeof full.logits);
+    size_t ndiff = 0;
+    for (int i = 0; i < m.lay.n; i++) {
+        const fm_tensor *t = &m.lay.t[i];
+        for (size_t j = 0; j < t->numel; j++)
+            if (memcmp(&full.grads[t->offset + j], &part.grads[t->offset + j], sizeof(float)) != 0 && ndiff++ < 5)
+                print_error("%s[%zu]: full %.9g cls-only %.9g\n", t->name, j, (double)full.grads[t->offset + j],
+                            (double)part.grads[t->offset + j]);
+    }
+    assert_int_equal(ndiff, 0);
+    /* the last layer's key and query weights get real gradients */
+    const fm_tensor *kw = fm_layout_find(&m.lay, "encoder.layer.1.attention.self.key.weight");
+    const fm_tensor *qw = fm_layout_find(&m.lay, "encoder.layer.1.attention.self.query.weight");
+    double sk = 0, sq = 0;
+    for (size_t j = 0; j < kw->numel; j++) sk += fabs(part.grads[kw->offset + j]);
+    for (size_t j = 0; j < qw->numel; j++) sq += fabs(part.grads[qw->offset + j]);
+    assert_true(sk > 0 && sq > 0);
+
+    /* two stages; the output of layer 1 at [CLS] */
+    const int H = c.hidden_size, BTH = B * T * H;
+    fm_acts *s0 = fm_acts_new(&c, B, T, 0, 1), *s1 = fm_acts_new(&c, B, T, 1, 2);
+    float *x0 = fm_xalloc_floats(BTH), *x1 = fm_xalloc_floats(BTH), *x2 = fm_xalloc_floats(BTH);
+    float *y2 = fm_xalloc_floats(BTH), *d2 = fm_xalloc_floats(BTH), *d1 = fm_xalloc_floats(BTH);
+    float *d0 = fm_xalloc_floats(BTH), logits[B * 3] = {0};
+    fm_embed_forward(&m, s0, &b, &pf, x0);
+    fm_encoder_forward(&m, s0, &b, &pf, 0, 1, x0, x1);
+    fm_encoder_forward(&m, s1, &b, &pf, 1, 2, x1, y2); /* full */
+    fm_model_zero_grads(&m);
+    fm_embed_forward(&m, s0, &b, &pc, x0);
+    fm_encoder_forward(&m, s0, &b, &pc, 0, 1, x0, x1);
+    for (int i = 0; i < BTH; i++) x2[i] = 7.0f; /* every position gets written */
+    fm_encoder_forward(&m, s1, &b, &pc, 1, 2, x1, x2);
+    for (int i = 0; i < BTH; i++) {
+        if ((i / H) % T == 0 || mlm)
+            assert_memory_equal(&x2[i], &y2[i], sizeof(float));
+        else
+            assert_true(x2[i] == 0.0f);
+    }
+    float loss = fm_head_forward(&m, s1, &b, &pc, x2, logits);
+    if (mlm) loss = (float)((double)loss + fm_mlm_forward(&m, s1, &b, x2, NULL));
+    assert_true(loss == full.loss);
+    assert_memory_equal(logits, full.logits, sizeof logits);
+    fm_head_backward(&m, s1, &b, &pc, 0.5f, d2);
+    if (mlm) {
+        fm_mlm_backward(&m, s1, &b, 0.5f, d0);
+        for (int i = 0; i < BTH; i++) d2[i] += d0[i];
+    }
+    fm_encoder_backward(&m, s1, &b, &pc, 1, 2, d2, d1);
+    fm_encoder_backward(&m, s0, &b, &pc, 0, 1, d1, d0);
+    fm_embed_backward(&m, s0, &b, &pc, d0);
+    assert_memory_equal(m.grads, full.grads, m.lay.numel * sizeof(float));
+    fm_free_aligned(x0), fm_free_aligned(x1), fm_free_aligned(x2), fm_free_aligned(y2), fm_free_aligned(d2);
+    fm_free_aligned(d1), fm_free_aligned(d0);
+    fm_acts_free(s0);
+    fm_acts_free(s1);
+    free(full.grads);
+    free(part.grads);
+    fm_model_free(&m);
+}
+
+static void test_cls_only_same_bits(void **state) {
+    (void)state;
+    cls_case(FM_GELU_ERF, 3, 0);
+    cls_case(FM_GELU_TANH, 1, 0);
+    cls_case(FM_GELU_ERF, 2, 1); /* MLM: the flag is ignored */
+}
+
 /* ---- init and bookkeeping ------------------------------------------------------------ */
 
 static void test_init_weights(void **state) {
@@ -642,6 +751,8 @@ int main(void) {
         cmocka_unit_test(test_grad_regression_tanh),
         cmocka_unit_test(test_grad_mlm),
         cmocka_unit_test(test_grad_dropout),
+        cmocka_unit_test(test_grad_cls_only),
+        cmocka_unit_test(test_cls_only_same_bits),
         cmocka_unit_test(test_pieces_match_whole),
         cmocka_unit_test(test_frozen_tensors),
         cmocka_unit_test(test_threads_same_bits),
