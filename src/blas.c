@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "blas.h"
 
+#include <assert.h>
 #include <blis.h>
 #include <omp.h>
 #include <stdio.h>
@@ -96,6 +97,68 @@ void fm_sgemm_1t(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa
                  ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc) {
     note(m, n, k, 1);
     gemm(1, m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+/* 1 when BLIS runs a call of these sizes through its small-matrix path. */
+static int uses_sup(int m, int n, int k) {
+    return bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, m, n, k, bli_gks_query_cntx()) ? 1 : 0;
+}
+
+static void gemm_path(int sup, int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                      const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc,
+                      ptrdiff_t csc) {
+    if (m <= 0 || n <= 0) return;
+    rntm_t rntm = BLIS_RNTM_INITIALIZER;
+    bli_rntm_set_num_threads(blas_threads, &rntm);
+    if (sup)
+        bli_rntm_enable_l3_sup(&rntm);
+    else
+        bli_rntm_disable_l3_sup(&rntm);
+    bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb,
+                 &beta, c, rsc, csc, NULL, &rntm);
+}
+
+void fm_sgemm_rows_of(int m_like, int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                      const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc,
+                      ptrdiff_t csc) {
+    note(m, n, k, 0);
+    gemm_path(uses_sup(m_like, n, k), m, n, k, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+void fm_sgemm_sparse_k(int m, int n, int K, const int *kidx, int nk, float alpha, const float *a, ptrdiff_t rsa,
+                       ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
+                       ptrdiff_t rsc, ptrdiff_t csc) {
+    note(m, n, nk, 0);
+    if (m <= 0 || n <= 0) return;
+    if (uses_sup(m, n, K)) {
+        gemm_path(1, m, n, nk, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+        return;
+    }
+    /* The conventional path splits k as bli_determine_blocksize_f_sub does:
+     * blocks of KC, the last one up to KC_max long; C gets beta on the first
+     * block and each block's sum in turn. */
+    cntx_t *cx = bli_gks_query_cntx();
+    const int kc = (int)bli_cntx_get_blksz_def_dt(BLIS_FLOAT, BLIS_KC, cx);
+    const int kmax = (int)bli_cntx_get_blksz_max_dt(BLIS_FLOAT, BLIS_KC, cx);
+    int j = 0;
+    for (int i = 0; i < K;) {
+        int len = K - i <= kmax ? K - i : kc, j1 = j;
+        while (j1 < nk && kidx[j1] < i + len) j1++;
+        if (j1 > j) {
+            gemm_path(0, m, n, j1 - j, alpha, a + (ptrdiff_t)j * csa, rsa, csa, b + (ptrdiff_t)j * rsb, rsb, csb,
+                      beta, c, rsc, csc);
+        } else if (beta != 1.0f) {
+            for (int r = 0; r < m; r++)
+                for (int q = 0; q < n; q++) {
+                    float *cij = &c[r * rsc + q * csc];
+                    *cij = beta == 0.0f ? 0.0f : beta * *cij;
+                }
+        }
+        beta = 1.0f;
+        j = j1;
+        i += len;
+    }
+    assert(j == nk);
 }
 
 void fm_sgemm_ref(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,

@@ -29,6 +29,21 @@ void fm_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, p
 /* The same on one thread: for calls made from inside a parallel loop. */
 void fm_sgemm_1t(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
                  ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);
+/* fm_sgemm for m rows that stand for rows of a call of m_like >= m rows:
+ * BLIS takes the path (small-matrix "sup" or conventional) it would take
+ * for m_like rows, so that on the conventional path each row of C gets the
+ * bits it gets in the bigger call (its kernels do not depend on m there). */
+void fm_sgemm_rows_of(int m_like, int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
+                      const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc,
+                      ptrdiff_t csc);
+/* C (m x n) = alpha A B + beta C for a reduction of length K whose terms are
+ * zero except at the nk ascending indices kidx: a holds those nk columns of
+ * A, b those nk rows of B (strides as fm_sgemm). On BLIS's conventional path
+ * for (m, n, K) the result has the bits of fm_sgemm over the zero-filled
+ * (m x K) and (K x n) operands: the terms are summed in the same k blocks. */
+void fm_sgemm_sparse_k(int m, int n, int K, const int *kidx, int nk, float alpha, const float *a, ptrdiff_t rsa,
+                       ptrdiff_t csa, const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c,
+                       ptrdiff_t rsc, ptrdiff_t csc);
 /* Plain triple loop in double accumulation: the reference beside the fast one. */
 void fm_sgemm_ref(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
                   ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);

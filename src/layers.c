@@ -523,6 +523,25 @@ void fm_linear_backward(float *dx, int accumulate, float *dw, float *db, const f
     if (db) fm_bias_backward(db, dout, M, N);
 }
 
+void fm_linear_forward_cls(float *out, const float *x, ptrdiff_t ldx, const float *w, const float *b, int B, int T,
+                           int K, int N) {
+    if (b)
+        for (int i = 0; i < B; i++) memcpy(out + (size_t)i * N, b, (size_t)N * sizeof *out);
+    fm_sgemm_rows_of(B * T, B, N, K, 1.0f, x, ldx, 1, w, 1, K, b ? 1.0f : 0.0f, out, N, 1);
+}
+
+void fm_linear_backward_cls(float *dx, int accumulate, float *dw, float *db, const float *dout, const float *x,
+                            ptrdiff_t ldx, const float *w, int B, int T, int K, int N) {
+    if (dx) fm_sgemm_rows_of(B * T, B, K, N, 1.0f, dout, N, 1, w, K, 1, accumulate ? 1.0f : 0.0f, dx, K, 1);
+    if (dw) {
+        int *kidx = fm_xmalloc((size_t)B * sizeof *kidx);
+        for (int i = 0; i < B; i++) kidx[i] = i * T;
+        fm_sgemm_sparse_k(N, K, B * T, kidx, B, 1.0f, dout, 1, N, x, ldx, 1, 1.0f, dw, K, 1);
+        free(kidx);
+    }
+    if (db) fm_bias_backward(db, dout, B, N);
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 /* Softmax of one row in place, in float with the max subtracted. */

@@ -131,6 +131,19 @@ void fm_linear_backward(float *dx, int accumulate, float *dw, float *db, const f
 void fm_linear_forward_ref(float *out, const float *x, ptrdiff_t ldx, const float *w, const float *b, int M, int K,
                            int N);
 
+/* fm_linear_forward for the B position-0 rows of a (B,T) batch: out (B,N)
+ * from x (B rows ldx apart), each row with the bits the call over all B*T
+ * rows gives it on BLIS's conventional path (fm_sgemm_rows_of). */
+void fm_linear_forward_cls(float *out, const float *x, ptrdiff_t ldx, const float *w, const float *b, int B, int T,
+                           int K, int N);
+/* fm_linear_backward over B*T rows whose dout is zero except at position 0,
+ * given those rows only: dout (B,N), x (B rows ldx apart), dx (B,K). The
+ * weight gradient sums the terms in the blocks the full call would
+ * (fm_sgemm_sparse_k), so on BLIS's conventional path every output has the
+ * full call's bits. */
+void fm_linear_backward_cls(float *dx, int accumulate, float *dw, float *db, const float *dout, const float *x,
+                            ptrdiff_t ldx, const float *w, int B, int T, int K, int N);
+
 /* db (N) += column sums of dout (M,N), fixed order. */
 void fm_bias_backward(float *db, const float *dout, int M, int N);
 

@@ -358,18 +358,18 @@ static void layer_forward_cls(fm_model *m, fm_acts *a, const fm_batch *b, const 
     fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
     float *xc = a->d3;
 
-    fm_linear_forward(la->q, la->inp, (ptrdiff_t)T * H, w->wq, w->bq, B, H, H);
+    fm_linear_forward_cls(la->q, la->inp, (ptrdiff_t)T * H, w->wq, w->bq, B, T, H, H);
     fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, H);
     fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, H);
     fm_attention_cls_forward(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, H, A, P, &dp);
-    fm_linear_forward(la->res1, la->ctx, H, w->wd, NULL, B, H, H);
+    fm_linear_forward_cls(la->res1, la->ctx, H, w->wd, NULL, B, T, H, H);
     /* one row per example: "T = 1" keys the dropout at position 0 */
     gather_cls(xc, la->inp, B, T, H);
     fm_dropout_residual_forward(la->res1, la->bits1, la->res1, w->bd, xc, B, H, 1, P, &d1);
     fm_layernorm_forward(la->y1, la->mean1, la->rstd1, la->res1, w->ln1_g, w->ln1_b, B, H, c->layer_norm_eps);
-    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, B, H, I);
+    fm_linear_forward_cls(la->pre, la->y1, H, w->wi, NULL, B, T, H, I);
     fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, B, I, c->hidden_act);
-    fm_linear_forward(la->res2, a->gI, I, w->wo, NULL, B, I, H);
+    fm_linear_forward_cls(la->res2, a->gI, I, w->wo, NULL, B, T, I, H);
     fm_dropout_residual_forward(la->res2, la->bits2, la->res2, w->bo, la->y1, B, H, 1, P, &d2);
     fm_layernorm_forward(xc, la->mean2, la->rstd2, la->res2, w->ln2_g, w->ln2_b, B, H, c->layer_norm_eps);
     scatter_cls(out, xc, B, T, H);
@@ -394,19 +394,19 @@ static void layer_backward_cls(fm_model *m, fm_acts *a, const fm_batch *b, const
     fm_layernorm_backward(a->d1, G(m, g->ln2_g), G(m, g->ln2_b), dc, la->res2, la->mean2, la->rstd2, w->ln2_g, B, H);
     fm_dropout_backward(a->d2, a->d1, la->bits2, B, H, &d2);
     float *gwo = G(m, g->wo);
-    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, I, w->wo, B, I, H);
+    fm_linear_backward_cls(a->dI, 0, NULL, NULL, a->d2, NULL, I, w->wo, B, T, I, H);
     fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)B * I, c->hidden_act);
-    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, I, w->wo, B, I, H);
-    fm_linear_backward(a->d1, 1, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, B, H, I);
+    fm_linear_backward_cls(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, I, w->wo, B, T, I, H);
+    fm_linear_backward_cls(a->d1, 1, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, B, T, H, I);
     /* dc = d res1 at [CLS] */
     fm_layernorm_backward(dc, G(m, g->ln1_g), G(m, g->ln1_b), a->d1, la->res1, la->mean1, la->rstd1, w->ln1_g, B, H);
     fm_dropout_backward(a->d2, dc, la->bits1, B, H, &d1);
     /* d1 = d ctx */
-    fm_linear_backward(a->d1, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, H, w->wd, B, H, H);
+    fm_linear_backward_cls(a->d1, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, H, w->wd, B, T, H, H);
     fm_attention_cls_backward(a->dq, a->dk, a->dv, a->d1, la->probs, la->pbits, la->q, la->k, la->v, B, T, H, A,
                               &dp);
     /* the [CLS] rows of dinp: residual share, then the query path */
-    fm_linear_backward(dc, 1, G(m, g->wq), G(m, g->bq), a->dq, la->inp, (ptrdiff_t)T * H, w->wq, B, H, H);
+    fm_linear_backward_cls(dc, 1, G(m, g->wq), G(m, g->bq), a->dq, la->inp, (ptrdiff_t)T * H, w->wq, B, T, H, H);
     scatter_cls(dinp, dc, B, T, H);
     fm_linear_backward(dinp, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, H);
     fm_linear_backward(dinp, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, H);
