@@ -104,6 +104,8 @@ static int uses_sup(int m, int n, int k) {
     return bli_cntx_l3_sup_thresh_is_met(BLIS_FLOAT, m, n, k, bli_gks_query_cntx()) ? 1 : 0;
 }
 
+int fm_sgemm_small_path(int m, int n, int k) { return uses_sup(m, n, k); }
+
 static void gemm_path(int sup, int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa,
                       const float *b, ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc,
                       ptrdiff_t csc) {

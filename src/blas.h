@@ -29,6 +29,9 @@ void fm_sgemm(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, p
 /* The same on one thread: for calls made from inside a parallel loop. */
 void fm_sgemm_1t(int m, int n, int k, float alpha, const float *a, ptrdiff_t rsa, ptrdiff_t csa, const float *b,
                  ptrdiff_t rsb, ptrdiff_t csb, float beta, float *c, ptrdiff_t rsc, ptrdiff_t csc);
+/* 1 when BLIS runs an (m x k) by (k x n) product through its small-matrix
+ * ("sup") path, 0 for its conventional path. */
+int fm_sgemm_small_path(int m, int n, int k);
 /* fm_sgemm for m rows that stand for rows of a call of m_like >= m rows:
  * BLIS takes the path (small-matrix "sup" or conventional) it would take
  * for m_like rows, so that on the conventional path each row of C gets the

@@ -697,10 +697,68 @@ static void test_determinism_threads_and_split(void **state) {
     assert_int_equal(wide[0] & ((1u << T) - 1), pb[0][0]);
 }
 
+/* The [CLS]-row linear layer against the full one over B*T rows whose
+ * other rows' output gradient is zero: forward rows, dx rows, dW and db.
+ * On BLIS's conventional path (sizes as BERT's at B*T >= 512) bit for bit;
+ * on its small-matrix path (tiny sizes) to float rounding. */
+static void cls_linear_case(int Bn, int Tn, int K, int N) {
+    const int M = Bn * Tn;
+    float *x = fm_xalloc_floats((size_t)M * K), *w = fm_xalloc_floats((size_t)N * K), *bias = fm_xalloc_floats(N);
+    float *dout = fm_xalloc_floats((size_t)M * N), *dc = fm_xalloc_floats((size_t)Bn * N);
+    float *of = fm_xalloc_floats((size_t)M * N), *oc = fm_xalloc_floats((size_t)Bn * N);
+    float *dxf = fm_xalloc_floats((size_t)M * K), *dxc = fm_xalloc_floats((size_t)Bn * K);
+    float *dwf = fm_xalloc_floats((size_t)N * K), *dwc = fm_xalloc_floats((size_t)N * K);
+    float *dbf = fm_xalloc_floats(N), *dbc = fm_xalloc_floats(N);
+    fm_rng_normals(1, FM_RNG_INIT, 0, 1, x, (size_t)M * K);
+    fm_rng_normals(1, FM_RNG_INIT, 0, 2, w, (size_t)N * K);
+    fm_rng_normals(1, FM_RNG_INIT, 0, 3, bias, (size_t)N);
+    fm_rng_normals(1, FM_RNG_INIT, 0, 4, dc, (size_t)Bn * N);
+    fm_rng_normals(1, FM_RNG_INIT, 0, 5, dwf, (size_t)N * K); /* gradients accumulate into earlier values */
+    memcpy(dwc, dwf, (size_t)N * K * sizeof *dwc);
+    for (int b = 0; b < Bn; b++) memcpy(dout + (size_t)b * Tn * N, dc + (size_t)b * N, (size_t)N * sizeof *dc);
+    for (int b = 0; b < Bn; b++) { /* dx accumulates too */
+        fm_rng_normals(1, FM_RNG_INIT, 1, (uint32_t)b, dxc + (size_t)b * K, (size_t)K);
+        memcpy(dxf + (size_t)b * Tn * K, dxc + (size_t)b * K, (size_t)K * sizeof *dxc);
+    }
+    fm_linear_forward(of, x, K, w, bias, M, K, N);
+    fm_linear_forward_cls(oc, x, (ptrdiff_t)Tn * K, w, bias, Bn, Tn, K, N);
+    fm_linear_backward(dxf, 1, dwf, dbf, dout, x, K, w, M, K, N);
+    fm_linear_backward_cls(dxc, 1, dwc, dbc, dc, x, (ptrdiff_t)Tn * K, w, Bn, Tn, K, N);
+    const int exact = !fm_sgemm_small_path(M, N, K) && !fm_sgemm_small_path(M, K, N) && !fm_sgemm_small_path(N, K, M);
+    double worst = 0;
+#define CLS_CMP(full, cls, n)                                                                                       \
+    for (size_t i = 0; i < (size_t)(n); i++) {                                                                      \
+        double d = fabs((double)(full) - (double)(cls)) / fmax(1.0, fabs((double)(full)));                          \
+        worst = fmax(worst, d);                                                                                     \
+        if (exact && memcmp(&(full), &(cls), sizeof(float)) != 0) {                                                 \
+            print_error("%s %zu: full %.9g cls %.9g\n", #full, i, (double)(full), (double)(cls));                   \
+            fail();                                                                                                 \
+        }                                                                                                           \
+    }
+    CLS_CMP(of[(i / N) * Tn * N + i % N], oc[i], (size_t)Bn * N)
+    CLS_CMP(dxf[(i / K) * Tn * K + i % K], dxc[i], (size_t)Bn * K)
+    CLS_CMP(dwf[i], dwc[i], (size_t)N * K)
+    CLS_CMP(dbf[i], dbc[i], N)
+#undef CLS_CMP
+    assert_true(worst <= 1e-5);
+    if (getenv("FM_TEST_VERBOSE")) print_message("cls linear %dx%d %dx%d: exact %d worst %.3g\n", Bn, Tn, K, N, exact, worst);
+    fm_free_aligned(x), fm_free_aligned(w), fm_free_aligned(bias), fm_free_aligned(dout), fm_free_aligned(dc);
+    fm_free_aligned(of), fm_free_aligned(oc), fm_free_aligned(dxf), fm_free_aligned(dxc);
+    fm_free_aligned(dwf), fm_free_aligned(dwc), fm_free_aligned(dbf), fm_free_aligned(dbc);
+}
+
+static void test_linear_cls(void **state) {
+    (void)state;
+    cls_linear_case(3, 7, 16, 32);
+    cls_linear_case(4, 128, 512, 512);
+    cls_linear_case(5, 120, 512, 1024); /* K blocks that do not align with the examples */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layernorm),
         cmocka_unit_test(test_linear),
+        cmocka_unit_test(test_linear_cls),
         cmocka_unit_test(test_gelu_erf),
         cmocka_unit_test(test_gelu_tanh),
         cmocka_unit_test(test_tanh),
