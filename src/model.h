@@ -62,8 +62,13 @@ typedef struct {
      * position but everything after them (queries, attention, output dense,
      * FFN, LayerNorms) at position 0 only, forward and backward; its output
      * is zero at the other positions. The loss, logits and gradients are the
-     * full computation's. Ignored when the config has an MLM head or no task
-     * head. 0 (the default): every position. */
+     * full computation's: the same dropout keys, row-wise kernels, and
+     * GEMMs made to take BLIS's path and k blocks of the full-size calls,
+     * so bit for bit whenever BLIS runs those through its conventional path
+     * (B*T >= 512 rows at BERT's sizes); on its small-matrix path (tiny
+     * models, short batches) they differ by float rounding. Ignored when the
+     * config has an MLM head or no task head. 0 (the default): every
+     * position. */
     int cls_only_last;
 } fm_pass;
 
