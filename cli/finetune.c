@@ -3,7 +3,6 @@
 #include "finetune.h"
 
 #include <errno.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <math.h>
 #include <signal.h>
@@ -355,20 +354,6 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
 /* Set by SIGTERM / SIGUSR1; the training loop checkpoints at the next step boundary. */
 static volatile sig_atomic_t got_signal = 0;
 static void on_signal(int sig) { got_signal = sig; }
-
-/* Remove temporary files a killed writer left in dir ("*.tmp.*"). */
-static void remove_stale_temps(const char *dir) {
-    char *pat = fm_path_join(dir, "*.tmp.*");
-    glob_t g;
-    if (glob(pat, 0, NULL, &g) == 0) {
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            fm_log("%s: removing a temporary file left by a killed run", g.gl_pathv[i]);
-            unlink(g.gl_pathv[i]);
-        }
-        globfree(&g);
-    }
-    free(pat);
-}
 
 /* The main metric on dev split d with the current weights (and sample). */
 static double dev_score(fm_ft_ctx *c, const fm_dataset *d, int batch, float *logits) {
@@ -727,7 +712,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_train_progress pr = {.step = 0, .log_bytes = 0, .window_loss = 0, .window_n = 0, .examples = 0,
                             .last_loss = NAN};
     if (o->resume) {
-        if (writer) remove_stale_temps(o->out_dir);
+        if (writer) fm_remove_stale_temps(o->out_dir);
         if (fm_file_exists(state_path)) {
             if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
             fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, pr.step, total);

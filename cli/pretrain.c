@@ -3,7 +3,6 @@
 #include "pretrain.h"
 
 #include <errno.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <math.h>
 #include <omp.h>
@@ -160,20 +159,6 @@ static int tokenize_corpus(const fm_corpus *cp, const fm_tokenizer *tok, const f
 static volatile sig_atomic_t pt_signal = 0;
 static void pt_on_signal(int sig) {
     if (pt_signal != SIGTERM) pt_signal = sig;
-}
-
-/* Remove temporary files a killed writer left in dir ("*.tmp.*"). */
-static void remove_stale_temps(const char *dir) {
-    char *pat = fm_path_join(dir, "*.tmp.*");
-    glob_t g;
-    if (glob(pat, 0, NULL, &g) == 0) {
-        for (size_t i = 0; i < g.gl_pathc; i++) {
-            fm_log("%s: removing a temporary file left by a killed run", g.gl_pathv[i]);
-            unlink(g.gl_pathv[i]);
-        }
-        globfree(&g);
-    }
-    free(pat);
 }
 
 /* The options a resumed run must share with the run that saved the state, as
@@ -377,7 +362,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     if (dp.rank == 0) {
         path = fm_path_join(o->out, "pretrain_log.jsonl");
         ok = fm_mkdirs(o->out) == FM_OK;
-        if (ok && o->resume) remove_stale_temps(o->out);
+        if (ok && o->resume) fm_remove_stale_temps(o->out);
         if (ok && !resumed && have_state && unlink(state_path) != 0)
             ok = fm_fail("%s: cannot remove: %s", state_path, strerror(errno)) == FM_OK;
         if (ok) ok = (resumed ? fm_jsonl_resume(&log, path, pr.log_bytes) : fm_jsonl_open(&log, path)) == FM_OK;

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,4 +176,17 @@ char *fm_path_join(const char *dir, const char *name) {
 int fm_file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+void fm_remove_stale_temps(const char *dir) {
+    char *pat = fm_path_join(dir, "*.tmp.*");
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) == 0) {
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+            fm_log("%s: removing a temporary file left by a killed run", g.gl_pathv[i]);
+            unlink(g.gl_pathv[i]);
+        }
+        globfree(&g);
+    }
+    free(pat);
 }

@@ -26,6 +26,9 @@ int fm_atomic_write(fm_atomic_file *f, const void *data, size_t len);
  * temporary file and return FM_ERR. */
 int fm_atomic_commit(fm_atomic_file *f);
 void fm_atomic_abort(fm_atomic_file *f);
+/* Remove the temporary files ("*.tmp.*") a killed atomic writer left in dir,
+ * logging each. */
+void fm_remove_stale_temps(const char *dir);
 
 /* A read-only memory map of a whole file. */
 typedef struct {
