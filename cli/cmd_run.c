@@ -186,23 +186,17 @@ static int same_options(const char *dir, const fm_ft_opts *o) {
     char *want_s = fm_ft_opts_json(o), *path = fm_path_join(dir, "options.json");
     json_t *want = json_loads(want_s, 0, NULL), *have = NULL;
     int rc = fm_json_read(path, &have);
-    if (rc == FM_OK && want) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(want, key, v) {
-            if (!strcmp(key, "model") || !strcmp(key, "data")) continue;
-            json_t *h = json_object_get(have, key);
-            if (!h || !json_equal(h, v)) {
-                char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
-                char *ws = json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
-                rc = fm_fail("%s: finished with %s %s, the job file now says %s; remove the directory to run the job "
-                             "again, or give run another --out",
-                             path, key, hs ? hs : "(absent)", ws ? ws : "?");
-                free(hs);
-                free(ws);
-                break;
-            }
-        }
+    static const char *const paths[] = {"model", "data", NULL};
+    const char *key = rc == FM_OK && want ? fm_json_first_difference(have, want, paths) : NULL;
+    if (key) {
+        json_t *h = json_object_get(have, key), *v = json_object_get(want, key);
+        char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
+        char *ws = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
+        rc = fm_fail("%s: finished with %s %s, the job file now says %s; remove the directory to run the job "
+                     "again, or give run another --out",
+                     path, key, hs ? hs : "(absent)", ws ? ws : "(absent)");
+        free(hs);
+        free(ws);
     }
     json_decref(want);
     json_decref(have);

@@ -38,10 +38,8 @@ typedef struct {
 } fm_pt_progress;
 
 /* Write params and moments of the tensors of lay that train, p and options
- * (JSON object text) to path atomically. With the environment variable
- * FINEMASK_TEST_KILL_IN_CHECKPOINT=K (tests only) the K-th call of this
- * process writes half of the file to the temporary file and kills the
- * process with SIGKILL. */
+ * (JSON object text) to path atomically, through fm_state_write (with its
+ * test hook FINEMASK_TEST_KILL_IN_CHECKPOINT). */
 int fm_ptstate_write(const char *path, const fm_layout *lay, const float *params, const float *mom1,
                      const float *mom2, const fm_pt_progress *p, const char *options);
 

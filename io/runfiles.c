@@ -154,3 +154,22 @@ int fm_write_logits(const char *path, const char *const *ids, const char *const 
     free(b.s);
     return rc;
 }
+
+static int skipped(const char *key, const char *const *skip) {
+    for (; skip && *skip; skip++)
+        if (!strcmp(key, *skip)) return 1;
+    return 0;
+}
+
+const char *fm_json_first_difference(const json_t *a, const json_t *b, const char *const *skip) {
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)b, key, v) {
+        json_t *u = json_object_get(a, key);
+        if (!skipped(key, skip) && !(u && json_equal(u, v))) return key;
+    }
+    json_object_foreach((json_t *)a, key, v) {
+        if (!skipped(key, skip) && !json_object_get(b, key)) return key;
+    }
+    return NULL;
+}

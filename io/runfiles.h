@@ -11,6 +11,11 @@
 int fm_json_write(const char *path, const json_t *obj);
 /* Read a JSON object from path; FM_ERR naming the file, line and column. */
 int fm_json_read(const char *path, json_t **obj);
+/* The first key (b's keys in order, then a's that b lacks) whose value
+ * differs between the JSON objects a and b or that only one of them has,
+ * leaving out the keys in skip (NULL-terminated; or NULL); NULL when they
+ * agree. The key belongs to a or b. */
+const char *fm_json_first_difference(const json_t *a, const json_t *b, const char *const *skip);
 
 /* An append-only JSON-lines log; each line is flushed as it is written. */
 typedef struct {

@@ -36,6 +36,71 @@ static int kill_countdown(void) {
     return e && *e && atoi(e) == ++calls;
 }
 
+int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm_tensor *x, const float *data) {
+    size_t len = strlen(kind) + strlen(x->name) + 2;
+    names[n] = fm_xmalloc(len);
+    snprintf(names[n], len, "%s.%s", kind, x->name);
+    e[n].name = names[n];
+    e[n].dtype = FM_ST_F32;
+    e[n].ndim = x->ndim;
+    e[n].shape[0] = x->shape[0];
+    e[n].shape[1] = x->shape[1];
+    e[n].data = data;
+    return n + 1;
+}
+
+int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta) {
+    if (kill_countdown()) {
+        /* Test hook: die half-way through the temporary file. */
+        unsigned char *buf = NULL;
+        size_t len;
+        fm_atomic_file f;
+        if (fm_st_serialize(e, n, meta, nmeta, &buf, &len) == FM_OK && fm_atomic_open(&f, path) == FM_OK) {
+            fm_atomic_write(&f, buf, len / 2);
+            fflush((FILE *)f.fp);
+            fm_log("FINEMASK_TEST_KILL_IN_CHECKPOINT: killed while writing %s", path);
+            raise(SIGKILL);
+        }
+        free(buf);
+    }
+    int rc = fm_st_write(path, e, n, meta, nmeta);
+    for (int i = 0; i < n; i++) free(names[i]);
+    free(names);
+    free(e);
+    return rc;
+}
+
+int fm_state_meta_i64(const fm_st_file *f, const char *key, int64_t *out) {
+    const char *v = fm_st_meta_get(f, key);
+    char *end;
+    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
+    long long x = strtoll(v, &end, 10);
+    if (*end) return fm_fail("%s: metadata \"%s\": expected an integer, found \"%s\"", f->path, key, v);
+    *out = x;
+    return FM_OK;
+}
+
+int fm_state_meta_f64(const fm_st_file *f, const char *key, double *out) {
+    const char *v = fm_st_meta_get(f, key);
+    char *end;
+    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
+    *out = strtod(v, &end);
+    if (*end) return fm_fail("%s: metadata \"%s\": expected a number, found \"%s\"", f->path, key, v);
+    return FM_OK;
+}
+
+int fm_state_load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst) {
+    char name[160];
+    snprintf(name, sizeof name, "%s.%s", kind, x->name);
+    const fm_st_tensor *s = fm_st_find(f, name);
+    if (!s) return fm_fail("%s: expected tensor %s, found none", f->path, name);
+    if (s->dtype != FM_ST_F32 || s->numel != x->numel || s->ndim != x->ndim)
+        return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->numel,
+                       fm_st_dtype_name(s->dtype), s->numel);
+    memcpy(dst, s->data, x->numel * sizeof(float));
+    return FM_OK;
+}
+
 int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options) {
     const fm_layout *lay = &t->m->lay;
     fm_st_entry *e = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *e);
@@ -48,18 +113,7 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
         const fm_tensor *x = &lay->t[i];
         const char *kinds[3] = {kind, "adam_m", "adam_v"};
         const float *data[3] = {src, t->mom1 + x->offset, t->mom2 + x->offset};
-        for (int k = 0; k < 3; k++) {
-            size_t len = strlen(kinds[k]) + strlen(x->name) + 2;
-            names[n] = fm_xmalloc(len);
-            snprintf(names[n], len, "%s.%s", kinds[k], x->name);
-            e[n].name = names[n];
-            e[n].dtype = FM_ST_F32;
-            e[n].ndim = x->ndim;
-            e[n].shape[0] = x->shape[0];
-            e[n].shape[1] = x->shape[1];
-            e[n].data = data[k];
-            n++;
-        }
+        for (int k = 0; k < 3; k++) n = fm_state_add(e, names, n, kinds[k], x, data[k]);
     }
     char step[32], logb[32], wl[64], wn[32], ex[32], ll[64];
     snprintf(step, sizeof step, "%" PRId64, p->step);
@@ -73,57 +127,7 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
         {"log_bytes", logb},          {"window_loss", wl}, {"window_n", wn},
         {"examples", ex},             {"last_loss", ll},   {"options", (char *)options},
     };
-    int rc;
-    if (kill_countdown()) {
-        /* Test hook: die half-way through the temporary file. */
-        unsigned char *buf;
-        size_t len;
-        rc = fm_st_serialize(e, n, meta, (int)(sizeof meta / sizeof *meta), &buf, &len);
-        fm_atomic_file f;
-        if (rc == FM_OK && fm_atomic_open(&f, path) == FM_OK) {
-            fm_atomic_write(&f, buf, len / 2);
-            fflush((FILE *)f.fp);
-            fm_log("FINEMASK_TEST_KILL_IN_CHECKPOINT: killed while writing %s", path);
-            raise(SIGKILL);
-        }
-        free(buf);
-    }
-    rc = fm_st_write(path, e, n, meta, (int)(sizeof meta / sizeof *meta));
-    for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(e);
-    return rc;
-}
-
-static int meta_i64(const fm_st_file *f, const char *key, int64_t *out) {
-    const char *v = fm_st_meta_get(f, key);
-    char *end;
-    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
-    long long x = strtoll(v, &end, 10);
-    if (*end) return fm_fail("%s: metadata \"%s\": expected an integer, found \"%s\"", f->path, key, v);
-    *out = x;
-    return FM_OK;
-}
-
-static int meta_f64(const fm_st_file *f, const char *key, double *out) {
-    const char *v = fm_st_meta_get(f, key);
-    char *end;
-    if (!v || !*v) return fm_fail("%s: expected metadata \"%s\", found none", f->path, key);
-    *out = strtod(v, &end);
-    if (*end) return fm_fail("%s: metadata \"%s\": expected a number, found \"%s\"", f->path, key, v);
-    return FM_OK;
-}
-
-static int load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst) {
-    char name[160];
-    snprintf(name, sizeof name, "%s.%s", kind, x->name);
-    const fm_st_tensor *s = fm_st_find(f, name);
-    if (!s) return fm_fail("%s: expected tensor %s, found none", f->path, name);
-    if (s->dtype != FM_ST_F32 || s->numel != x->numel || s->ndim != x->ndim)
-        return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->numel,
-                       fm_st_dtype_name(s->dtype), s->numel);
-    memcpy(dst, s->data, x->numel * sizeof(float));
-    return FM_OK;
+    return fm_state_write(path, e, names, n, meta, (int)(sizeof meta / sizeof *meta));
 }
 
 int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options) {
@@ -141,9 +145,9 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
         goto done;
     }
     int64_t lb = 0;
-    if (meta_i64(&f, "step", &p->step) || meta_i64(&f, "log_bytes", &lb) || meta_f64(&f, "window_loss", &p->window_loss) ||
-        meta_i64(&f, "window_n", &p->window_n) || meta_i64(&f, "examples", &p->examples) ||
-        meta_f64(&f, "last_loss", &p->last_loss))
+    if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) || fm_state_meta_f64(&f, "window_loss", &p->window_loss) ||
+        fm_state_meta_i64(&f, "window_n", &p->window_n) || fm_state_meta_i64(&f, "examples", &p->examples) ||
+        fm_state_meta_f64(&f, "last_loss", &p->last_loss))
         goto done;
     p->log_bytes = lb;
     const fm_layout *lay = &t->m->lay;
@@ -152,8 +156,8 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
         float *dst;
         if (!arrays_of(t, i, &kind, &dst)) continue;
         const fm_tensor *x = &lay->t[i];
-        if (load(&f, kind, x, dst) || load(&f, "adam_m", x, t->mom1 + x->offset) ||
-            load(&f, "adam_v", x, t->mom2 + x->offset))
+        if (fm_state_load(&f, kind, x, dst) || fm_state_load(&f, "adam_m", x, t->mom1 + x->offset) ||
+            fm_state_load(&f, "adam_v", x, t->mom2 + x->offset))
             goto done;
     }
     t->step = p->step;

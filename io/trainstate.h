@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "safetensors.h"
 #include "train.h"
 
 #define FM_STATE_FILE "state.safetensors"
@@ -40,5 +41,22 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
  * file and tensor for a missing or misshapen tensor, or options that differ
  * from `options`. */
 int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options);
+
+/* ---- shared by the state files (this one and ptstate.h) ---- */
+
+/* Entry n of e (names[n] owns its name): tensor x's array `data` under the
+ * name "KIND.<tensor name>", F32 in x's shape. Returns n + 1. */
+int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm_tensor *x, const float *data);
+/* Write the n entries and meta to path atomically, then free e, names and
+ * names[0..n). With FINEMASK_TEST_KILL_IN_CHECKPOINT=K (tests only) the K-th
+ * state write of this process writes half the temporary file and kills the
+ * process with SIGKILL. */
+int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta);
+/* Metadata `key` of f as an integer / a number; FM_ERR naming file and key. */
+int fm_state_meta_i64(const fm_st_file *f, const char *key, int64_t *out);
+int fm_state_meta_f64(const fm_st_file *f, const char *key, double *out);
+/* Tensor "KIND.<x's name>" of f into dst (x->numel floats); FM_ERR naming the
+ * file and tensor when it is missing or not F32 of x's size. */
+int fm_state_load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst);
 
 #endif
