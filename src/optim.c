@@ -21,6 +21,20 @@ double fm_lr_factor(const fm_adamw *o, int64_t step) {
     return f > 0 ? f : 0;
 }
 
+/* Sum of squares of x[0..n) (n <= 4096) in eight running sums, lane l taking
+ * the entries j = l mod 8, combined pairwise at the end. One running sum
+ * would be a chain of dependent additions (about 4 cycles per entry); eight
+ * vectorize. The order is written out, so the bits do not depend on the
+ * vector width the compiler picks. */
+static double sqsum8(const float *x, long n) {
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    long j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int l = 0; l < 8; l++) s[l] += (double)x[j + l] * (double)x[j + l];
+    for (int l = 0; j < n; j++, l++) s[l] += (double)x[j] * (double)x[j];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 /* Squared L2 norm of x[0..n): fixed chunks of 4096, summed in order, so the
  * same bits for any thread count. */
 static double sqnorm(const float *x, long n) {
@@ -32,9 +46,7 @@ static double sqnorm(const float *x, long n) {
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (long c = 0; c < cn; c++) {
             long b = (c0 + c) * 4096, e = b + 4096 < n ? b + 4096 : n;
-            double q = 0;
-            for (long j = b; j < e; j++) q += (double)x[j] * (double)x[j];
-            part[c] = q;
+            part[c] = sqsum8(x + b, e - b);
         }
         for (long c = 0; c < cn; c++) acc += part[c];
     }
