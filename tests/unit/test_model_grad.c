@@ -44,7 +44,7 @@
 
 /* ---- the tiny problem -------------------------------------------------------- */
 
-enum { B = 3, T = 7 };
+enum { B = TU_B, T = TU_T };
 
 static void tiny_config(fm_config *c, fm_act act, int num_labels, int mlm) {
     fm_config_default(c);
@@ -62,20 +62,18 @@ static void tiny_config(fm_config *c, fm_act act, int num_labels, int mlm) {
     c->attention_probs_dropout_prob = 0.1f;
 }
 
-/* Example 0 is full, example 1 has 2 padded positions, example 2 has 4. */
-static const int32_t ids[B * T] = {2, 17, 5, 33, 9, 41, 3, 2, 8, 8, 49, 3, 0, 0, 2, 26, 3, 0, 0, 0, 0};
-static const int32_t tids[B * T] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0};
-static const float amask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
-static const int32_t labels[B] = {2, 0, 1};  /* for 3 classes */
-static const int32_t labels2[B] = {1, 0, 1}; /* for 2 classes */
+/* tu_tiny_batch's tokens (testutil.h), with 3-class labels beside its
+ * 2-class ones, regression targets and MLM labels. */
+static const int32_t labels[B] = {2, 0, 1}; /* for 3 classes */
 static const float targets[B] = {0.7f, -1.2f, 2.5f};
 static const int32_t mlm_labels[B * T] = {-100, 17, -100, 12, -100, -100, -100, -100, 0,    44, -100,
                                           -100, -100, -100, -100, 26, -100, -100, -100, -100, -100};
 
 static fm_batch tiny_batch(int num_labels) {
-    fm_batch b = {.B = B, .T = T, .ids = ids, .type_ids = tids, .attn_mask = amask,
-                  .labels = num_labels == 2 ? labels2 : labels,
-                  .targets = targets, .mlm_labels = mlm_labels, .example0 = 0};
+    fm_batch b = tu_tiny_batch();
+    if (num_labels != 2) b.labels = labels;
+    b.targets = targets;
+    b.mlm_labels = mlm_labels;
     return b;
 }
 
@@ -353,7 +351,7 @@ static void check_grads(fm_model *m, const fm_batch *b, const fm_pass *p) {
             for (size_t i = 0; i < t->numel; i++) idx[ns++] = i;
         } else if (strcmp(t->name, "embeddings.word_embeddings.weight") == 0) {
             /* rows the batch uses (the pad row among them), and a few others */
-            for (; ns < 40; ns++) idx[ns] = (size_t)ids[pick(B * T)] * H + pick((size_t)H);
+            for (; ns < 40; ns++) idx[ns] = (size_t)tu_tiny_batch().ids[pick(B * T)] * H + pick((size_t)H);
             for (; ns < MAXS; ns++) idx[ns] = pick(t->numel);
         } else if (strcmp(t->name, "embeddings.position_embeddings.weight") == 0) {
             for (; ns < MAXS; ns++) idx[ns] = pick((size_t)T * H);
@@ -580,9 +578,9 @@ static void test_microbatches_same_masks(void **state) {
     double loss = 0;
     for (int half = 0; half < 2; half++) {
         int e0 = half ? 2 : 0, nb = half ? 1 : 2;
-        fm_batch mb = {.B = nb, .T = T, .ids = ids + e0 * T, .type_ids = tids + e0 * T, .attn_mask = amask + e0 * T,
-                       .labels = labels + e0, .targets = targets + e0, .mlm_labels = mlm_labels + e0 * T,
-                       .example0 = e0};
+        fm_batch mb = {.B = nb, .T = T, .ids = b.ids + e0 * T, .type_ids = b.type_ids + e0 * T,
+                       .attn_mask = b.attn_mask + e0 * T, .labels = b.labels + e0, .targets = targets + e0,
+                       .mlm_labels = mlm_labels + e0 * T, .example0 = e0};
         loss += fm_model_forward(&m, a, &mb, &p, NULL);
         fm_model_backward(&m, a, &mb, &p, 0.5f);
     }

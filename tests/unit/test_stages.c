@@ -25,29 +25,9 @@
 #include "testutil.h"
 #include "train.h"
 
-enum { B = 3, T = 7, L = 3 };
-static const int32_t ids[B * T] = {2, 17, 5, 33, 9, 41, 3, 2, 8, 8, 49, 3, 0, 0, 2, 26, 3, 0, 0, 0, 0};
-static const int32_t tids[B * T] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0};
-static const float amask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
-static const int32_t labels[B] = {1, 0, 1};
+enum { B = TU_B, T = TU_T, L = 3 };
 
-static void tiny(fm_model *m) {
-    fm_config c;
-    fm_config_default(&c);
-    c.vocab_size = 50;
-    c.hidden_size = 16;
-    c.num_hidden_layers = L;
-    c.num_attention_heads = 2;
-    c.intermediate_size = 32;
-    c.max_position_embeddings = 16;
-    c.type_vocab_size = 2;
-    c.num_labels = 2;
-    c.hidden_dropout_prob = 0;
-    c.attention_probs_dropout_prob = 0;
-    c.initializer_range = 0.2f;
-    fm_model_alloc(m, &c);
-    fm_model_init_weights(m, 7);
-}
+static void tiny(fm_model *m) { tu_tiny_model(m, L); }
 
 static void test_layout_stage(void **state) {
     (void)state;
@@ -132,7 +112,7 @@ static void run_stages(fm_train_mode mode, int S) {
         memcpy(bits0[k], t0.sample.t[k].bits, nb);
     }
     fm_acts *a = fm_acts_new(&m0.cfg, B, T, 0, L);
-    fm_batch b = {.B = B, .T = T, .ids = ids, .type_ids = tids, .attn_mask = amask, .labels = labels};
+    fm_batch b = tu_tiny_batch();
     float *g = fm_xalloc_floats(m0.lay.numel);
     double *sq = fm_xmalloc(sizeof(double) * (size_t)n), *sum = fm_xmalloc(sizeof(double) * (size_t)n);
     double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)n), *psum = fm_xmalloc(sizeof(double) * 3 * (size_t)n);

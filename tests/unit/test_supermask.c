@@ -27,40 +27,11 @@
 #include "testutil.h"
 #include "train.h"
 
-enum { B = 3, T = 7 };
-static const int32_t ids[B * T] = {2, 17, 5, 33, 9, 41, 3, 2, 8, 8, 49, 3, 0, 0, 2, 26, 3, 0, 0, 0, 0};
-static const int32_t tids[B * T] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0};
-static const float amask[B * T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
-static const int32_t labels[B] = {1, 0, 1};
+enum { B = TU_B, T = TU_T };
 
-static void tiny(fm_model *m) {
-    fm_config c;
-    fm_config_default(&c);
-    c.vocab_size = 50;
-    c.hidden_size = 16;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 2;
-    c.intermediate_size = 32;
-    c.max_position_embeddings = 16;
-    c.type_vocab_size = 2;
-    c.num_labels = 2;
-    c.hidden_dropout_prob = 0;
-    c.attention_probs_dropout_prob = 0;
-    fm_model_alloc(m, &c);
-    c.initializer_range = 0.2f;
-    m->cfg.initializer_range = 0.2f;
-    fm_model_init_weights(m, 7);
-    /* LayerNorm gains away from 1 so the layers do real work. */
-    for (int i = 0; i < m->lay.n; i++)
-        if (m->lay.t[i].flags & FM_T_LN)
-            for (size_t j = 0; j < m->lay.t[i].numel; j++)
-                m->params[m->lay.t[i].offset + j] += 0.1f * (float)((int)(j % 5) - 2);
-}
+static void tiny(fm_model *m) { tu_tiny_model(m, 2); }
 
-static fm_batch batch(void) {
-    fm_batch b = {.B = B, .T = T, .ids = ids, .type_ids = tids, .attn_mask = amask, .labels = labels, .example0 = 0};
-    return b;
-}
+static fm_batch batch(void) { return tu_tiny_batch(); }
 
 static void sm_opts(fm_trainer_opts *o, fm_ste ste) {
     fm_trainer_opts_default(o);

@@ -49,3 +49,36 @@ void tu_assert_contains_(const char *s, const char *needle, const char *file, in
         _fail(file, line);
     }
 }
+
+static const int32_t tiny_ids[TU_B * TU_T] = {2, 17, 5, 33, 9, 41, 3, 2, 8, 8, 49, 3, 0, 0, 2, 26, 3, 0, 0, 0, 0};
+static const int32_t tiny_tids[TU_B * TU_T] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0};
+static const float tiny_amask[TU_B * TU_T] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0};
+static const int32_t tiny_labels[TU_B] = {1, 0, 1};
+
+fm_batch tu_tiny_batch(void) {
+    fm_batch b = {.B = TU_B, .T = TU_T, .ids = tiny_ids, .type_ids = tiny_tids, .attn_mask = tiny_amask,
+                  .labels = tiny_labels, .example0 = 0};
+    return b;
+}
+
+void tu_tiny_model(fm_model *m, int layers) {
+    fm_config c;
+    fm_config_default(&c);
+    c.vocab_size = 50;
+    c.hidden_size = 16;
+    c.num_hidden_layers = layers;
+    c.num_attention_heads = 2;
+    c.intermediate_size = 32;
+    c.max_position_embeddings = 16;
+    c.type_vocab_size = 2;
+    c.num_labels = 2;
+    c.hidden_dropout_prob = 0;
+    c.attention_probs_dropout_prob = 0;
+    c.initializer_range = 0.2f;
+    fm_model_alloc(m, &c);
+    fm_model_init_weights(m, 7);
+    for (int i = 0; i < m->lay.n; i++)
+        if (m->lay.t[i].flags & FM_T_LN)
+            for (size_t j = 0; j < m->lay.t[i].numel; j++)
+                m->params[m->lay.t[i].offset + j] += 0.1f * (float)((int)(j % 5) - 2);
+}
