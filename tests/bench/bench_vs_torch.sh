@@ -133,6 +133,11 @@ print(f"GEMM work per step: finemask {gflop:.1f} GFLOP at {gflop / fs:.1f} GFLOP
       f"BLIS sgemm alone on finemask's shapes {med(fm, 'sgemm_gflops', 'finemask'):.1f} GFLOP/s")
 print(f"peak RSS: finemask {med(fm, 'peak_rss_mib', 'finemask'):.0f} MiB "
       f"(activations {med(fm, 'acts_mib', 'finemask'):.0f} MiB), torch {med(pt, 'peak_rss_mib', 'torch'):.0f} MiB")
+# The step cannot be shorter than its GEMM work at BLIS's own rate: that
+# bounds the speedup any finemask with this GEMM work and this BLIS can reach.
+floor = gflop / med(fm, "sgemm_gflops", "finemask")
+print(f"GEMM floor: finemask's GEMM work alone at BLIS's sgemm rate takes {floor:.3f} s; "
+      f"so the speedup over torch is at most {ts / floor:.2f}x with this BLIS")
 ok_s, ok_f = speedup >= 1.5, frac >= 0.80
 print(f"speedup over torch      {speedup:6.2f}x  (target >= 1.50)  {'ok' if ok_s else 'MISSED'}")
 print(f"fraction of BLIS sgemm  {frac:6.2f}   (target >= 0.80)  {'ok' if ok_f else 'MISSED'}")
