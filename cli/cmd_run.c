@@ -253,7 +253,8 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp, .stage = g->stage_idx,
                           .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
                           .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
-                          .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast};
+                          .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast,
+                          .team_share = fm_pipe_team_share};
         if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
@@ -331,7 +332,17 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                 json_array_append_new(by, json_integer((json_int_t)(all[k] / (uint64_t)steps)));
             json_object_set_new(compute, "comm_bytes_per_step_by_rank", by);
         }
+        /* The evaluations are split over the team: each rank's dev examples. */
+        all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
+        fm_pipe_team_gather(&pp, (uint64_t)hk.eval_examples, all);
+        if (all) {
+            json_t *by = json_array();
+            for (int k = 0; k < g->team_size; k++) json_array_append_new(by, json_integer((json_int_t)all[k]));
+            json_object_set_new(compute, "eval_examples_by_rank", by);
+        }
         free(all);
+        json_object_set_new(compute, "eval_share_bytes", json_integer((json_int_t)pp.share_bytes));
+        json_object_set_new(compute, "eval_share_seconds", json_real(pp.share_seconds));
         json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
         json_object_set_new(compute, "stages", json_integer(g->nstages));
         json_object_set_new(compute, "team", json_integer(g->team_id));

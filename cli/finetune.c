@@ -258,43 +258,51 @@ int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, 
     return FM_OK;
 }
 
-void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *logits, fm_glue_report *r) {
+void fm_ft_logits(fm_ft_ctx *c, const fm_dataset *d, int batch_size, int row0, int row1, float *logits) {
     fm_model *m = &c->model;
     const int NL = m->cfg.num_labels;
+    if (row1 <= row0) return;
     fm_acts *acts = fm_acts_new(&m->cfg, batch_size, d->max_len, 0, m->cfg.num_hidden_layers);
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, batch_size, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch_size);
     fm_pass pass = {.seed = 0, .step = 0, .training = 0, .cls_only_last = 1};
-    for (int i = 0; i < d->n; i += batch_size) {
-        int B = d->n - i < batch_size ? d->n - i : batch_size;
+    for (int i = row0; i < row1; i += batch_size) {
+        int B = row1 - i < batch_size ? row1 - i : batch_size;
         for (int j = 0; j < B; j++) rows[j] = i + j;
         fm_batch_fill(&bb, d, rows, B, 1, 0);
         bb.b.labels = NULL;
         bb.b.targets = NULL;
         fm_model_forward(m, acts, &bb.b, &pass, logits + (size_t)i * NL);
     }
-    if (r) {
-        int *pred = fm_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
-        int *gold = fm_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
-        float *score = fm_xmalloc(sizeof(float) * (size_t)(d->n ? d->n : 1));
-        for (int i = 0; i < d->n; i++) {
-            const float *l = logits + (size_t)i * NL;
-            int best = 0;
-            for (int k = 1; k < NL; k++)
-                if (l[k] > l[best]) best = k;
-            pred[i] = best;
-            gold[i] = d->labels[i];
-            score[i] = l[0];
-        }
-        fm_glue_report_compute(r, c->task->metric, pred, gold, score, d->targets, (size_t)d->n);
-        free(pred);
-        free(gold);
-        free(score);
-    }
     free(rows);
     fm_batch_buf_free(&bb);
     fm_acts_free(acts);
+}
+
+void fm_ft_score(const fm_ft_ctx *c, const fm_dataset *d, const float *logits, fm_glue_report *r) {
+    const int NL = c->model.cfg.num_labels;
+    int *pred = fm_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+    int *gold = fm_xmalloc(sizeof(int) * (size_t)(d->n ? d->n : 1));
+    float *score = fm_xmalloc(sizeof(float) * (size_t)(d->n ? d->n : 1));
+    for (int i = 0; i < d->n; i++) {
+        const float *l = logits + (size_t)i * NL;
+        int best = 0;
+        for (int k = 1; k < NL; k++)
+            if (l[k] > l[best]) best = k;
+        pred[i] = best;
+        gold[i] = d->labels[i];
+        score[i] = l[0];
+    }
+    fm_glue_report_compute(r, c->task->metric, pred, gold, score, d->targets, (size_t)d->n);
+    free(pred);
+    free(gold);
+    free(score);
+}
+
+void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *logits, fm_glue_report *r) {
+    fm_ft_logits(c, d, batch_size, 0, d->n, logits);
+    if (r) fm_ft_score(c, d, logits, r);
 }
 
 /* {"acc": 0.91, ..., "main": "acc"} */
@@ -355,11 +363,26 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
 static volatile sig_atomic_t got_signal = 0;
 static void on_signal(int sig) { got_signal = sig; }
 
-/* The main metric on dev split d with the current weights (and sample). */
-static double dev_score(fm_ft_ctx *c, const fm_dataset *d, int batch, float *logits) {
-    fm_glue_report r;
-    fm_ft_predict(c, d, batch, logits, &r);
-    return r.main;
+/* fm_ft_predict over the team (fm_ft_hooks.team_share): this rank forwards
+ * its share of whole batches, and every rank gets every logit, so every
+ * rank computes the same report. */
+static int predict(fm_ft_hooks *h, fm_ft_ctx *c, const fm_dataset *d, int batch, float *logits, fm_glue_report *r) {
+    const int size = h ? h->nranks * h->nstages : 1;
+    if (size <= 1 || !h->team_share) {
+        fm_ft_predict(c, d, batch, logits, r);
+        if (h) h->eval_examples += d->n;
+        return FM_OK;
+    }
+    const int64_t nb = (d->n + batch - 1) / batch;
+    const int64_t b0 = nb * h->team_rank / size, b1 = nb * (h->team_rank + 1) / size;
+    const int row0 = (int)(b0 * batch), row1 = (int)(b1 * batch < d->n ? b1 * batch : d->n);
+    const size_t NL = (size_t)c->model.cfg.num_labels;
+    fm_ft_logits(c, d, batch, row0, row1, logits);
+    h->eval_examples += row1 - row0;
+    if (h->team_share(h->pctx, logits, (size_t)d->n * NL, (size_t)row0 * NL, (size_t)row1 * NL) != FM_OK)
+        return FM_ERR;
+    fm_ft_score(c, d, logits, r);
+    return FM_OK;
 }
 
 /* Start the sums of the gradients of the tensors of encoder layer l (-1:
@@ -825,7 +848,7 @@ int fm_finetune(const fm_ft_opts *o) {
             fm_glue_report r;
             if (pipelined && sync_stages(hk, &tr, 0) != FM_OK) goto done;
             fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
-            fm_ft_predict(&c, &dev[0], o->eval_batch_size, logits, &r);
+            if (predict(hk, &c, &dev[0], o->eval_batch_size, logits, &r) != FM_OK) goto done;
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "dev", report_json(&r, dev[0].n));
@@ -900,7 +923,12 @@ int fm_finetune(const fm_ft_opts *o) {
         if (o->samples > 0) sampled_sp = 0;
         for (int k = 0; k < o->samples; k++) {
             fm_trainer_sample(&tr, FM_SAMPLE_EVAL, (uint64_t)k);
-            sample_scores[k] = dev_score(&c, &dev[0], o->eval_batch_size, logits);
+            fm_glue_report r;
+            if (predict(hk, &c, &dev[0], o->eval_batch_size, logits, &r) != FM_OK) {
+                json_decref(arr);
+                goto done;
+            }
+            sample_scores[k] = r.main;
             if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
                 json_decref(arr);
                 goto done;
@@ -945,7 +973,7 @@ int fm_finetune(const fm_ft_opts *o) {
     for (int s = 0; s < ndev; s++) {
         logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[s].n ? dev[s].n : 1) * m->cfg.num_labels);
         fm_glue_report r;
-        fm_ft_predict(&c, &dev[s], o->eval_batch_size, logits, &r);
+        if (predict(hk, &c, &dev[s], o->eval_batch_size, logits, &r) != FM_OK) goto done;
         json_object_set_new(metrics, fm_glue_split_name(dsplit[s]), report_json(&r, dev[s].n));
         log_report(task->name, fm_glue_split_name(dsplit[s]), &r);
         if (s == 0) {

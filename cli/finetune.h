@@ -62,6 +62,13 @@ typedef struct fm_ft_hooks {
     int (*stages_sum)(void *pctx, double *x, size_t n);
     /* Copy n floats from stage `root` of this replica to its other stages. */
     int (*bcast)(void *pctx, float *x, size_t n, int root);
+    /* Evaluations are split over the team: rank team_rank of the
+     * nranks * nstages ranks forwards its share of whole batches of the dev
+     * set (every rank holds the whole model by then) into x[begin, end) of
+     * the logits x[0..n); team_share then gives every rank all of x. NULL:
+     * every rank evaluates everything. */
+    int (*team_share)(void *pctx, float *x, size_t n, size_t begin, size_t end);
+    int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples (all replicas together). */
     json_t *metrics;
@@ -147,6 +154,12 @@ int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, 
 /* Forward the model over d in eval mode; writes logits (n, num_labels) and
  * scores the labelled rows into *r (when r is not NULL). */
 void fm_ft_predict(fm_ft_ctx *c, const fm_dataset *d, int batch_size, float *logits, fm_glue_report *r);
+/* Its two halves: the logits of rows [row0, row1) of d (row0 a multiple of
+ * batch_size, in batches of batch_size from row0: any such split of the rows
+ * gives the same bits), written at logits + row * num_labels; and the report
+ * on all n rows' logits. */
+void fm_ft_logits(fm_ft_ctx *c, const fm_dataset *d, int batch_size, int row0, int row1, float *logits);
+void fm_ft_score(const fm_ft_ctx *c, const fm_dataset *d, const float *logits, fm_glue_report *r);
 
 /* Use n threads for BLIS and the element-wise loops. */
 void fm_ft_threads(int n);

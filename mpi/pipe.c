@@ -2,6 +2,7 @@
 #include "pipe.h"
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fm.h"
@@ -68,6 +69,33 @@ int fm_pipe_bcast(void *ctx, float *x, size_t n, int root) {
         p->bcast_bytes += 4 * (uint64_t)k;
     }
     p->bcast_seconds += MPI_Wtime() - t0;
+    return FM_OK;
+}
+
+int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end) {
+    fm_pipe *p = ctx;
+    if (begin > end || end > n || n > INT_MAX)
+        return fm_fail("pipeline: cannot share floats [%zu, %zu) of %zu over the team", begin, end, n);
+    double t0 = MPI_Wtime();
+    int size;
+    MPI_Comm_size(p->team, &size);
+    int mine[2] = {(int)begin, (int)(end - begin)};
+    int *all = fm_xmalloc(sizeof(int) * 2 * (size_t)size);
+    int *counts = fm_xmalloc(sizeof(int) * (size_t)size), *displs = fm_xmalloc(sizeof(int) * (size_t)size);
+    int rc = MPI_Allgather(mine, 2, MPI_INT, all, 2, MPI_INT, p->team);
+    if (rc == MPI_SUCCESS) {
+        for (int r = 0; r < size; r++) {
+            displs[r] = all[2 * r];
+            counts[r] = all[2 * r + 1];
+        }
+        rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts, displs, MPI_FLOAT, p->team);
+    }
+    free(all);
+    free(counts);
+    free(displs);
+    p->share_seconds += MPI_Wtime() - t0;
+    if (rc != MPI_SUCCESS) return fm_fail("pipeline: sharing %zu floats over the team failed (MPI error %d)", n, rc);
+    p->share_bytes += 4 * (uint64_t)(end - begin);
     return FM_OK;
 }
 

@@ -23,6 +23,8 @@ typedef struct {
     double sum_seconds;
     uint64_t bcast_bytes;  /* payload bytes of the broadcasts this rank took part in (sent or received) */
     double bcast_seconds;
+    uint64_t share_bytes;  /* fm_pipe_team_share: payload bytes this rank contributed */
+    double share_seconds;
 } fm_pipe;
 
 void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team);
@@ -34,6 +36,10 @@ int fm_pipe_team_sum(void *ctx, float *x, size_t n);
 int fm_pipe_stages_sum(void *ctx, double *x, size_t n);
 /* fm_ft_hooks.bcast: copy x[0..n) from stage `root` of this replica to its other stages. */
 int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
+/* fm_ft_hooks.team_share: every rank of the team has filled x[begin, end)
+ * of x[0..n); afterwards every rank holds all of x (the ranges of the team
+ * cover [0, n) without overlap). Counted in share_bytes (this rank's part). */
+int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end);
 /* Gather x from every rank of the team into all[team size] on team rank 0
  * (all may be NULL elsewhere). Collective over the team. */
 void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);

@@ -6,7 +6,9 @@
 # that differ in at most 1e-4 of their entries; the same layout twice gives
 # byte-identical run directories and science; rank 0's communication per step is
 # what the layout says: a pipeline stage sums the gradients of the layers it
-# holds only. Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
+# holds only; and the evaluations are split over the team's ranks (each
+# forwards a share of the dev batches, together exactly what 1 rank forwards).
+# Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
@@ -31,6 +33,7 @@ batch_size = 16
 epochs = 2
 max_seq_length = 24
 log_every = 2
+eval_batch_size = 8
 [layout]
 threads = 1
 INI
@@ -116,6 +119,18 @@ for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2)]:
         if job.startswith('SST-2.full') and got != [p for _, p in want]:  # (supermask adds the sparsity terms at log steps)
             print(f'FAIL {lay} {job}: {got} bytes per step per rank, expected {[p for _, p in want]}'); bad = 1
         print(f'{lay}: {job}: bytes per step per rank {got} (rank 0: {c.get("grad_bytes", 0) // steps} of gradients)')
+        # Evaluations: 48 dev examples in 6 batches of 8, per evaluation. Each
+        # rank forwards its share of whole batches; together they forward what
+        # 1 rank does, and every rank takes part.
+        one = json.load(open(f'{w}/r1/{job}/compute.json')).get('eval_examples_by_rank')
+        ev = c.get('eval_examples_by_rank')
+        evals = 1 + (json.load(open(f'{w}/r1/{job}/metrics.json')).get('samples', 0) if 'supermask' in job else 0)
+        if one != [48 * evals]:
+            print(f'FAIL {job}: 1 rank forwarded {one} dev examples, expected [{48 * evals}]'); bad = 1
+        if not ev or len(ev) != R * S or sum(ev) != 48 * evals or min(ev) < 8 * evals:
+            print(f'FAIL {lay} {job}: dev examples forwarded per rank {ev}; expected {R * S} shares of 6 batches '
+                  f'of 8 per evaluation ({evals}), summing to {48 * evals}'); bad = 1
+        print(f'{lay}: {job}: dev examples forwarded per rank {ev} ({evals} evaluation(s) of 48)')
 sys.exit(bad)
 PY
 # Same layout twice: every deterministic file byte-identical.
