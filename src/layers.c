@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "blas.h"
+#include "fastmath.h"
 #include "fm.h"
 #include "rng.h"
 
@@ -18,55 +19,12 @@
 
 /* ---- fast vectorisable math ------------------------------------------------
  * libm's expf/erff are scalar calls (erff about 14 ns), far too slow for the
- * softmax and GELU of a BERT step; these are branch-free so the compiler
- * vectorises the loops that call them. Coefficients are Chebyshev fits made
- * for this file (relative error about 3e-9 before float rounding); the tests
- * compare them with libm over a dense grid. */
+ * softmax and GELU of a BERT step; these (and fm_exp, fastmath.h) are
+ * branch-free so the compiler vectorises the loops that call them.
+ * Coefficients are Chebyshev fits made for this file (relative error about
+ * 3e-9 before float rounding); the tests compare them with libm over a dense
+ * grid. */
 
-static inline float bits_to_float(uint32_t u) {
-    union {
-        uint32_t u;
-        float f;
-    } c = {.u = u};
-    return c.f;
-}
-
-static inline uint32_t float_to_bits(float f) {
-    union {
-        float f;
-        uint32_t u;
-    } c = {.f = f};
-    return c.u;
-}
-
-/* e^x, about 1 ulp; 0 below -87.3 (no subnormals), +inf above 88.7. */
-static inline float fm_exp(float x) {
-    const float lo = -87.33f, hi = 88.7f;
-    float xc = x < lo ? lo : x;
-    xc = xc > hi ? hi : xc;
-    /* n = round(x / ln2) by the 1.5*2^23 trick; r = x - n ln2 in two parts. */
-    const float shift = 12582912.0f;
-    float kf = fmaf(xc, 1.44269504088896341f, shift);
-    float n = kf - shift;
-    int32_t ni = (int32_t)(float_to_bits(kf) - float_to_bits(shift));
-    float r = fmaf(n, -0.693145751953125f, xc);
-    r = fmaf(n, -1.428606765330187e-06f, r);
-    float p = 0.0013941108434f;
-    p = fmaf(p, r, 0.00837512639815f);
-    p = fmaf(p, r, 0.0416663528968f);
-    p = fmaf(p, r, 0.166664155147f);
-    p = fmaf(p, r, 0.500000004712f);
-    p = fmaf(p, r, 1.00000003772f);
-    p = fmaf(p, r, 1.0f);
-    /* 2^n split in two factors so that n = 128 (x near 88.7) stays finite. */
-    int32_t n1 = ni >> 1, n2 = ni - n1;
-    float s1 = bits_to_float((uint32_t)(n1 + 127) << 23);
-    float s2 = bits_to_float((uint32_t)(n2 + 127) << 23);
-    float y = p * s1 * s2;
-    y = x < lo ? 0.0f : y;
-    y = x > hi ? INFINITY : y;
-    return y;
-}
 
 /* The standard normal CDF Phi(x) = 0.5 erfc(-x/sqrt2), accurate in relative
  * terms for negative x too (GELU's left tail). Also returns e^{-x^2/2}. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "fm.h"
 #include "rng.h"
 
@@ -27,8 +28,6 @@ void fm_trainer_opts_default(fm_trainer_opts *o) {
     o->init_sparsity = 0.0;
     o->init_rank = FM_RANK_GLOBAL;
 }
-
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 /* The address of the field of v that points at params + offset, or NULL. */
 static float **view_field(fm_view *v, const float *p) {
@@ -163,16 +162,22 @@ void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
 #pragma omp parallel for schedule(static) if (n > 65536)
         for (long c = 0; c < nchunks; c++) {
             long b = c * CHUNK, e = b + CHUNK < n ? b + CHUNK : n;
+            /* keep[j]: 1 when entry b + j is kept (one pass that vectorises),
+             * then packed eight to a byte. */
             float u[CHUNK];
-            if (kind != FM_SAMPLE_DET)
-                fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)b, u, (uint64_t)(e - b));
-            for (long j0 = b; j0 < e; j0 += 8) {
+            uint8_t keep[CHUNK];
+            const float *nb = nu + b;
+            const long len = e - b;
+            if (kind == FM_SAMPLE_DET) {
+                for (long j = 0; j < len; j++) keep[j] = nb[j] > 0.0f;
+            } else {
+                fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)b, u, (uint64_t)len);
+                for (long j = 0; j < len; j++) keep[j] = u[j] < fm_sigmoid(nb[j]);
+            }
+            for (long j0 = 0; j0 < len; j0 += 8) {
                 unsigned byte = 0;
-                for (long j = j0; j < j0 + 8 && j < e; j++) {
-                    int bit = kind == FM_SAMPLE_DET ? nu[j] > 0.0f : u[j - b] < sigmoidf(nu[j]);
-                    byte |= (unsigned)bit << (j - j0);
-                }
-                mt->bits[j0 >> 3] = (uint8_t)byte;
+                for (long j = j0; j < j0 + 8 && j < len; j++) byte |= (unsigned)keep[j] << (j - j0);
+                mt->bits[(b + j0) >> 3] = (uint8_t)byte;
             }
         }
         fm_mask_count(mt);
@@ -192,8 +197,19 @@ void fm_trainer_materialise(fm_trainer *t, int piece) {
         float *dst = t->scratch + off;
         const uint8_t *bits = t->sample.t[k].bits;
         const long n = (long)x->numel;
+        /* dst = src where the bit is set, +0 elsewhere: the float's bits
+         * ANDed with all ones or all zeros (which vectorises, where a
+         * conditional load does not). */
+        const long nbytes = n / 8;
 #pragma omp parallel for schedule(static) if (n > 65536)
-        for (long j = 0; j < n; j++) dst[j] = ((bits[j >> 3] >> (j & 7)) & 1) ? src[j] : 0.0f;
+        for (long q = 0; q < nbytes; q++) {
+            const uint32_t byte = bits[q];
+            uint32_t w[8];
+            memcpy(w, src + 8 * q, sizeof w);
+            for (int l = 0; l < 8; l++) w[l] &= 0u - ((byte >> l) & 1u);
+            memcpy(dst + 8 * q, w, sizeof w);
+        }
+        for (long j = 8 * nbytes; j < n; j++) dst[j] = ((bits[j >> 3] >> (j & 7)) & 1) ? src[j] : 0.0f;
         *t->fields[i] = dst;
         off += x->numel;
     }
@@ -231,7 +247,7 @@ void fm_trainer_nu_grads(fm_trainer *t) {
         for (long j = 0; j < n; j++) {
             float d = g[j] * w[j];
             if (sig) {
-                float s = sigmoidf(nu[j]);
+                float s = fm_sigmoid(nu[j]);
                 d *= s * (1.0f - s);
             }
             g[j] = d;
@@ -400,7 +416,7 @@ void fm_trainer_sparsity_parts(fm_trainer *t, double *parts) {
         double e = 0;
         size_t det_zero = 0;
         for (size_t j = 0; j < x->numel; j++) {
-            e += 1.0 - (double)sigmoidf(nu[j]);
+            e += 1.0 - (double)fm_sigmoid(nu[j]);
             det_zero += !(nu[j] > 0.0f);
         }
         parts[3 * i] = e;
