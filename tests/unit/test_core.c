@@ -125,12 +125,24 @@ static void test_philox_known_answer(void **state) {
 
 static void test_rng_streams(void **state) {
     (void)state;
+    /* A run of uniforms is the single draws, bit for bit, whatever its start
+     * and length: inside one block, across blocks, from a block boundary, and
+     * past 2^34 where the block index has high bits. */
     float buf[103];
-    fm_rng_uniforms(42, FM_RNG_DROPOUT, 7, 3, 5, buf, 103);
-    for (int i = 0; i < 103; i++) {
-        assert_float_equal(buf[i], fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, 5 + (uint64_t)i), 0);
-        assert_true(buf[i] >= 0.0f && buf[i] < 1.0f);
+    const struct {
+        uint64_t first;
+        int n;
+    } runs[] = {{5, 103}, {0, 103}, {8, 64}, {1, 2}, {3, 1}, {2, 7}, {((uint64_t)1 << 34) + 6, 97}, {0, 0}};
+    for (size_t r = 0; r < sizeof runs / sizeof runs[0]; r++) {
+        fm_rng_uniforms(42, FM_RNG_DROPOUT, 7, 3, runs[r].first, buf, (uint64_t)runs[r].n);
+        for (int i = 0; i < runs[r].n; i++) {
+            float one = fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, runs[r].first + (uint64_t)i);
+            assert_memory_equal(&buf[i], &one, sizeof one);
+            assert_true(buf[i] >= 0.0f && buf[i] < 1.0f);
+        }
     }
+    assert_true(fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, ((uint64_t)1 << 34) + 6) !=
+                fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, 6));
     /* Different purpose, step or stream: different bits. */
     assert_true(fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, 5) != fm_rng_uniform(42, FM_RNG_MASK, 7, 3, 5));
     assert_true(fm_rng_uniform(42, FM_RNG_DROPOUT, 7, 3, 5) != fm_rng_uniform(42, FM_RNG_DROPOUT, 8, 3, 5));
