@@ -196,6 +196,12 @@ void fm_dropout_residual_forward(float *out, uint64_t *bits, const float *x, con
     }
 }
 
+/* One row through dropout: out[j] = in[j] * scale where bit j is set, else 0
+ * (out may be in). */
+static inline void drop_row(float *out, const float *in, const uint64_t *bits, int n, float scale) {
+    for (int j = 0; j < n; j++) out[j] = fm_bit(bits, j) ? in[j] * scale : 0.0f;
+}
+
 void fm_dropout_backward(float *dx, const float *dout, const uint64_t *bits, int R, int C, const fm_drop *d) {
     const int on = fm_drop_on(d);
     const int nw = fm_bits_words(C);
@@ -205,8 +211,7 @@ void fm_dropout_backward(float *dx, const float *dout, const uint64_t *bits, int
         const float *g = dout + (size_t)r * C;
         float *o = dx + (size_t)r * C;
         if (on) {
-            const uint64_t *br = bits + (size_t)r * nw;
-            for (int j = 0; j < C; j++) o[j] = fm_bit(br, j) ? g[j] * scale : 0.0f;
+            drop_row(o, g, bits + (size_t)r * nw, C, scale);
         } else if (o != g) {
             memcpy(o, g, (size_t)C * sizeof *o);
         }
@@ -502,6 +507,17 @@ void fm_linear_backward_cls(float *dx, int accumulate, float *dw, float *db, con
 
 /* ---- attention ------------------------------------------------------------------------ */
 
+/* Back through one row's dropout (when bits is not NULL) and softmax p, in
+ * place: r = dL/d(dropped p) in, dS = p (dP - p.dP) out. */
+static inline void softmax_drop_row_backward(float *r, const float *p, const uint64_t *bits, int n, float scale) {
+    if (bits) drop_row(r, r, bits, n, scale);
+    float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+    for (int j = 0; j < n; j++) dot += p[j] * r[j];
+#pragma omp simd
+    for (int j = 0; j < n; j++) r[j] = p[j] * (r[j] - dot);
+}
+
 /* Softmax of one row in place, in float with the max subtracted. */
 static void softmax_row(float *row, int n) {
     float mx = -INFINITY;
@@ -546,8 +562,7 @@ void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float 
                 if (on) {
                     uint64_t *br = bits + ((size_t)bh * T + i) * nw;
                     fm_dropout_bits(br, d->seed, d->step, d->stream, attn_counter(d, b, h, i, A, P), T, d->p);
-                    float *pr = pd + (size_t)i * T;
-                    for (int j = 0; j < T; j++) pr[j] = fm_bit(br, j) ? row[j] * scale : 0.0f;
+                    drop_row(pd + (size_t)i * T, row, br, T, scale);
                 }
             }
             fm_sgemm_1t(T, hs, T, 1.0f, on ? pd : S, T, 1, v + off, H, 1, 0.0f, ctx + off, H, 1);
@@ -576,24 +591,12 @@ void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, c
             fm_sgemm_1t(T, T, hs, 1.0f, dctx + off, H, 1, v + off, 1, H, 0.0f, dp, T, 1);
             /* dV = dropped_probs^T dctx */
             if (on)
-                for (int i = 0; i < T; i++)
-                    for (int j = 0; j < T; j++)
-                        pd[(size_t)i * T + j] = fm_bit(bb + (size_t)i * nw, j) ? Pm[(size_t)i * T + j] * scale : 0.0f;
+                for (int i = 0; i < T; i++) drop_row(pd + (size_t)i * T, Pm + (size_t)i * T, bb + (size_t)i * nw, T, scale);
             fm_sgemm_1t(T, hs, T, 1.0f, on ? pd : Pm, 1, T, dctx + off, H, 1, 0.0f, dv + off, H, 1);
             /* through dropout and softmax: dS = P (dP - rowsum(P dP)) */
-            for (int i = 0; i < T; i++) {
-                float *r = dp + (size_t)i * T;
-                const float *pr = Pm + (size_t)i * T;
-                if (on) {
-                    const uint64_t *br = bb + (size_t)i * nw;
-                    for (int j = 0; j < T; j++) r[j] = fm_bit(br, j) ? r[j] * scale : 0.0f;
-                }
-                float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-                for (int j = 0; j < T; j++) dot += pr[j] * r[j];
-#pragma omp simd
-                for (int j = 0; j < T; j++) r[j] = pr[j] * (r[j] - dot);
-            }
+            for (int i = 0; i < T; i++)
+                softmax_drop_row_backward(dp + (size_t)i * T, Pm + (size_t)i * T, on ? bb + (size_t)i * nw : NULL, T,
+                                          scale);
             /* S = alpha Q K^T: dQ = alpha dS K, dK = alpha dS^T Q */
             fm_sgemm_1t(T, hs, T, alpha, dp, T, 1, k + off, H, 1, 0.0f, dq + off, H, 1);
             fm_sgemm_1t(T, hs, T, alpha, dp, 1, T, q + off, H, 1, 0.0f, dk + off, H, 1);
@@ -623,7 +626,7 @@ void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const fl
             if (on) {
                 uint64_t *br = bits + (size_t)bh * nw;
                 fm_dropout_bits(br, d->seed, d->step, d->stream, attn_counter(d, b, h, 0, A, P), T, d->p);
-                for (int j = 0; j < T; j++) pd[j] = fm_bit(br, j) ? row[j] * scale : 0.0f;
+                drop_row(pd, row, br, T, scale);
             }
             fm_sgemm_1t(1, hs, T, 1.0f, on ? pd : row, T, 1, v + off, H, 1, 0.0f, ctx + qoff, H, 1);
         }
@@ -649,17 +652,10 @@ void fm_attention_cls_backward(float *dq, float *dk, float *dv, const float *dct
             /* d(dropped probs) = dctx V^T (one row) */
             fm_sgemm_1t(1, T, hs, 1.0f, dctx + qoff, H, 1, v + off, 1, H, 0.0f, dp, T, 1);
             /* dV = dropped_probs^T dctx: an outer product */
-            if (on)
-                for (int j = 0; j < T; j++) pd[j] = fm_bit(br, j) ? pr[j] * scale : 0.0f;
+            if (on) drop_row(pd, pr, br, T, scale);
             fm_sgemm_1t(T, hs, 1, 1.0f, on ? pd : pr, 1, T, dctx + qoff, H, 1, 0.0f, dv + off, H, 1);
             /* through dropout and softmax: dS = P (dP - P.dP) */
-            if (on)
-                for (int j = 0; j < T; j++) dp[j] = fm_bit(br, j) ? dp[j] * scale : 0.0f;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int j = 0; j < T; j++) dot += pr[j] * dp[j];
-#pragma omp simd
-            for (int j = 0; j < T; j++) dp[j] = pr[j] * (dp[j] - dot);
+            softmax_drop_row_backward(dp, pr, br, T, scale);
             /* dQ = alpha dS K (one row), dK = alpha dS^T Q (an outer product) */
             fm_sgemm_1t(1, hs, T, alpha, dp, T, 1, k + off, H, 1, 0.0f, dq + qoff, H, 1);
             fm_sgemm_1t(T, hs, 1, alpha, dp, 1, T, q + qoff, H, 1, 0.0f, dk + off, H, 1);
