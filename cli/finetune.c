@@ -20,6 +20,7 @@
 #include "modeldir.h"
 #include "optim.h"
 #include "progress.h"
+#include "stopsig.h"
 #include "rng.h"
 #include "runfiles.h"
 #include "train.h"
@@ -358,11 +359,6 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
     return h;
 }
 
-
-/* Set by SIGTERM / SIGUSR1; the training loop checkpoints at the next step boundary. */
-static volatile sig_atomic_t got_signal = 0;
-static void on_signal(int sig) { got_signal = sig; }
-
 /* fm_ft_predict over the team (fm_ft_hooks.team_share): this rank forwards
  * its share of whole batches, and every rank gets every logit, so every
  * rank computes the same report. */
@@ -643,8 +639,7 @@ int fm_finetune(const fm_ft_opts *o) {
     double *sample_scores = NULL;
     fm_trainer tr;
     int tr_ready = 0;
-    struct sigaction sa_old_term, sa_old_usr1;
-    int sig_installed = 0;
+    fm_stopsig stopsig = {0};
 
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples, &train_set,
@@ -753,14 +748,7 @@ int fm_finetune(const fm_ft_opts *o) {
     free(path);
     path = NULL;
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    got_signal = 0;
-    sigaction(SIGTERM, &sa, &sa_old_term);
-    sigaction(SIGUSR1, &sa, &sa_old_usr1);
-    sig_installed = 1;
+    fm_stopsig_catch(&stopsig);
 
     char what[64];
     snprintf(what, sizeof what, "train %s", task->name);
@@ -788,7 +776,7 @@ int fm_finetune(const fm_ft_opts *o) {
         else bb.b.targets = NULL;
         fm_trainer_begin_step(&tr, step);
         double loss;
-        int sig = got_signal;
+        int sig = fm_stopsig_pending();
         if (replicated) {
             float extra[2] = {0, sig == SIGTERM ? 2.0f : sig ? 1.0f : 0.0f};
             int grc = pipelined ? grad_pipelined(hk, &tr, pacts, pbb, &train, rows, hi - lo, lo, task->is_regression,
@@ -872,7 +860,7 @@ int fm_finetune(const fm_ft_opts *o) {
                     step + 1, total, o->out_dir);
             goto done;
         }
-        if (sig) got_signal = 0;
+        if (sig) fm_stopsig_served();
     }
     fm_progress_end(&prog);
     double t_train = fm_now() - t_loop;
@@ -1027,12 +1015,11 @@ int fm_finetune(const fm_ft_opts *o) {
            fm_blas_arch(), o->out_dir);
     rc = FM_OK;
 done:
-    if (sig_installed) {
-        sigaction(SIGTERM, &sa_old_term, NULL);
-        sigaction(SIGUSR1, &sa_old_usr1, NULL);
+    if (stopsig.caught) {
         /* A SIGTERM after the last step (the final evaluation): the job is
          * complete, but the caller should stop. */
-        if (hk && got_signal == SIGTERM) hk->term_seen = 1;
+        if (hk && fm_stopsig_pending() == SIGTERM) hk->term_seen = 1;
+        fm_stopsig_restore(&stopsig);
     }
     free(path);
     free(state_path);

@@ -27,6 +27,7 @@
 #include "optim.h"
 #include "progress.h"
 #include "ptstate.h"
+#include "stopsig.h"
 #include "rng.h"
 #include "runfiles.h"
 #include "vocab.h"
@@ -153,13 +154,6 @@ static int tokenize_corpus(const fm_corpus *cp, const fm_tokenizer *tok, const f
     return FM_OK;
 }
 
-/* Set by SIGTERM / SIGUSR1; the loop saves the state at the next step
- * boundary. A SIGTERM stays set until the run stops (a SIGUSR1 after it, or
- * a save in between, does not clear it). */
-static volatile sig_atomic_t pt_signal = 0;
-static void pt_on_signal(int sig) {
-    if (pt_signal != SIGTERM) pt_signal = sig;
-}
 
 /* The options a resumed run must share with the run that saved the state, as
  * compact JSON text (free with free()); keys are the option names, and
@@ -235,8 +229,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     json_t *summary = NULL;
     char *path = NULL, *wpath = fm_path_join(o->out, FM_MODEL_WEIGHTS);
     char *state_path = fm_path_join(o->out, FM_PT_STATE_FILE), *opts_json = NULL;
-    struct sigaction sa_old_term, sa_old_usr1;
-    int sig_installed = 0;
+    fm_stopsig stopsig = {0};
     const int have_state = fm_file_exists(state_path);
 
     /* What to do with OUT, as rank 0 sees it; every rank follows (the sum
@@ -373,16 +366,8 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         if (ok) fm_fail("pretrain: rank 0 could not create %s", o->out);
         goto done;
     }
-    if (o->signals) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = pt_on_signal;
-        sigemptyset(&sa.sa_mask);
-        pt_signal = 0;
-        sigaction(SIGTERM, &sa, &sa_old_term);
-        sigaction(SIGUSR1, &sa, &sa_old_usr1);
-        sig_installed = 1;
-    }
+    /* The loop saves the state at the next step boundary (stopsig.h). */
+    if (o->signals) fm_stopsig_catch(&stopsig);
     fm_progress prog;
     fm_progress_start(&prog, "pretrain", o->steps);
     /* The counts of the steps before the state are rank 0's share of the sum. */
@@ -406,7 +391,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
         /* loss, predictions, and the signal flag (2: SIGTERM, 1: SIGUSR1) summed
          * over the ranks: a signal seen by any rank acts on all at this step. */
-        int sig = pt_signal;
+        int sig = fm_stopsig_pending();
         double red[3] = {0, 0, sig == SIGTERM ? 2.0 : sig ? 1.0 : 0.0};
         int64_t np = 0;
         if (hi > lo) {
@@ -474,7 +459,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
                         step + 1, o->steps);
                 goto done;
             }
-            if (pt_signal != SIGTERM) pt_signal = 0; /* a SIGUSR1 is served by this save */
+            fm_stopsig_served(); /* a SIGUSR1 is served by this save */
         }
     }
     fm_progress_end(&prog);
@@ -537,10 +522,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     }
     rc = FM_OK;
 done:
-    if (sig_installed) {
-        sigaction(SIGTERM, &sa_old_term, NULL);
-        sigaction(SIGUSR1, &sa_old_usr1, NULL);
-    }
+    fm_stopsig_restore(&stopsig);
     free(path);
     free(wpath);
     free(state_path);
