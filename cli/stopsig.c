@@ -1,4 +1,5 @@
 /* stopsig.c: the training loops' signal flag (see stopsig.h). */
+#define _GNU_SOURCE
 #include "stopsig.h"
 
 #include <string.h>
