@@ -861,6 +861,7 @@ int fm_finetune(const fm_ft_opts *o) {
             goto done;
         }
         if (sig) fm_stopsig_served();
+        fm_stopsig_test_pause(step + 1);
     }
     fm_progress_end(&prog);
     double t_train = fm_now() - t_loop;

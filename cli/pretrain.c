@@ -461,6 +461,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             }
             fm_stopsig_served(); /* a SIGUSR1 is served by this save */
         }
+        fm_stopsig_test_pause(step + 1);
     }
     fm_progress_end(&prog);
     const double t_train = fm_now() - t_loop;
