@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "stopsig.h"
 
+#include "cli.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -45,23 +47,13 @@ void fm_stopsig_restore(fm_stopsig *s) {
     catching = 0;
 }
 
-/* The launcher's rank of this process: 0 outside MPI. */
-static int launcher_rank(void) {
-    const char *names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        const char *v = getenv(names[i]);
-        if (v && *v) return atoi(v);
-    }
-    return 0;
-}
-
 void fm_stopsig_test_pause(long long step) {
     static long long count = 0; /* steps this process has run */
     const char *list = getenv("FINEMASK_TEST_PAUSE_AFTER_STEP");
     if (!list || !catching) return;
     count++;
     const char *r = getenv("FINEMASK_TEST_PAUSE_RANK");
-    const int rank = launcher_rank();
+    const int rank = fm_cli_launcher_rank();
     if (r && *r && atoi(r) != rank) return;
     int listed = 0;
     for (const char *p = list; *p;) {
