@@ -202,9 +202,18 @@ int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint6
         free(c->vocab_path);
         return FM_ERR;
     }
-    if (c->tok.vocab.n != c->model.cfg.vocab_size)
-        fm_log("warning: %s has %d tokens but config.json says vocab_size %d", c->vocab_path, c->tok.vocab.n,
-               c->model.cfg.vocab_size);
+    if (c->tok.vocab.n > c->model.cfg.vocab_size) {
+        /* Ids past vocab_size would index rows the word embeddings do not have. */
+        fm_fail("%s has %d tokens but %s/config.json says vocab_size %d: tokens %d to %d have no word embedding; "
+                "use the vocabulary the model was trained with",
+                c->vocab_path, c->tok.vocab.n, model_dir, c->model.cfg.vocab_size, c->model.cfg.vocab_size,
+                c->tok.vocab.n - 1);
+        fm_ft_free(c);
+        return FM_ERR;
+    }
+    if (c->tok.vocab.n < c->model.cfg.vocab_size)
+        fm_log("warning: %s has %d tokens but config.json says vocab_size %d (the last %d embedding rows are unused)",
+               c->vocab_path, c->tok.vocab.n, c->model.cfg.vocab_size, c->model.cfg.vocab_size - c->tok.vocab.n);
     return FM_OK;
 }
 
@@ -253,6 +262,8 @@ int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, 
         }
         free(mask);
     }
+    /* Every id within the model's tables (the forward pass only asserts it). */
+    if (bad < 0 && fm_dataset_check(d, &c->model.cfg, &bad) != FM_OK) snprintf(msg, sizeof msg, "%s", fm_last_error());
     if (bad >= 0)
         return fm_fail("%s/%s/%s:%d: %s", data_dir, c->task->name, fm_glue_split_file(c->task, split),
                        set->ex[bad].line, msg);

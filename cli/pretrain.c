@@ -291,6 +291,12 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             fm_fail("%s: the corpus has no tokens", o->corpus[0]);
             goto done;
         }
+        /* Rows are [CLS] A [SEP] B [SEP]: B has token type 1, which needs type_vocab_size 2. */
+        int bad;
+        if (fm_dataset_check(&d, &c, &bad) != FM_OK) {
+            fm_fail_prefix("--config %s: packed row %d of the corpus: ", o->config, bad);
+            goto done;
+        }
     }
     const int rows = d.n;
     const int heldout = rows >= 40 ? (rows / 20 < 256 ? rows / 20 : 256) : 0;
