@@ -224,9 +224,22 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         /* Complete already: take its files (read by the rank that claims it),
          * when it ran with the options the job file gives now. */
         json_t *met = NULL;
-        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK &&
-                 fm_run_mask_read(dir, &r->mask) == FM_OK;
-        if (ok) {
+        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK;
+        const char *ms = ok ? json_string_value(json_object_get(met, "status")) : NULL;
+        const int div = ms && !strcmp(ms, "diverged");
+        if (ok && !div) ok = fm_run_mask_read(dir, &r->mask) == FM_OK;
+        if (div) {
+            /* Diverged, as a rerun with the same options would again. */
+            const char *on = json_string_value(json_object_get(met, "diverged_on"));
+            fm_fail("%s: diverged at step %" JSON_INTEGER_FORMAT " (the %s was not finite); run it with other settings "
+                    "in another --out, or remove the directory",
+                    mpath, json_integer_value(json_object_get(met, "diverged_at_step")), on ? on : "loss");
+            json_decref(met);
+            ok = 0;
+            json_object_set_new(r->rec, "status", json_string("diverged"));
+            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            if (g->team_rank == 0) fm_log("%s: DIVERGED: %s", j->name, fm_last_error());
+        } else if (ok) {
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", met);
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
@@ -290,9 +303,12 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             }
         } else {
             interrupted = hk.interrupted;
-            json_object_set_new(r->rec, "status", json_string(interrupted ? "interrupted" : "failed"));
+            const char *st = interrupted ? "interrupted" : hk.diverged ? "diverged" : "failed";
+            json_object_set_new(r->rec, "status", json_string(st));
             json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0) fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : "FAILED", fm_last_error());
+            if (g->team_rank == 0)
+                fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED",
+                       fm_last_error());
         }
         json_decref(hk.metrics);
         interrupted |= hk.term_seen;

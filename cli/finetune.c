@@ -63,6 +63,8 @@ void fm_ft_opts_default(fm_ft_opts *o) {
 }
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+/* JSON has no NaN or infinity: such a value is written as null, never as a number. */
+static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 char *fm_ft_opts_json(const fm_ft_opts *o) {
     json_t *j = json_object();
@@ -595,6 +597,60 @@ static int sync_stages(fm_ft_hooks *h, fm_trainer *tr, int moments) {
     return rc;
 }
 
+/* Training diverged at step `step` (1-based) of `total`: its loss, or its
+ * gradient norm, is not finite (`what` says which). The job stops here: the
+ * parameters keep the previous step's values (fm_trainer_apply skips such an
+ * update), the log gets this step's line marked "diverged" (a value that is
+ * not finite as null), and metrics.json says "status": "diverged" with the
+ * step; nothing already written is removed. Returns FM_ERR with the message. */
+static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int writer, const char *what,
+                    int64_t step, int64_t total, int64_t steps_per_epoch, double loss, double norm, double lr,
+                    json_t *hyper, int train_n) {
+    json_t *l = json_object();
+    json_object_set_new(l, "step", json_integer(step));
+    json_object_set_new(l, "epoch", json_real((double)step / (double)steps_per_epoch));
+    json_object_set_new(l, "loss", num_or_null(loss));
+    json_object_set_new(l, "lr", num_or_null(lr));
+    json_object_set_new(l, "grad_norm", num_or_null(norm));
+    json_object_set_new(l, "diverged", json_true());
+    int rc = writer ? fm_jsonl_append(log, l) : FM_OK;
+    json_decref(l);
+    json_t *met = json_object();
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016" PRIx64, c->fingerprint);
+    json_object_set_new(met, "task", json_string(c->task->name));
+    json_object_set_new(met, "mode", json_string(o->mode));
+    json_object_set_new(met, "model", json_string(o->model_dir));
+    json_object_set_new(met, "model_fingerprint", json_string(fp));
+    json_object_set_new(met, "status", json_string("diverged"));
+    json_object_set_new(met, "diverged_at_step", json_integer(step));
+    json_object_set_new(met, "diverged_on", json_string(what));
+    json_object_set_new(met, "loss", num_or_null(loss));
+    json_object_set_new(met, "grad_norm", num_or_null(norm));
+    json_object_set_new(met, "train_examples", json_integer(train_n));
+    json_object_set_new(met, "steps", json_integer(total));
+    json_object_set_new(met, "weights", json_string(o->weights));
+    if (o->freeze) json_object_set_new(met, "freeze", json_string(o->freeze));
+    json_object_set_new(met, "hyperparameters", hyper);
+    char *path = fm_path_join(o->out_dir, "metrics.json");
+    if (writer && rc == FM_OK) rc = fm_json_write(path, met);
+    if (o->hooks) {
+        o->hooks->diverged = 1;
+        o->hooks->metrics = json_incref(met);
+    }
+    json_decref(met);
+    const double v = !strcmp(what, "loss") ? loss : norm;
+    if (rc == FM_OK)
+        fm_fail("%s: training diverged at step %" PRId64 " of %" PRId64 ": the %s is %s; %s/metrics.json records it "
+                "(\"status\": \"diverged\") and log.jsonl holds the steps before; try a lower learning rate",
+                c->task->name, step, total, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity", o->out_dir);
+    else
+        fm_fail_prefix("%s: training diverged at step %" PRId64 " (the %s is not finite), and recording it failed: ",
+                       c->task->name, step, what);
+    free(path);
+    return FM_ERR;
+}
+
 int fm_finetune(const fm_ft_opts *o) {
     const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
     if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
@@ -811,9 +867,24 @@ int fm_finetune(const fm_ft_opts *o) {
             if (writer && fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
             if (writer) fm_log("first batch's gradients written to %s", o->dump_grads);
         }
-        double norm, factor;
-        if (!pipelined) factor = fm_trainer_apply(&tr, &norm);
-        else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) goto done;
+        /* A loss or gradient norm that is not finite stops the job (every
+         * rank of a team sees the same summed values, so all stop together). */
+        double norm = NAN, factor = fm_lr_factor(&tr.o.opt, step);
+        const char *bad = isfinite(loss) ? NULL : "loss";
+        if (bad) {
+            /* no update */
+        } else if (!pipelined) {
+            factor = fm_trainer_apply(&tr, &norm);
+        } else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) {
+            goto done;
+        }
+        if (!bad && !isfinite(norm)) bad = "gradient norm";
+        if (bad) {
+            fm_progress_end(&prog);
+            diverged(o, &c, &log, writer, bad, step + 1, total, steps_per_epoch, loss, norm, opt->lr * factor,
+                     hyper_json(o, opt, total), train.n);
+            goto done;
+        }
         pr.step = step + 1;
         pr.examples += nb;
         pr.window_loss += loss;
@@ -823,9 +894,9 @@ int fm_finetune(const fm_ft_opts *o) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", json_real(pr.window_loss / (double)pr.window_n));
+            json_object_set_new(l, "loss", num_or_null(pr.window_loss / (double)pr.window_n));
             json_object_set_new(l, "lr", json_real(opt->lr * factor));
-            json_object_set_new(l, "grad_norm", json_real(norm));
+            json_object_set_new(l, "grad_norm", num_or_null(norm));
             if (supermask) {
                 fm_sparsity sp;
                 if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
@@ -889,7 +960,7 @@ int fm_finetune(const fm_ft_opts *o) {
     json_object_set_new(metrics, "head_from_checkpoint", json_boolean(c.head_loaded));
     json_object_set_new(metrics, "train_examples", json_integer(train.n));
     json_object_set_new(metrics, "steps", json_integer(total));
-    json_object_set_new(metrics, "final_loss", json_real(isnan(pr.last_loss) ? 0.0 : pr.last_loss));
+    json_object_set_new(metrics, "final_loss", num_or_null(pr.last_loss)); /* null: no step ran */
     json_object_set_new(metrics, "weights", json_string(o->weights));
     if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
     json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));

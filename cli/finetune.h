@@ -76,6 +76,7 @@ typedef struct fm_ft_hooks {
     int64_t examples;
     int interrupted; /* stopped by SIGTERM after writing its state (resume continues it) */
     int term_seen;   /* a SIGTERM arrived while the job ran (interrupted or not) */
+    int diverged;    /* stopped at a step whose loss or gradient norm was not finite (metrics says so) */
 } fm_ft_hooks;
 
 typedef struct {
