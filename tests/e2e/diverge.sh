@@ -7,8 +7,8 @@
 # and keep what it had written (options.json, the log up to that step).
 #  1. finemask train: metrics.json, log.jsonl.
 #  2. finemask pretrain: pretrain.json, pretrain_log.jsonl.
-#  3. finemask run: the job is reported as diverged beside a job that
-#     finishes, the run exits 1; run again, the diverged job is not rerun.
+#  3. finemask run: the job is reported as diverged, the run exits 1; run
+#     again, the diverged job is not rerun; finemask report agrees.
 # Generated data (tests/mpi/mkdata.sh). Usage: diverge.sh FINEMASK_BIN SOURCE_DIR.
 set -euo pipefail
 bin=$1 src=$2
@@ -106,4 +106,8 @@ done
 # The second run read the recorded divergence instead of training again.
 grep -q "metrics.json: diverged at step" "$work/err" || { echo "FAIL: the rerun did not report the recorded divergence"; exit 1; }
 cmp "$work/log.1" "$work/log.2" || { echo "FAIL: the rerun trained the diverged job again"; exit 1; }
+# finemask report rebuilds the same science from the directory (the job as diverged, not done).
+cp "$work/sweep/report/science.json" "$work/science.json"
+"$bin" -q report "$work/sweep"
+cmp "$work/science.json" "$work/sweep/report/science.json" || { echo "FAIL: report disagrees with run"; exit 1; }
 echo "diverge: OK"
