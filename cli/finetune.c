@@ -1021,8 +1021,9 @@ int fm_finetune(const fm_ft_opts *o) {
         const fm_tensor *hb = fm_layout_find(&m->lay, "classifier.bias");
         json_object_set_new(metrics, "samples", json_integer(o->samples));
         json_object_set_new(metrics, "score_samples", arr);
-        json_object_set_new(metrics, "score_samples_mean", json_real(mean));
-        json_object_set_new(metrics, "score_samples_std", json_real(sd));
+        /* no samples: no mean; one sample: no spread (null, not 0) */
+        json_object_set_new(metrics, "score_samples_mean", o->samples > 0 ? json_real(mean) : json_null());
+        json_object_set_new(metrics, "score_samples_std", o->samples > 1 ? json_real(sd) : json_null());
         json_object_set_new(metrics, "sparsity_expected", json_real(sp.expected));
         json_object_set_new(metrics, "sparsity_sampled", json_real(sampled_sp));
         json_object_set_new(metrics, "sparsity_deterministic", json_real(sp.deterministic));
@@ -1036,8 +1037,11 @@ int fm_finetune(const fm_ft_opts *o) {
         json_object_set_new(metrics, "ste", json_string(o->ste));
         json_object_set_new(metrics, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
         json_object_set_new(metrics, "mask_layers", str_or_null(o->mask_layers));
-        fm_log("%s: %d sample(s): %s %.4f ± %.4f; sparsity expected %.4f, sampled %.4f, deterministic %.4f",
-               task->name, o->samples, task->name, mean, sd, sp.expected, sampled_sp, sp.deterministic);
+        char ms[64] = "";
+        if (o->samples > 1) snprintf(ms, sizeof ms, ": %s %.4f ± %.4f", task->name, mean, sd);
+        else if (o->samples == 1) snprintf(ms, sizeof ms, ": %s %.4f (n=1)", task->name, mean);
+        fm_log("%s: %d sample(s)%s; sparsity expected %.4f, sampled %.4f, deterministic %.4f", task->name,
+               o->samples, ms, sp.expected, sampled_sp, sp.deterministic);
     }
     /* Dev scores with the trained weights (supermask: the deterministic mask). */
     for (int s = 0; s < ndev; s++) {

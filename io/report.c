@@ -165,6 +165,9 @@ static void group_key(char *out, size_t cap, const json_t *rec) {
              sget(rec, "weights"));
 }
 
+/* JSON has no NaN: a value that is not finite is written as null. */
+static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
 static int write_text(const char *dir, const char *name, char *text, size_t len) {
     char *p = fm_path_join(dir, name);
     int rc = fm_write_file_atomic(p, text, len);
@@ -345,8 +348,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
             json_t *smp = json_object_get(met, "score_samples");
             if (json_is_array(smp)) {
                 json_object_set(j, "score_samples", smp);
-                json_object_set_new(j, "score_samples_mean", json_real(nget(met, "score_samples_mean")));
-                json_object_set_new(j, "score_samples_std", json_real(nget(met, "score_samples_std")));
+                json_object_set_new(j, "score_samples_mean", num_or_null(nget(met, "score_samples_mean")));
+                json_object_set_new(j, "score_samples_std", num_or_null(nget(met, "score_samples_std")));
             }
             double ts = nget(met, "task_storage_bytes");
             if (!isnan(ts)) json_object_set_new(j, "task_storage_bytes", json_integer((json_int_t)ts));
@@ -377,7 +380,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     }
     fprintf(m, "## Scores\n\nMean ± standard deviation over seeds of the dev score (supermasks: of the "
                "deterministic mask), and over every Bernoulli sample of every seed's mask (their count in "
-               "brackets); the baseline is full fine-tuning from the pre-trained weights.\n\n"
+               "brackets); \"(n=1)\": a single value, with no spread to show; the baseline is full fine-tuning "
+               "from the pre-trained weights.\n\n"
                "| task | mode | variant | weights | jobs | score | samples | baseline | final sparsity |\n"
                "|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
@@ -420,22 +424,26 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         json_object_set_new(g, "weights", json_string(sget(ji, "weights")));
         json_object_set_new(g, "jobs", json_integer(cnt));
         json_object_set_new(g, "score_mean", json_real(mean));
-        json_object_set_new(g, "score_std", json_real(sd));
+        json_object_set_new(g, "score_std", cnt > 1 ? json_real(sd) : json_null()); /* one job: no spread */
         if (qn) {
             /* every Bernoulli sample of every seed's mask pooled */
             double qm = q / qn, qs = qn > 1 ? sqrt(fmax(0, (q2 - qn * qm * qm) / (qn - 1))) : 0;
             json_object_set_new(g, "samples", json_integer(qn));
             json_object_set_new(g, "samples_mean", json_real(qm));
-            json_object_set_new(g, "samples_std", json_real(qs));
+            json_object_set_new(g, "samples_std", qn > 1 ? json_real(qs) : json_null());
         }
         if (bn) json_object_set_new(g, "baseline_mean", json_real(bs / bn));
         if (spn) json_object_set_new(g, "final_sparsity_mean", json_real(sp / spn));
         json_array_append_new(groups, g);
-        char bl[32] = "", fs[32] = "", qs[64] = "";
+        /* A mean over one value has no spread: "(n=1)", not "± 0.0000"; its std field stays empty. */
+        char bl[32] = "", fs[32] = "", qs[64] = "", ss[64];
         if (bn) snprintf(bl, sizeof bl, "%.4f", bs / bn);
         if (spn) snprintf(fs, sizeof fs, "%.4f", sp / spn);
-        double qm = qn ? q / qn : 0, qd = qn ? json_real_value(json_object_get(g, "samples_std")) : 0;
-        if (qn) snprintf(qs, sizeof qs, "%.4f ± %.4f (%d)", qm, qd, qn);
+        double qm = qn ? q / qn : 0, qd = qn > 1 ? json_real_value(json_object_get(g, "samples_std")) : 0;
+        if (qn > 1) snprintf(qs, sizeof qs, "%.4f ± %.4f (%d)", qm, qd, qn);
+        else if (qn == 1) snprintf(qs, sizeof qs, "%.4f (n=1)", qm);
+        if (cnt > 1) snprintf(ss, sizeof ss, "%.4f ± %.4f", mean, sd);
+        else snprintf(ss, sizeof ss, "%.4f (n=1)", mean);
         fm_csv r = fm_csv_start(c);
         fm_csv_str(&r, sget(ji, "task"));
         fm_csv_str(&r, sget(ji, "mode"));
@@ -443,20 +451,17 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         fm_csv_str(&r, sget(ji, "weights"));
         fm_csv_fmt(&r, "%d", cnt);
         fm_csv_fmt(&r, "%.6f", mean);
-        fm_csv_fmt(&r, "%.6f", sd);
-        if (qn) {
-            fm_csv_fmt(&r, "%.6f", qm);
-            fm_csv_fmt(&r, "%.6f", qd);
-        } else {
-            fm_csv_str(&r, NULL);
-            fm_csv_str(&r, NULL);
-        }
+        if (cnt > 1) fm_csv_fmt(&r, "%.6f", sd);
+        else fm_csv_str(&r, NULL);
+        if (qn) fm_csv_fmt(&r, "%.6f", qm);
+        else fm_csv_str(&r, NULL);
+        if (qn > 1) fm_csv_fmt(&r, "%.6f", qd);
+        else fm_csv_str(&r, NULL);
         fm_csv_str(&r, bl);
         fm_csv_str(&r, fs);
         fm_csv_end(&r);
-        fprintf(m, "| %s | %s | %s | %s | %d | %.4f ± %.4f | %s | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
-                sget(ji, "variant"), sget(ji, "weights"), cnt, mean, sd, qn ? qs : "-", bn ? bl : "-",
-                spn ? fs : "-");
+        fprintf(m, "| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
+                sget(ji, "variant"), sget(ji, "weights"), cnt, ss, qn ? qs : "-", bn ? bl : "-", spn ? fs : "-");
     }
     fclose(c);
     {
@@ -692,7 +697,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                 if (strcmp(sget(h, "mode"), "supermask") || strcmp(sget(h, "task"), sget(g, "task"))) continue;
                 double x = nget(h, "final_sparsity_mean");
                 if (isnan(x)) x = atof(sget(h, "variant") + 1) / 100;
-                fprintf(d, "%.6f %.6f %.6f\n", x, nget(h, "score_mean"), nget(h, "score_std"));
+                double sd = nget(h, "score_std"); /* null for one job: no error bar */
+                fprintf(d, "%.6f %.6f %.6f\n", x, nget(h, "score_mean"), isnan(sd) ? 0.0 : sd);
             }
             blocks++;
         }

@@ -261,7 +261,9 @@ static void test_csv_quoting(void **state) {
 
 /* jobs/table3.ini's freeze sets (key | key,word_embeddings | deepest:2): the
  * variant with a comma is one quoted field of scores.csv and sparsity.csv,
- * and every record has as many fields as the header. */
+ * and every record has as many fields as the header. With one seed, each
+ * group's score is shown as "(n=1)", with no standard deviation (an empty
+ * CSV field, null in science.json), not as "± 0.0000". */
 static void test_report_csv_table3(void **state) {
     (void)state;
     char *dir = tu_mkdtemp();
@@ -302,6 +304,26 @@ static void test_report_csv_table3(void **state) {
     assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
     tu_assert_contains(text, "\nMRPC.freeze.key_word_embeddings.seed1,MRPC,freeze,\"key,word_embeddings\",1,0.750000,");
     free(text);
+    free(sp);
+    /* One seed per group: "(n=1)" and no std anywhere, not a spread of zero. */
+    sp = fm_path_join(rd, "scores.csv");
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "\nMRPC,full,,pretrained,1,0.850000,,,,0.8500,\n");
+    free(text);
+    free(sp);
+    sp = fm_path_join(rd, "science.md");
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "| MRPC | freeze | key,word_embeddings | pretrained | 1 | 0.7500 (n=1) |");
+    assert_null(strstr(text, "± 0.0000"));
+    free(text);
+    free(sp);
+    sp = fm_path_join(rd, "science.json");
+    json_t *sci;
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    json_t *g0 = json_array_get(json_object_get(sci, "groups"), 0);
+    assert_int_equal(json_integer_value(json_object_get(g0, "jobs")), 1);
+    assert_true(json_is_null(json_object_get(g0, "score_std")));
+    json_decref(sci);
     free(sp);
     for (int i = 0; i < 4; i++) fm_result_free(&res[i]);
     json_decref(run);
