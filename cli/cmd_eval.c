@@ -17,6 +17,7 @@ typedef struct {
     const char *model, *task, *data, *out, *split, *mask;
     long long samples;
     long long max_seq, batch, threads;
+    int any_task; /* --any-task: score a mask trained on another task */
 } eval_args;
 
 static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int *exit_now) {
@@ -26,7 +27,8 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         {"split", required_argument, 0, 'p'},   {"max-seq-length", required_argument, 0, 'L'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"mask", required_argument, 0, 'K'},    {"samples", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"any-task", no_argument, 0, 'A'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     *exit_now = 0;
     a->max_seq = 128;
@@ -42,6 +44,7 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         case 'o': a->out = optarg; break;
         case 'p': a->split = optarg; break;
         case 'K': a->mask = optarg; break;
+        case 'A': a->any_task = 1; break;
         case 'S':
             if (fm_opt_long("--samples", optarg, 0, 1000000, &a->samples) != FM_OK) return FM_ERR;
             break;
@@ -60,21 +63,32 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
     }
     if (optind < argc) return fm_fail("%s: unexpected argument '%s'", argv[0], argv[optind]);
     if (!a->model || !a->task || !a->data) return fm_fail("%s: --model, --task and --data are required", argv[0]);
+    if (a->any_task && !a->mask) return fm_fail("%s: --any-task goes with --mask", argv[0]);
     if (a->threads > 0) fm_ft_threads((int)a->threads);
     return FM_OK;
 }
 
 /* Make c's model the masked one: read and check the mask file against the
- * model's pre-trained fingerprint, redo the weights control the mask was
+ * model's pre-trained fingerprint and against the task (a mask of another
+ * task is refused unless any_task), redo the weights control the mask was
  * trained over (shuffled or random, from the file's seed), zero the masked
  * entries, take the file's task head. The sparsity goes to *sparsity. */
-static int apply_mask(fm_ft_ctx *c, const char *path, double *sparsity) {
+static int apply_mask(fm_ft_ctx *c, const char *path, int any_task, double *sparsity) {
     fm_mask mk;
     fm_maskfile_meta meta;
     float *hw = NULL, *hb = NULL;
     int nl = 0;
     if (fm_maskfile_read(path, &mk, &meta, &hw, &hb, &nl) != FM_OK) return FM_ERR;
     int rc = fm_maskfile_check_model(&meta, c->fingerprint, &c->model.lay, &mk);
+    if (rc == FM_OK && meta.task[0] && fm_glue_task_find(meta.task) != c->task) {
+        /* A mask (and its head) of another task: refused unless asked for. */
+        if (!any_task)
+            rc = fm_fail("%s: the mask was trained on %s, not %s; give --any-task to score it on %s anyway "
+                         "(a cross-task study)",
+                         path, meta.task, c->task->name, c->task->name);
+        else
+            fm_log("--any-task: scoring %s's mask %s (and its task head) on %s", meta.task, path, c->task->name);
+    }
     if (rc == FM_OK && nl == 0 && !c->head_loaded)
         rc = fm_fail("%s: no task head, and %s has none either", path, c->vocab_path);
     if (rc == FM_OK && nl > 0 && nl != c->model.cfg.num_labels)
@@ -115,7 +129,9 @@ static void eval_usage(FILE *f) {
             "                      deterministic mask sigmoid(nu) > 0.5 with the file's task head and\n"
             "                      reports its sparsity. The mean and standard deviation over Bernoulli\n"
             "                      samples need nu, which the file does not hold: train --samples N\n"
-            "                      records them in RUN_DIR/metrics.json\n"
+            "                      records them in RUN_DIR/metrics.json. The mask's task must be TASK\n"
+            "                      (and its model MODEL_DIR's pre-trained weights)\n"
+            "  --any-task          score a mask trained on another task (a cross-task study)\n"
             "  --out FILE          where to write the JSON (default MODEL_DIR/eval_<TASK>_<split>.json)\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
@@ -141,7 +157,7 @@ int fm_cmd_eval(int argc, char **argv) {
     fm_ft_ctx c;
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
     double mask_sparsity = -1;
-    if (a.mask && apply_mask(&c, a.mask, &mask_sparsity) != FM_OK) {
+    if (a.mask && apply_mask(&c, a.mask, a.any_task, &mask_sparsity) != FM_OK) {
         fm_ft_free(&c);
         return fm_cli_fail();
     }
@@ -206,6 +222,8 @@ static void predict_usage(FILE *f) {
             "OUT/<TASK>.logits.tsv with every example's raw scores at full float precision.\n"
             "\n"
             "  --split S           test (default) or dev\n"
+            "  --mask FILE         a supermask over MODEL_DIR (as for eval); its task must be TASK\n"
+            "  --any-task          predict with a mask trained on another task\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
             "  --threads N\n");
@@ -298,7 +316,7 @@ int fm_cmd_predict(int argc, char **argv) {
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
     int rc = FM_ERR;
     double sp;
-    if (a.mask && apply_mask(&c, a.mask, &sp) != FM_OK) {
+    if (a.mask && apply_mask(&c, a.mask, a.any_task, &sp) != FM_OK) {
         /* the message is recorded */
     } else if (!c.head_loaded && !a.mask) {
         fm_fail("predict: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
