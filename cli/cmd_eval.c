@@ -132,7 +132,8 @@ static void eval_usage(FILE *f) {
             "                      records them in RUN_DIR/metrics.json. The mask's task must be TASK\n"
             "                      (and its model MODEL_DIR's pre-trained weights)\n"
             "  --any-task          score a mask trained on another task (a cross-task study)\n"
-            "  --out FILE          where to write the JSON (default MODEL_DIR/eval_<TASK>_<split>.json)\n"
+            "  --out FILE          where to write the JSON (default ./eval_<TASK>_<split>.json in the\n"
+            "                      current directory; - for standard output, without the table)\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
             "  --threads N\n");
@@ -176,31 +177,43 @@ int fm_cmd_eval(int argc, char **argv) {
     logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)c.model.cfg.num_labels);
     fm_glue_report r;
     fm_ft_predict(&c, &d, (int)a.batch, logits, &r);
-    printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
+    /* --out -: the JSON on standard output, and no table */
+    const int to_stdout = a.out && !strcmp(a.out, "-");
+    if (!to_stdout) printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
     j = json_object();
     json_object_set_new(j, "task", json_string(c.task->name));
     json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
     json_object_set_new(j, "model", json_string(a.model));
     json_object_set_new(j, "examples", json_integer(d.n));
     for (int i = 0; i < r.n; i++) {
-        printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
+        if (!to_stdout) printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
         json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));
     }
     json_object_set_new(j, "main", json_string(r.main_name));
     if (a.mask) {
         json_object_set_new(j, "mask", json_string(a.mask));
         json_object_set_new(j, "sparsity_deterministic", json_real(mask_sparsity));
-        printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
+        if (!to_stdout) printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
     }
-    if (a.out) {
-        path = fm_xstrdup(a.out);
+    if (to_stdout) {
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+        int ok = text && printf("%s\n", text) >= 0 && fflush(stdout) == 0;
+        free(text);
+        if (!ok) {
+            fm_fail("eval: cannot write to standard output");
+            goto done;
+        }
     } else {
-        char name[128];
-        snprintf(name, sizeof name, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
-        path = fm_path_join(a.model, name);
+        /* --out, else the current directory: never the model directory (shared, maybe read-only) */
+        if (a.out) {
+            path = fm_xstrdup(a.out);
+        } else {
+            path = fm_xmalloc(128);
+            snprintf(path, 128, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
+        }
+        if (fm_json_write(path, j) != FM_OK) goto done;
+        fm_log("metrics written to %s", path);
     }
-    if (fm_json_write(path, j) != FM_OK) goto done;
-    fm_log("metrics written to %s", path);
     rc = 0;
 done:
     if (rc) fm_cli_fail();

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Fault test: a mask used with the wrong task or model.
+# Fault test: a mask used with the wrong task or model, and where eval writes.
 #  1. A supermask trained on SST-2 given to eval / predict --task CoLA is
 #     refused, naming both tasks and --any-task, with a non-zero exit and no
 #     output; with --any-task (a cross-task study) it is scored.
 #  2. The same mask over another pre-trained model (another fingerprint) is
 #     refused, --any-task or not.
+#  3. eval writes its JSON where --out says; without --out into the current
+#     directory (eval_<TASK>_<split>.json), never into the model directory
+#     (shared, maybe read-only); --out - prints the JSON on standard output.
 # Generated data (tests/mpi/mkdata.sh). Usage: mask_task.sh FINEMASK_BIN SOURCE_DIR.
 set -euo pipefail
 bin=$(realpath "$1") src=$2
@@ -53,4 +56,12 @@ for extra in "" --any-task; do
 done
 echo "eval, mask over another model: refused: $(cat err)"
 
+# 3. where eval writes
+mkdir "$work/cwd" && cd "$work/cwd"
+"$bin" -q eval --model "$work/model" --mask "$mask" --task SST-2 "${ev[@]}" > table.txt
+[ -s "$work/cwd/eval_SST-2_dev.json" ] || { echo "FAIL: eval without --out wrote nothing in the current directory"; ls; exit 1; }
+grep -q "acc" table.txt || { echo "FAIL: no table on stdout"; exit 1; }
+"$bin" -q eval --model "$work/model" --mask "$mask" --task SST-2 "${ev[@]}" --out - > stdout.json
+/usr/bin/python3 -c 'import json,sys; j = json.load(open(sys.argv[1])); assert j["task"] == "SST-2" and "acc" in j, j' stdout.json
+snapshot "$work/model" | diff "$work/model.before" - || { echo "FAIL: eval changed the model directory"; exit 1; }
 echo "mask_task: OK"
