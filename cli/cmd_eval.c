@@ -185,6 +185,8 @@ int fm_cmd_eval(int argc, char **argv) {
     json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
     json_object_set_new(j, "model", json_string(a.model));
     json_object_set_new(j, "examples", json_integer(d.n));
+    if (fm_glue_split_layout(c.task, split)->skip_short)
+        json_object_set_new(j, "skipped_rows", json_integer((json_int_t)set.skipped)); /* QQP's short rows */
     for (int i = 0; i < r.n; i++) {
         if (!to_stdout) printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
         json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));

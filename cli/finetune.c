@@ -235,6 +235,9 @@ int fm_ft_encode(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int ma
 int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, int64_t limit,
                        fm_glue_set *set, fm_dataset *d) {
     if (fm_glue_load(set, c->task, split, data_dir) != FM_OK) return FM_ERR;
+    if (set->skipped)
+        fm_log("%s/%s/%s: %zu row(s) with too few fields skipped, as GLUE's %s processor does", data_dir,
+               c->task->name, fm_glue_split_file(c->task, split), set->skipped, c->task->name);
     if (max_seq_length > c->model.cfg.max_position_embeddings)
         return fm_fail("--max-seq-length %d exceeds the model's max_position_embeddings %d", max_seq_length,
                        c->model.cfg.max_position_embeddings);
@@ -959,6 +962,14 @@ int fm_finetune(const fm_ft_opts *o) {
     json_object_set_new(metrics, "model_fingerprint", json_string(fp));
     json_object_set_new(metrics, "head_from_checkpoint", json_boolean(c.head_loaded));
     json_object_set_new(metrics, "train_examples", json_integer(train.n));
+    if (fm_glue_split_layout(task, FM_GLUE_TRAIN)->skip_short) {
+        /* QQP: rows with too few fields are skipped, as GLUE's processor does; their count, per file read */
+        json_t *sk = json_object();
+        json_object_set_new(sk, fm_glue_split_name(FM_GLUE_TRAIN), json_integer((json_int_t)train_set.skipped));
+        for (int s = 0; s < ndev; s++)
+            json_object_set_new(sk, fm_glue_split_name(dsplit[s]), json_integer((json_int_t)dev_set[s].skipped));
+        json_object_set_new(metrics, "skipped_rows", sk);
+    }
     json_object_set_new(metrics, "steps", json_integer(total));
     json_object_set_new(metrics, "final_loss", num_or_null(pr.last_loss)); /* null: no step ran */
     json_object_set_new(metrics, "weights", json_string(o->weights));
