@@ -823,9 +823,10 @@ int fm_finetune(const fm_ft_opts *o) {
     char what[64];
     snprintf(what, sizeof what, "train %s", task->name);
     fm_progress prog;
-    fm_progress_start(&prog, what, total);
+    fm_progress_start(&prog, what, pr.step, total);
     const double t_loop = fm_now();
-    const int64_t first_step = pr.step;
+    /* Where this session starts: speed and ETA count its own work only. */
+    const int64_t first_step = pr.step, examples0 = pr.examples;
     int64_t cur_epoch = -1;
     for (int64_t step = pr.step; step < total; step++) {
         int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
@@ -915,7 +916,7 @@ int fm_finetune(const fm_ft_opts *o) {
             pr.window_loss = 0;
             pr.window_n = 0;
         }
-        fm_progress_update(&prog, step + 1, pr.examples, loss, opt->lr * factor);
+        fm_progress_update(&prog, step + 1, pr.examples - examples0, loss, opt->lr * factor);
         if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < total) {
             logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
             fm_glue_report r;
@@ -1096,7 +1097,7 @@ int fm_finetune(const fm_ft_opts *o) {
     if (hk) {
         hk->metrics = json_incref(metrics);
         hk->train_seconds = t_train;
-        hk->examples = pr.examples;
+        hk->examples = pr.examples - examples0; /* this session's, as train_seconds */
     }
     /* Finished: the state is no longer needed, and the run directory holds
      * the same files whether or not the run was interrupted. */
@@ -1106,10 +1107,10 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
-    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s over %" PRId64
-           " steps, %d thread(s), BLIS %s); run directory %s",
-           task->name, t_all, t_train, (double)(pr.examples) / t_train, total - first_step, fm_blas_threads(),
-           fm_blas_arch(), o->out_dir);
+    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s: %" PRId64 " examples in %" PRId64
+           " steps this session, %d thread(s), BLIS %s); run directory %s",
+           task->name, t_all, t_train, t_train > 0 ? (double)(pr.examples - examples0) / t_train : 0.0,
+           pr.examples - examples0, total - first_step, fm_blas_threads(), fm_blas_arch(), o->out_dir);
     rc = FM_OK;
 done:
     if (stopsig.caught) {

@@ -420,7 +420,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     /* The loop saves the state at the next step boundary (stopsig.h). */
     if (o->signals) fm_stopsig_catch(&stopsig);
     fm_progress prog;
-    fm_progress_start(&prog, "pretrain", o->steps);
+    fm_progress_start(&prog, "pretrain", pr.step, o->steps);
     /* The counts of the steps before the state are rank 0's share of the sum. */
     fm_mlm_counts counts = {0};
     if (dp.rank == 0)
