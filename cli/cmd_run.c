@@ -416,7 +416,8 @@ int fm_cmd_run(int argc, char **argv) {
     }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
     const int rank = fm_mpi_world_rank();
-    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* one voice: rank 0 logs, others only errors */
+    const int verbosity = fm_verbosity;
+    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
     double t_start = fm_mpi_wtime();
     int status = 1;
     fm_jobfile jf;
@@ -443,6 +444,11 @@ int fm_cmd_run(int argc, char **argv) {
     }
     if (fm_grid_init(&g, jf.team_size, jf.stages) != FM_OK) goto fail;
     have_grid = 1;
+    /* Each team's first rank speaks for its jobs (their lines, and the line
+     * that ends each), named "[team N]" when there are several teams. */
+    if (g.team_id >= 0 && g.team_rank == 0) fm_verbosity = verbosity;
+    char team_prefix[32] = "";
+    if (g.nteams > 1 && g.team_id >= 0) snprintf(team_prefix, sizeof team_prefix, "[team %d] ", g.team_id);
     if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
     /* Rank 0 estimates the work (reads the training files) and everyone gets it. */
     double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
@@ -510,13 +516,16 @@ int fm_cmd_run(int argc, char **argv) {
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
             double tj = fm_mpi_wtime();
+            fm_log_set_prefix(team_prefix);
             stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, quiet_jobs, &r, &busy);
+            fm_log_set_prefix(NULL);
             njob_team++;
             if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
             if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
             fm_result_free(&r);
         }
     sigaction(SIGTERM, &sa_old, NULL);
+    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
     stopped |= stop_requested;
     fm_sched_finish(&s);
     double stats[3] = {busy, s.idle_seconds, njob_team};

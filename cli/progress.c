@@ -38,11 +38,11 @@ void fm_progress_update(fm_progress *p, int64_t step, int64_t examples, double l
     fmt_duration(e1, sizeof e1, el);
     fmt_duration(e2, sizeof e2, eta);
     if (p->tty) {
-        fprintf(stderr, "\rfinemask: %s: step %lld/%lld  loss %.4f  lr %.2e  %.1f ex/s  elapsed %s  ETA %s\033[K",
-                p->what, (long long)step, (long long)p->total, loss, lr, rate, e1, e2);
+        fprintf(stderr, "\rfinemask: %s%s: step %lld/%lld  loss %.4f  lr %.2e  %.1f ex/s  elapsed %s  ETA %s\033[K",
+                fm_log_prefix(), p->what, (long long)step, (long long)p->total, loss, lr, rate, e1, e2);
     } else {
-        fprintf(stderr, "finemask: %s: step %lld/%lld loss %.4f lr %.2e %.1f ex/s elapsed %s ETA %s\n", p->what,
-                (long long)step, (long long)p->total, loss, lr, rate, e1, e2);
+        fprintf(stderr, "finemask: %s%s: step %lld/%lld loss %.4f lr %.2e %.1f ex/s elapsed %s ETA %s\n",
+                fm_log_prefix(), p->what, (long long)step, (long long)p->total, loss, lr, rate, e1, e2);
     }
     fflush(stderr);
 }
