@@ -43,6 +43,11 @@ extern int fm_verbosity;
 /* Log a line to stderr, prefixed "finemask: ", when verbosity >= 1. */
 void fm_log(const char *fmt, ...) FM_PRINTF(1, 2);
 void fm_debug(const char *fmt, ...) FM_PRINTF(1, 2);
+/* Text put after "finemask: " on every log line from now on ("[team 1] "
+ * while a sweep's team runs a job, so that the teams' lines can be told
+ * apart); NULL or "" for none. fm_log_prefix gives the current one. */
+void fm_log_set_prefix(const char *prefix);
+const char *fm_log_prefix(void);
 /* Print "finemask: error: <msg>" to stderr. */
 void fm_print_error(const char *msg);
 

@@ -306,15 +306,20 @@ double fm_trainer_apply_parts(fm_trainer *t, const double *sq, double *norm_out)
     if (t->o.mode == FM_TRAIN_SUPERMASK) {
         double a = fm_grad_norm_sum(&t->nu_lay, sq), b = fm_grad_norm_sum(&t->head_lay, sq);
         norm = sqrt(a * a + b * b);
+    } else {
+        norm = fm_grad_norm_sum(&m->lay, sq);
+    }
+    if (norm_out) *norm_out = norm;
+    /* A NaN norm passes every clipping test: never let it into the parameters. */
+    if (!isfinite(norm)) return fm_lr_factor(&t->o.opt, t->step);
+    if (t->o.mode == FM_TRAIN_SUPERMASK) {
         const fm_layout *nl = t->own ? &t->nu_own : &t->nu_lay, *hl = t->own ? &t->head_own : &t->head_lay;
         factor = fm_adamw_step(&t->o.mask_opt, nl, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
         fm_adamw_step(&t->o.opt, hl, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
     } else {
-        norm = fm_grad_norm_sum(&m->lay, sq);
         factor = fm_adamw_step(&t->o.opt, t->own ? &t->own_lay : &m->lay, m->params, m->grads, t->mom1, t->mom2,
                                t->step, norm, NULL);
     }
-    if (norm_out) *norm_out = norm;
     t->step++;
     return factor;
 }
