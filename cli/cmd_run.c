@@ -28,6 +28,7 @@
 #include "runfiles.h"
 #include "runjob.h"
 #include "sched.h"
+#include "stopsig.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -130,14 +131,6 @@ static void log_job_end(const fm_job_result *r, int64_t k, int njobs, int team, 
     else
         fm_log("[%" PRId64 "/%d] %s: %s (%.1f s, team %d)", k + 1, njobs, name ? name : "?", status ? status : "?",
                seconds, team);
-}
-
-/* SIGTERM outside a job's training loop (which checkpoints and stops on its
- * own): the team finishes the job in hand and claims no more. */
-static volatile sig_atomic_t stop_requested = 0;
-static void on_term(int sig) {
-    (void)sig;
-    stop_requested = 1;
 }
 
 /* The training options of job j (as `train` would take them) into o. */
@@ -415,6 +408,13 @@ int fm_cmd_run(int argc, char **argv) {
         return fm_cli_fail();
     }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
+    /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
+     * that arrives while a job loads or tokenizes, or between jobs, stays
+     * pending until the job's training loop saves its state at the next step
+     * (and stops, for SIGTERM; a team whose rank saw SIGTERM claims no more
+     * jobs). Neither kills a rank, whenever it arrives. */
+    fm_stopsig stopsig = {0};
+    fm_stopsig_catch(&stopsig);
     const int rank = fm_mpi_world_rank();
     const int verbosity = fm_verbosity;
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
@@ -428,6 +428,7 @@ int fm_cmd_run(int argc, char **argv) {
     if (fm_jobfile_read(&jf, argv[optind]) != FM_OK) {
         if (rank == 0) fm_cli_fail();
         fm_mpi_finalize();
+        fm_stopsig_restore(&stopsig);
         return 1;
     }
     if (out) free(jf.out), jf.out = fm_xstrdup(out);
@@ -504,15 +505,10 @@ int fm_cmd_run(int argc, char **argv) {
     unsigned char *mine = NULL;
     size_t mine_len = 0;
     double busy = 0, njob_team = 0;
-    struct sigaction sa, sa_old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, &sa_old);
     int stopped = 0;
     if (g.team_id >= 0)
         for (;;) {
-            int64_t k = fm_sched_next(&s, stop_requested || stopped);
+            int64_t k = fm_sched_next(&s, fm_stopsig_term() || stopped);
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
             double tj = fm_mpi_wtime();
@@ -524,9 +520,8 @@ int fm_cmd_run(int argc, char **argv) {
             if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
             fm_result_free(&r);
         }
-    sigaction(SIGTERM, &sa_old, NULL);
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
-    stopped |= stop_requested;
+    stopped |= fm_stopsig_term();
     fm_sched_finish(&s);
     double stats[3] = {busy, s.idle_seconds, njob_team};
     fm_sched_free(&s);
@@ -629,6 +624,7 @@ int fm_cmd_run(int argc, char **argv) {
     fm_grid_free(&g);
     fm_jobfile_free(&jf);
     fm_mpi_finalize();
+    fm_stopsig_restore(&stopsig);
     return status;
 fail:
     if (rank == 0) fm_cli_fail();
@@ -637,5 +633,6 @@ fail:
     if (have_grid) fm_grid_free(&g);
     fm_jobfile_free(&jf);
     fm_mpi_finalize();
+    fm_stopsig_restore(&stopsig);
     return 1;
 }

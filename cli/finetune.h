@@ -22,9 +22,9 @@
  * index in the whole batch, so that summed gradients equal one process's.
  * Gradients (of every tensor that trains or is masked) are summed in
  * backward order, one bucket per encoder layer, each started as soon as the
- * backward of that layer is done; the step's loss and a "stop" flag (a
- * SIGTERM seen by any replica) are summed with them, so every replica
- * checkpoints and stops at the same step. Only replica 0 writes the run
+ * backward of that layer is done; the step's loss and two signal flags (a
+ * SIGTERM, a SIGUSR1 seen by this rank; stopsig.h) are summed with them, so
+ * every replica checkpoints (and, on SIGTERM, stops) at the same step. Only replica 0 writes the run
  * directory; the others read its state file on --resume. */
 typedef struct fm_ft_hooks {
     int rank, nranks;
