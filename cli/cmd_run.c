@@ -1,5 +1,5 @@
-/* cmd_run.c: `finemask run JOBFILE`: a whole sweep over MPI ranks. Teams claim
- * jobs from the shared counter (longest first), replicas of a team split each
+/* cmd_run.c: `finemask run JOBFILE`: a whole sweep over MPI ranks. Each team runs
+ * the jobs the static longest-first assignment gives it (mpi/sched.h), replicas of a team split each
  * batch and sum gradients, failures are recorded and the run goes on, and at
  * the end every job's metrics and packed mask reach rank 0, which writes the
  * report. Every MPI call is in mpi/. */
@@ -35,10 +35,11 @@ static void usage(FILE *f) {
             "usage: [mpiexec -n N] finemask run JOBFILE [options]\n"
             "\n"
             "Run every job of JOBFILE's sweep (tasks x modes x sparsities or freeze sets x\n"
-            "weights x seeds). The ranks form teams of --team-size; each team takes the next\n"
-            "job from a shared queue, longest expected first (epochs x examples x sequence\n"
-            "length); the ranks of a team are data-parallel replicas that split every batch\n"
-            "and sum their gradients. Jobs already complete in the output directory\n"
+            "weights x seeds). The ranks form teams of --team-size; before the first job the\n"
+            "jobs, longest expected first (epochs x examples x sequence length), each go to\n"
+            "the team with the least expected work so far, with no communication. The ranks\n"
+            "of a team are data-parallel replicas that split every batch and sum their\n"
+            "gradients. Jobs already complete in the output directory\n"
             "(metrics.json present) are skipped; a failed job is recorded with its error and\n"
             "the run goes on. Rank 0 gathers every job's metrics and mask over MPI and writes\n"
             "OUT/report/. The exit status is 1 when any job failed.\n"
@@ -451,11 +452,18 @@ int fm_cmd_run(int argc, char **argv) {
     char team_prefix[32] = "";
     if (g.nteams > 1 && g.team_id >= 0) snprintf(team_prefix, sizeof team_prefix, "[team %d] ", g.team_id);
     if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
-    /* Rank 0 estimates the work (reads the training files) and everyone gets it. */
+    /* Rank 0 estimates the work (reads the training files; a job already
+     * complete in the output directory has none left) and everyone gets it:
+     * the assignment of jobs to teams follows from it (sched.h). */
     double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
     if (rank == 0) {
         fm_jobs_estimate(jobs, njobs, jf.data);
-        for (int i = 0; i < njobs; i++) work[i] = jobs[i].work;
+        for (int i = 0; i < njobs; i++) {
+            char *jd = fm_path_join(jf.out, jobs[i].name), *mp = fm_path_join(jd, "metrics.json");
+            work[i] = fm_file_exists(mp) ? 0 : jobs[i].work;
+            free(jd);
+            free(mp);
+        }
     }
     fm_bcast_doubles(work, njobs);
     for (int i = 0; i < njobs; i++) jobs[i].work = work[i];
@@ -501,7 +509,12 @@ int fm_cmd_run(int argc, char **argv) {
 
     /* The sweep. */
     fm_sched s;
-    fm_sched_init(&s, &g);
+    {
+        double *ow = fm_xcalloc((size_t)njobs + 1, sizeof(double));
+        for (int k = 0; k < njobs; k++) ow[k] = jobs[order[k]].work;
+        fm_sched_init(&s, &g, ow, njobs);
+        free(ow);
+    }
     unsigned char *mine = NULL;
     size_t mine_len = 0;
     double busy = 0, njob_team = 0;
