@@ -41,8 +41,9 @@ static void usage(FILE *f) {
             "of a team are data-parallel replicas that split every batch and sum their\n"
             "gradients. Jobs already complete in the output directory\n"
             "(metrics.json present) are skipped; a failed job is recorded with its error and\n"
-            "the run goes on. Rank 0 gathers every job's metrics and mask over MPI and writes\n"
-            "OUT/report/. The exit status is 1 when any job failed.\n"
+            "the run goes on. Rank 0 gathers every job's metrics and mask statistics over MPI\n"
+            "(and masks' bits within --gather-budget) and writes OUT/report/. The exit\n"
+            "status is 1 when any job failed.\n"
             "\n"
             "  --out DIR          output directory (default: the job file's [run] out)\n"
             "  --model DIR        override [run] model\n"
@@ -57,7 +58,12 @@ static void usage(FILE *f) {
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
-            "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n");
+            "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n"
+            "  --gather-budget BYTES  the most bytes of packed mask bits the final gather brings to\n"
+            "                     rank 0 (default 268435456, 256 MiB; at most 1 GiB), shared equally by\n"
+            "                     the ranks; the masks beyond it stay in their run directories, and\n"
+            "                     rank 0 reads them from there a family at a time for the overlaps.\n"
+            "                     Either way the report is the same bytes\n");
 }
 
 void fm_job_variant(const fm_job *j, char *out, size_t cap) {
@@ -377,10 +383,11 @@ int fm_cmd_run(int argc, char **argv) {
         {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
+        {"gather-budget", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
-    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0;
+    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0, budget = 256LL << 20;
     int quiet_jobs = 0;
     optind = 0;
     opterr = 0;
@@ -397,6 +404,7 @@ int fm_cmd_run(int argc, char **argv) {
         case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &micro); break;
         case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &threads); break;
         case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &maxex); break;
+        case 'B': rc = fm_opt_long("--gather-budget", optarg, 0, 1LL << 30, &budget); break;
         case 'h': usage(stdout); return 0;
         default:
             fm_fail("run: unknown or incomplete option '%s' (see finemask run --help)", argv[optind - 1]);
@@ -515,8 +523,14 @@ int fm_cmd_run(int argc, char **argv) {
         fm_sched_init(&s, &g, ow, njobs);
         free(ow);
     }
+    /* What this rank sends to rank 0 at the end: each job's record with its
+     * mask's statistics, and the mask's bits while they fit in this rank's
+     * share of --gather-budget (the others stay in the run directory, where
+     * rank 0 reads them when it counts overlaps: report.h). So the gather,
+     * and what any rank holds, is bounded whatever the sweep's size. */
     unsigned char *mine = NULL;
-    size_t mine_len = 0;
+    size_t mine_len = 0, bits_sent = 0;
+    const size_t bits_share = (size_t)budget / (size_t)g.world_size;
     double busy = 0, njob_team = 0;
     int stopped = 0;
     if (g.team_id >= 0)
@@ -530,7 +544,12 @@ int fm_cmd_run(int argc, char **argv) {
             fm_log_set_prefix(NULL);
             njob_team++;
             if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
-            if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
+            if (g.team_rank == 0) {
+                const size_t nb = fm_result_bits_bytes(&r);
+                const int with_bits = nb > 0 && bits_sent + nb <= bits_share;
+                if (with_bits) bits_sent += nb;
+                fm_result_pack(&r, with_bits, &mine, &mine_len);
+            }
             fm_result_free(&r);
         }
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
@@ -558,6 +577,15 @@ int fm_cmd_run(int argc, char **argv) {
             pos += used;
             n++;
         }
+        int with = 0, without = 0;
+        for (int i = 0; i < n; i++)
+            if (res[i].mask.n) {
+                if (res[i].mask.t[0].bits) with++;
+                else without++;
+            }
+        fm_log("final gather: %zu bytes; %d mask(s) came with their bits, %d stay in the run directory "
+               "(--gather-budget %lld)",
+               all_len, with, without, budget);
         /* Jobs no team claimed (the run was stopped by SIGTERM). */
         char *got = fm_xcalloc((size_t)njobs + 1, 1);
         for (int i = 0; i < n; i++) {
