@@ -245,7 +245,17 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
                 json_object_set_new(compute, "skipped", json_true());
             json_t *dj = NULL;
-            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) json_object_set_new(r->rec, "distance", dj);
+            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) {
+                json_object_set_new(r->rec, "distance", dj);
+            } else if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
+                /* the run that finished it stopped before its distances (killed) */
+                if (job_distance(jf->model, dir, j->seed, &dj) == FM_OK && fm_json_write(dpath, dj) == FM_OK)
+                    json_object_set_new(r->rec, "distance", as_written(dj));
+                else {
+                    fm_log("%s: no distances: %s", j->name, fm_last_error());
+                    json_decref(dj);
+                }
+            }
         } else {
             json_decref(met);
             json_object_set_new(r->rec, "status", json_string("failed"));
@@ -267,7 +277,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                           .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
                           .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
                           .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast,
-                          .team_share = fm_pipe_team_share};
+                          .team_share = fm_pipe_team_share, .agree = fm_pipe_team_agree};
         if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
@@ -291,6 +301,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                 json_object_set_new(r->rec, "status", json_string("failed"));
                 json_object_set_new(r->rec, "error", json_string(fm_last_error()));
             }
+            fm_stopsig_test_pause_at("written");
             /* Figure 2's data: how far fine-tuning moved each weight matrix. */
             json_t *dj = NULL;
             if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {

@@ -940,11 +940,16 @@ int fm_finetune(const fm_ft_opts *o) {
         }
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
         if ((periodic || sig) && pipelined && sync_stages(hk, &tr, 1) != FM_OK) goto done;
-        if ((periodic || sig) && writer) {
-            if (fm_jsonl_sync(&log, &pr.log_bytes) != FM_OK) goto done;
-            if (fm_trainstate_write(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
-            if (sig) fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
-                            step + 1, state_path);
+        if (periodic || sig) {
+            /* The writer saves; the team learns whether it could (a full disk
+             * fails the job on every rank, with the writer's message). */
+            int wok = !writer || (fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
+                                  fm_trainstate_write(state_path, &tr, &pr, opts_json) == FM_OK);
+            if (hk && hk->agree && hk->agree(hk->pctx, wok) != FM_OK) goto done;
+            if (!wok) goto done;
+            if (sig && writer)
+                fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step + 1,
+                       state_path);
         }
         if (sig == SIGTERM) {
             fm_progress_end(&prog);

@@ -68,6 +68,12 @@ typedef struct fm_ft_hooks {
      * the logits x[0..n); team_share then gives every rank all of x. NULL:
      * every rank evaluates everything. */
     int (*team_share)(void *pctx, float *x, size_t n, size_t begin, size_t end);
+    /* Collective over the team after a step that only some ranks take (the
+     * writer's checkpoint): FM_OK when every rank passes ok != 0, else FM_ERR
+     * on every rank with the failing rank's message, so the job fails on the
+     * whole team together instead of leaving the others in the next sum.
+     * NULL: one process. */
+    int (*agree)(void *pctx, int ok);
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples in this session, not counting

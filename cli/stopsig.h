@@ -57,7 +57,9 @@ void fm_stopsig_test_pause(long long step);
  * rank R, pid P)" and waits for SIGTERM or SIGUSR1 (FINEMASK_TEST_PAUSE_RANK
  * and _ONCE apply as above; the file is PREFIX.POINT.R). Points: "load"
  * (fm_finetune: the model is loaded and the data tokenized, the training loop
- * not started; J counts the jobs this process has loaded). With
+ * not started; J counts the jobs this process has loaded) and "written"
+ * (finemask run: a job's metrics.json and model or mask are written, its
+ * distances and compute.json not yet). With
  * FINEMASK_TEST_PAUSE_AT_JOB=J only the J-th such job pauses. */
 void fm_stopsig_test_pause_at(const char *point);
 /* Put back the handlers fm_stopsig_catch replaced (the outermost only;

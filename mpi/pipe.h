@@ -40,6 +40,10 @@ int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
  * of x[0..n); afterwards every rank holds all of x (the ranges of the team
  * cover [0, n) without overlap). Counted in share_bytes (this rank's part). */
 int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end);
+/* fm_ft_hooks.agree: collective over the team: FM_OK when every rank passes
+ * ok != 0; else FM_ERR on every rank, with the message (fm_last_error) of
+ * the lowest failing team rank recorded on the others too. */
+int fm_pipe_team_agree(void *ctx, int ok);
 /* Gather x from every rank of the team into all[team size] on team rank 0
  * (all may be NULL elsewhere). Collective over the team. */
 void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);
