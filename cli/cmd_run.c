@@ -333,7 +333,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         /* This rank's figures (compute.json is team rank 0's: stage 0 of
          * replica 0). comm_bytes: the payload of every allreduce of the
          * training steps (the gradient sums, grad_bytes, and the small sums:
-         * loss and stop flag, and on a pipeline the norm and sparsity terms);
+         * loss and signal flags, and on a pipeline the norm and sparsity terms);
          * sync_bytes: the pipeline's broadcasts of owned tensors (evaluations,
          * checkpoints, the end); p2p_bytes_sent: activations and their gradients. */
         const uint64_t comm_bytes = dp.bytes + pp.sum_bytes;

@@ -2,7 +2,7 @@
  * messages between neighbouring stages of one replica (activations forward,
  * their gradients backward), blocking MPI_Send/MPI_Recv in the synchronous
  * GPipe order; the small sums a stage needs beyond its own gradient sum (the
- * loss and stop flag over the team, the per-tensor norm terms over the stages
+ * loss and signal flags over the team, the per-tensor norm terms over the stages
  * of a replica); and the broadcasts that give every stage the tensors the
  * others own. Bytes and time are counted. Plugs into fm_ft_hooks (cli/finetune.h). */
 #ifndef FM_PIPE_H
