@@ -1,6 +1,8 @@
 /* cmd_report.c: `finemask report RUN_DIR`: rebuild RUN_DIR/report/ from the
  * run directory's files (run.json, each job's metrics.json, compute.json and
- * mask), the same report `finemask run` writes from the gathered results. */
+ * mask), the same report `finemask run` writes from the gathered results.
+ * Only the masks' statistics stay in memory; the overlaps read the bits again,
+ * a few masks at a time. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +70,10 @@ int fm_cmd_report(int argc, char **argv) {
             json_decref(met);
             met = NULL;
         } else if (met) {
+            /* checked whole, then only its statistics kept: the report reads
+             * the bits again a family at a time for the overlaps (report.h) */
             rc = fm_run_mask_read(jd, &res[i].mask);
+            fm_result_drop_bits(&res[i]);
             json_object_set_new(rec, "status", json_string("done"));
             json_object_set_new(rec, "metrics", met);
         } else if (rc == FM_OK) {

@@ -1,5 +1,5 @@
-/* cmd_run.c: `finemask run JOBFILE`: a whole sweep over MPI ranks. Teams claim
- * jobs from the shared counter (longest first), replicas of a team split each
+/* cmd_run.c: `finemask run JOBFILE`: a whole sweep over MPI ranks. Each team runs
+ * the jobs the static longest-first assignment gives it (mpi/sched.h), replicas of a team split each
  * batch and sum gradients, failures are recorded and the run goes on, and at
  * the end every job's metrics and packed mask reach rank 0, which writes the
  * report. Every MPI call is in mpi/. */
@@ -28,19 +28,22 @@
 #include "runfiles.h"
 #include "runjob.h"
 #include "sched.h"
+#include "stopsig.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: [mpiexec -n N] finemask run JOBFILE [options]\n"
             "\n"
             "Run every job of JOBFILE's sweep (tasks x modes x sparsities or freeze sets x\n"
-            "weights x seeds). The ranks form teams of --team-size; each team takes the next\n"
-            "job from a shared queue, longest expected first (epochs x examples x sequence\n"
-            "length); the ranks of a team are data-parallel replicas that split every batch\n"
-            "and sum their gradients. Jobs already complete in the output directory\n"
+            "weights x seeds). The ranks form teams of --team-size; before the first job the\n"
+            "jobs, longest expected first (epochs x examples x sequence length), each go to\n"
+            "the team with the least expected work so far, with no communication. The ranks\n"
+            "of a team are data-parallel replicas that split every batch and sum their\n"
+            "gradients. Jobs already complete in the output directory\n"
             "(metrics.json present) are skipped; a failed job is recorded with its error and\n"
-            "the run goes on. Rank 0 gathers every job's metrics and mask over MPI and writes\n"
-            "OUT/report/. The exit status is 1 when any job failed.\n"
+            "the run goes on. Rank 0 gathers every job's metrics and mask statistics over MPI\n"
+            "(and masks' bits within --gather-budget) and writes OUT/report/. The exit\n"
+            "status is 1 when any job failed.\n"
             "\n"
             "  --out DIR          output directory (default: the job file's [run] out)\n"
             "  --model DIR        override [run] model\n"
@@ -55,7 +58,12 @@ static void usage(FILE *f) {
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
-            "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n");
+            "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n"
+            "  --gather-budget BYTES  the most bytes of packed mask bits the final gather brings to\n"
+            "                     rank 0 (default 268435456, 256 MiB; at most 1 GiB), shared equally by\n"
+            "                     the ranks; the masks beyond it stay in their run directories, and\n"
+            "                     rank 0 reads them from there a family at a time for the overlaps.\n"
+            "                     Either way the report is the same bytes\n");
 }
 
 void fm_job_variant(const fm_job *j, char *out, size_t cap) {
@@ -130,14 +138,6 @@ static void log_job_end(const fm_job_result *r, int64_t k, int njobs, int team, 
     else
         fm_log("[%" PRId64 "/%d] %s: %s (%.1f s, team %d)", k + 1, njobs, name ? name : "?", status ? status : "?",
                seconds, team);
-}
-
-/* SIGTERM outside a job's training loop (which checkpoints and stops on its
- * own): the team finishes the job in hand and claims no more. */
-static volatile sig_atomic_t stop_requested = 0;
-static void on_term(int sig) {
-    (void)sig;
-    stop_requested = 1;
 }
 
 /* The training options of job j (as `train` would take them) into o. */
@@ -245,7 +245,17 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
                 json_object_set_new(compute, "skipped", json_true());
             json_t *dj = NULL;
-            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) json_object_set_new(r->rec, "distance", dj);
+            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) {
+                json_object_set_new(r->rec, "distance", dj);
+            } else if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
+                /* the run that finished it stopped before its distances (killed) */
+                if (job_distance(jf->model, dir, j->seed, &dj) == FM_OK && fm_json_write(dpath, dj) == FM_OK)
+                    json_object_set_new(r->rec, "distance", as_written(dj));
+                else {
+                    fm_log("%s: no distances: %s", j->name, fm_last_error());
+                    json_decref(dj);
+                }
+            }
         } else {
             json_decref(met);
             json_object_set_new(r->rec, "status", json_string("failed"));
@@ -267,7 +277,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                           .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
                           .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
                           .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast,
-                          .team_share = fm_pipe_team_share};
+                          .team_share = fm_pipe_team_share, .agree = fm_pipe_team_agree};
         if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
@@ -291,6 +301,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                 json_object_set_new(r->rec, "status", json_string("failed"));
                 json_object_set_new(r->rec, "error", json_string(fm_last_error()));
             }
+            fm_stopsig_test_pause_at("written");
             /* Figure 2's data: how far fine-tuning moved each weight matrix. */
             json_t *dj = NULL;
             if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
@@ -322,7 +333,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         /* This rank's figures (compute.json is team rank 0's: stage 0 of
          * replica 0). comm_bytes: the payload of every allreduce of the
          * training steps (the gradient sums, grad_bytes, and the small sums:
-         * loss and stop flag, and on a pipeline the norm and sparsity terms);
+         * loss and signal flags, and on a pipeline the norm and sparsity terms);
          * sync_bytes: the pipeline's broadcasts of owned tensors (evaluations,
          * checkpoints, the end); p2p_bytes_sent: activations and their gradients. */
         const uint64_t comm_bytes = dp.bytes + pp.sum_bytes;
@@ -383,10 +394,11 @@ int fm_cmd_run(int argc, char **argv) {
         {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
+        {"gather-budget", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
     const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
-    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0;
+    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0, budget = 256LL << 20;
     int quiet_jobs = 0;
     optind = 0;
     opterr = 0;
@@ -403,6 +415,7 @@ int fm_cmd_run(int argc, char **argv) {
         case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &micro); break;
         case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &threads); break;
         case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &maxex); break;
+        case 'B': rc = fm_opt_long("--gather-budget", optarg, 0, 1LL << 30, &budget); break;
         case 'h': usage(stdout); return 0;
         default:
             fm_fail("run: unknown or incomplete option '%s' (see finemask run --help)", argv[optind - 1]);
@@ -415,6 +428,13 @@ int fm_cmd_run(int argc, char **argv) {
         return fm_cli_fail();
     }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
+    /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
+     * that arrives while a job loads or tokenizes, or between jobs, stays
+     * pending until the job's training loop saves its state at the next step
+     * (and stops, for SIGTERM; a team whose rank saw SIGTERM claims no more
+     * jobs). Neither kills a rank, whenever it arrives. */
+    fm_stopsig stopsig = {0};
+    fm_stopsig_catch(&stopsig);
     const int rank = fm_mpi_world_rank();
     const int verbosity = fm_verbosity;
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
@@ -428,6 +448,7 @@ int fm_cmd_run(int argc, char **argv) {
     if (fm_jobfile_read(&jf, argv[optind]) != FM_OK) {
         if (rank == 0) fm_cli_fail();
         fm_mpi_finalize();
+        fm_stopsig_restore(&stopsig);
         return 1;
     }
     if (out) free(jf.out), jf.out = fm_xstrdup(out);
@@ -450,11 +471,18 @@ int fm_cmd_run(int argc, char **argv) {
     char team_prefix[32] = "";
     if (g.nteams > 1 && g.team_id >= 0) snprintf(team_prefix, sizeof team_prefix, "[team %d] ", g.team_id);
     if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
-    /* Rank 0 estimates the work (reads the training files) and everyone gets it. */
+    /* Rank 0 estimates the work (reads the training files; a job already
+     * complete in the output directory has none left) and everyone gets it:
+     * the assignment of jobs to teams follows from it (sched.h). */
     double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
     if (rank == 0) {
         fm_jobs_estimate(jobs, njobs, jf.data);
-        for (int i = 0; i < njobs; i++) work[i] = jobs[i].work;
+        for (int i = 0; i < njobs; i++) {
+            char *jd = fm_path_join(jf.out, jobs[i].name), *mp = fm_path_join(jd, "metrics.json");
+            work[i] = fm_file_exists(mp) ? 0 : jobs[i].work;
+            free(jd);
+            free(mp);
+        }
     }
     fm_bcast_doubles(work, njobs);
     for (int i = 0; i < njobs; i++) jobs[i].work = work[i];
@@ -500,19 +528,25 @@ int fm_cmd_run(int argc, char **argv) {
 
     /* The sweep. */
     fm_sched s;
-    fm_sched_init(&s, &g);
+    {
+        double *ow = fm_xcalloc((size_t)njobs + 1, sizeof(double));
+        for (int k = 0; k < njobs; k++) ow[k] = jobs[order[k]].work;
+        fm_sched_init(&s, &g, ow, njobs);
+        free(ow);
+    }
+    /* What this rank sends to rank 0 at the end: each job's record with its
+     * mask's statistics, and the mask's bits while they fit in this rank's
+     * share of --gather-budget (the others stay in the run directory, where
+     * rank 0 reads them when it counts overlaps: report.h). So the gather,
+     * and what any rank holds, is bounded whatever the sweep's size. */
     unsigned char *mine = NULL;
-    size_t mine_len = 0;
+    size_t mine_len = 0, bits_sent = 0;
+    const size_t bits_share = (size_t)budget / (size_t)g.world_size;
     double busy = 0, njob_team = 0;
-    struct sigaction sa, sa_old;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_term;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGTERM, &sa, &sa_old);
     int stopped = 0;
     if (g.team_id >= 0)
         for (;;) {
-            int64_t k = fm_sched_next(&s, stop_requested || stopped);
+            int64_t k = fm_sched_next(&s, fm_stopsig_term() || stopped);
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
             double tj = fm_mpi_wtime();
@@ -521,12 +555,16 @@ int fm_cmd_run(int argc, char **argv) {
             fm_log_set_prefix(NULL);
             njob_team++;
             if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
-            if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
+            if (g.team_rank == 0) {
+                const size_t nb = fm_result_bits_bytes(&r);
+                const int with_bits = nb > 0 && bits_sent + nb <= bits_share;
+                if (with_bits) bits_sent += nb;
+                fm_result_pack(&r, with_bits, &mine, &mine_len);
+            }
             fm_result_free(&r);
         }
-    sigaction(SIGTERM, &sa_old, NULL);
     if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
-    stopped |= stop_requested;
+    stopped |= fm_stopsig_term();
     fm_sched_finish(&s);
     double stats[3] = {busy, s.idle_seconds, njob_team};
     fm_sched_free(&s);
@@ -550,6 +588,15 @@ int fm_cmd_run(int argc, char **argv) {
             pos += used;
             n++;
         }
+        int with = 0, without = 0;
+        for (int i = 0; i < n; i++)
+            if (res[i].mask.n) {
+                if (res[i].mask.t[0].bits) with++;
+                else without++;
+            }
+        fm_log("final gather: %zu bytes; %d mask(s) came with their bits, %d stay in the run directory "
+               "(--gather-budget %lld)",
+               all_len, with, without, budget);
         /* Jobs no team claimed (the run was stopped by SIGTERM). */
         char *got = fm_xcalloc((size_t)njobs + 1, 1);
         for (int i = 0; i < n; i++) {
@@ -629,6 +676,7 @@ int fm_cmd_run(int argc, char **argv) {
     fm_grid_free(&g);
     fm_jobfile_free(&jf);
     fm_mpi_finalize();
+    fm_stopsig_restore(&stopsig);
     return status;
 fail:
     if (rank == 0) fm_cli_fail();
@@ -637,5 +685,6 @@ fail:
     if (have_grid) fm_grid_free(&g);
     fm_jobfile_free(&jf);
     fm_mpi_finalize();
+    fm_stopsig_restore(&stopsig);
     return 1;
 }

@@ -419,8 +419,8 @@ static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
 
 /* The trainer's gradient step (fm_trainer_grad) for this replica's rows, with
  * the backward run layer by layer and each layer's gradients summed across
- * the replicas as soon as they are complete. extra[0..2) (the loss and the
- * stop flag) are summed too. dx0 and dx1 have room for (B, T, H). With no
+ * the replicas as soon as they are complete. extra[0..3) (the loss and the
+ * SIGTERM and SIGUSR1 flags) are summed too. dx0 and dx1 have room for (B, T, H). With no
  * rows (B == 0) the gradients stay zero and only the sums run. */
 static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_batch *b, float scale,
                            float *dx0, float *dx1, float *extra) {
@@ -442,7 +442,7 @@ static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_
     }
     if (b->B > 0) fm_embed_backward(m, a, b, &pass, dx0);
     if (sum_layer(h, m, -1) != FM_OK) return FM_ERR;
-    if (h->sum_start(h->ctx, extra, 2) != FM_OK) return FM_ERR;
+    if (h->sum_start(h->ctx, extra, 3) != FM_OK) return FM_ERR;
     return h->sum_wait(h->ctx);
 }
 
@@ -452,8 +452,8 @@ static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_
  * backward of the last one runs layer by layer, and the gradients of each
  * layer this stage holds are summed over the replicas of the stage as soon as
  * they are complete (the other stages' tensors stay zero here and are not
- * sent). Then extra[0..2) (the loss, on the last stage, and the stop flag)
- * are summed over the team. acts[k] and mbb[k] serve micro-batch k; xa and
+ * sent). Then extra[0..3) (the loss, on the last stage, and the SIGTERM and
+ * SIGUSR1 flags) are summed over the team. acts[k] and mbb[k] serve micro-batch k; xa and
  * xb hold (B, T, H). */
 static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_batch_buf *mbb, const fm_dataset *train,
                           const int32_t *rows, int nr, int lo, int is_regression, float scale, float *xa, float *xb,
@@ -525,7 +525,7 @@ static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_bat
     }
     if (h->sum_wait(h->ctx) != FM_OK) return FM_ERR;
     extra[0] = (float)loss;
-    return h->team_sum(h->pctx, extra, 2);
+    return h->team_sum(h->pctx, extra, 3);
 }
 
 /* The pipeline's update: each stage's per-tensor norm terms summed over the
@@ -681,13 +681,21 @@ int fm_finetune(const fm_ft_opts *o) {
     if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
         return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
     double t_start = fm_now();
+    /* Signals are caught from the start, so that one arriving while the job
+     * loads and tokenizes acts at the first step boundary (stopsig.h). */
+    fm_stopsig stopsig = {0};
+    fm_stopsig_catch(&stopsig);
     fm_ft_ctx c;
-    if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
+    if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) {
+        fm_stopsig_restore(&stopsig);
+        return FM_ERR;
+    }
     fm_model *m = &c.model;
     const fm_glue_task *task = c.task;
     size_t frozen = 0;
     if (freeze && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &frozen) != FM_OK) {
         fm_ft_free(&c);
+        fm_stopsig_restore(&stopsig);
         return FM_ERR;
     }
     /* The controls: the pre-trained weights permuted within each tensor, or random. */
@@ -709,7 +717,6 @@ int fm_finetune(const fm_ft_opts *o) {
     double *sample_scores = NULL;
     fm_trainer tr;
     int tr_ready = 0;
-    fm_stopsig stopsig = {0};
 
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples, &train_set,
@@ -818,7 +825,7 @@ int fm_finetune(const fm_ft_opts *o) {
     free(path);
     path = NULL;
 
-    fm_stopsig_catch(&stopsig);
+    fm_stopsig_test_pause_at("load");
 
     char what[64];
     snprintf(what, sizeof what, "train %s", task->name);
@@ -849,14 +856,15 @@ int fm_finetune(const fm_ft_opts *o) {
         double loss;
         int sig = fm_stopsig_pending();
         if (replicated) {
-            float extra[2] = {0, sig == SIGTERM ? 2.0f : sig ? 1.0f : 0.0f};
+            /* the loss, then this rank's SIGTERM and SIGUSR1 flags, each summed on its own */
+            float extra[3] = {0, (float)fm_stopsig_term(), (float)fm_stopsig_usr1()};
             int grc = pipelined ? grad_pipelined(hk, &tr, pacts, pbb, &train, rows, hi - lo, lo, task->is_regression,
                                                  (float)(1.0 / nb), dx0, dx1, extra)
                                 : grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra);
             if (grc != FM_OK) goto done;
             loss = extra[0] / nb;
-            /* Any replica's SIGTERM stops them all; any signal checkpoints. */
-            sig = extra[1] >= 2.0f ? SIGTERM : extra[1] > 0 ? SIGUSR1 : 0;
+            /* Any rank's SIGTERM stops them all; any signal checkpoints. */
+            sig = fm_stopsig_combine(extra[1], extra[2]);
         } else {
             loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
         }
@@ -932,11 +940,16 @@ int fm_finetune(const fm_ft_opts *o) {
         }
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
         if ((periodic || sig) && pipelined && sync_stages(hk, &tr, 1) != FM_OK) goto done;
-        if ((periodic || sig) && writer) {
-            if (fm_jsonl_sync(&log, &pr.log_bytes) != FM_OK) goto done;
-            if (fm_trainstate_write(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
-            if (sig) fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
-                            step + 1, state_path);
+        if (periodic || sig) {
+            /* The writer saves; the team learns whether it could (a full disk
+             * fails the job on every rank, with the writer's message). */
+            int wok = !writer || (fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
+                                  fm_trainstate_write(state_path, &tr, &pr, opts_json) == FM_OK);
+            if (hk && hk->agree && hk->agree(hk->pctx, wok) != FM_OK) goto done;
+            if (!wok) goto done;
+            if (sig && writer)
+                fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step + 1,
+                       state_path);
         }
         if (sig == SIGTERM) {
             fm_progress_end(&prog);

@@ -22,9 +22,9 @@
  * index in the whole batch, so that summed gradients equal one process's.
  * Gradients (of every tensor that trains or is masked) are summed in
  * backward order, one bucket per encoder layer, each started as soon as the
- * backward of that layer is done; the step's loss and a "stop" flag (a
- * SIGTERM seen by any replica) are summed with them, so every replica
- * checkpoints and stops at the same step. Only replica 0 writes the run
+ * backward of that layer is done; the step's loss and two signal flags (a
+ * SIGTERM, a SIGUSR1 seen by this rank; stopsig.h) are summed with them, so
+ * every replica checkpoints (and, on SIGTERM, stops) at the same step. Only replica 0 writes the run
  * directory; the others read its state file on --resume. */
 typedef struct fm_ft_hooks {
     int rank, nranks;
@@ -68,6 +68,12 @@ typedef struct fm_ft_hooks {
      * the logits x[0..n); team_share then gives every rank all of x. NULL:
      * every rank evaluates everything. */
     int (*team_share)(void *pctx, float *x, size_t n, size_t begin, size_t end);
+    /* Collective over the team after a step that only some ranks take (the
+     * writer's checkpoint): FM_OK when every rank passes ok != 0, else FM_ERR
+     * on every rank with the failing rank's message, so the job fails on the
+     * whole team together instead of leaving the others in the next sum.
+     * NULL: one process. */
+    int (*agree)(void *pctx, int ok);
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples in this session, not counting

@@ -274,7 +274,10 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     json_t *summary = NULL;
     char *path = NULL, *wpath = fm_path_join(o->out, FM_MODEL_WEIGHTS);
     char *state_path = fm_path_join(o->out, FM_PT_STATE_FILE), *opts_json = NULL;
+    /* Signals are caught from the start: one that arrives while the corpus is
+     * read and tokenized acts at the first step boundary (stopsig.h). */
     fm_stopsig stopsig = {0};
+    if (o->signals) fm_stopsig_catch(&stopsig);
     const int have_state = fm_file_exists(state_path);
 
     /* What to do with OUT, as rank 0 sees it; every rank follows (the sum
@@ -417,8 +420,6 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         if (ok) fm_fail("pretrain: rank 0 could not create %s", o->out);
         goto done;
     }
-    /* The loop saves the state at the next step boundary (stopsig.h). */
-    if (o->signals) fm_stopsig_catch(&stopsig);
     fm_progress prog;
     fm_progress_start(&prog, "pretrain", pr.step, o->steps);
     /* The counts of the steps before the state are rank 0's share of the sum. */
@@ -440,18 +441,18 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         int lo = (int)((int64_t)dp.rank * nb / dp.size), hi = (int)((int64_t)(dp.rank + 1) * nb / dp.size);
         fm_model_zero_grads(&m);
         fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
-        /* loss, predictions, and the signal flag (2: SIGTERM, 1: SIGUSR1) summed
-         * over the ranks: a signal seen by any rank acts on all at this step. */
-        int sig = fm_stopsig_pending();
-        double red[3] = {0, 0, sig == SIGTERM ? 2.0 : sig ? 1.0 : 0.0};
+        /* loss, predictions, and this rank's SIGTERM and SIGUSR1 flags, each
+         * summed over the ranks on its own (stopsig.h): a signal seen by any
+         * rank acts on all at this step, SIGUSR1 on several ranks still as SIGUSR1. */
+        double red[4] = {0, 0, (double)fm_stopsig_term(), (double)fm_stopsig_usr1()};
         int64_t np = 0;
         if (hi > lo) {
             for (int i = lo; i < hi; i++) w.rows[i - lo] = (int32_t)perm[first + i];
             red[0] = forward_rows(&w, hi - lo, lo, (uint64_t)step, &pass, &np, &counts);
             red[1] = (double)np;
         }
-        fm_world_sum_doubles(&dp, red, 3);
-        sig = red[2] >= 2.0 ? SIGTERM : red[2] > 0 ? SIGUSR1 : 0;
+        fm_world_sum_doubles(&dp, red, 4);
+        const int sig = fm_stopsig_combine(red[2], red[3]);
         double loss = red[1] > 0 ? red[0] / red[1] : 0;
         if (red[1] > 0 && hi > lo) fm_model_backward(&m, w.acts, &w.bb.b, &pass, (float)(1.0 / red[1]));
         fm_world_sum_floats(&dp, m.grads, m.lay.numel);

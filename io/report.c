@@ -28,14 +28,30 @@ static void put(unsigned char **buf, size_t *len, const void *p, size_t n) {
     *len += n;
 }
 
-void fm_result_pack(const fm_job_result *r, unsigned char **buf, size_t *len) {
+static int has_bits(const fm_mask *m) { return m->n > 0 && m->t[0].bits != NULL; }
+
+size_t fm_result_bits_bytes(const fm_job_result *r) {
+    size_t n = 0;
+    for (int i = 0; i < r->mask.n; i++) n += (r->mask.t[i].numel + 7) / 8;
+    return n;
+}
+
+void fm_result_drop_bits(fm_job_result *r) {
+    for (int i = 0; i < r->mask.n; i++) {
+        free(r->mask.t[i].bits);
+        r->mask.t[i].bits = NULL;
+    }
+}
+
+void fm_result_pack(const fm_job_result *r, int with_bits, unsigned char **buf, size_t *len) {
     char *js = json_dumps(r->rec, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
     uint64_t jl = strlen(js);
     put(buf, len, &jl, 8);
     put(buf, len, js, jl);
     free(js);
-    uint32_t nt = (uint32_t)r->mask.n;
+    uint32_t nt = (uint32_t)r->mask.n, bits = with_bits && has_bits(&r->mask);
     put(buf, len, &nt, 4);
+    put(buf, len, &bits, 4);
     for (int i = 0; i < r->mask.n; i++) {
         const fm_mask_tensor *t = &r->mask.t[i];
         uint32_t nd = (uint32_t)t->ndim;
@@ -45,7 +61,7 @@ void fm_result_pack(const fm_job_result *r, unsigned char **buf, size_t *len) {
         put(buf, len, t->shape, 16);
         put(buf, len, &numel, 8);
         put(buf, len, &ones, 8);
-        put(buf, len, t->bits, (t->numel + 7) / 8);
+        if (bits) put(buf, len, t->bits, (t->numel + 7) / 8);
     }
 }
 
@@ -66,8 +82,16 @@ int fm_result_unpack(fm_job_result *r, const unsigned char *buf, size_t len, siz
     r->rec = json_loadb((const char *)buf + pos, (size_t)jl, 0, &e);
     if (!r->rec) return fm_fail("gathered job result: %s", e.text);
     pos += jl;
-    uint32_t nt = 0;
-    if (get(buf, len, &pos, &nt, 4) != FM_OK) goto bad;
+    uint32_t nt = 0, bits = 0;
+    if (get(buf, len, &pos, &nt, 4) != FM_OK || get(buf, len, &pos, &bits, 4) != FM_OK) goto bad;
+    if (bits > 1) {
+        fm_fail("gathered job result: bad bits flag %u", bits);
+        goto bad;
+    }
+    if (nt > len - pos) {
+        fm_fail("gathered job result: %u mask tensors overrun the record", nt);
+        goto bad;
+    }
     if (nt) {
         r->mask.t = fm_xcalloc(nt, sizeof(fm_mask_tensor));
         r->mask.n = (int)nt;
@@ -85,6 +109,7 @@ int fm_result_unpack(fm_job_result *r, const unsigned char *buf, size_t len, siz
         t->numel = (size_t)numel;
         t->ones = (size_t)ones;
         size_t nb = (t->numel + 7) / 8;
+        if (!bits) continue;
         if (nb > len - pos) {
             fm_fail("gathered job result: mask tensor %s overruns the record", t->name);
             goto bad;
@@ -157,6 +182,54 @@ static void overlap_pair(const fm_mask *a, const fm_mask *b, double *frac, doubl
     *frac = isnan(o.all.frac_a) ? 0 : o.all.frac_a;
     *rnd = isnan(o.all.expect_a) ? 0 : o.all.expect_a;
     fm_overlap_free(&o);
+}
+
+/* Give r's mask its bits when it came without them (fm_job_result): read
+ * RUN_DIR/NAME/mask.safetensors, which must hold the tensors and counts r
+ * states. *loaded = 1 when read here (release_bits frees them again). */
+static int ensure_bits(const char *run_dir, fm_job_result *r, int *loaded) {
+    *loaded = 0;
+    if (!r->mask.n || r->mask.t[0].bits) return FM_OK;
+    const char *name = json_string_value(json_object_get(r->rec, "name"));
+    char *jd = fm_path_join(run_dir, name ? name : "?");
+    fm_mask m;
+    int rc = fm_run_mask_read(jd, &m);
+    if (rc == FM_OK && m.n != r->mask.n)
+        rc = fm_fail("%s/mask.safetensors: %d mask tensors, but the job ended with %d; was the file replaced?", jd,
+                     m.n, r->mask.n);
+    for (int i = 0; rc == FM_OK && i < m.n; i++) {
+        const fm_mask_tensor *a = &m.t[i], *b = &r->mask.t[i];
+        if (strcmp(a->name, b->name) || a->numel != b->numel || a->ones != b->ones)
+            rc = fm_fail("%s/mask.safetensors: tensor %s has %zu of %zu entries kept, but the job ended with %s "
+                         "keeping %zu of %zu; was the file replaced?",
+                         jd, a->name, a->ones, a->numel, b->name, b->ones, b->numel);
+    }
+    if (rc == FM_OK) {
+        for (int i = 0; i < m.n; i++) {
+            r->mask.t[i].bits = m.t[i].bits;
+            m.t[i].bits = NULL;
+        }
+        *loaded = 1;
+    }
+    fm_mask_free(&m);
+    free(jd);
+    return rc;
+}
+
+/* Read the bits of res[idx[0..k)] that came without them (loaded[j] says
+ * which); on failure none stays loaded. */
+static void release_bits(fm_job_result *res, const int *idx, int k, const int *loaded) {
+    for (int j = 0; j < k; j++)
+        if (loaded[j]) fm_result_drop_bits(&res[idx[j]]);
+}
+static int load_bits(const char *run_dir, fm_job_result *res, const int *idx, int k, int *loaded) {
+    memset(loaded, 0, sizeof(int) * (size_t)k);
+    for (int j = 0; j < k; j++)
+        if (ensure_bits(run_dir, &res[idx[j]], &loaded[j]) != FM_OK) {
+            release_bits(res, idx, k, loaded);
+            return FM_ERR;
+        }
+    return FM_OK;
 }
 
 /* Group key: task|mode|variant|weights. */
@@ -531,6 +604,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
      * with the most zeros. */
     pick = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
     int np = 0;
+    int *loaded = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
+    int lrc = FM_OK;
     {
         int *cand = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
         size_t best = 0;
@@ -563,6 +638,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                 have_best = 1;
             }
             if (nc < 2) continue;
+            /* the family's masks, one per task, read now if they came without bits */
+            if ((lrc = load_bits(run_dir, res, cand, nc, loaded)) != FM_OK) break;
             char fam[400];
             snprintf(fam, sizeof fam, "%s %s %s", sget(res[f].rec, "mode"), sget(res[f].rec, "variant"),
                      sget(res[f].rec, "weights"));
@@ -597,15 +674,23 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                 }
                 fprintf(m, "\n");
             }
+            release_bits(res, cand, nc, loaded);
         }
         free(cand);
         fclose(c);
-        if (write_text(dir, "overlap.csv", csv, csvn) != FM_OK) goto out;
+        if (lrc != FM_OK || write_text(dir, "overlap.csv", csv, csvn) != FM_OK) {
+            free(loaded);
+            goto out;
+        }
         free(csv);
         csv = NULL;
     }
     size_t f6n = 0;
     {
+        if (load_bits(run_dir, res, pick, np, loaded) != FM_OK) {
+            free(loaded);
+            goto out;
+        }
         FILE *d6 = open_memstream(&f6, &f6n);
         for (int x = 0; x < np; x++) {
             for (int y = 0; y < np; y++) {
@@ -616,6 +701,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
             fprintf(d6, "\n");
         }
         fclose(d6);
+        release_bits(res, pick, np, loaded);
+        free(loaded);
     }
     if (json_array_size(failed)) {
         fprintf(m, "\n## Failed jobs\n\n");

@@ -36,7 +36,10 @@
  * seed, sparsity (initial), status ("done" or "failed"), error (failed
  * only), metrics (metrics.json's object, done only) and compute (wall_seconds,
  * train_seconds, examples, examples_per_second, comm_seconds, comm_bytes,
- * team). mask.n is 0 when the job has no mask. */
+ * team). mask.n is 0 when the job has no mask. A mask may come without its
+ * bits (every mask.t[i].bits NULL: names, shapes, numel and ones only): the
+ * report then reads them from RUN_DIR/NAME/mask.safetensors when it counts
+ * overlaps, a few masks at a time, so no process ever holds every mask. */
 typedef struct {
     json_t *rec;
     fm_mask mask;
@@ -45,9 +48,14 @@ typedef struct {
 void fm_result_free(fm_job_result *r);
 
 /* Append r to (*buf, *len) (realloc'd): u64 JSON length, the compact JSON,
- * u32 mask tensor count, then per tensor: name (96 bytes), ndim (u32),
- * shape (2 x i64), numel (u64), ones (u64) and the packed bits. */
-void fm_result_pack(const fm_job_result *r, unsigned char **buf, size_t *len);
+ * u32 mask tensor count, u32 1 when the bits follow (0: headers only), then
+ * per tensor: name (96 bytes), ndim (u32), shape (2 x i64), numel (u64), ones
+ * (u64) and, with_bits and r's mask has them, the packed bits. */
+void fm_result_pack(const fm_job_result *r, int with_bits, unsigned char **buf, size_t *len);
+/* The bytes of r's packed mask bits (what with_bits adds to the record). */
+size_t fm_result_bits_bytes(const fm_job_result *r);
+/* Free r's mask bits, keeping each tensor's name, shape, numel and ones. */
+void fm_result_drop_bits(fm_job_result *r);
 /* Read one result from buf[0..len); *used = bytes consumed. FM_ERR on
  * a truncated or malformed record. */
 int fm_result_unpack(fm_job_result *r, const unsigned char *buf, size_t len, size_t *used);
@@ -59,7 +67,10 @@ int fm_run_mask_read(const char *job_dir, fm_mask *m);
 
 /* Write RUN_DIR/report/ from n results (any order: sorted by job index here)
  * and run (the run's description: name, jobfile, layout, teams[], and
- * optionally baseline_wall_seconds for a scaling study). */
+ * optionally baseline_wall_seconds for a scaling study). A mask without its
+ * bits is read from RUN_DIR/NAME/mask.safetensors when its overlaps are
+ * counted (and must have the tensors and counts the result states), then
+ * freed: at most one family's masks (one per task) are read at a time. */
 int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t *run);
 
 #endif

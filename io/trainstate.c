@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "trainstate.h"
 
+#include <errno.h>
+
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -32,10 +34,14 @@ static int arrays_of(const fm_trainer *t, int i, const char **kind, float **src)
     return 0;
 }
 
+static int calls = 0; /* state writes of this process (the test hooks count them) */
 static int kill_countdown(void) {
-    static int calls = 0;
     const char *e = getenv("FINEMASK_TEST_KILL_IN_CHECKPOINT");
-    return e && *e && atoi(e) == ++calls;
+    return e && *e && atoi(e) == calls;
+}
+static int enospc_countdown(void) {
+    const char *e = getenv("FINEMASK_TEST_ENOSPC_IN_CHECKPOINT");
+    return e && *e && atoi(e) == calls;
 }
 
 int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm_tensor *x, const float *data) {
@@ -74,6 +80,24 @@ int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const 
     memcpy(meta, meta_in, sizeof *meta * (size_t)nmeta_in);
     meta[nmeta_in] = (fm_st_meta){"crc32c", crcs};
     const int nmeta = nmeta_in + 1;
+    calls++;
+    int rc = FM_ERR, done = 0;
+    if (enospc_countdown()) {
+        /* Test hook: the disk fills up half-way through the temporary file;
+         * the write fails as fm_st_write's would (the temporary file removed,
+         * the previous state left as it was). */
+        unsigned char *buf = NULL;
+        size_t len;
+        fm_atomic_file f;
+        if (fm_st_serialize(e, n, meta, nmeta, &buf, &len) == FM_OK && fm_atomic_open(&f, path) == FM_OK) {
+            fm_atomic_write(&f, buf, len / 2);
+            f.failed = ENOSPC;
+            fm_log("FINEMASK_TEST_ENOSPC_IN_CHECKPOINT: the disk is full while writing %s", path);
+            rc = fm_atomic_commit(&f);
+            done = 1;
+        }
+        free(buf);
+    }
     if (kill_countdown()) {
         /* Test hook: die half-way through the temporary file. */
         unsigned char *buf = NULL;
@@ -87,7 +111,7 @@ int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const 
         }
         free(buf);
     }
-    int rc = fm_st_write(path, e, n, meta, nmeta);
+    if (!done) rc = fm_st_write(path, e, n, meta, nmeta);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     free(e);

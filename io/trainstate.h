@@ -36,7 +36,10 @@ typedef struct {
 /* Write t's state and p to path atomically. options is the run's options
  * JSON. With the environment variable FINEMASK_TEST_KILL_IN_CHECKPOINT=K
  * (tests only) the K-th call of this process writes half of the file to the
- * temporary file and kills the process with SIGKILL. */
+ * temporary file and kills the process with SIGKILL; with
+ * FINEMASK_TEST_ENOSPC_IN_CHECKPOINT=K the K-th call writes half of it and
+ * then fails as on a full disk ("write failed: No space left on device"),
+ * removing the temporary file. */
 int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options);
 /* Read path into t (set up with the same options) and p. FM_ERR naming the
  * file and tensor for a missing or misshapen tensor, or options that differ
@@ -51,7 +54,8 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
 /* Write the n entries and meta to path atomically, then free e, names and
  * names[0..n). With FINEMASK_TEST_KILL_IN_CHECKPOINT=K (tests only) the K-th
  * state write of this process writes half the temporary file and kills the
- * process with SIGKILL. */
+ * process with SIGKILL; with FINEMASK_TEST_ENOSPC_IN_CHECKPOINT=K it fails
+ * there with ENOSPC instead (the temporary file removed). */
 int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta);
 /* Open a state file and check it is whole: a valid safetensors file whose
  * every tensor has the CRC-32C fm_state_write recorded (metadata "crc32c": a

@@ -2,6 +2,7 @@
 #include "pipe.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,4 +102,19 @@ int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end) 
 
 void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all) {
     MPI_Gather(&x, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, p->team);
+}
+
+int fm_pipe_team_agree(void *ctx, int ok) {
+    fm_pipe *p = ctx;
+    int me, first = INT_MAX;
+    MPI_Comm_rank(p->team, &me);
+    int mine = ok ? INT_MAX : me;
+    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, p->team);
+    if (first == INT_MAX) return FM_OK;
+    /* the first failing rank's message, so that every rank fails with it */
+    char msg[2048] = "";
+    if (me == first) snprintf(msg, sizeof msg, "%s", fm_last_error());
+    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, p->team);
+    if (me != first) fm_fail("%s", msg);
+    return FM_ERR;
 }

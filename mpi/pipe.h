@@ -2,7 +2,7 @@
  * messages between neighbouring stages of one replica (activations forward,
  * their gradients backward), blocking MPI_Send/MPI_Recv in the synchronous
  * GPipe order; the small sums a stage needs beyond its own gradient sum (the
- * loss and stop flag over the team, the per-tensor norm terms over the stages
+ * loss and signal flags over the team, the per-tensor norm terms over the stages
  * of a replica); and the broadcasts that give every stage the tensors the
  * others own. Bytes and time are counted. Plugs into fm_ft_hooks (cli/finetune.h). */
 #ifndef FM_PIPE_H
@@ -40,6 +40,10 @@ int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
  * of x[0..n); afterwards every rank holds all of x (the ranges of the team
  * cover [0, n) without overlap). Counted in share_bytes (this rank's part). */
 int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end);
+/* fm_ft_hooks.agree: collective over the team: FM_OK when every rank passes
+ * ok != 0; else FM_ERR on every rank, with the message (fm_last_error) of
+ * the lowest failing team rank recorded on the others too. */
+int fm_pipe_team_agree(void *ctx, int ok);
 /* Gather x from every rank of the team into all[team size] on team rank 0
  * (all may be NULL elsewhere). Collective over the team. */
 void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);

@@ -61,11 +61,8 @@ fm_setup() {
   export BLIS_NUM_THREADS=$t OMP_NUM_THREADS=$t
   # Since Slurm 22.05 srun does not inherit --cpus-per-task from sbatch.
   export SRUN_CPUS_PER_TASK=$t
-  # finemask's job queue is one MPI window (a shared counter). Across nodes
-  # without UCX (plain TCP), Open MPI 4.1 finds no one-sided component on its
-  # own and MPI_Win_allocate fails; pt2pt works on every network, and the
-  # counter is touched once per job, so its speed does not matter.
-  export OMPI_MCA_osc=${OMPI_MCA_osc:-pt2pt}
+  # finemask makes no MPI window (its job assignment is static, mpi/sched.h),
+  # so Open MPI's one-sided component (OMPI_MCA_osc) does not matter to it.
   fm_log "job ${SLURM_JOB_NAME:-?} start $(( ${SLURM_RESTART_COUNT:-0} + 1 )):" \
     "${SLURM_JOB_NUM_NODES:-1} node(s) ${SLURM_JOB_NODELIST:-?}, ${SLURM_NTASKS:-1} task(s)" \
     "x $t thread(s); finemask $FINEMASK"

@@ -53,11 +53,11 @@ for k, v in hdr.items():
         for d in v['shape']: c *= d
         masked += c
 head = 768 * 2 + 2
-floats = masked + head + 2
+floats = masked + head + 3
 expect = 4 * floats
 c = json.load(open(f'{w}/r/SST-2.supermask.s0.seed1/compute.json'))
 meas = c['comm_bytes_per_step']
-print(f'masked entries {masked:,}; head {head}; + loss and stop flag 2')
+print(f'masked entries {masked:,}; head {head}; + loss, SIGTERM and SIGUSR1 flags 3')
 print(f'computed bytes per step and replica: 4 x {floats:,} = {expect:,} ({expect / 1e6:.1f} MB)')
 print(f'measured by the allreduce wrapper:   {meas:,} ({c["comm_calls"] // 2} Iallreduce calls per step)')
 print('MATCH' if meas == expect else 'MISMATCH')

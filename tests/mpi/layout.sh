@@ -85,9 +85,9 @@ PY
 # Communication per step, from the layout. A stage sums over its R replicas
 # only the gradients of what it holds (stage s of S: encoder layers
 # [L*s/S, L*(s+1)/S), stage 0 also the embeddings, the last also the pooler
-# and head; nothing at all when R = 1); the team sums the loss and stop flag
-# (2 floats); with S > 1 the stages sum one double per tensor (the gradient
-# norm's terms). With S = 1 the loss and stop flag ride with the gradients.
+# and head; nothing at all when R = 1); the team sums the loss and the two
+# signal flags (3 floats); with S > 1 the stages sum one double per tensor (the
+# gradient norm's terms). With S = 1 the loss and flags ride with the gradients.
 # compute.json is team rank 0's (stage 0 of replica 0), with every rank's
 # bytes per step in team rank order (replica x S + stage).
 /usr/bin/python3 - "$work" <<'PY'
@@ -111,8 +111,8 @@ for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2)]:
         want = []
         for st in [r % S for r in range(R * S)]:
             grads = [k for k in ten if stage(k, S) == st and (job.startswith('SST-2.full') or k in masked or k.startswith('classifier.'))]
-            grad = (4 * sum(numel[k] for k in grads) if R > 1 else 0) + (8 if S == 1 else 0)
-            want.append((grad, grad + (8 + 8 * len(ten) if S > 1 else 0)))
+            grad = (4 * sum(numel[k] for k in grads) if R > 1 else 0) + (12 if S == 1 else 0)
+            want.append((grad, grad + (12 + 8 * len(ten) if S > 1 else 0)))
         if c.get('grad_bytes') != steps * want[0][0]:
             print(f'FAIL {lay} {job}: gradient sums of {c.get("grad_bytes")} bytes on rank 0, expected {steps} x {want[0][0]}'); bad = 1
         got = c.get('comm_bytes_per_step_by_rank')

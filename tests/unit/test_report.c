@@ -54,8 +54,8 @@ static void test_pack_roundtrip(void **state) {
     mk_mask(&r.mask, z, 3);
     unsigned char *buf = NULL;
     size_t len = 0;
-    fm_result_pack(&r, &buf, &len);
-    fm_result_pack(&r, &buf, &len); /* two records back to back */
+    fm_result_pack(&r, 1, &buf, &len);
+    fm_result_pack(&r, 1, &buf, &len); /* two records back to back */
     fm_job_result a, b;
     size_t used, used2;
     assert_int_equal(fm_result_unpack(&a, buf, len, &used), FM_OK);
@@ -73,6 +73,20 @@ static void test_pack_roundtrip(void **state) {
         size_t u;
         if (fm_result_unpack(&x, buf, cut, &u) == FM_OK) fail_msg("accepted a record cut to %zu bytes", cut);
     }
+    /* without the bits: the statistics only, 2 bytes of bits fewer */
+    unsigned char *hb = NULL;
+    size_t hlen = 0, hu;
+    fm_result_pack(&r, 0, &hb, &hlen);
+    assert_int_equal(hlen, used - 2);
+    fm_job_result h;
+    assert_int_equal(fm_result_unpack(&h, hb, hlen, &hu), FM_OK);
+    assert_int_equal(hu, hlen);
+    assert_int_equal(h.mask.n, 1);
+    assert_null(h.mask.t[0].bits);
+    assert_int_equal(h.mask.t[0].ones, 13);
+    assert_int_equal(fm_result_bits_bytes(&h), 2);
+    fm_result_free(&h);
+    free(hb);
     fm_result_free(&a);
     fm_result_free(&b);
     fm_result_free(&r);
