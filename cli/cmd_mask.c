@@ -395,7 +395,8 @@ static int cmd_apply(int argc, char **argv) {
     snprintf(fp, sizeof fp, "%016" PRIx64, meta.model_fingerprint);
     fm_st_meta md[] = {{"finemask.masked_from", fp}, {"finemask.mask_task", meta.task},
                        {"finemask.mask_mode", meta.mode}};
-    fm_save_opts so = {.vocab = fm_file_exists(vocab) ? vocab : NULL, .extra = &x, .meta = md, .nmeta = 3};
+    fm_save_opts so = {
+        .vocab = fm_file_exists(vocab) ? vocab : NULL, .tokenizer_from = a.model, .extra = &x, .meta = md, .nmeta = 3};
     rc = fm_modeldir_save(a.out, &model.cfg, &model.lay, model.params, &so);
     if (rc == FM_OK) {
         fm_mask_stats s;
