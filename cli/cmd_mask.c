@@ -341,7 +341,8 @@ static void apply_usage(FILE *f) {
     fprintf(f,
             "usage: finemask mask apply --model DIR --mask FILE --out DIR [--force]\n"
             "\n"
-            "Write a HuggingFace BERT directory (config.json, model.safetensors, vocab.txt)\n"
+            "Write a HuggingFace BERT directory (config.json, model.safetensors, and the\n"
+            "model's vocab.txt, tokenizer.json and tokenizer_config.json when it has them)\n"
             "whose weights are the model's times the mask (zeroed where the mask is 0) and\n"
             "whose task head (classifier.*, config num_labels and the task's label names)\n"
             "is the mask file's. finemask eval/predict, transformers'\n"
