@@ -4,8 +4,9 @@
 # version pinned in tests/tools/hf/package-lock.json) for the tokenizer.json
 # HuggingFace writes for bert-base-uncased, built here from the shared
 # vocab.txt: on every line of every shared GLUE dev file (pairs as the task
-# has them) and on seeded random multi-script text (tests/tools/hf_tokenizer.mjs
-# random), uncased and cased. 0 differences are required.
+# has them), on seeded random multi-script text (tests/tools/hf_tokenizer.mjs
+# random), uncased and cased, and on one line per Unicode code point. 0
+# differences are required.
 #
 #   bash tests/e2e/tokenizer_hf.sh FINEMASK_BINARY SOURCE_DIR
 #
@@ -84,6 +85,7 @@ done > "$tmp/glue" || { echo "FAIL could not extract the GLUE texts"; exit 1; }
 t0=$SECONDS
 hf random "$lines" "$seed" "$src/src/unidata.c" "$vocab" > "$tmp/random" || { echo "FAIL random text"; exit 1; }
 head -n $((lines / 5)) "$tmp/random" > "$tmp/random5"
+hf every-code-point > "$tmp/every" || { echo "FAIL every-code-point text"; exit 1; }
 
 total=0
 # check NAME INPUT TOKENIZER_JSON [finemask tokenize options...]
@@ -123,7 +125,8 @@ check "random (seed $seed), tokenizer.json" "$tmp/random" "$tmp/uncased.json" --
 check "random, vocab.txt" "$tmp/random" "$tmp/uncased.json" --vocab "$vocab"
 check "random (first fifth), cased tokenizer.json" "$tmp/random5" "$tmp/cased.json" --tokenizer "$tmp/cased.json"
 check "random (first fifth), vocab.txt --cased" "$tmp/random5" "$tmp/cased.json" --vocab "$vocab" --cased
+check "every code point, tokenizer.json" "$tmp/every" "$tmp/uncased.json" --tokenizer "$tmp/uncased.json"
 
-echo "tokenizer_hf: $total lines compared ($(wc -l < "$tmp/glue") GLUE dev, $lines random, seed $seed) in $((SECONDS - t0)) s"
+echo "tokenizer_hf: $total lines compared ($(wc -l < "$tmp/glue") GLUE dev, $lines random with seed $seed, every code point) in $((SECONDS - t0)) s"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -11,6 +11,10 @@
 //       `finemask tokenize` prints
 //   node hf_tokenizer.mjs random N SEED UNIDATA_C > LINES
 //       N lines of seeded random multi-script text (see randomLine)
+//   node hf_tokenizer.mjs every-code-point > LINES
+//       one line per code point (all but surrogates, tab and newline) that
+//       puts it inside a word, beside a capital sigma, alone, and among
+//       combining marks
 //   node hf_tokenizer.mjs compare LINES IDS_HF IDS_FINEMASK [MAX_SHOWN]
 //       count the lines whose ids differ, show the first ones with their
 //       code points; exit 1 when any differ
@@ -230,6 +234,16 @@ function random(n, seed, unidataFile, vocabPath) {
     process.stdout.write(out.map((l) => l + '\n').join(''));
 }
 
+function everyCodePoint() {
+    const out = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+        if ((cp >= 0xd800 && cp <= 0xdfff) || cp === 9 || cp === 10) continue;
+        const c = String.fromCodePoint(cp);
+        out.push(`x${c}\u03a3${c} ${c} e\u0301${c}\u0327`);
+    }
+    process.stdout.write(out.map((l) => l + '\n').join(''));
+}
+
 // --------------------------------------------------------------- comparison
 
 function compare(linesFile, hfFile, fmFile, maxShown = 8) {
@@ -256,9 +270,11 @@ if (cmd === 'tokenizer-json' && args.length >= 1) {
     await encode(args[0]);
 } else if (cmd === 'random' && args.length === 4) {
     random(Number(args[0]), Number(args[1]), args[2], args[3]);
+} else if (cmd === 'every-code-point' && args.length === 0) {
+    everyCodePoint();
 } else if (cmd === 'compare' && args.length >= 3) {
     process.exitCode = compare(args[0], args[1], args[2], args[3] ? Number(args[3]) : 8);
 } else {
-    process.stderr.write('usage: node hf_tokenizer.mjs tokenizer-json VOCAB [--cased] | encode TOKENIZER_JSON | random N SEED UNIDATA_C VOCAB | compare LINES HF FINEMASK [N]\n');
+    process.stderr.write('usage: node hf_tokenizer.mjs tokenizer-json VOCAB [--cased] | encode TOKENIZER_JSON | random N SEED UNIDATA_C VOCAB | every-code-point | compare LINES HF FINEMASK [N]\n');
     process.exitCode = 2;
 }
