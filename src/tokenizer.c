@@ -263,9 +263,13 @@ int fm_tokenizer_init_spec(fm_tokenizer *t, fm_vocab *vocab, const fm_tokenizer_
             memcpy(a->norm, sc.clean.p, sc.clean.n);
             a->norm[sc.clean.n] = '\0';
             a->norm_len = sc.clean.n;
-            if (a->norm_len) bit_set(t->norm_first, (unsigned char)a->norm[0]);
+            if (a->norm_len) {
+                bit_set(t->norm_first, (unsigned char)a->norm[0]);
+                t->nnorm++;
+            }
         } else {
             bit_set(t->raw_first, (unsigned char)a->content[0]);
+            t->nraw++;
         }
     }
     scratch_free(&sc);
@@ -541,16 +545,33 @@ typedef struct {
 } section;
 
 typedef struct {
-    section *p;
+    section *p; /* local, or the heap when it outgrows it */
     size_t n, cap;
+    section local[8];
 } sections;
+
+static void sections_init(sections *s) {
+    s->p = s->local;
+    s->n = 0;
+    s->cap = sizeof s->local / sizeof s->local[0];
+}
 
 static void sections_push(sections *s, size_t off, size_t len, int k) {
     if (s->n == s->cap) {
-        s->cap = s->cap ? 2 * s->cap : 16;
-        s->p = fm_xrealloc(s->p, s->cap * sizeof *s->p);
+        s->cap *= 2;
+        if (s->p == s->local) {
+            s->p = fm_xmalloc(s->cap * sizeof *s->p);
+            memcpy(s->p, s->local, sizeof s->local);
+        } else {
+            s->p = fm_xrealloc(s->p, s->cap * sizeof *s->p);
+        }
     }
     s->p[s->n++] = (section){off, len, k};
+}
+
+static void sections_free(sections *s) {
+    if (s->p != s->local) free(s->p);
+    sections_init(s);
 }
 
 /* The code point ending just before byte `end` of s (valid UTF-8). */
@@ -569,7 +590,7 @@ static void split_added(const fm_tokenizer *t, const unsigned char *s, size_t n,
     out->n = 0;
     const unsigned char *first = normalized ? t->norm_first : t->raw_first;
     size_t seg = 0;
-    if (t->nadded && !t->opts.split_special_tokens) {
+    if ((normalized ? t->nnorm : t->nraw) && !t->opts.split_special_tokens) {
         for (size_t i = 0; i < n;) {
             int k = bit_get(first, s[i]) ? match_added(t, s + i, n - i, normalized) : -1;
             if (k < 0) {
@@ -605,7 +626,9 @@ static void split_added(const fm_tokenizer *t, const unsigned char *s, size_t n,
 }
 
 static void tokenize_hf(const fm_tokenizer *t, const unsigned char *s, size_t len, scratch *sc, fm_ids *out) {
-    sections raw = {0}, sub = {0};
+    sections raw, sub;
+    sections_init(&raw);
+    sections_init(&sub);
     split_added(t, s, len, 0, &raw);
     for (size_t j = 0; j < raw.n; j++) {
         const section *r = &raw.p[j];
@@ -629,8 +652,8 @@ static void tokenize_hf(const fm_tokenizer *t, const unsigned char *s, size_t le
                 words_hf(t, c + q->off, q->len, out);
         }
     }
-    free(raw.p);
-    free(sub.p);
+    sections_free(&raw);
+    sections_free(&sub);
 }
 
 /* --------------------------------------------- the Python reference's path */

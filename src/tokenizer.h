@@ -120,7 +120,8 @@ typedef struct {
     size_t prefix_len;
     fm_added_token *added;                           /* (nadded) */
     int nadded;
-    unsigned char raw_first[32], norm_first[32];     /* bit sets of the first bytes of added tokens */
+    int nraw, nnorm;                                 /* added tokens matched in raw / normalized text */
+    unsigned char raw_first[32], norm_first[32];     /* bit sets of their first bytes */
 } fm_tokenizer;
 
 /* Take over *vocab (it is left empty) and check it has [PAD], [UNK], [CLS]
