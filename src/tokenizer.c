@@ -340,12 +340,6 @@ static int is_js_space(int32_t cp) {
     return fm_uc_category(cp) == UTF8PROC_CATEGORY_ZS;
 }
 
-static int is_hf_punct(int32_t cp) {
-    if (cp < 0x80) return is_ascii_punct(cp);
-    utf8proc_category_t c = fm_uc_category(cp);
-    return c >= UTF8PROC_CATEGORY_PC && c <= UTF8PROC_CATEGORY_PO;
-}
-
 /* The CJK ranges of the reference as it tests them: per UTF-16 unit, so
  * only ideographs of the Basic Multilingual Plane. */
 static int is_bmp_cjk(int32_t cp) {
@@ -405,13 +399,12 @@ static void normalize_hf(const fm_tokenizer *t, const unsigned char *s, size_t n
         i += next_cp(s + i, n - i, &cp);
         if (o->clean_text) {
             if (cp == 0 || cp == 0xFFFD) continue;
-            if (cp != '\t' && cp != '\n' && cp != '\r') {
-                utf8proc_category_t c = fm_uc_category(cp);
-                if (c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CO ||
-                    c == UTF8PROC_CATEGORY_CS)
-                    continue;
-            }
-            if (is_js_space(cp)) cp = ' ';
+            utf8proc_category_t c = fm_uc_category(cp);
+            if (cp == '\t' || cp == '\n' || cp == '\r' || c == UTF8PROC_CATEGORY_ZS || cp == 0x2028 || cp == 0x2029)
+                cp = ' '; /* JavaScript's whitespace but for \v \f U+FEFF, controls dropped below */
+            else if (c == UTF8PROC_CATEGORY_CC || c == UTF8PROC_CATEGORY_CF || c == UTF8PROC_CATEGORY_CO ||
+                     c == UTF8PROC_CATEGORY_CS)
+                continue;
         }
         if (o->tokenize_chinese_chars && is_bmp_cjk(cp)) {
             cps_push(a, ' ');
@@ -495,8 +488,9 @@ static void words_hf(const fm_tokenizer *t, const unsigned char *w, size_t n, fm
         } else {
             int32_t cp;
             l = next_cp(w + i, n - i, &cp);
-            space = is_js_space(cp);
-            punct = !space && is_hf_punct(cp);
+            utf8proc_category_t cat = fm_uc_category(cp);
+            space = cat == UTF8PROC_CATEGORY_ZS || cp == 0xFEFF || cp == 0x2028 || cp == 0x2029;
+            punct = cat >= UTF8PROC_CATEGORY_PC && cat <= UTF8PROC_CATEGORY_PO;
         }
         if (space || punct) {
             wordpiece(t, w + start, i - start, out);
