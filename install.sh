@@ -17,6 +17,8 @@ PACKAGES=(
   python3 python3-numpy python3-torch
   # report figures
   gnuplot-nox
+  # tests: the portable build run on an emulated x86-64-v2 CPU
+  qemu-user
   # one-node Slurm cluster for the sbatch scripts' tests; Slurm's pmix plugin
   # loads libpmix.so, which only the -dev package ships
   slurm-wlm munge libpmix-dev

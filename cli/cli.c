@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "fm.h"
 
 typedef struct {
@@ -74,6 +75,23 @@ int fm_cli_fail(void) {
     return 1;
 }
 
+int fm_cli_launcher_rank(void) {
+    const char *names[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        const char *v = getenv(names[i]);
+        if (v && *v) return atoi(v);
+    }
+    return 0;
+}
+
+/* The commands that train or time, which log BLIS's kernel set once. */
+static int computes(const char *cmd) {
+    const char *names[] = {"demo", "train", "pretrain", "run", "bench", "eval", "predict"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(cmd, names[i])) return 1;
+    return 0;
+}
+
 int fm_cli_main(int argc, char **argv) {
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
@@ -92,6 +110,7 @@ int fm_cli_main(int argc, char **argv) {
             return 1;
         }
     }
+    if ((i == argc || computes(argv[i])) && fm_cli_launcher_rank() == 0) fm_log("BLIS: %s", fm_blas_choice());
     if (i == argc) {
         /* No subcommand: the demo. */
         char *def[] = {"demo", NULL};

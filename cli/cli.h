@@ -28,5 +28,8 @@ int fm_opt_double(const char *opt, const char *s, double lo, double hi, double *
 
 /* Print the recorded error (fm_last_error) and return exit status 1. */
 int fm_cli_fail(void);
+/* This process's rank as the MPI launcher gave it (OMPI_COMM_WORLD_RANK,
+ * PMIX_RANK, PMI_RANK or SLURM_PROCID), before MPI starts; 0 outside MPI. */
+int fm_cli_launcher_rank(void);
 
 #endif

@@ -209,11 +209,11 @@ int fm_cmd_bench(int argc, char **argv) {
 
     if (json) {
         printf("{\"config\": \"%s\", \"batch\": %d, \"seq\": %d, \"mode\": \"%s\", \"threads\": %d, "
-               "\"blis_arch\": \"%s\", \"steps\": %d, \"forward_s\": %.6f, \"backward_s\": %.6f, "
+               "\"blis_arch\": \"%s\", \"blis_arch_id\": %d, \"steps\": %d, \"forward_s\": %.6f, \"backward_s\": %.6f, "
                "\"optimizer_s\": %.6f, \"step_s\": %.6f, \"gemm_gflop_per_step\": %.3f, \"step_gflops\": %.2f, "
                "\"sgemm_only_s\": %.6f, \"sgemm_gflops\": %.2f, \"fraction_of_sgemm\": %.4f, "
                "\"peak_rss_mib\": %.1f, \"acts_mib\": %.1f}\n",
-               preset, B, T, mode, threads, fm_blas_arch(), steps, mf, mb, mo, ms, step_flops / 1e9, step_gflops, mg,
+               preset, B, T, mode, threads, fm_blas_arch(), fm_blas_arch_id(), steps, mf, mb, mo, ms, step_flops / 1e9, step_gflops, mg,
                gemm_gflops, step_gflops / gemm_gflops, (double)rss / 1048576.0,
                (double)fm_acts_bytes(acts) / 1048576.0);
     } else {

@@ -17,6 +17,7 @@ typedef struct {
     const char *model, *task, *data, *out, *split, *mask;
     long long samples;
     long long max_seq, batch, threads;
+    int any_task; /* --any-task: score a mask trained on another task */
 } eval_args;
 
 static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int *exit_now) {
@@ -26,7 +27,8 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         {"split", required_argument, 0, 'p'},   {"max-seq-length", required_argument, 0, 'L'},
         {"batch-size", required_argument, 0, 'b'}, {"threads", required_argument, 0, 't'},
         {"mask", required_argument, 0, 'K'},    {"samples", required_argument, 0, 'S'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"any-task", no_argument, 0, 'A'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     *exit_now = 0;
     a->max_seq = 128;
@@ -42,6 +44,7 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
         case 'o': a->out = optarg; break;
         case 'p': a->split = optarg; break;
         case 'K': a->mask = optarg; break;
+        case 'A': a->any_task = 1; break;
         case 'S':
             if (fm_opt_long("--samples", optarg, 0, 1000000, &a->samples) != FM_OK) return FM_ERR;
             break;
@@ -60,21 +63,32 @@ static int parse(int argc, char **argv, eval_args *a, void (*usage)(FILE *), int
     }
     if (optind < argc) return fm_fail("%s: unexpected argument '%s'", argv[0], argv[optind]);
     if (!a->model || !a->task || !a->data) return fm_fail("%s: --model, --task and --data are required", argv[0]);
+    if (a->any_task && !a->mask) return fm_fail("%s: --any-task goes with --mask", argv[0]);
     if (a->threads > 0) fm_ft_threads((int)a->threads);
     return FM_OK;
 }
 
 /* Make c's model the masked one: read and check the mask file against the
- * model's pre-trained fingerprint, redo the weights control the mask was
+ * model's pre-trained fingerprint and against the task (a mask of another
+ * task is refused unless any_task), redo the weights control the mask was
  * trained over (shuffled or random, from the file's seed), zero the masked
  * entries, take the file's task head. The sparsity goes to *sparsity. */
-static int apply_mask(fm_ft_ctx *c, const char *path, double *sparsity) {
+static int apply_mask(fm_ft_ctx *c, const char *path, int any_task, double *sparsity) {
     fm_mask mk;
     fm_maskfile_meta meta;
     float *hw = NULL, *hb = NULL;
     int nl = 0;
     if (fm_maskfile_read(path, &mk, &meta, &hw, &hb, &nl) != FM_OK) return FM_ERR;
     int rc = fm_maskfile_check_model(&meta, c->fingerprint, &c->model.lay, &mk);
+    if (rc == FM_OK && meta.task[0] && fm_glue_task_find(meta.task) != c->task) {
+        /* A mask (and its head) of another task: refused unless asked for. */
+        if (!any_task)
+            rc = fm_fail("%s: the mask was trained on %s, not %s; give --any-task to score it on %s anyway "
+                         "(a cross-task study)",
+                         path, meta.task, c->task->name, c->task->name);
+        else
+            fm_log("--any-task: scoring %s's mask %s (and its task head) on %s", meta.task, path, c->task->name);
+    }
     if (rc == FM_OK && nl == 0 && !c->head_loaded)
         rc = fm_fail("%s: no task head, and %s has none either", path, c->vocab_path);
     if (rc == FM_OK && nl > 0 && nl != c->model.cfg.num_labels)
@@ -115,8 +129,11 @@ static void eval_usage(FILE *f) {
             "                      deterministic mask sigmoid(nu) > 0.5 with the file's task head and\n"
             "                      reports its sparsity. The mean and standard deviation over Bernoulli\n"
             "                      samples need nu, which the file does not hold: train --samples N\n"
-            "                      records them in RUN_DIR/metrics.json\n"
-            "  --out FILE          where to write the JSON (default MODEL_DIR/eval_<TASK>_<split>.json)\n"
+            "                      records them in RUN_DIR/metrics.json. The mask's task must be TASK\n"
+            "                      (and its model MODEL_DIR's pre-trained weights)\n"
+            "  --any-task          score a mask trained on another task (a cross-task study)\n"
+            "  --out FILE          where to write the JSON (default ./eval_<TASK>_<split>.json in the\n"
+            "                      current directory; - for standard output, without the table)\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
             "  --threads N\n");
@@ -141,7 +158,7 @@ int fm_cmd_eval(int argc, char **argv) {
     fm_ft_ctx c;
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
     double mask_sparsity = -1;
-    if (a.mask && apply_mask(&c, a.mask, &mask_sparsity) != FM_OK) {
+    if (a.mask && apply_mask(&c, a.mask, a.any_task, &mask_sparsity) != FM_OK) {
         fm_ft_free(&c);
         return fm_cli_fail();
     }
@@ -160,31 +177,45 @@ int fm_cmd_eval(int argc, char **argv) {
     logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)c.model.cfg.num_labels);
     fm_glue_report r;
     fm_ft_predict(&c, &d, (int)a.batch, logits, &r);
-    printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
+    /* --out -: the JSON on standard output, and no table */
+    const int to_stdout = a.out && !strcmp(a.out, "-");
+    if (!to_stdout) printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
     j = json_object();
     json_object_set_new(j, "task", json_string(c.task->name));
     json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
     json_object_set_new(j, "model", json_string(a.model));
     json_object_set_new(j, "examples", json_integer(d.n));
+    if (fm_glue_split_layout(c.task, split)->skip_short)
+        json_object_set_new(j, "skipped_rows", json_integer((json_int_t)set.skipped)); /* QQP's short rows */
     for (int i = 0; i < r.n; i++) {
-        printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
+        if (!to_stdout) printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
         json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));
     }
     json_object_set_new(j, "main", json_string(r.main_name));
     if (a.mask) {
         json_object_set_new(j, "mask", json_string(a.mask));
         json_object_set_new(j, "sparsity_deterministic", json_real(mask_sparsity));
-        printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
+        if (!to_stdout) printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
     }
-    if (a.out) {
-        path = fm_xstrdup(a.out);
+    if (to_stdout) {
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+        int ok = text && printf("%s\n", text) >= 0 && fflush(stdout) == 0;
+        free(text);
+        if (!ok) {
+            fm_fail("eval: cannot write to standard output");
+            goto done;
+        }
     } else {
-        char name[128];
-        snprintf(name, sizeof name, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
-        path = fm_path_join(a.model, name);
+        /* --out, else the current directory: never the model directory (shared, maybe read-only) */
+        if (a.out) {
+            path = fm_xstrdup(a.out);
+        } else {
+            path = fm_xmalloc(128);
+            snprintf(path, 128, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
+        }
+        if (fm_json_write(path, j) != FM_OK) goto done;
+        fm_log("metrics written to %s", path);
     }
-    if (fm_json_write(path, j) != FM_OK) goto done;
-    fm_log("metrics written to %s", path);
     rc = 0;
 done:
     if (rc) fm_cli_fail();
@@ -206,6 +237,8 @@ static void predict_usage(FILE *f) {
             "OUT/<TASK>.logits.tsv with every example's raw scores at full float precision.\n"
             "\n"
             "  --split S           test (default) or dev\n"
+            "  --mask FILE         a supermask over MODEL_DIR (as for eval); its task must be TASK\n"
+            "  --any-task          predict with a mask trained on another task\n"
             "  --max-seq-length N  (128)\n"
             "  --batch-size N      (32)\n"
             "  --threads N\n");
@@ -298,7 +331,7 @@ int fm_cmd_predict(int argc, char **argv) {
     if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
     int rc = FM_ERR;
     double sp;
-    if (a.mask && apply_mask(&c, a.mask, &sp) != FM_OK) {
+    if (a.mask && apply_mask(&c, a.mask, a.any_task, &sp) != FM_OK) {
         /* the message is recorded */
     } else if (!c.head_loaded && !a.mask) {
         fm_fail("predict: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);

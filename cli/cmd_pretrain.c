@@ -95,7 +95,7 @@ int fm_cmd_pretrain(int argc, char **argv) {
     case c: rc = fm_opt_double(name, optarg, lo, hi, &dv); o.field = dv; break;
 #define INT(c, field, name, lo, hi) \
     case c: rc = fm_opt_long(name, optarg, lo, hi, &iv); o.field = iv; break;
-        DBL('l', lr, "--lr", 0, 10)
+        DBL('l', lr, "--lr", 0, 1e6)
         DBL('w', warmup, "--warmup", 0, 1)
         DBL('W', weight_decay, "--weight-decay", 0, 1)
         DBL('E', adam_eps, "--adam-eps", 0, 1)

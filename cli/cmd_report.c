@@ -55,12 +55,23 @@ int fm_cmd_report(int argc, char **argv) {
         }
         char *jd = fm_path_join(dir, name), *mp = fm_path_join(jd, "metrics.json"), *cp = fm_path_join(jd, "compute.json");
         json_t *met = NULL, *comp = NULL;
+        const char *ms = NULL;
         if (fm_file_exists(mp)) {
             rc = fm_json_read(mp, &met);
-            if (rc == FM_OK) rc = fm_run_mask_read(jd, &res[i].mask);
+            ms = rc == FM_OK ? json_string_value(json_object_get(met, "status")) : NULL;
+        }
+        if (ms && !strcmp(ms, "diverged")) {
+            /* a job that stopped at a step whose loss or gradient norm was not finite */
+            const char *e = json_string_value(json_object_get(fails, name));
+            json_object_set_new(rec, "status", json_string("diverged"));
+            json_object_set_new(rec, "error", json_string(e ? e : "diverged (metrics.json)"));
+            json_decref(met);
+            met = NULL;
+        } else if (met) {
+            rc = fm_run_mask_read(jd, &res[i].mask);
             json_object_set_new(rec, "status", json_string("done"));
-            if (met) json_object_set_new(rec, "metrics", met);
-        } else {
+            json_object_set_new(rec, "metrics", met);
+        } else if (rc == FM_OK) {
             const char *e = json_string_value(json_object_get(fails, name));
             json_object_set_new(rec, "status", json_string("failed"));
             json_object_set_new(rec, "error", json_string(e ? e : "not run (no metrics.json)"));

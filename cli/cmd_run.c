@@ -224,9 +224,22 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         /* Complete already: take its files (read by the rank that claims it),
          * when it ran with the options the job file gives now. */
         json_t *met = NULL;
-        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK &&
-                 fm_run_mask_read(dir, &r->mask) == FM_OK;
-        if (ok) {
+        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK;
+        const char *ms = ok ? json_string_value(json_object_get(met, "status")) : NULL;
+        const int div = ms && !strcmp(ms, "diverged");
+        if (ok && !div) ok = fm_run_mask_read(dir, &r->mask) == FM_OK;
+        if (div) {
+            /* Diverged, as a rerun with the same options would again. */
+            const char *on = json_string_value(json_object_get(met, "diverged_on"));
+            fm_fail("%s: diverged at step %" JSON_INTEGER_FORMAT " (the %s was not finite); run it with other settings "
+                    "in another --out, or remove the directory",
+                    mpath, json_integer_value(json_object_get(met, "diverged_at_step")), on ? on : "loss");
+            json_decref(met);
+            ok = 0;
+            json_object_set_new(r->rec, "status", json_string("diverged"));
+            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+            if (g->team_rank == 0) fm_log("%s: DIVERGED: %s", j->name, fm_last_error());
+        } else if (ok) {
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", met);
             if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
@@ -290,9 +303,12 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             }
         } else {
             interrupted = hk.interrupted;
-            json_object_set_new(r->rec, "status", json_string(interrupted ? "interrupted" : "failed"));
+            const char *st = interrupted ? "interrupted" : hk.diverged ? "diverged" : "failed";
+            json_object_set_new(r->rec, "status", json_string(st));
             json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0) fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : "FAILED", fm_last_error());
+            if (g->team_rank == 0)
+                fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED",
+                       fm_last_error());
         }
         json_decref(hk.metrics);
         interrupted |= hk.term_seen;
@@ -400,7 +416,8 @@ int fm_cmd_run(int argc, char **argv) {
     }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
     const int rank = fm_mpi_world_rank();
-    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* one voice: rank 0 logs, others only errors */
+    const int verbosity = fm_verbosity;
+    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
     double t_start = fm_mpi_wtime();
     int status = 1;
     fm_jobfile jf;
@@ -427,6 +444,11 @@ int fm_cmd_run(int argc, char **argv) {
     }
     if (fm_grid_init(&g, jf.team_size, jf.stages) != FM_OK) goto fail;
     have_grid = 1;
+    /* Each team's first rank speaks for its jobs (their lines, and the line
+     * that ends each), named "[team N]" when there are several teams. */
+    if (g.team_id >= 0 && g.team_rank == 0) fm_verbosity = verbosity;
+    char team_prefix[32] = "";
+    if (g.nteams > 1 && g.team_id >= 0) snprintf(team_prefix, sizeof team_prefix, "[team %d] ", g.team_id);
     if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
     /* Rank 0 estimates the work (reads the training files) and everyone gets it. */
     double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
@@ -494,13 +516,16 @@ int fm_cmd_run(int argc, char **argv) {
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
             double tj = fm_mpi_wtime();
+            fm_log_set_prefix(team_prefix);
             stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, quiet_jobs, &r, &busy);
+            fm_log_set_prefix(NULL);
             njob_team++;
             if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
             if (g.team_rank == 0) fm_result_pack(&r, &mine, &mine_len);
             fm_result_free(&r);
         }
     sigaction(SIGTERM, &sa_old, NULL);
+    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
     stopped |= stop_requested;
     fm_sched_finish(&s);
     double stats[3] = {busy, s.idle_seconds, njob_team};

@@ -130,7 +130,7 @@ int fm_cmd_train(int argc, char **argv) {
     case c: rc = fm_opt_double(name, optarg, lo, hi, &dv); o.field = dv; break;
 #define INT(c, field, name, lo, hi) \
     case c: rc = fm_opt_long(name, optarg, lo, hi, &iv); o.field = iv; break;
-        DBL('l', lr, "--lr", 0, 10)
+        DBL('l', lr, "--lr", 0, 1e6)
         DBL('e', epochs, "--epochs", 0, 1e6)
         DBL('w', warmup, "--warmup", 0, 1)
         DBL('W', weight_decay, "--weight-decay", 0, 1)
@@ -150,7 +150,7 @@ int fm_cmd_train(int argc, char **argv) {
         INT('t', threads, "--threads", 1, 4096)
         DBL(1002, init_sparsity, "--init-sparsity", 0, 1)
         DBL(1006, mask_lr, "--mask-lr", 0, 1e6)
-        DBL(1007, head_lr, "--head-lr", 0, 10)
+        DBL(1007, head_lr, "--head-lr", 0, 1e6)
         INT(1008, samples, "--samples", 0, 1000000)
         INT(1009, checkpoint_every, "--checkpoint-every", 0, 1LL << 40)
 #undef DBL

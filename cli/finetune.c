@@ -64,6 +64,8 @@ void fm_ft_opts_default(fm_ft_opts *o) {
 }
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+/* JSON has no NaN or infinity: such a value is written as null, never as a number. */
+static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 char *fm_ft_opts_json(const fm_ft_opts *o) {
     json_t *j = json_object();
@@ -206,9 +208,19 @@ int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint6
         free(source);
         return FM_ERR;
     }
-    if (c->tok.vocab.n != c->model.cfg.vocab_size)
-        fm_log("warning: %s has %d tokens but config.json says vocab_size %d", source, c->tok.vocab.n,
-               c->model.cfg.vocab_size);
+    if (c->tok.vocab.n > c->model.cfg.vocab_size) {
+        /* Ids past vocab_size would index rows the word embeddings do not have. */
+        fm_fail("%s has %d tokens but %s/config.json says vocab_size %d: tokens %d to %d have no word embedding; "
+                "use the vocabulary the model was trained with",
+                source, c->tok.vocab.n, model_dir, c->model.cfg.vocab_size, c->model.cfg.vocab_size,
+                c->tok.vocab.n - 1);
+        free(source);
+        fm_ft_free(c);
+        return FM_ERR;
+    }
+    if (c->tok.vocab.n < c->model.cfg.vocab_size)
+        fm_log("warning: %s has %d tokens but config.json says vocab_size %d (the last %d embedding rows are unused)",
+               source, c->tok.vocab.n, c->model.cfg.vocab_size, c->model.cfg.vocab_size - c->tok.vocab.n);
     free(source);
     return FM_OK;
 }
@@ -230,6 +242,9 @@ int fm_ft_encode(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int ma
 int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, int max_seq_length, int64_t limit,
                        fm_glue_set *set, fm_dataset *d) {
     if (fm_glue_load(set, c->task, split, data_dir) != FM_OK) return FM_ERR;
+    if (set->skipped)
+        fm_log("%s/%s/%s: %zu row(s) with too few fields skipped, as GLUE's %s processor does", data_dir,
+               c->task->name, fm_glue_split_file(c->task, split), set->skipped, c->task->name);
     if (max_seq_length > c->model.cfg.max_position_embeddings)
         return fm_fail("--max-seq-length %d exceeds the model's max_position_embeddings %d", max_seq_length,
                        c->model.cfg.max_position_embeddings);
@@ -259,6 +274,8 @@ int fm_ft_encode_first(fm_ft_ctx *c, const char *data_dir, fm_glue_split split, 
         }
         free(mask);
     }
+    /* Every id within the model's tables (the forward pass only asserts it). */
+    if (bad < 0 && fm_dataset_check(d, &c->model.cfg, &bad) != FM_OK) snprintf(msg, sizeof msg, "%s", fm_last_error());
     if (bad >= 0)
         return fm_fail("%s/%s/%s:%d: %s", data_dir, c->task->name, fm_glue_split_file(c->task, split),
                        set->ex[bad].line, msg);
@@ -590,6 +607,60 @@ static int sync_stages(fm_ft_hooks *h, fm_trainer *tr, int moments) {
     return rc;
 }
 
+/* Training diverged at step `step` (1-based) of `total`: its loss, or its
+ * gradient norm, is not finite (`what` says which). The job stops here: the
+ * parameters keep the previous step's values (fm_trainer_apply skips such an
+ * update), the log gets this step's line marked "diverged" (a value that is
+ * not finite as null), and metrics.json says "status": "diverged" with the
+ * step; nothing already written is removed. Returns FM_ERR with the message. */
+static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int writer, const char *what,
+                    int64_t step, int64_t total, int64_t steps_per_epoch, double loss, double norm, double lr,
+                    json_t *hyper, int train_n) {
+    json_t *l = json_object();
+    json_object_set_new(l, "step", json_integer(step));
+    json_object_set_new(l, "epoch", json_real((double)step / (double)steps_per_epoch));
+    json_object_set_new(l, "loss", num_or_null(loss));
+    json_object_set_new(l, "lr", num_or_null(lr));
+    json_object_set_new(l, "grad_norm", num_or_null(norm));
+    json_object_set_new(l, "diverged", json_true());
+    int rc = writer ? fm_jsonl_append(log, l) : FM_OK;
+    json_decref(l);
+    json_t *met = json_object();
+    char fp[32];
+    snprintf(fp, sizeof fp, "%016" PRIx64, c->fingerprint);
+    json_object_set_new(met, "task", json_string(c->task->name));
+    json_object_set_new(met, "mode", json_string(o->mode));
+    json_object_set_new(met, "model", json_string(o->model_dir));
+    json_object_set_new(met, "model_fingerprint", json_string(fp));
+    json_object_set_new(met, "status", json_string("diverged"));
+    json_object_set_new(met, "diverged_at_step", json_integer(step));
+    json_object_set_new(met, "diverged_on", json_string(what));
+    json_object_set_new(met, "loss", num_or_null(loss));
+    json_object_set_new(met, "grad_norm", num_or_null(norm));
+    json_object_set_new(met, "train_examples", json_integer(train_n));
+    json_object_set_new(met, "steps", json_integer(total));
+    json_object_set_new(met, "weights", json_string(o->weights));
+    if (o->freeze) json_object_set_new(met, "freeze", json_string(o->freeze));
+    json_object_set_new(met, "hyperparameters", hyper);
+    char *path = fm_path_join(o->out_dir, "metrics.json");
+    if (writer && rc == FM_OK) rc = fm_json_write(path, met);
+    if (o->hooks) {
+        o->hooks->diverged = 1;
+        o->hooks->metrics = json_incref(met);
+    }
+    json_decref(met);
+    const double v = !strcmp(what, "loss") ? loss : norm;
+    if (rc == FM_OK)
+        fm_fail("%s: training diverged at step %" PRId64 " of %" PRId64 ": the %s is %s; %s/metrics.json records it "
+                "(\"status\": \"diverged\") and log.jsonl holds the steps before; try a lower learning rate",
+                c->task->name, step, total, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity", o->out_dir);
+    else
+        fm_fail_prefix("%s: training diverged at step %" PRId64 " (the %s is not finite), and recording it failed: ",
+                       c->task->name, step, what);
+    free(path);
+    return FM_ERR;
+}
+
 int fm_finetune(const fm_ft_opts *o) {
     const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
     if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
@@ -759,9 +830,10 @@ int fm_finetune(const fm_ft_opts *o) {
     char what[64];
     snprintf(what, sizeof what, "train %s", task->name);
     fm_progress prog;
-    fm_progress_start(&prog, what, total);
+    fm_progress_start(&prog, what, pr.step, total);
     const double t_loop = fm_now();
-    const int64_t first_step = pr.step;
+    /* Where this session starts: speed and ETA count its own work only. */
+    const int64_t first_step = pr.step, examples0 = pr.examples;
     int64_t cur_epoch = -1;
     for (int64_t step = pr.step; step < total; step++) {
         int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
@@ -806,9 +878,24 @@ int fm_finetune(const fm_ft_opts *o) {
             if (writer && fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
             if (writer) fm_log("first batch's gradients written to %s", o->dump_grads);
         }
-        double norm, factor;
-        if (!pipelined) factor = fm_trainer_apply(&tr, &norm);
-        else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) goto done;
+        /* A loss or gradient norm that is not finite stops the job (every
+         * rank of a team sees the same summed values, so all stop together). */
+        double norm = NAN, factor = fm_lr_factor(&tr.o.opt, step);
+        const char *bad = isfinite(loss) ? NULL : "loss";
+        if (bad) {
+            /* no update */
+        } else if (!pipelined) {
+            factor = fm_trainer_apply(&tr, &norm);
+        } else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) {
+            goto done;
+        }
+        if (!bad && !isfinite(norm)) bad = "gradient norm";
+        if (bad) {
+            fm_progress_end(&prog);
+            diverged(o, &c, &log, writer, bad, step + 1, total, steps_per_epoch, loss, norm, opt->lr * factor,
+                     hyper_json(o, opt, total), train.n);
+            goto done;
+        }
         pr.step = step + 1;
         pr.examples += nb;
         pr.window_loss += loss;
@@ -818,9 +905,9 @@ int fm_finetune(const fm_ft_opts *o) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", json_real(pr.window_loss / (double)pr.window_n));
+            json_object_set_new(l, "loss", num_or_null(pr.window_loss / (double)pr.window_n));
             json_object_set_new(l, "lr", json_real(opt->lr * factor));
-            json_object_set_new(l, "grad_norm", json_real(norm));
+            json_object_set_new(l, "grad_norm", num_or_null(norm));
             if (supermask) {
                 fm_sparsity sp;
                 if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
@@ -836,7 +923,7 @@ int fm_finetune(const fm_ft_opts *o) {
             pr.window_loss = 0;
             pr.window_n = 0;
         }
-        fm_progress_update(&prog, step + 1, pr.examples, loss, opt->lr * factor);
+        fm_progress_update(&prog, step + 1, pr.examples - examples0, loss, opt->lr * factor);
         if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < total) {
             logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
             fm_glue_report r;
@@ -867,6 +954,7 @@ int fm_finetune(const fm_ft_opts *o) {
             goto done;
         }
         if (sig) fm_stopsig_served();
+        fm_stopsig_test_pause(step + 1);
     }
     fm_progress_end(&prog);
     double t_train = fm_now() - t_loop;
@@ -883,8 +971,16 @@ int fm_finetune(const fm_ft_opts *o) {
     json_object_set_new(metrics, "model_fingerprint", json_string(fp));
     json_object_set_new(metrics, "head_from_checkpoint", json_boolean(c.head_loaded));
     json_object_set_new(metrics, "train_examples", json_integer(train.n));
+    if (fm_glue_split_layout(task, FM_GLUE_TRAIN)->skip_short) {
+        /* QQP: rows with too few fields are skipped, as GLUE's processor does; their count, per file read */
+        json_t *sk = json_object();
+        json_object_set_new(sk, fm_glue_split_name(FM_GLUE_TRAIN), json_integer((json_int_t)train_set.skipped));
+        for (int s = 0; s < ndev; s++)
+            json_object_set_new(sk, fm_glue_split_name(dsplit[s]), json_integer((json_int_t)dev_set[s].skipped));
+        json_object_set_new(metrics, "skipped_rows", sk);
+    }
     json_object_set_new(metrics, "steps", json_integer(total));
-    json_object_set_new(metrics, "final_loss", json_real(isnan(pr.last_loss) ? 0.0 : pr.last_loss));
+    json_object_set_new(metrics, "final_loss", num_or_null(pr.last_loss)); /* null: no step ran */
     json_object_set_new(metrics, "weights", json_string(o->weights));
     if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
     json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
@@ -945,8 +1041,9 @@ int fm_finetune(const fm_ft_opts *o) {
         const fm_tensor *hb = fm_layout_find(&m->lay, "classifier.bias");
         json_object_set_new(metrics, "samples", json_integer(o->samples));
         json_object_set_new(metrics, "score_samples", arr);
-        json_object_set_new(metrics, "score_samples_mean", json_real(mean));
-        json_object_set_new(metrics, "score_samples_std", json_real(sd));
+        /* no samples: no mean; one sample: no spread (null, not 0) */
+        json_object_set_new(metrics, "score_samples_mean", o->samples > 0 ? json_real(mean) : json_null());
+        json_object_set_new(metrics, "score_samples_std", o->samples > 1 ? json_real(sd) : json_null());
         json_object_set_new(metrics, "sparsity_expected", json_real(sp.expected));
         json_object_set_new(metrics, "sparsity_sampled", json_real(sampled_sp));
         json_object_set_new(metrics, "sparsity_deterministic", json_real(sp.deterministic));
@@ -960,8 +1057,11 @@ int fm_finetune(const fm_ft_opts *o) {
         json_object_set_new(metrics, "ste", json_string(o->ste));
         json_object_set_new(metrics, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
         json_object_set_new(metrics, "mask_layers", str_or_null(o->mask_layers));
-        fm_log("%s: %d sample(s): %s %.4f ± %.4f; sparsity expected %.4f, sampled %.4f, deterministic %.4f",
-               task->name, o->samples, task->name, mean, sd, sp.expected, sampled_sp, sp.deterministic);
+        char ms[64] = "";
+        if (o->samples > 1) snprintf(ms, sizeof ms, ": %s %.4f ± %.4f", task->name, mean, sd);
+        else if (o->samples == 1) snprintf(ms, sizeof ms, ": %s %.4f (n=1)", task->name, mean);
+        fm_log("%s: %d sample(s)%s; sparsity expected %.4f, sampled %.4f, deterministic %.4f", task->name,
+               o->samples, ms, sp.expected, sampled_sp, sp.deterministic);
     }
     /* Dev scores with the trained weights (supermask: the deterministic mask). */
     for (int s = 0; s < ndev; s++) {
@@ -1007,7 +1107,7 @@ int fm_finetune(const fm_ft_opts *o) {
     if (hk) {
         hk->metrics = json_incref(metrics);
         hk->train_seconds = t_train;
-        hk->examples = pr.examples;
+        hk->examples = pr.examples - examples0; /* this session's, as train_seconds */
     }
     /* Finished: the state is no longer needed, and the run directory holds
      * the same files whether or not the run was interrupted. */
@@ -1017,10 +1117,10 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
-    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s over %" PRId64
-           " steps, %d thread(s), BLIS %s); run directory %s",
-           task->name, t_all, t_train, (double)(pr.examples) / t_train, total - first_step, fm_blas_threads(),
-           fm_blas_arch(), o->out_dir);
+    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s: %" PRId64 " examples in %" PRId64
+           " steps this session, %d thread(s), BLIS %s); run directory %s",
+           task->name, t_all, t_train, t_train > 0 ? (double)(pr.examples - examples0) / t_train : 0.0,
+           pr.examples - examples0, total - first_step, fm_blas_threads(), fm_blas_arch(), o->out_dir);
     rc = FM_OK;
 done:
     if (stopsig.caught) {

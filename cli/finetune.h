@@ -70,12 +70,14 @@ typedef struct fm_ft_hooks {
     int (*team_share)(void *pctx, float *x, size_t n, size_t begin, size_t end);
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
-     * the training loop's seconds and examples (all replicas together). */
+     * the training loop's seconds and examples in this session, not counting
+     * the steps done before a resume (all replicas together). */
     json_t *metrics;
     double train_seconds;
     int64_t examples;
     int interrupted; /* stopped by SIGTERM after writing its state (resume continues it) */
     int term_seen;   /* a SIGTERM arrived while the job ran (interrupted or not) */
+    int diverged;    /* stopped at a step whose loss or gradient norm was not finite (metrics says so) */
 } fm_ft_hooks;
 
 typedef struct {

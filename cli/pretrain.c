@@ -196,6 +196,51 @@ static json_t *counts_json(const fm_mlm_counts *k) {
     return j;
 }
 
+/* JSON has no NaN or infinity: such a value is written as null. */
+static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
+
+/* Pre-training diverged at step `step` (1-based): the loss or the gradient
+ * norm is not finite. The log gets that step's line marked "diverged" (values
+ * that are not finite as null) and pretrain.json says "status": "diverged"
+ * (writer only); no model is written and nothing already written is removed.
+ * Records the message and returns FM_ERR. */
+static int pt_diverged(const fm_pt_opts *o, fm_jsonl *log, int writer, int64_t step, double loss, double norm,
+                       double lr) {
+    const char *what = isfinite(loss) ? "gradient norm" : "loss";
+    const double v = isfinite(loss) ? norm : loss;
+    int rc = FM_OK;
+    if (writer) {
+        json_t *l = json_object();
+        json_object_set_new(l, "step", json_integer(step));
+        json_object_set_new(l, "loss", num_or_null(loss));
+        json_object_set_new(l, "lr", num_or_null(lr));
+        json_object_set_new(l, "grad_norm", num_or_null(norm));
+        json_object_set_new(l, "diverged", json_true());
+        rc = fm_jsonl_append(log, l);
+        json_decref(l);
+        json_t *j = json_object();
+        json_object_set_new(j, "status", json_string("diverged"));
+        json_object_set_new(j, "diverged_at_step", json_integer(step));
+        json_object_set_new(j, "diverged_on", json_string(what));
+        json_object_set_new(j, "loss", num_or_null(loss));
+        json_object_set_new(j, "grad_norm", num_or_null(norm));
+        json_object_set_new(j, "steps", json_integer(o->steps));
+        json_object_set_new(j, "lr", json_real(o->lr));
+        char *path = fm_path_join(o->out, "pretrain.json");
+        if (rc == FM_OK) rc = fm_json_write(path, j);
+        free(path);
+        json_decref(j);
+    }
+    if (rc != FM_OK)
+        return fm_fail_prefix("pretrain: diverged at step %" PRId64 " (the %s is not finite), and recording it "
+                              "failed: ",
+                              step, what);
+    return fm_fail("pretrain: diverged at step %" PRId64 " of %" PRId64 ": the %s is %s; %s/pretrain.json records "
+                   "it (\"status\": \"diverged\") and pretrain_log.jsonl holds the steps before; no model was "
+                   "written; try a lower --lr",
+                   step, o->steps, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity", o->out);
+}
+
 int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     fm_world dp;
     if (fm_world_init(&dp) != FM_OK) return FM_ERR;
@@ -291,6 +336,12 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             fm_fail("%s: the corpus has no tokens", o->corpus[0]);
             goto done;
         }
+        /* Rows are [CLS] A [SEP] B [SEP]: B has token type 1, which needs type_vocab_size 2. */
+        int bad;
+        if (fm_dataset_check(&d, &c, &bad) != FM_OK) {
+            fm_fail_prefix("--config %s: packed row %d of the corpus: ", o->config, bad);
+            goto done;
+        }
     }
     const int rows = d.n;
     const int heldout = rows >= 40 ? (rows / 20 < 256 ? rows / 20 : 256) : 0;
@@ -369,7 +420,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
     /* The loop saves the state at the next step boundary (stopsig.h). */
     if (o->signals) fm_stopsig_catch(&stopsig);
     fm_progress prog;
-    fm_progress_start(&prog, "pretrain", o->steps);
+    fm_progress_start(&prog, "pretrain", pr.step, o->steps);
     /* The counts of the steps before the state are rank 0's share of the sum. */
     fm_mlm_counts counts = {0};
     if (dp.rank == 0)
@@ -405,6 +456,12 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
         if (red[1] > 0 && hi > lo) fm_model_backward(&m, w.acts, &w.bb.b, &pass, (float)(1.0 / red[1]));
         fm_world_sum_floats(&dp, m.grads, m.lay.numel);
         double norm = fm_grad_norm(&m.lay, m.grads);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            /* Diverged: stop before the update (every rank has the same sums). */
+            fm_progress_end(&prog);
+            pt_diverged(o, &log, dp.rank == 0 && log_ok, step + 1, loss, norm, opt.lr * fm_lr_factor(&opt, step));
+            goto done;
+        }
         double factor = fm_adamw_step(&opt, &m.lay, m.params, m.grads, mom1, mom2, step, norm, NULL);
         examples += nb;
         window += loss;
@@ -413,9 +470,9 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", json_real(window / (double)window_n));
+            json_object_set_new(l, "loss", num_or_null(window / (double)window_n));
             json_object_set_new(l, "lr", json_real(opt.lr * factor));
-            json_object_set_new(l, "grad_norm", json_real(norm));
+            json_object_set_new(l, "grad_norm", num_or_null(norm));
             if (log_ok && fm_jsonl_append(&log, l) != FM_OK) log_ok = 0; /* reported at the end */
             json_decref(l);
             window = 0;
@@ -461,6 +518,7 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             }
             fm_stopsig_served(); /* a SIGUSR1 is served by this save */
         }
+        fm_stopsig_test_pause(step + 1);
     }
     fm_progress_end(&prog);
     const double t_train = fm_now() - t_loop;
@@ -502,8 +560,8 @@ int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
             json_object_set_new(summary, "rows", json_integer(rows));
             json_object_set_new(summary, "heldout_rows", json_integer(heldout));
             json_object_set_new(summary, "epochs", json_real((double)o->steps / (double)steps_per_epoch));
-            json_object_set_new(summary, "eval_loss_initial", json_real(loss0));
-            json_object_set_new(summary, "eval_loss_final", json_real(loss1));
+            json_object_set_new(summary, "eval_loss_initial", num_or_null(loss0));
+            json_object_set_new(summary, "eval_loss_final", num_or_null(loss1));
             json_object_set_new(summary, "mlm_counts", counts_json(&counts));
             path = fm_path_join(o->out, "pretrain.json");
             ok = fm_json_write(path, summary) == FM_OK;

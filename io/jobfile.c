@@ -221,7 +221,7 @@ static int set_str(parse_state *s, const char *key, char *dst, size_t cap, const
     } while (0)
 
 static int train_key(parse_state *s, fm_job_hyper *h, const char *name, const char *v) {
-    if (!strcmp(name, "lr")) DBL(h->lr, 0, 10);
+    if (!strcmp(name, "lr")) DBL(h->lr, 0, 1e6);
     if (!strcmp(name, "epochs")) DBL(h->epochs, 0, 1e6);
     if (!strcmp(name, "warmup")) DBL(h->warmup, 0, 1);
     if (!strcmp(name, "weight_decay")) DBL(h->weight_decay, 0, 1);

@@ -70,9 +70,14 @@ uint32_t fm_crc32c(const void *data, size_t n) {
      * length is an int, so long buffers go in pieces. */
     const unsigned char *p = data;
     unsigned int crc = 0xffffffffu;
+    int clmul = 1; /* ISA-L's fast code needs PCLMULQDQ, which Nehalem lacks (see modeldir.c) */
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    clmul = __builtin_cpu_supports("pclmul");
+#endif
     while (n > 0) {
         int len = n > (size_t)(1 << 30) ? (1 << 30) : (int)n;
-        crc = crc32_iscsi((unsigned char *)p, len, crc);
+        crc = clmul ? crc32_iscsi((unsigned char *)p, len, crc) : crc32_iscsi_base((unsigned char *)p, len, crc);
         p += len;
         n -= (size_t)len;
     }

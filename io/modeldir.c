@@ -227,17 +227,28 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     return rc;
 }
 
+/* ISA-L's dispatcher runs its PCLMULQDQ code on any SSE4.1 CPU; an
+ * x86-64-v2 CPU without PCLMULQDQ (Nehalem) gets its generic code, which
+ * gives the same CRC. */
+static uint64_t crc64(uint64_t crc, const unsigned char *p, uint64_t n) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("pclmul")) return crc64_ecma_refl_base(crc, p, n);
+#endif
+    return crc64_ecma_refl(crc, p, n);
+}
+
 uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {
     uint64_t crc = 0;
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
         if (t->flags & (FM_T_HEAD | FM_T_MLM)) continue;
-        crc = crc64_ecma_refl(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
+        crc = crc64(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
         unsigned char shape[16];
         for (int d = 0; d < t->ndim; d++)
             for (int b = 0; b < 8; b++) shape[8 * d + b] = (unsigned char)((uint64_t)t->shape[d] >> (8 * b));
-        crc = crc64_ecma_refl(crc, shape, (uint64_t)(8 * t->ndim));
-        crc = crc64_ecma_refl(crc, (const unsigned char *)(params + t->offset), (uint64_t)t->numel * sizeof(float));
+        crc = crc64(crc, shape, (uint64_t)(8 * t->ndim));
+        crc = crc64(crc, (const unsigned char *)(params + t->offset), (uint64_t)t->numel * sizeof(float));
     }
     return crc;
 }

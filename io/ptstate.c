@@ -102,7 +102,7 @@ done:
 int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float *mom1, float *mom2,
                     fm_pt_progress *p, const char *options) {
     fm_st_file f;
-    if (fm_st_open(&f, path) != FM_OK) return FM_ERR;
+    if (fm_state_open(&f, path) != FM_OK) return FM_ERR;
     int rc = FM_ERR;
     const char *fmt = fm_st_meta_get(&f, "format");
     if (!fmt || strcmp(fmt, "finemask-pretrain-state") != 0) {

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "csv.h"
 #include "fileio.h"
 #include "fm.h"
 #include "runfiles.h"
@@ -163,6 +164,9 @@ static void group_key(char *out, size_t cap, const json_t *rec) {
     snprintf(out, cap, "%s|%s|%s|%s", sget(rec, "task"), sget(rec, "mode"), sget(rec, "variant"),
              sget(rec, "weights"));
 }
+
+/* JSON has no NaN: a value that is not finite is written as null. */
+static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
 
 static int write_text(const char *dir, const char *name, char *text, size_t len) {
     char *p = fm_path_join(dir, name);
@@ -344,8 +348,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
             json_t *smp = json_object_get(met, "score_samples");
             if (json_is_array(smp)) {
                 json_object_set(j, "score_samples", smp);
-                json_object_set_new(j, "score_samples_mean", json_real(nget(met, "score_samples_mean")));
-                json_object_set_new(j, "score_samples_std", json_real(nget(met, "score_samples_std")));
+                json_object_set_new(j, "score_samples_mean", num_or_null(nget(met, "score_samples_mean")));
+                json_object_set_new(j, "score_samples_std", num_or_null(nget(met, "score_samples_std")));
             }
             double ts = nget(met, "task_storage_bytes");
             if (!isnan(ts)) json_object_set_new(j, "task_storage_bytes", json_integer((json_int_t)ts));
@@ -368,11 +372,16 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     /* Groups: mean and std over seeds, beside the task's full baseline. */
     done = fm_xcalloc((size_t)(n ? n : 1), sizeof(int));
     FILE *c = open_memstream(&csv, &csvn);
-    fprintf(c, "task,mode,variant,weights,jobs,score_mean,score_std,samples_mean,samples_std,baseline_mean,"
-               "final_sparsity_mean\n");
+    {
+        static const char *const head[] = {"task",         "mode",        "variant",       "weights",
+                                           "jobs",         "score_mean",  "score_std",     "samples_mean",
+                                           "samples_std",  "baseline_mean", "final_sparsity_mean"};
+        fm_csv_row(c, 11, head);
+    }
     fprintf(m, "## Scores\n\nMean ± standard deviation over seeds of the dev score (supermasks: of the "
                "deterministic mask), and over every Bernoulli sample of every seed's mask (their count in "
-               "brackets); the baseline is full fine-tuning from the pre-trained weights.\n\n"
+               "brackets); \"(n=1)\": a single value, with no spread to show; the baseline is full fine-tuning "
+               "from the pre-trained weights.\n\n"
                "| task | mode | variant | weights | jobs | score | samples | baseline | final sparsity |\n"
                "|---|---|---|---|---|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
@@ -415,30 +424,44 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         json_object_set_new(g, "weights", json_string(sget(ji, "weights")));
         json_object_set_new(g, "jobs", json_integer(cnt));
         json_object_set_new(g, "score_mean", json_real(mean));
-        json_object_set_new(g, "score_std", json_real(sd));
+        json_object_set_new(g, "score_std", cnt > 1 ? json_real(sd) : json_null()); /* one job: no spread */
         if (qn) {
             /* every Bernoulli sample of every seed's mask pooled */
             double qm = q / qn, qs = qn > 1 ? sqrt(fmax(0, (q2 - qn * qm * qm) / (qn - 1))) : 0;
             json_object_set_new(g, "samples", json_integer(qn));
             json_object_set_new(g, "samples_mean", json_real(qm));
-            json_object_set_new(g, "samples_std", json_real(qs));
+            json_object_set_new(g, "samples_std", qn > 1 ? json_real(qs) : json_null());
         }
         if (bn) json_object_set_new(g, "baseline_mean", json_real(bs / bn));
         if (spn) json_object_set_new(g, "final_sparsity_mean", json_real(sp / spn));
         json_array_append_new(groups, g);
-        char bl[32] = "", fs[32] = "", qs[64] = "", qc[64] = ",";
+        /* A mean over one value has no spread: "(n=1)", not "± 0.0000"; its std field stays empty. */
+        char bl[32] = "", fs[32] = "", qs[64] = "", ss[64];
         if (bn) snprintf(bl, sizeof bl, "%.4f", bs / bn);
         if (spn) snprintf(fs, sizeof fs, "%.4f", sp / spn);
-        if (qn) {
-            double qm = q / qn, qd = json_real_value(json_object_get(g, "samples_std"));
-            snprintf(qs, sizeof qs, "%.4f ± %.4f (%d)", qm, qd, qn);
-            snprintf(qc, sizeof qc, "%.6f,%.6f", qm, qd);
-        }
-        fprintf(c, "%s,%s,%s,%s,%d,%.6f,%.6f,%s,%s,%s\n", sget(ji, "task"), sget(ji, "mode"), sget(ji, "variant"),
-                sget(ji, "weights"), cnt, mean, sd, qc, bl, fs);
-        fprintf(m, "| %s | %s | %s | %s | %d | %.4f ± %.4f | %s | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
-                sget(ji, "variant"), sget(ji, "weights"), cnt, mean, sd, qn ? qs : "-", bn ? bl : "-",
-                spn ? fs : "-");
+        double qm = qn ? q / qn : 0, qd = qn > 1 ? json_real_value(json_object_get(g, "samples_std")) : 0;
+        if (qn > 1) snprintf(qs, sizeof qs, "%.4f ± %.4f (%d)", qm, qd, qn);
+        else if (qn == 1) snprintf(qs, sizeof qs, "%.4f (n=1)", qm);
+        if (cnt > 1) snprintf(ss, sizeof ss, "%.4f ± %.4f", mean, sd);
+        else snprintf(ss, sizeof ss, "%.4f (n=1)", mean);
+        fm_csv r = fm_csv_start(c);
+        fm_csv_str(&r, sget(ji, "task"));
+        fm_csv_str(&r, sget(ji, "mode"));
+        fm_csv_str(&r, sget(ji, "variant"));
+        fm_csv_str(&r, sget(ji, "weights"));
+        fm_csv_fmt(&r, "%d", cnt);
+        fm_csv_fmt(&r, "%.6f", mean);
+        if (cnt > 1) fm_csv_fmt(&r, "%.6f", sd);
+        else fm_csv_str(&r, NULL);
+        if (qn) fm_csv_fmt(&r, "%.6f", qm);
+        else fm_csv_str(&r, NULL);
+        if (qn > 1) fm_csv_fmt(&r, "%.6f", qd);
+        else fm_csv_str(&r, NULL);
+        fm_csv_str(&r, bl);
+        fm_csv_str(&r, fs);
+        fm_csv_end(&r);
+        fprintf(m, "| %s | %s | %s | %s | %d | %s | %s | %s | %s |\n", sget(ji, "task"), sget(ji, "mode"),
+                sget(ji, "variant"), sget(ji, "weights"), cnt, ss, qn ? qs : "-", bn ? bl : "-", spn ? fs : "-");
     }
     fclose(c);
     {
@@ -451,7 +474,11 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
 
     /* Per job: final sparsity, storage; per tensor sparsity. */
     c = open_memstream(&csv, &csvn);
-    fprintf(c, "job,task,mode,variant,seed,score,final_sparsity,task_storage_bytes\n");
+    {
+        static const char *const head[] = {"job",   "task",           "mode",              "variant",
+                                           "seed",  "score",          "final_sparsity",    "task_storage_bytes"};
+        fm_csv_row(c, 8, head);
+    }
     fprintf(m, "\n## Jobs\n\n| job | score | final sparsity | task storage (bytes) |\n|---|---|---|---|\n");
     for (int i = 0; i < n; i++) {
         json_t *j = json_array_get(jobs, (size_t)i);
@@ -460,9 +487,16 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         char fs[32] = "", tss[32] = "";
         if (!isnan(fsp)) snprintf(fs, sizeof fs, "%.6f", fsp);
         if (!isnan(ts)) snprintf(tss, sizeof tss, "%.0f", ts);
-        fprintf(c, "%s,%s,%s,%s,%" JSON_INTEGER_FORMAT ",%.6f,%s,%s\n", sget(j, "name"), sget(j, "task"),
-                sget(j, "mode"), sget(j, "variant"), json_integer_value(json_object_get(j, "seed")), nget(j, "score"),
-                fs, tss);
+        fm_csv r = fm_csv_start(c);
+        fm_csv_str(&r, sget(j, "name"));
+        fm_csv_str(&r, sget(j, "task"));
+        fm_csv_str(&r, sget(j, "mode"));
+        fm_csv_str(&r, sget(j, "variant"));
+        fm_csv_fmt(&r, "%" JSON_INTEGER_FORMAT, json_integer_value(json_object_get(j, "seed")));
+        fm_csv_fmt(&r, "%.6f", nget(j, "score"));
+        fm_csv_str(&r, fs);
+        fm_csv_str(&r, tss);
+        fm_csv_end(&r);
         fprintf(m, "| %s | %.4f | %s | %s |\n", sget(j, "name"), nget(j, "score"), isnan(fsp) ? "-" : fs,
                 isnan(ts) ? "-" : tss);
     }
@@ -471,12 +505,21 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     free(csv);
     csv = NULL;
     c = open_memstream(&csv, &csvn);
-    fprintf(c, "job,tensor,layer,numel,ones,sparsity\n");
+    {
+        static const char *const head[] = {"job", "tensor", "layer", "numel", "ones", "sparsity"};
+        fm_csv_row(c, 6, head);
+    }
     for (int i = 0; i < n; i++)
         for (int t = 0; t < res[i].mask.n; t++) {
             const fm_mask_tensor *mt = &res[i].mask.t[t];
-            fprintf(c, "%s,%s,%d,%zu,%zu,%.6f\n", sget(res[i].rec, "name"), mt->name, layer_of(mt->name), mt->numel,
-                    mt->ones, 1.0 - (double)mt->ones / (double)mt->numel);
+            fm_csv r = fm_csv_start(c);
+            fm_csv_str(&r, sget(res[i].rec, "name"));
+            fm_csv_str(&r, mt->name);
+            fm_csv_fmt(&r, "%d", layer_of(mt->name));
+            fm_csv_fmt(&r, "%zu", mt->numel);
+            fm_csv_fmt(&r, "%zu", mt->ones);
+            fm_csv_fmt(&r, "%.6f", 1.0 - (double)mt->ones / (double)mt->numel);
+            fm_csv_end(&r);
         }
     fclose(c);
     if (write_text(dir, "layer_sparsity.csv", csv, csvn) != FM_OK) goto out;
@@ -493,7 +536,10 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         size_t best = 0;
         int have_best = 0;
         c = open_memstream(&csv, &csvn);
-        fprintf(c, "family,task_a,task_b,shared_zero_fraction,random\n");
+        {
+            static const char *const head[] = {"family", "task_a", "task_b", "shared_zero_fraction", "random"};
+            fm_csv_row(c, 5, head);
+        }
         for (int f = 0; f < n; f++) {
             if (!res[f].mask.n) continue;
             int seen = 0;
@@ -541,8 +587,13 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                     json_object_set_new(o, "shared_zero_fraction", json_real(frac));
                     json_object_set_new(o, "random", json_real(rnd));
                     json_array_append_new(overlap, o);
-                    fprintf(c, "%s,%s,%s,%.6f,%.6f\n", fam, sget(res[cand[x]].rec, "task"),
-                            sget(res[cand[y]].rec, "task"), frac, rnd);
+                    fm_csv r = fm_csv_start(c);
+                    fm_csv_str(&r, fam);
+                    fm_csv_str(&r, sget(res[cand[x]].rec, "task"));
+                    fm_csv_str(&r, sget(res[cand[y]].rec, "task"));
+                    fm_csv_fmt(&r, "%.6f", frac);
+                    fm_csv_fmt(&r, "%.6f", rnd);
+                    fm_csv_end(&r);
                 }
                 fprintf(m, "\n");
             }
@@ -646,7 +697,8 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
                 if (strcmp(sget(h, "mode"), "supermask") || strcmp(sget(h, "task"), sget(g, "task"))) continue;
                 double x = nget(h, "final_sparsity_mean");
                 if (isnan(x)) x = atof(sget(h, "variant") + 1) / 100;
-                fprintf(d, "%.6f %.6f %.6f\n", x, nget(h, "score_mean"), nget(h, "score_std"));
+                double sd = nget(h, "score_std"); /* null for one job: no error bar */
+                fprintf(d, "%.6f %.6f %.6f\n", x, nget(h, "score_mean"), isnan(sd) ? 0.0 : sd);
             }
             blocks++;
         }
@@ -753,7 +805,12 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     /* Compute. */
     json_t *comp = json_object(), *cj = json_array();
     c = open_memstream(&csv, &csvn);
-    fprintf(c, "job,team,status,wall_seconds,train_seconds,examples,examples_per_second,comm_seconds,comm_bytes\n");
+    {
+        static const char *const head[] = {"job",      "team",          "status",
+                                           "wall_seconds", "train_seconds", "examples",
+                                           "examples_per_second", "comm_seconds", "comm_bytes"};
+        fm_csv_row(c, 9, head);
+    }
     char *lays = json_dumps(json_object_get(run, "layout"), JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
     fprintf(m, "\n## Compute\n\nLayout: %s\n\n| job | team | wall s | examples/s | comm s | comm bytes |\n"
                "|---|---|---|---|---|---|\n",
@@ -766,9 +823,17 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         json_object_set_new(o, "name", json_string(sget(res[i].rec, "name")));
         json_array_append_new(cj, o);
         total_work += nget(o, "wall_seconds");
-        fprintf(c, "%s,%d,%s,%.3f,%.3f,%.0f,%.2f,%.3f,%.0f\n", sget(res[i].rec, "name"), (int)nget(o, "team"),
-                sget(res[i].rec, "status"), nget(o, "wall_seconds"), nget(o, "train_seconds"), nget(o, "examples"),
-                nget(o, "examples_per_second"), nget(o, "comm_seconds"), nget(o, "comm_bytes"));
+        fm_csv r = fm_csv_start(c);
+        fm_csv_str(&r, sget(res[i].rec, "name"));
+        fm_csv_fmt(&r, "%d", (int)nget(o, "team"));
+        fm_csv_str(&r, sget(res[i].rec, "status"));
+        fm_csv_fmt(&r, "%.3f", nget(o, "wall_seconds"));
+        fm_csv_fmt(&r, "%.3f", nget(o, "train_seconds"));
+        fm_csv_fmt(&r, "%.0f", nget(o, "examples"));
+        fm_csv_fmt(&r, "%.2f", nget(o, "examples_per_second"));
+        fm_csv_fmt(&r, "%.3f", nget(o, "comm_seconds"));
+        fm_csv_fmt(&r, "%.0f", nget(o, "comm_bytes"));
+        fm_csv_end(&r);
         fprintf(m, "| %s | %d | %.2f | %.1f | %.3f | %.0f |\n", sget(res[i].rec, "name"), (int)nget(o, "team"),
                 nget(o, "wall_seconds"), nget(o, "examples_per_second"), nget(o, "comm_seconds"),
                 nget(o, "comm_bytes"));
@@ -788,11 +853,19 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
     double wall = nget(run, "wall_seconds");
     json_object_set_new(comp, "wall_seconds", json_real(wall));
     c = open_memstream(&csv, &csvn);
-    fprintf(c, "team,jobs,busy_seconds,idle_seconds\n");
+    {
+        static const char *const head[] = {"team", "jobs", "busy_seconds", "idle_seconds"};
+        fm_csv_row(c, 4, head);
+    }
     fprintf(m, "\n| team | jobs | busy s | idle s |\n|---|---|---|---|\n");
     for (size_t t = 0; t < json_array_size(teams); t++) {
         json_t *tm = json_array_get(teams, t);
-        fprintf(c, "%zu,%.0f,%.3f,%.3f\n", t, nget(tm, "jobs"), nget(tm, "busy_seconds"), nget(tm, "idle_seconds"));
+        fm_csv r = fm_csv_start(c);
+        fm_csv_fmt(&r, "%zu", t);
+        fm_csv_fmt(&r, "%.0f", nget(tm, "jobs"));
+        fm_csv_fmt(&r, "%.3f", nget(tm, "busy_seconds"));
+        fm_csv_fmt(&r, "%.3f", nget(tm, "idle_seconds"));
+        fm_csv_end(&r);
         fprintf(m, "| %zu | %.0f | %.2f | %.2f |\n", t, nget(tm, "jobs"), nget(tm, "busy_seconds"),
                 nget(tm, "idle_seconds"));
     }

@@ -3,6 +3,7 @@
 #include "trainstate.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 
 #include "fileio.h"
 #include "fm.h"
+#include "maskfile.h"
 #include "safetensors.h"
 
 /* The arrays of tensor i: its kind ("param" or "nu") and source, or 0 when
@@ -49,7 +51,29 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
     return n + 1;
 }
 
-int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta) {
+/* The metadata "crc32c": a JSON object of each tensor's name and the CRC-32C
+ * of its bytes (8 hex digits), as compact text (free with free()). */
+static char *crc_json(const fm_st_entry *e, int n) {
+    json_t *o = json_object();
+    for (int i = 0; i < n; i++) {
+        size_t bytes = fm_st_dtype_size(e[i].dtype);
+        for (int d = 0; d < e[i].ndim; d++) bytes *= (size_t)e[i].shape[d];
+        char crc[16];
+        snprintf(crc, sizeof crc, "%08" PRIx32, fm_crc32c(e[i].data, bytes));
+        json_object_set_new(o, e[i].name, json_string(crc));
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta_in, int nmeta_in) {
+    /* the caller's metadata, and every tensor's CRC-32C (checked by fm_state_open) */
+    char *crcs = crc_json(e, n);
+    fm_st_meta *meta = fm_xcalloc((size_t)nmeta_in + 1, sizeof *meta);
+    memcpy(meta, meta_in, sizeof *meta * (size_t)nmeta_in);
+    meta[nmeta_in] = (fm_st_meta){"crc32c", crcs};
+    const int nmeta = nmeta_in + 1;
     if (kill_countdown()) {
         /* Test hook: die half-way through the temporary file. */
         unsigned char *buf = NULL;
@@ -67,6 +91,49 @@ int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const 
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     free(e);
+    free(meta);
+    free(crcs);
+    return rc;
+}
+
+/* Add what to do to the recorded message about a damaged state file. */
+static int damaged(void) {
+    char msg[1536];
+    snprintf(msg, sizeof msg, "%s", fm_last_error());
+    return fm_fail("%s; the state file is damaged: restore a good copy, or remove it to start the run over from "
+                   "step 0",
+                   msg);
+}
+
+int fm_state_open(fm_st_file *f, const char *path) {
+    if (fm_st_open(f, path) != FM_OK) return damaged();
+    const char *v = fm_st_meta_get(f, "crc32c");
+    if (!v) {
+        fm_log("%s: no CRC-32C recorded (written by an older finemask); its data is not checked", path);
+        return FM_OK;
+    }
+    json_t *o = json_loads(v, 0, NULL);
+    int rc = FM_OK;
+    if (!json_is_object(o)) {
+        rc = fm_fail("%s: metadata \"crc32c\": expected a JSON object, found \"%.60s\"", path, v);
+    } else if (json_object_size(o) != (size_t)f->n) {
+        rc = fm_fail("%s: metadata \"crc32c\" lists %zu tensors, the file holds %d", path, json_object_size(o), f->n);
+    }
+    for (int i = 0; i < f->n && rc == FM_OK; i++) {
+        const fm_st_tensor *t = &f->t[i];
+        const char *want = json_string_value(json_object_get(o, t->name));
+        char have[16];
+        snprintf(have, sizeof have, "%08" PRIx32, fm_crc32c(t->data, (size_t)(t->end - t->begin)));
+        if (!want)
+            rc = fm_fail("%s: tensor %s has no CRC-32C in the metadata", path, t->name);
+        else if (strcmp(want, have) != 0)
+            rc = fm_fail("%s: tensor %s: CRC-32C of its bytes is %s, the file recorded %s", path, t->name, have, want);
+    }
+    json_decref(o);
+    if (rc != FM_OK) {
+        damaged();
+        fm_st_close(f);
+    }
     return rc;
 }
 
@@ -132,7 +199,7 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
 
 int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options) {
     fm_st_file f;
-    if (fm_st_open(&f, path) != FM_OK) return FM_ERR;
+    if (fm_state_open(&f, path) != FM_OK) return FM_ERR;
     int rc = FM_ERR;
     const char *fmt = fm_st_meta_get(&f, "format"), *opts = fm_st_meta_get(&f, "options");
     if (!fmt || strcmp(fmt, "finemask-state") != 0) {

@@ -9,8 +9,9 @@
  *   "adam_m.<name>", "adam_v.<name>"  its AdamW moments
  * "__metadata__": format "finemask-state", version "1", step (updates done),
  * log_bytes (length of log.jsonl at that step), window_loss / last_loss (C99
- * hex floats, exact), window_n, examples, and options: the run's options as
- * JSON text, which must equal the resuming run's. The data position and every
+ * hex floats, exact), window_n, examples, options: the run's options as
+ * JSON text, which must equal the resuming run's, and crc32c: every tensor's
+ * CRC-32C (fm_state_open checks them). The data position and every
  * random number follow from the step (Philox is keyed by it). */
 #ifndef FM_TRAINSTATE_H
 #define FM_TRAINSTATE_H
@@ -52,6 +53,13 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
  * state write of this process writes half the temporary file and kills the
  * process with SIGKILL. */
 int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta);
+/* Open a state file and check it is whole: a valid safetensors file whose
+ * every tensor has the CRC-32C fm_state_write recorded (metadata "crc32c": a
+ * JSON object of tensor name -> 8 hex digits; a file without it, from an
+ * older finemask, is read unchecked). FM_ERR naming the file and the first
+ * damaged tensor (or what is wrong with the file), with what to do; f is
+ * then left closed. */
+int fm_state_open(fm_st_file *f, const char *path);
 /* Metadata `key` of f as an integer / a number; FM_ERR naming file and key. */
 int fm_state_meta_i64(const fm_st_file *f, const char *key, int64_t *out);
 int fm_state_meta_f64(const fm_st_file *f, const char *key, double *out);

@@ -31,31 +31,64 @@ int fm_cpu_has_avx2(void) {
 
 const char *fm_blas_arch(void) { return bli_arch_string(bli_arch_query_id()); }
 
+int fm_blas_arch_id(void) { return (int)bli_arch_query_id(); }
+
+static char choice[256];
+
+const char *fm_blas_choice(void) { return choice; }
+
+/* A kernel set that needs only AVX2 and FMA. */
+static int is_avx2_set(arch_t id) {
+    return id == BLIS_ARCH_HASWELL || id == BLIS_ARCH_ZEN || id == BLIS_ARCH_ZEN2 || id == BLIS_ARCH_ZEN3;
+}
+
+/* The rule (blas.h): skx wherever the CPU has the AVX-512 subsets skx's
+ * kernels use; else BLIS's own AVX2 choice (haswell on Intel, zen* on AMD),
+ * or haswell where BLIS fell back to generic on an AVX2 CPU. */
+static arch_t wanted_arch(arch_t blis_choice) {
+    if (fm_cpu_has_avx512()) return BLIS_ARCH_SKX;
+    if (fm_cpu_has_avx2()) return is_avx2_set(blis_choice) ? blis_choice : BLIS_ARCH_HASWELL;
+    return blis_choice;
+}
+
 void fm_blas_init(char **argv) {
     bli_init();
-    arch_t id = bli_arch_query_id();
-    if (id == BLIS_ARCH_GENERIC && (fm_cpu_has_avx512() || fm_cpu_has_avx2())) {
-        arch_t want = fm_cpu_has_avx512() ? BLIS_ARCH_SKX : BLIS_ARCH_HASWELL;
-        if (getenv("BLIS_ARCH_TYPE") == NULL && getenv("FINEMASK_NO_BLIS_FIX") == NULL && argv && argv[0]) {
+    const arch_t id = bli_arch_query_id();
+    const char *cpu = fm_cpu_has_avx512() ? "AVX-512" : fm_cpu_has_avx2() ? "AVX2" : "no AVX2";
+    const char *user = getenv("BLIS_ARCH_TYPE");
+    const char *from = getenv("FINEMASK_BLIS_FROM"); /* set by the re-execution below */
+    if (from && user) {
+        snprintf(choice, sizeof choice, "kernel set %s (BLIS's own choice was %s; CPU with %s)", bli_arch_string(id),
+                 from, cpu);
+        unsetenv("FINEMASK_BLIS_FROM");
+    } else if (user) {
+        snprintf(choice, sizeof choice, "kernel set %s (BLIS_ARCH_TYPE=%s set by the user; CPU with %s)",
+                 bli_arch_string(id), user, cpu);
+    } else {
+        const arch_t want = wanted_arch(id);
+        if (want != id && getenv("FINEMASK_NO_BLIS_FIX") == NULL && argv && argv[0]) {
             char val[16];
             snprintf(val, sizeof val, "%d", (int)want);
             setenv("BLIS_ARCH_TYPE", val, 1);
-            fm_debug("BLIS chose its generic kernels on a CPU with %s; restarting with BLIS_ARCH_TYPE=%s (%s)",
-                     fm_cpu_has_avx512() ? "AVX-512" : "AVX2", val, bli_arch_string(want));
+            setenv("FINEMASK_BLIS_FROM", bli_arch_string(id), 1);
             execv("/proc/self/exe", argv);
-            /* exec failed: fall through and report. */
+            /* exec failed: go on with BLIS's choice, and say so. */
+            unsetenv("BLIS_ARCH_TYPE");
+            unsetenv("FINEMASK_BLIS_FROM");
         }
-        fprintf(stderr,
-                "finemask: warning: BLIS runs its generic kernels on a CPU with %s, about 5x slower; "
-                "set BLIS_ARCH_TYPE=%d (%s)\n",
-                fm_cpu_has_avx512() ? "AVX-512" : "AVX2", (int)want, bli_arch_string(want));
+        if (want != id)
+            fprintf(stderr,
+                    "finemask: warning: BLIS runs its %s kernels on a CPU with %s; %s is faster: "
+                    "set BLIS_ARCH_TYPE=%d\n",
+                    bli_arch_string(id), cpu, bli_arch_string(want), (int)want);
+        snprintf(choice, sizeof choice, "kernel set %s (BLIS's own choice; CPU with %s)", bli_arch_string(id), cpu);
     }
     const char *nt = getenv("BLIS_NUM_THREADS");
     if (nt && atoi(nt) > 0)
         blas_threads = atoi(nt);
     else
         blas_threads = omp_get_max_threads();
-    fm_debug("BLIS %s, kernel set %s, %d thread(s)", bli_info_get_version_str(), fm_blas_arch(), blas_threads);
+    fm_debug("BLIS %s, %s, %d thread(s)", bli_info_get_version_str(), choice, blas_threads);
 }
 
 void fm_blas_set_threads(int n) { blas_threads = n > 0 ? n : 1; }

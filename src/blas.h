@@ -5,14 +5,25 @@
 
 #include <stddef.h>
 
-/* Initialise BLIS and check its kernel set. When BLIS picked its generic
- * kernels on a CPU with AVX-512 or AVX2+FMA and BLIS_ARCH_TYPE is unset, it
- * re-executes the program (argv) with BLIS_ARCH_TYPE naming the right kernel
- * set; with FINEMASK_NO_BLIS_FIX set it only warns. Logs the kernel set at
- * debug verbosity. Call first thing in main, before MPI_Init. */
+/* Initialise BLIS and choose its kernel set. BLIS 0.9 picks by CPU model
+ * and not always its best set (generic on AMD Zen 5, haswell on Intel
+ * Sapphire Rapids). The rule: skx (AVX-512) on a CPU with AVX-512 F, DQ, BW
+ * and VL; otherwise BLIS's own AVX2 set (haswell, zen, zen2, zen3) on a CPU
+ * with AVX2 and FMA, or haswell when BLIS chose generic there; otherwise
+ * BLIS's choice. A rule rather than a timing at start-up, so that a machine
+ * always runs the same kernels and a run gives the same bits every time.
+ * When BLIS's choice differs and BLIS_ARCH_TYPE is unset, the program
+ * re-executes itself (argv) with BLIS_ARCH_TYPE naming the set; a
+ * BLIS_ARCH_TYPE the user set is honoured; with FINEMASK_NO_BLIS_FIX set it
+ * only warns. Call first thing in main, before MPI_Init. */
 void fm_blas_init(char **argv);
 /* Name of the kernel set BLIS runs ("skx", "zen3", "generic"). */
 const char *fm_blas_arch(void);
+/* Its number, as BLIS_ARCH_TYPE takes it (0 = skx, 3 = haswell, 6 = zen3 in
+ * Debian's BLIS 0.9), to give another program using BLIS the same set. */
+int fm_blas_arch_id(void);
+/* One line on the kernel set and why it was chosen, for the log. */
+const char *fm_blas_choice(void);
 /* 1 when the CPU has AVX-512F / AVX2+FMA (what the kernels could use). */
 int fm_cpu_has_avx512(void);
 int fm_cpu_has_avx2(void);

@@ -34,6 +34,36 @@ void fm_dataset_free(fm_dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
+int fm_dataset_check(const fm_dataset *d, const fm_config *c, int *row) {
+    *row = -1;
+    if (d->max_len > c->max_position_embeddings) {
+        *row = 0;
+        return fm_fail("rows of %d tokens, more than the model's max_position_embeddings %d", d->max_len,
+                       c->max_position_embeddings);
+    }
+    for (int i = 0; i < d->n; i++) {
+        const int32_t *ids = d->ids + (size_t)i * d->max_len, *types = d->types + (size_t)i * d->max_len;
+        for (int t = 0; t < d->max_len; t++) {
+            if (ids[t] < 0 || ids[t] >= c->vocab_size) {
+                *row = i;
+                return fm_fail("token %d has id %d, outside the model's vocabulary (config.json vocab_size %d)", t,
+                               ids[t], c->vocab_size);
+            }
+            if (types[t] < 0 || types[t] >= c->type_vocab_size) {
+                *row = i;
+                if (types[t] == 1 && c->type_vocab_size == 1)
+                    return fm_fail("token %d has type id 1 (the second text of a pair), but the model has one "
+                                   "token type only (config.json type_vocab_size 1): it cannot take sentence pairs",
+                                   t);
+                return fm_fail("token %d has type id %d, outside the model's token types (config.json "
+                               "type_vocab_size %d)",
+                               t, types[t], c->type_vocab_size);
+            }
+        }
+    }
+    return FM_OK;
+}
+
 void fm_batch_buf_alloc(fm_batch_buf *bb, int B, int max_len) {
     memset(bb, 0, sizeof *bb);
     bb->cap_B = B;

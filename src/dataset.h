@@ -22,6 +22,14 @@ typedef struct {
 void fm_dataset_alloc(fm_dataset *d, int n, int max_len, int32_t pad_id);
 void fm_dataset_free(fm_dataset *d);
 
+/* Check d against the model's sizes, in every build (the forward pass only
+ * asserts them): each row no wider than max_position_embeddings, every token
+ * id in [0, vocab_size) and every type id in [0, type_vocab_size). FM_OK, or
+ * FM_ERR with *row the first row that breaks one and a recorded message
+ * naming the position, what was found and the limit (the caller adds the file
+ * and line). */
+int fm_dataset_check(const fm_dataset *d, const fm_config *c, int *row);
+
 /* Room for one batch of up to B examples of width max_len. */
 typedef struct {
     fm_batch b; /* views into the arrays below */

@@ -15,6 +15,20 @@
 #define FM_PRINTF(a, b)
 #endif
 
+/* FM_HOT marks the element-wise loops of a training step. A portable build
+ * (x86-64-v2, see CMakeLists.txt) compiles each of them three times, for
+ * x86-64-v4 (AVX-512), x86-64-v3 (AVX2) and the baseline, and the loader
+ * picks the one the CPU runs. On a given CPU the same clone always runs, so a
+ * run's bits do not change between runs; they may differ from a CPU of
+ * another level, as BLIS's kernels do. Empty where the build already targets
+ * AVX2 or more (FINEMASK_NATIVE), and with clang (whose clones leave OpenMP
+ * regions at the baseline). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__AVX2__)
+#define FM_HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FM_HOT
+#endif
+
 /* Record a user-facing error message (file, line or tensor, what was expected,
  * what was found). Returns FM_ERR so callers can write `return fm_fail(...)`. */
 int fm_fail(const char *fmt, ...) FM_PRINTF(1, 2);
@@ -29,6 +43,11 @@ extern int fm_verbosity;
 /* Log a line to stderr, prefixed "finemask: ", when verbosity >= 1. */
 void fm_log(const char *fmt, ...) FM_PRINTF(1, 2);
 void fm_debug(const char *fmt, ...) FM_PRINTF(1, 2);
+/* Text put after "finemask: " on every log line from now on ("[team 1] "
+ * while a sweep's team runs a job, so that the teams' lines can be told
+ * apart); NULL or "" for none. fm_log_prefix gives the current one. */
+void fm_log_set_prefix(const char *prefix);
+const char *fm_log_prefix(void);
 /* Print "finemask: error: <msg>" to stderr. */
 void fm_print_error(const char *msg);
 

@@ -128,7 +128,7 @@ static void dropout_nibbles(uint8_t *restrict nib, uint64_t seed, uint64_t step,
     }
 }
 
-void fm_dropout_bits(uint64_t *bits, uint64_t seed, uint64_t step, uint32_t stream, uint64_t first, int n, float p) {
+FM_HOT void fm_dropout_bits(uint64_t *bits, uint64_t seed, uint64_t step, uint32_t stream, uint64_t first, int n, float p) {
     const int nw = fm_bits_words(n);
     memset(bits, 0, (size_t)nw * sizeof *bits);
     if (n <= 0) return;
@@ -167,7 +167,7 @@ void fm_dropout_bits_ref(uint64_t *bits, uint64_t seed, uint64_t step, uint32_t 
             bits[j >> 6] |= (uint64_t)1 << (j & 63);
 }
 
-void fm_dropout_residual_forward(float *out, uint64_t *bits, const float *x, const float *bias, const float *res,
+FM_HOT void fm_dropout_residual_forward(float *out, uint64_t *bits, const float *x, const float *bias, const float *res,
                                  int R, int C, int T, int P, const fm_drop *d) {
     const int on = fm_drop_on(d);
     const int nw = fm_bits_words(C);
@@ -202,7 +202,7 @@ static inline void drop_row(float *out, const float *in, const uint64_t *bits, i
     for (int j = 0; j < n; j++) out[j] = fm_bit(bits, j) ? in[j] * scale : 0.0f;
 }
 
-void fm_dropout_backward(float *dx, const float *dout, const uint64_t *bits, int R, int C, const fm_drop *d) {
+FM_HOT void fm_dropout_backward(float *dx, const float *dout, const uint64_t *bits, int R, int C, const fm_drop *d) {
     const int on = fm_drop_on(d);
     const int nw = fm_bits_words(C);
     const float scale = on ? 1.0f / (1.0f - d->p) : 1.0f;
@@ -220,12 +220,12 @@ void fm_dropout_backward(float *dx, const float *dout, const uint64_t *bits, int
 
 /* ---- residual, GELU, tanh ------------------------------------------------------- */
 
-void fm_residual_forward(float *out, const float *a, const float *b, size_t N) {
+FM_HOT void fm_residual_forward(float *out, const float *a, const float *b, size_t N) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++) out[i] = a[i] + b[i];
 }
 
-void fm_residual_backward(float *da, float *db, const float *dout, size_t N) {
+FM_HOT void fm_residual_backward(float *da, float *db, const float *dout, size_t N) {
     if (da) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) da[i] += dout[i];
@@ -236,7 +236,7 @@ void fm_residual_backward(float *da, float *db, const float *dout, size_t N) {
     }
 }
 
-void fm_gelu_forward(float *out, float *pre, const float *x, const float *bias, int R, int C, fm_act act) {
+FM_HOT void fm_gelu_forward(float *out, float *pre, const float *x, const float *bias, int R, int C, fm_act act) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < R; r++) {
         const float *xr = x + (size_t)r * C;
@@ -260,7 +260,7 @@ void fm_gelu_forward(float *out, float *pre, const float *x, const float *bias, 
     }
 }
 
-void fm_gelu_backward(float *dx, float *out, const float *dout, const float *pre, size_t N, fm_act act) {
+FM_HOT void fm_gelu_backward(float *dx, float *out, const float *dout, const float *pre, size_t N, fm_act act) {
     if (act == FM_GELU_TANH && out) {
 #pragma omp parallel for simd schedule(static)
         for (size_t i = 0; i < N; i++) dx[i] = dout[i] * gelu_both_fast(pre[i], FM_GELU_TANH, &out[i]);
@@ -299,7 +299,7 @@ void fm_gelu_backward_ref(float *dx, const float *dout, const float *pre, size_t
     }
 }
 
-void fm_tanh_forward(float *out, const float *x, const float *bias, int R, int C) {
+FM_HOT void fm_tanh_forward(float *out, const float *x, const float *bias, int R, int C) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < R; r++)
         for (int j = 0; j < C; j++) {
@@ -308,14 +308,14 @@ void fm_tanh_forward(float *out, const float *x, const float *bias, int R, int C
         }
 }
 
-void fm_tanh_backward(float *dx, const float *dout, const float *out, size_t N) {
+FM_HOT void fm_tanh_backward(float *dx, const float *dout, const float *out, size_t N) {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < N; i++) dx[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
 
 /* ---- embeddings ---------------------------------------------------------------- */
 
-void fm_embed_sum_forward(float *out, const int32_t *ids, const int32_t *type_ids, const float *word,
+FM_HOT void fm_embed_sum_forward(float *out, const int32_t *ids, const int32_t *type_ids, const float *word,
                           const float *pos, const float *type, int B, int T, int H) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
@@ -328,7 +328,7 @@ void fm_embed_sum_forward(float *out, const int32_t *ids, const int32_t *type_id
     }
 }
 
-void fm_embed_sum_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
+FM_HOT void fm_embed_sum_backward(float *dword, float *dpos, float *dtype, const float *dout, const int32_t *ids,
                            const int32_t *type_ids, int pad_id, int B, int T, int H) {
     const int nblk = (H + FM_COLBLOCK - 1) / FM_COLBLOCK;
     /* Each thread owns a block of columns of all three tables: fixed order. */
@@ -355,7 +355,7 @@ void fm_embed_sum_backward(float *dword, float *dpos, float *dtype, const float 
 
 /* ---- LayerNorm -------------------------------------------------------------------- */
 
-void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *g, const float *b, int N,
+FM_HOT void fm_layernorm_forward(float *out, float *mean, float *rstd, const float *x, const float *g, const float *b, int N,
                           int C, float eps) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -394,7 +394,7 @@ void fm_layernorm_forward_ref(float *out, float *mean, float *rstd, const float 
     }
 }
 
-void fm_layernorm_backward(float *dx, float *dg, float *db, const float *dout, const float *x, const float *mean,
+FM_HOT void fm_layernorm_backward(float *dx, float *dg, float *db, const float *dout, const float *x, const float *mean,
                            const float *rstd, const float *g, int N, int C) {
     /* The gain and bias gradients first (column blocks, rows in order), so
      * that dx may overwrite dout afterwards. */
@@ -464,7 +464,7 @@ void fm_linear_forward_ref(float *out, const float *x, ptrdiff_t ldx, const floa
         }
 }
 
-void fm_bias_backward(float *db, const float *dout, int M, int N) {
+FM_HOT void fm_bias_backward(float *db, const float *dout, int M, int N) {
     const int nblk = (N + FM_COLBLOCK - 1) / FM_COLBLOCK;
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nblk; blk++) {
@@ -538,7 +538,7 @@ static inline uint64_t attn_counter(const fm_drop *d, int b, int h, int i, int A
     return (((uint64_t)(d->example0 + b) * (uint64_t)A + (uint64_t)h) * (uint64_t)P + (uint64_t)i) * (uint64_t)P;
 }
 
-void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k, const float *v,
+FM_HOT void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k, const float *v,
                           const float *mask, int B, int T, int H, int A, int P, const fm_drop *d) {
     const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
     const float alpha = 1.0f / sqrtf((float)hs), scale = on ? 1.0f / (1.0f - d->p) : 1.0f;
@@ -572,7 +572,7 @@ void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float 
     }
 }
 
-void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+FM_HOT void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                            const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T, int H,
                            int A, const fm_drop *d) {
     const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
@@ -606,7 +606,7 @@ void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, c
     }
 }
 
-void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
+FM_HOT void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
                               const float *v, const float *mask, int B, int T, int H, int A, int P,
                               const fm_drop *d) {
     const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
@@ -634,7 +634,7 @@ void fm_attention_cls_forward(float *ctx, float *probs, uint64_t *bits, const fl
     }
 }
 
-void fm_attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+FM_HOT void fm_attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                                const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T,
                                int H, int A, const fm_drop *d) {
     const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
@@ -705,7 +705,7 @@ void fm_attention_forward_ref(float *ctx, float *probs, const float *q, const fl
 
 /* ---- losses -------------------------------------------------------------------------------- */
 
-float fm_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int C) {
+FM_HOT float fm_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, int N, int C) {
     float *rowloss = fm_xmalloc((size_t)(N > 0 ? N : 1) * sizeof *rowloss);
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
@@ -730,7 +730,7 @@ float fm_crossentropy_forward(float *probs, const float *logits, const int32_t *
     return (float)total;
 }
 
-void fm_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale, int N, int C) {
+FM_HOT void fm_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, float scale, int N, int C) {
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         float *d = dlogits + (size_t)n * C;

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "fm.h"
+
 void fm_adamw_default(fm_adamw *o) {
     o->lr = 2e-5f;
     o->beta1 = 0.9f;
@@ -53,7 +55,7 @@ static double sqnorm(const float *x, long n) {
     return acc;
 }
 
-void fm_grad_sqnorms(double *sq, const fm_layout *lay, const float *g) {
+FM_HOT void fm_grad_sqnorms(double *sq, const fm_layout *lay, const float *g) {
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
         sq[i] = t->trains ? sqnorm(g + t->offset, (long)t->numel) : 0.0;
@@ -67,14 +69,14 @@ double fm_grad_norm_sum(const fm_layout *lay, const double *sq) {
     return sqrt(total);
 }
 
-double fm_grad_norm(const fm_layout *lay, const float *g) {
+FM_HOT double fm_grad_norm(const fm_layout *lay, const float *g) {
     double total = 0;
     for (int i = 0; i < lay->n; i++)
         if (lay->t[i].trains) total += sqnorm(g + lay->t[i].offset, (long)lay->t[i].numel);
     return sqrt(total);
 }
 
-double fm_adamw_step(const fm_adamw *o, const fm_layout *lay, float *p, const float *g, float *m, float *v,
+FM_HOT double fm_adamw_step(const fm_adamw *o, const fm_layout *lay, float *p, const float *g, float *m, float *v,
                      int64_t step, double norm, const float *lr_scale) {
     const double factor = fm_lr_factor(o, step);
     double clip = 1.0;

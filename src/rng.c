@@ -4,6 +4,8 @@
 #include <Random123/philox.h>
 #include <math.h>
 
+#include "fm.h"
+
 void fm_rng_block(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t stream, uint64_t block, uint32_t out[4]) {
     philox4x32_key_t key = {{(uint32_t)seed, (uint32_t)(seed >> 32)}};
     /* The counter: block index (low 32 bits), stream ^ (block high bits << 16), step (2 words). */
@@ -24,7 +26,7 @@ float fm_rng_uniform(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t st
     return u32_to_unit(w[i & 3]);
 }
 
-void fm_rng_uniforms(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t stream, uint64_t first, float *out,
+FM_HOT void fm_rng_uniforms(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t stream, uint64_t first, float *out,
                      uint64_t n) {
     uint64_t j = 0;
     /* Up to the first whole block, and after the last one: one entry at a time. */
@@ -48,7 +50,7 @@ void fm_rng_uniforms(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t st
     for (j += 4 * nb; j < n; j++) out[j] = fm_rng_uniform(seed, purpose, step, stream, first + j);
 }
 
-void fm_rng_normals(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t stream, float *out, uint64_t n) {
+FM_HOT void fm_rng_normals(uint64_t seed, uint32_t purpose, uint64_t step, uint32_t stream, float *out, uint64_t n) {
     for (uint64_t i = 0; i < n; i += 2) {
         uint32_t w[4];
         fm_rng_block(seed, purpose, step, stream, i >> 1, w);

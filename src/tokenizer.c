@@ -768,6 +768,10 @@ static void py_tokenize_word(const fm_tokenizer *t, const unsigned char *w, size
         w = sc->word.p;
         n = sc->word.n;
     }
+    if (n == 0) { /* nothing left (w may be NULL) */
+        free(nfd);
+        return;
+    }
     /* Punctuation characters are words of their own. */
     size_t piece = 0, i = 0;
     while (i < n) {

@@ -149,7 +149,7 @@ void fm_trainer_free(fm_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
-void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
+FM_HOT void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
     if (t->o.mode != FM_TRAIN_SUPERMASK) return;
     const fm_layout *lay = &t->m->lay;
     const uint32_t purpose = kind == FM_SAMPLE_EVAL ? FM_RNG_MASK_EVAL : FM_RNG_MASK;
@@ -184,7 +184,7 @@ void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
     }
 }
 
-void fm_trainer_materialise(fm_trainer *t, int piece) {
+FM_HOT void fm_trainer_materialise(fm_trainer *t, int piece) {
     if (t->o.mode != FM_TRAIN_SUPERMASK) return;
     fm_model *m = t->m;
     const fm_layout *lay = &m->lay;
@@ -234,7 +234,7 @@ float *fm_trainer_grads(fm_trainer *t, size_t *n) {
     return t->m->grads;
 }
 
-void fm_trainer_nu_grads(fm_trainer *t) {
+FM_HOT void fm_trainer_nu_grads(fm_trainer *t) {
     const fm_layout *lay = &t->m->lay;
     const int sig = t->o.ste == FM_STE_SIGMOID;
     for (int i = 0; i < lay->n; i++) {
@@ -306,15 +306,20 @@ double fm_trainer_apply_parts(fm_trainer *t, const double *sq, double *norm_out)
     if (t->o.mode == FM_TRAIN_SUPERMASK) {
         double a = fm_grad_norm_sum(&t->nu_lay, sq), b = fm_grad_norm_sum(&t->head_lay, sq);
         norm = sqrt(a * a + b * b);
+    } else {
+        norm = fm_grad_norm_sum(&m->lay, sq);
+    }
+    if (norm_out) *norm_out = norm;
+    /* A NaN norm passes every clipping test: never let it into the parameters. */
+    if (!isfinite(norm)) return fm_lr_factor(&t->o.opt, t->step);
+    if (t->o.mode == FM_TRAIN_SUPERMASK) {
         const fm_layout *nl = t->own ? &t->nu_own : &t->nu_lay, *hl = t->own ? &t->head_own : &t->head_lay;
         factor = fm_adamw_step(&t->o.mask_opt, nl, t->nu, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
         fm_adamw_step(&t->o.opt, hl, m->params, m->grads, t->mom1, t->mom2, t->step, norm, NULL);
     } else {
-        norm = fm_grad_norm_sum(&m->lay, sq);
         factor = fm_adamw_step(&t->o.opt, t->own ? &t->own_lay : &m->lay, m->params, m->grads, t->mom1, t->mom2,
                                t->step, norm, NULL);
     }
-    if (norm_out) *norm_out = norm;
     t->step++;
     return factor;
 }
@@ -404,7 +409,7 @@ void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
     free(sg);
 }
 
-void fm_trainer_sparsity_parts(fm_trainer *t, double *parts) {
+FM_HOT void fm_trainer_sparsity_parts(fm_trainer *t, double *parts) {
     const fm_layout *lay = &t->m->lay;
     memset(parts, 0, sizeof(double) * 3 * (size_t)lay->n);
     if (t->o.mode != FM_TRAIN_SUPERMASK) return;

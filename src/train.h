@@ -114,7 +114,9 @@ float *fm_trainer_grads(fm_trainer *t, size_t *n);
 /* The update: derive the nu gradients (supermask), compute the global
  * gradient norm over everything that trains (written to *norm when not NULL),
  * clip and apply AdamW number t->step; then t->step++. Returns the learning
- * rate factor of the schedule. */
+ * rate factor of the schedule. When the norm is not finite (a NaN or an
+ * infinity in some gradient) nothing is updated and t->step stays: the
+ * caller sees it in *norm and stops (the training has diverged). */
 double fm_trainer_apply(fm_trainer *t, double *norm);
 
 /* A pipeline stage's trainer: update only the tensors i with own[i] != 0
@@ -132,7 +134,8 @@ void fm_trainer_own(fm_trainer *t, const unsigned char *own);
 void fm_trainer_norm_parts(fm_trainer *t, double *sq);
 /* The second half: the global norm from the terms sq of every tensor (written
  * to *norm when not NULL), clip and apply AdamW number t->step to the owned
- * tensors; t->step++. Returns the learning rate factor. With sq from
+ * tensors; t->step++ (neither when the norm is not finite, as
+ * fm_trainer_apply). Returns the learning rate factor. With sq from
  * fm_trainer_norm_parts of every stage summed, the same bits as
  * fm_trainer_apply on one process. */
 double fm_trainer_apply_parts(fm_trainer *t, const double *sq, double *norm);

@@ -39,10 +39,15 @@ int fm_fail_prefix(const char *fmt, ...) {
 const char *fm_last_error(void) { return fm_errbuf; }
 void fm_clear_error(void) { fm_errbuf[0] = '\0'; }
 
+static char log_prefix[64];
+
+void fm_log_set_prefix(const char *prefix) { snprintf(log_prefix, sizeof log_prefix, "%s", prefix ? prefix : ""); }
+const char *fm_log_prefix(void) { return log_prefix; }
+
 static void vlog(const char *fmt, va_list ap) {
     char line[4096];
     vsnprintf(line, sizeof line, fmt, ap);
-    fprintf(stderr, "finemask: %s\n", line);
+    fprintf(stderr, "finemask: %s%s\n", log_prefix, line);
 }
 
 void fm_log(const char *fmt, ...) {

@@ -6,9 +6,11 @@
 # usage: tests/bench/bench_vs_torch.sh [FINEMASK_BIN] [--config base] [--batch 8] [--seq 128]
 #                                      [--steps 5] [--threads N] [--rounds 2]
 #
-# FINEMASK_BIN defaults to $FINEMASK, else /tmp/b/me/finemask, else build/finemask.
+# FINEMASK_BIN defaults to $FINEMASK, else build/finemask of this checkout.
 # Both programs get BLIS_NUM_THREADS = OMP_NUM_THREADS = threads (default: all
-# cores this process may use) and BLIS_ARCH_TYPE as found (unset stays unset).
+# cores this process may use) and the same BLIS kernel set: BLIS_ARCH_TYPE as
+# found, else the set finemask chooses on this CPU (src/blas.h), which torch's
+# BLIS would not pick by itself.
 # The programs alternate (finemask, torch, finemask, torch, ...) so that noise
 # from other load on the machine falls on both; each phase's figure is the
 # median over rounds of the per-run medians.
@@ -47,7 +49,7 @@ done
 if [ -z "$threads" ]; then threads=$(nproc); fi
 case "$threads" in '' | *[!0-9]* | 0) echo "bench_vs_torch: --threads must be a positive integer, found '$threads'" >&2; exit 2 ;; esac
 if [ -z "$bin" ]; then
-    for c in "${FINEMASK:-}" /tmp/b/me/finemask "$repo/build/finemask"; do
+    for c in "${FINEMASK:-}" "$repo/build/finemask"; do
         if [ -n "$c" ] && [ -x "$c" ]; then bin=$c; break; fi
     done
 fi
@@ -79,6 +81,11 @@ run() {
     printf '%s\n' "$line" >>"$out"
 }
 
+if [ -z "${BLIS_ARCH_TYPE:-}" ]; then
+    run finemask "$tmp/arch.jsonl" "$bin" bench --config tiny --batch 1 --seq 8 --steps 1 --threads 1 --json
+    BLIS_ARCH_TYPE=$("$py" -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["blis_arch_id"])' "$tmp/arch.jsonl")
+    export BLIS_ARCH_TYPE
+fi
 echo "bench_vs_torch: BERT-$config, batch $batch x $seq, $steps steps, $threads thread(s)," \
     "BLIS_ARCH_TYPE=${BLIS_ARCH_TYPE:-unset}, $rounds round(s)" >&2
 for r in $(seq 1 "$rounds"); do

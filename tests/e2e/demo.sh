@@ -54,7 +54,9 @@ if command -v mpiexec >/dev/null; then
     grep -q "on 2 rank(s)" "$work/err3" || { echo "FAIL: not on 2 ranks"; cat "$work/err3"; exit 1; }
     grep -q "^| RTE | full |" "$work/out3" || { echo "FAIL: no table under mpiexec"; cat "$work/out3"; exit 1; }
   else
-    echo "note: mpiexec could not start 2 ranks here; skipped"; cat "$work/err3"
+    echo "FAIL: mpiexec could not start 2 ranks"; cat "$work/err3"; exit 1
   fi
+else
+  echo "FAIL: no mpiexec (install.sh installs Open MPI)"; exit 1
 fi
 echo "demo e2e: OK"

@@ -75,8 +75,10 @@ assert sa["mlm_counts"] == sb["mlm_counts"], (sa["mlm_counts"], sb["mlm_counts"]
 print("2 ranks match 1 rank:", [round(x["loss"], 5) for x in a], [round(y["loss"], 5) for y in b])
 PY
   else
-    echo "note: mpiexec could not start 2 ranks here; data-parallel check skipped"; cat "$work/mpi.log"
+    echo "FAIL: mpiexec could not start 2 ranks"; cat "$work/mpi.log"; exit 1
   fi
+else
+  echo "FAIL: no mpiexec (install.sh installs Open MPI)"; exit 1
 fi
 
 # Bad inputs: a clear message and a non-zero exit; nothing overwritten.

@@ -30,14 +30,23 @@ same() { # same REF DIR: the same files, byte for byte
     cmp "$1/$f" "$2/$f" || { echo "FAIL: $2/$f differs from $1/$f"; exit 1; }
   done
 }
-wait_for() { # wait_for FILE [PATTERN]: until FILE exists (and holds PATTERN); fails if the run ended first
-  for _ in $(seq 1 1200); do
-    if [ -f "$1" ] && { [ $# -lt 2 ] || grep -q -- "$2" "$1"; }; then return 0; fi
-    kill -0 $pid 2>/dev/null || { echo "FAIL: the run ended before $1 ${2:-}"; exit 1; }
+wait_for() { # wait_for FILE [PATTERN [COUNT]]: until FILE exists (and holds COUNT lines with PATTERN); fails if the run ended first
+  local n
+  for _ in $(seq 1 6000); do
+    if [ -f "$1" ]; then
+      [ $# -lt 2 ] && return 0
+      n=$(grep -c -- "$2" "$1" || true)
+      [ "$n" -ge "${3:-1}" ] && return 0
+    fi
+    kill -0 $pid 2>/dev/null || { echo "FAIL: the run ended before $1 ${2:-}"; cat "$1" 2>/dev/null; exit 1; }
     sleep 0.05
   done
   echo "FAIL: timed out waiting for $1 ${2:-}"; exit 1
 }
+# The runs that get a signal pause at known steps (FINEMASK_TEST_PAUSE_AFTER_STEP,
+# see cli/stopsig.h) until it arrives, so the signal lands mid-run whatever the
+# machine's speed.
+paused='test hook: paused after step'
 interrupted() { # interrupted DIR: a state and no model yet
   [ -f "$1/state.safetensors" ] || { echo "FAIL: $1 has no state"; exit 1; }
   [ ! -e "$1/model.safetensors" ] || { echo "FAIL: $1 finished before the interruption"; exit 1; }
@@ -54,15 +63,16 @@ assert [json.loads(l)["step"] for l in open(sys.argv[1] + "/pretrain_log.jsonl")
 PY
 
 # (b) SIGUSR1 saves and goes on; SIGTERM saves and stops with exit status 1.
-"$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/b" 2> "$work/b.err" & pid=$!
-wait_for "$work/b/state.safetensors"
+FINEMASK_TEST_PAUSE_AFTER_STEP=6,25 "$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/b" 2> "$work/b.err" & pid=$!
+wait_for "$work/b.err" "$paused 6 "
 kill -USR1 $pid
-wait_for "$work/b.err" "SIGUSR1: state at step"
+wait_for "$work/b.err" "$paused 25 "
+grep -q "SIGUSR1: state at step 7 " "$work/b.err" || { echo "FAIL: SIGUSR1 after step 6 saved no state at step 7"; cat "$work/b.err"; exit 1; }
 kill -TERM $pid
 rc=0; wait $pid || rc=$?; pid=
 [ $rc -eq 1 ] || { echo "FAIL: SIGTERM: exit status $rc, expected 1"; cat "$work/b.err"; exit 1; }
 grep -q "interrupted by SIGTERM after step" "$work/b.err" || { echo "FAIL: no interruption message"; cat "$work/b.err"; exit 1; }
-grep -q "SIGTERM: state at step" "$work/b.err" || { echo "FAIL: SIGTERM wrote no state"; exit 1; }
+grep -q "SIGTERM: state at step 26 " "$work/b.err" || { echo "FAIL: SIGTERM after step 25 wrote no state at step 26"; cat "$work/b.err"; exit 1; }
 interrupted "$work/b"
 grep "SIGTERM: state" "$work/b.err" | sed 's/^finemask: //'
 
@@ -86,12 +96,14 @@ same "$work/ref" "$work/b"
 "$bin" -q pretrain "${args[@]}" --resume --out "$work/b"
 same "$work/ref" "$work/b"
 
-# (c) SIGKILL at a random moment after a checkpoint.
-"$bin" -q pretrain "${args[@]}" --checkpoint-every 4 --out "$work/c" & pid=$!
-wait_for "$work/c/state.safetensors"
-sleep "0.$((RANDOM % 8))"
-kill -KILL $pid 2>/dev/null || true
+# (c) SIGKILL at a random step after the first checkpoint.
+kstep=$((5 + RANDOM % 34))
+echo "SIGKILL after step $kstep"
+FINEMASK_TEST_PAUSE_AFTER_STEP=$kstep "$bin" -q pretrain "${args[@]}" --checkpoint-every 4 --out "$work/c" 2> "$work/c.err" & pid=$!
+wait_for "$work/c.err" "$paused $kstep "
+kill -KILL $pid
 { wait $pid; } 2>/dev/null || true; pid=
+interrupted "$work/c"
 "$bin" -q pretrain "${args[@]}" --checkpoint-every 4 --resume --out "$work/c"
 same "$work/ref" "$work/c"
 
@@ -111,46 +123,44 @@ if command -v mpiexec >/dev/null; then
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
   mpi=(mpiexec -n 2 --oversubscribe --bind-to none)
   if "${mpi[@]}" "$bin" -q pretrain "${args[@]}" --out "$work/m1" 2> "$work/mpi.err"; then
-    # Open MPI's mpiexec passes SIGTERM on to the ranks after about 1 s and
-    # SIGKILLs them odls_base_sigkill_timeout (1) s later: enough for this
-    # model; if a loaded machine misses it, the periodic state is resumed.
-    "${mpi[@]}" "$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/m2" 2> "$work/m2.err" & pid=$!
-    wait_for "$work/m2/state.safetensors"
+    # mpiexec passes a SIGTERM on to the ranks and SIGKILLs them
+    # odls_base_sigkill_timeout seconds later (1 by default; mpiexec then
+    # waits about twice that whatever the ranks do): 5 s gives a loaded
+    # machine time to save this tiny model.
+    FINEMASK_TEST_PAUSE_AFTER_STEP=10 "${mpi[@]}" --mca odls_base_sigkill_timeout 5 -x FINEMASK_TEST_PAUSE_AFTER_STEP \
+      "$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/m2" 2> "$work/m2.err" & pid=$!
+    wait_for "$work/m2.err" "$paused 10 " 2
     kill -TERM $pid
     rc=0; wait $pid || rc=$?; pid=
     [ $rc -ne 0 ] || { echo "FAIL: mpiexec: SIGTERM did not stop the run"; exit 1; }
     interrupted "$work/m2"
-    grep -q "SIGTERM: state at step" "$work/m2.err" \
-      || echo "note: the ranks were killed before saving at SIGTERM; resuming the periodic state"
+    grep -q "SIGTERM: state at step 11 " "$work/m2.err" \
+      || { echo "FAIL: the ranks did not save at step 11 on SIGTERM"; cat "$work/m2.err"; exit 1; }
     "${mpi[@]}" "$bin" -q pretrain "${args[@]}" --checkpoint-every 4 --resume --out "$work/m2"
     same "$work/m1" "$work/m2"
     echo "2 ranks: SIGTERM to mpiexec, then --resume: the uninterrupted 2-rank model"
 
-    "${mpi[@]}" "$bin" pretrain "${args[@]}" --out "$work/m3" 2> "$work/m3.err" & pid=$!
-    wait_for "$work/m3/pretrain_log.jsonl" "\"step\""
-    r1=
-    for _ in $(seq 1 200); do
-      for p in $(pgrep -P $pid || true); do
-        tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && r1=$p
-      done
-      [ -n "$r1" ] && break
-      sleep 0.05
-    done
-    [ -n "$r1" ] || { echo "FAIL: rank 1 not found among the children of mpiexec"; exit 1; }
+    # Only rank 1 pauses (rank 0 waits in the next step's sum); it alone gets SIGTERM.
+    FINEMASK_TEST_PAUSE_AFTER_STEP=17 FINEMASK_TEST_PAUSE_RANK=1 "${mpi[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP \
+      -x FINEMASK_TEST_PAUSE_RANK "$bin" pretrain "${args[@]}" --out "$work/m3" 2> "$work/m3.err" & pid=$!
+    wait_for "$work/m3.err" "$paused 17 "
+    r1=$(sed -n "s/.*$paused 17 (.*rank 1, pid \([0-9]*\)).*/\1/p" "$work/m3.err")
+    [ -n "$r1" ] || { echo "FAIL: rank 1 did not pause"; cat "$work/m3.err"; exit 1; }
+    if [ "$(grep -c "$paused" "$work/m3.err")" -ne 1 ]; then echo "FAIL: a rank other than 1 paused"; exit 1; fi
     kill -TERM "$r1"
     rc=0; wait $pid || rc=$?; pid=
     [ $rc -ne 0 ] || { echo "FAIL: SIGTERM to rank 1 did not stop the run"; exit 1; }
     [ "$(grep -c "interrupted by SIGTERM" "$work/m3.err")" -eq 2 ] \
       || { echo "FAIL: both ranks should stop"; cat "$work/m3.err"; exit 1; }
-    grep -q "SIGTERM: state at step" "$work/m3.err" || { echo "FAIL: rank 0 saved no state"; exit 1; }
+    grep -q "SIGTERM: state at step 18 " "$work/m3.err" || { echo "FAIL: rank 0 saved no state at step 18"; cat "$work/m3.err"; exit 1; }
     interrupted "$work/m3"
     "${mpi[@]}" "$bin" -q pretrain "${args[@]}" --resume --out "$work/m3"
     same "$work/m1" "$work/m3"
     echo "2 ranks: SIGTERM to rank 1 alone stops both at the same step; --resume: the same model"
   else
-    echo "note: mpiexec could not start 2 ranks here; MPI part skipped"; cat "$work/mpi.err"
+    echo "FAIL: mpiexec could not start 2 ranks"; cat "$work/mpi.err"; exit 1
   fi
 else
-  echo "note: no mpiexec; MPI part skipped"
+  echo "FAIL: no mpiexec (install.sh installs Open MPI)"; exit 1
 fi
 echo "pretrain_resume e2e: OK"

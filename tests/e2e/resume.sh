@@ -27,12 +27,13 @@ same() { # same REF DIR: every file equal, no extra or missing file
   done
 }
 
-wait_log() { # wait_log DIR LINES: until DIR/log.jsonl has LINES lines (or the process ended)
-  for _ in $(seq 1 600); do
-    [ -f "$1/log.jsonl" ] && [ "$(wc -l < "$1/log.jsonl")" -ge "$2" ] && return 0
-    kill -0 $pid 2>/dev/null || return 0
+wait_paused() { # wait_paused ERRFILE: until the run says it paused (FINEMASK_TEST_PAUSE_AFTER_STEP, cli/stopsig.h)
+  for _ in $(seq 1 6000); do
+    grep -q "test hook: paused" "$1" 2>/dev/null && return 0
+    kill -0 $pid 2>/dev/null || { echo "FAIL: the run ended before it paused"; cat "$1"; exit 1; }
     sleep 0.05
   done
+  echo "FAIL: timed out waiting for the run to pause"; exit 1
 }
 
 for mode in full freeze supermask; do
@@ -47,13 +48,16 @@ for mode in full freeze supermask; do
   [ ! -e "$work/$mode.ref/state.safetensors" ] || { echo "FAIL: a finished run keeps its state"; exit 1; }
 
   # SIGTERM: state written at the next step boundary, exit non-zero with the resume command.
-  "$bin" train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.term" 2> "$work/term.err" & pid=$!
-  wait_log "$work/$mode.term" 3
+  FINEMASK_TEST_PAUSE_AFTER_STEP=9 "$bin" train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.term" \
+    2> "$work/term.err" & pid=$!
+  wait_paused "$work/term.err"
   kill -TERM $pid
   if wait $pid; then echo "FAIL: $mode: SIGTERM did not stop the run"; exit 1; fi
   pid=
   grep -q -- "--resume $work/$mode.term" "$work/term.err" || { echo "FAIL: no resume hint"; cat "$work/term.err"; exit 1; }
-  [ -f "$work/$mode.term/state.safetensors" ] || { echo "FAIL: SIGTERM left no state"; exit 1; }
+  grep -q "SIGTERM: state at step 10 " "$work/term.err" || { echo "FAIL: SIGTERM after step 9 saved no state at step 10"; cat "$work/term.err"; exit 1; }
+  [ -f "$work/$mode.term/state.safetensors" ] && [ ! -e "$work/$mode.term/metrics.json" ] \
+    || { echo "FAIL: SIGTERM left no state, or the run finished"; exit 1; }
   # Options that differ are rejected; the run directory is untouched by that.
   if "$bin" -q train --resume "$work/$mode.term" --lr 5e-4 2> "$work/bad.err"; then
     echo "FAIL: resume with another --lr accepted"; exit 1
@@ -62,13 +66,16 @@ for mode in full freeze supermask; do
   "$bin" -q train --resume "$work/$mode.term" --threads 1
   same "$work/$mode.ref" "$work/$mode.term"
 
-  # SIGKILL at a random moment after the first checkpoint.
-  "$bin" -q train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.kill" & pid=$!
-  wait_log "$work/$mode.kill" $((2 + RANDOM % 6))
-  sleep "0.0$((RANDOM % 10))"
-  kill -KILL $pid 2>/dev/null || true
+  # SIGKILL at a random step after the first checkpoint.
+  kstep=$((5 + RANDOM % 24))
+  FINEMASK_TEST_PAUSE_AFTER_STEP=$kstep "$bin" -q train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.kill" \
+    2> "$work/kill.err" & pid=$!
+  wait_paused "$work/kill.err"
+  kill -KILL $pid
   wait $pid 2>/dev/null || true
   pid=
+  [ -f "$work/$mode.kill/state.safetensors" ] && [ ! -e "$work/$mode.kill/metrics.json" ] \
+    || { echo "FAIL: SIGKILL after step $kstep: no state, or the run finished"; exit 1; }
   "$bin" -q train --resume "$work/$mode.kill" --threads 1 --checkpoint-every 4
   same "$work/$mode.ref" "$work/$mode.kill"
 
@@ -79,6 +86,6 @@ for mode in full freeze supermask; do
   ls "$work/$mode.ckpt"/state.safetensors.tmp.* >/dev/null 2>&1 || { echo "FAIL: no half-written temporary state"; exit 1; }
   "$bin" -q train --resume "$work/$mode.ckpt" --threads 1
   same "$work/$mode.ref" "$work/$mode.ckpt"
-  echo "$mode: SIGTERM, SIGKILL and a kill inside the checkpoint all resume to identical files"
+  echo "$mode: SIGTERM after step 9, SIGKILL after step $kstep and a kill inside the checkpoint all resume to identical files"
 done
 echo "PASS"

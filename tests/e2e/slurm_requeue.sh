@@ -6,7 +6,8 @@
 #   1. reference: the sweep submitted once, run to the end.
 #   2. requeue:   the time-limit path: SIGUSR1 to the batch shell (what
 #                 --signal=B:USR1@T sends) once one job is complete and
-#                 another is training; the script stops the ranks with
+#                 another is training (rank 0 pauses in its second job until
+#                 the signal comes: FINEMASK_TEST_PAUSE_*, cli/stopsig.h); the script stops the ranks with
 #                 SIGTERM (they save their training state), requeues the job,
 #                 and its second start skips the complete jobs and resumes the
 #                 interrupted ones.
@@ -123,16 +124,17 @@ training() {  # training NAME: true when a job without metrics.json has logged a
   done
   return 1
 }
-wait_first_job() {  # wait_first_job NAME JOBID: until one job is complete and another training
-  for _ in $(seq 600); do
-    [ "$(ndone "$1")" -ge 1 ] && training "$1" && return 0
+wait_first_job() {  # wait_first_job NAME JOBID: until rank 0 has paused in its second job (see below)
+  for _ in $(seq 3000); do
+    [ -e "$work/$1.pause.0" ] && break
     case $(field "$2" JobState) in
       COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE|PREEMPTED)
-        fail "$1 ended before a job was complete and another training" ;;
+        fail "$1 ended before rank 0 paused in its second job" ;;
     esac
     sleep 0.2
   done
-  echo "FAIL: $1: no job complete after 120 s"; exit 1
+  [ -e "$work/$1.pause.0" ] || fail "$1: rank 0 did not pause in 600 s"
+  [ "$(ndone "$1")" -ge 1 ] && training "$1" || fail "$1: paused without a job complete and another training"
 }
 
 # 1. Reference, uninterrupted.
@@ -143,7 +145,16 @@ st=$(wait_end "$id")
 te=$(date +%s%N)
 echo "reference sweep: $njobs jobs on 2 ranks in $(( (te - ts) / 1000000 )) ms (submit to end)"
 
+# The interrupted runs: rank 0 pauses a few steps into its second job until
+# a signal comes (FINEMASK_TEST_PAUSE_*, cli/stopsig.h), so the signal finds a
+# job complete and another training whatever the machine's speed; the marker
+# file keeps the requeued or resubmitted run from pausing again.
+steps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steps"])' \
+  "$(find "$work/ref" -mindepth 2 -maxdepth 2 -name metrics.json | head -n 1)")
+export FINEMASK_TEST_PAUSE_AFTER_STEP=$((steps + 3)) FINEMASK_TEST_PAUSE_RANK=0
+
 # 2. SIGUSR1 to the batch shell after the first job: checkpoint, requeue, resume.
+export FINEMASK_TEST_PAUSE_ONCE=$work/requeue.pause
 id=$(submit requeue)
 wait_first_job requeue "$id"
 scancel --batch --signal=USR1 "$id"
@@ -155,10 +166,12 @@ st=$(wait_end "$id")
 grep -q "requeueing job $id" "$work/requeue.log" || fail "the script did not requeue job $id"
 grep -q "start 2:" "$work/requeue.log" || fail "job $id did not start a second time"
 resumed() { grep -c "resuming .* at step" "$work/$1.log" || true; }
+[ "$(resumed requeue)" -ge 1 ] || fail "requeue: no job resumed from a saved state"
 echo "requeue: signalled with $at/$njobs jobs complete; restarted once; completed;" \
   "$(resumed requeue) job(s) resumed from a saved state"
 
 # 3. scancel mid-run, then submit the same command again.
+export FINEMASK_TEST_PAUSE_ONCE=$work/cancel.pause
 id=$(submit cancel)
 wait_first_job cancel "$id"
 scancel "$id"
@@ -176,6 +189,7 @@ fi
 id=$(submit cancel)
 st=$(wait_end "$id")
 [ "$st" = COMPLETED ] || fail "resubmitted job $id ended $st"
+[ "$(resumed cancel)" -ge 1 ] || fail "cancel: no job resumed from a saved state"
 echo "cancel: scancel with $at/$njobs jobs complete; resubmitted; completed;" \
   "$(resumed cancel) job(s) resumed from a saved state"
 

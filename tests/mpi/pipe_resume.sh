@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Interrupt and resume a pipelined run: 2 replicas x 2 stages, where each
 # stage updates only the tensors it holds, get SIGTERM (sent to the ranks)
-# once the first job has logged a few steps; the state file written then must
+# after the first job's fourth step; the state file written then must
 # hold every stage's parameters, scores and AdamW moments, so that the resumed
 # run ends with the same job directories (metrics, log, mask, model) and the
 # same science as an uninterrupted run of the same layout.
@@ -37,13 +37,17 @@ micro_batches = 2
 INI
 mpi=("$mpiexec" --oversubscribe --bind-to none -n 4)
 "${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/b" 2>/dev/null
-"${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/a" 2>/dev/null &
+# Every rank pauses after the first job's step 4 of 48 (see cli/stopsig.h),
+# then gets SIGTERM.
+FINEMASK_TEST_PAUSE_AFTER_STEP=4 "${mpi[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP "$bin" -q run "$work/job.ini" \
+  --out "$work/a" 2> "$work/a.err" &
 mp=$!
-# SIGTERM after the first job's second log line (4 of its 48 steps).
-for _ in $(seq 1200); do
-  [ "$(cat "$work"/a/*/log.jsonl 2>/dev/null | wc -l)" -ge 2 ] && break
+for _ in $(seq 6000); do
+  [ "$(grep -c 'test hook: paused' "$work/a.err")" -ge 4 ] && break
+  kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended before every rank paused"; cat "$work/a.err"; exit 1; }
   sleep 0.05
 done
+[ "$(grep -c 'test hook: paused' "$work/a.err")" -eq 4 ] || { echo "FAIL: the ranks did not pause"; cat "$work/a.err"; exit 1; }
 kill -TERM $(pgrep -P $mp) 2>/dev/null || true
 set +e
 wait $mp
@@ -52,7 +56,8 @@ set -e
 states=$(ls "$work"/a/*/state.safetensors 2>/dev/null | wc -l)
 echo "first run: exit $rc, $states state file(s)"
 [ $rc -ne 0 ] || { echo "FAIL: an interrupted run must exit non-zero"; exit 1; }
-[ "$states" -ge 1 ] || { echo "FAIL: no state file written on SIGTERM"; exit 1; }
+[ "$states" -eq 1 ] || { echo "FAIL: expected the first job's state file"; cat "$work/a.err"; exit 1; }
+[ "$(ls "$work"/a/*/metrics.json 2>/dev/null | wc -l)" -eq 0 ] || { echo "FAIL: a job finished before the signal"; exit 1; }
 "${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/a" 2>/dev/null
 cmp "$work/a/report/science.json" "$work/b/report/science.json" || { echo "FAIL: science differs after resume"; exit 1; }
 diff -r -x compute.json -x run.json -x report "$work/a" "$work/b" || { echo "FAIL: job directories differ after resume"; exit 1; }

@@ -111,7 +111,7 @@ class CheckError(Exception):
     pass
 
 
-def run(cmd, stdin=None, timeout=120):
+def run(cmd, stdin=None, timeout=1800):
     """Run a command; its stdout (text). A non-zero exit raises CheckError with stderr."""
     p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
     if p.returncode != 0:
@@ -240,7 +240,7 @@ def check_logits(fm, model_dir, ref, data, task, max_len, out_dir, sep_id, pad_i
     full = tokenize(fm, model_dir, texts, 0)
     truncated = sum(len(a) < len(b) for a, b in zip(ids, full))
     run([fm, "predict", "--model", model_dir, "--task", task, "--data", data, "--out", out_dir,
-         "--split", "dev", "--max-seq-length", str(max_len), "--threads", "1"], timeout=300)
+         "--split", "dev", "--max-seq-length", str(max_len), "--threads", "1"], timeout=1800)
     name = "MNLI-m" if task == "MNLI" else task
     with open(os.path.join(out_dir, f"{name}.logits.tsv")) as f:
         lines = f.read().rstrip("\n").split("\n")
@@ -271,7 +271,7 @@ def check_grads(fm, model_dir, ref, data, task, B, max_len, run_dir, sep_id, pad
     run([fm, "train", "--model", model_dir, "--task", task, "--data", data, "--out", run_dir,
          "--max-steps", "1", "--no-shuffle", "--dropout", "0", "--batch-size", str(B),
          "--max-seq-length", str(max_len), "--dump-grads", grads_path, "--threads", "1",
-         "--eval-batch-size", "64"], timeout=300)
+         "--eval-batch-size", "64"], timeout=1800)
     got = st_io.read(grads_path)
     with open(os.path.join(run_dir, "log.jsonl")) as f:
         log = json.loads(f.readline())

@@ -3,10 +3,13 @@
  * beside the baseline, final and per-tensor sparsities, overlaps counted on
  * packed bits beside random, failures listed, and science.json unchanged when
  * only the timings change; the claims section. */
+#define _GNU_SOURCE
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "csv.h"
 #include "fileio.h"
 #include "fm.h"
 #include "report.h"
@@ -230,11 +233,112 @@ static void test_report_claims(void **state) {
     free(dir);
 }
 
+/* RFC 4180 quoting (io/csv.h): a field with a comma, a double quote, a CR or
+ * an LF is quoted with its quotes doubled; others are written as they are. */
+static void test_csv_quoting(void **state) {
+    (void)state;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fm_csv r = fm_csv_start(f);
+    fm_csv_str(&r, "key");
+    fm_csv_str(&r, "key,word_embeddings");
+    fm_csv_str(&r, "say \"hi\"");
+    fm_csv_str(&r, "two\nlines");
+    fm_csv_str(&r, "cr\rhere");
+    fm_csv_str(&r, NULL);
+    fm_csv_str(&r, "");
+    fm_csv_fmt(&r, "%.3f", 0.5);
+    fm_csv_fmt(&r, "%d,%d", 1, 2);
+    fm_csv_end(&r);
+    static const char *const head[] = {"a", "b\"c"};
+    fm_csv_row(f, 2, head);
+    fclose(f);
+    assert_string_equal(buf, "key,\"key,word_embeddings\",\"say \"\"hi\"\"\",\"two\nlines\",\"cr\rhere\",,,0.500,\"1,2\"\n"
+                             "a,\"b\"\"c\"\n");
+    free(buf);
+}
+
+/* jobs/table3.ini's freeze sets (key | key,word_embeddings | deepest:2): the
+ * variant with a comma is one quoted field of scores.csv and sparsity.csv,
+ * and every record has as many fields as the header. With one seed, each
+ * group's score is shown as "(n=1)", with no standard deviation (an empty
+ * CSV field, null in science.json), not as "± 0.0000". */
+static void test_report_csv_table3(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    fm_job_result res[4] = {{0}};
+    res[0].rec = rec(0, "MRPC", "freeze", "key", 1, 0.80, 10);
+    res[1].rec = rec(1, "MRPC", "freeze", "key,word_embeddings", 1, 0.75, 10);
+    res[2].rec = rec(2, "MRPC", "freeze", "deepest:2", 1, 0.70, 10);
+    res[3].rec = rec(3, "MRPC", "full", "", 1, 0.85, 10);
+    json_object_set_new(res[1].rec, "name", json_string("MRPC.freeze.key_word_embeddings.seed1"));
+    json_t *run = json_pack("{s:s, s:{s:i}, s:[{s:f, s:f, s:i}], s:f}", "name", "table3", "layout", "world_size", 1,
+                            "teams", "busy_seconds", 5.0, "idle_seconds", 0.5, "jobs", 4, "wall_seconds", 30.0);
+    assert_int_equal(fm_report_write(dir, res, 4, run), FM_OK);
+    char *rd = fm_path_join(dir, "report"), *sp = fm_path_join(rd, "scores.csv");
+    char *text = NULL;
+    size_t n;
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "\nMRPC,freeze,\"key,word_embeddings\",pretrained,1,0.750000,");
+    tu_assert_contains(text, "\nMRPC,freeze,key,pretrained,1,0.800000,");
+    /* fields per line, counting commas outside quotes */
+    int head_fields = -1;
+    for (char *line = text; *line;) {
+        char *end = strchr(line, '\n');
+        assert_non_null(end);
+        int fields = 1, quoted = 0;
+        for (char *p = line; p < end; p++) {
+            if (*p == '"') quoted = !quoted;
+            else if (*p == ',' && !quoted) fields++;
+        }
+        assert_false(quoted);
+        if (head_fields < 0) head_fields = fields;
+        assert_int_equal(fields, head_fields);
+        line = end + 1;
+    }
+    assert_int_equal(head_fields, 11);
+    free(text);
+    free(sp);
+    sp = fm_path_join(rd, "sparsity.csv");
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "\nMRPC.freeze.key_word_embeddings.seed1,MRPC,freeze,\"key,word_embeddings\",1,0.750000,");
+    free(text);
+    free(sp);
+    /* One seed per group: "(n=1)" and no std anywhere, not a spread of zero. */
+    sp = fm_path_join(rd, "scores.csv");
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "\nMRPC,full,,pretrained,1,0.850000,,,,0.8500,\n");
+    free(text);
+    free(sp);
+    sp = fm_path_join(rd, "science.md");
+    assert_int_equal(fm_read_file(sp, &text, &n), FM_OK);
+    tu_assert_contains(text, "| MRPC | freeze | key,word_embeddings | pretrained | 1 | 0.7500 (n=1) |");
+    assert_null(strstr(text, "± 0.0000"));
+    free(text);
+    free(sp);
+    sp = fm_path_join(rd, "science.json");
+    json_t *sci;
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    json_t *g0 = json_array_get(json_object_get(sci, "groups"), 0);
+    assert_int_equal(json_integer_value(json_object_get(g0, "jobs")), 1);
+    assert_true(json_is_null(json_object_get(g0, "score_std")));
+    json_decref(sci);
+    free(sp);
+    for (int i = 0; i < 4; i++) fm_result_free(&res[i]);
+    json_decref(run);
+    tu_rmtree(dir);
+    free(rd);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pack_roundtrip),
         cmocka_unit_test(test_report_science),
         cmocka_unit_test(test_report_claims),
+        cmocka_unit_test(test_csv_quoting),
+        cmocka_unit_test(test_report_csv_table3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -352,10 +352,61 @@ static void test_bad_opts(void **state) {
     fm_model_free(&m);
 }
 
+/* A gradient with a NaN or an infinity (a diverged step) reports a norm that
+ * is not finite and changes nothing: the parameters, nu, the moments and the
+ * step stay as they were (a NaN norm passes every clipping test, so it used to
+ * reach the parameters). Full and supermask modes. */
+static void test_nonfinite_update(void **state) {
+    (void)state;
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    for (int mode = 0; mode < 2; mode++)
+        for (int k = 0; k < 3; k++) {
+            fm_model m;
+            tiny(&m);
+            fm_trainer t;
+            fm_trainer_opts o;
+            sm_opts(&o, FM_STE_SIGMOID);
+            if (mode == 0) o.mode = FM_TRAIN_FULL;
+            assert_int_equal(fm_trainer_init(&t, &m, &o), FM_OK);
+            fm_acts *a = fm_acts_new(&m.cfg, B, T, 0, 2);
+            fm_batch b = batch();
+            fm_trainer_begin_step(&t, 0);
+            fm_trainer_grad(&t, a, &b, 1.0 / B);
+            double norm = 0;
+            fm_trainer_apply(&t, &norm); /* one good step, so the moments are not all zero */
+            assert_true(isfinite(norm));
+            const size_t n = m.lay.numel;
+            float *p0 = fm_xalloc_floats(n), *nu0 = fm_xalloc_floats(n), *m0 = fm_xalloc_floats(n),
+                  *v0 = fm_xalloc_floats(n);
+            memcpy(p0, m.params, n * sizeof(float));
+            if (t.nu) memcpy(nu0, t.nu, n * sizeof(float));
+            memcpy(m0, t.mom1, n * sizeof(float));
+            memcpy(v0, t.mom2, n * sizeof(float));
+            fm_trainer_begin_step(&t, 1);
+            fm_trainer_grad(&t, a, &b, 1.0 / B);
+            /* one entry of the classifier's gradient (it trains in both modes) */
+            m.grads[fm_layout_find(&m.lay, "classifier.weight")->offset + 3] = bad[k];
+            fm_trainer_apply(&t, &norm);
+            assert_false(isfinite(norm));
+            assert_int_equal(t.step, 1);
+            assert_memory_equal(p0, m.params, n * sizeof(float));
+            if (t.nu) assert_memory_equal(nu0, t.nu, n * sizeof(float));
+            assert_memory_equal(m0, t.mom1, n * sizeof(float));
+            assert_memory_equal(v0, t.mom2, n * sizeof(float));
+            fm_free_aligned(p0);
+            fm_free_aligned(nu0);
+            fm_free_aligned(m0);
+            fm_free_aligned(v0);
+            fm_acts_free(a);
+            fm_trainer_free(&t);
+            fm_model_free(&m);
+        }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nu_gradient), cmocka_unit_test(test_theta_frozen), cmocka_unit_test(test_init_rank),
-        cmocka_unit_test(test_sampling),    cmocka_unit_test(test_bad_opts),
+        cmocka_unit_test(test_sampling),    cmocka_unit_test(test_bad_opts),   cmocka_unit_test(test_nonfinite_update),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
