@@ -341,7 +341,8 @@ static void apply_usage(FILE *f) {
     fprintf(f,
             "usage: finemask mask apply --model DIR --mask FILE --out DIR [--force]\n"
             "\n"
-            "Write a HuggingFace BERT directory (config.json, model.safetensors, vocab.txt)\n"
+            "Write a HuggingFace BERT directory (config.json, model.safetensors, and the\n"
+            "model's vocab.txt, tokenizer.json and tokenizer_config.json when it has them)\n"
             "whose weights are the model's times the mask (zeroed where the mask is 0) and\n"
             "whose task head (classifier.*, config num_labels and the task's label names)\n"
             "is the mask file's. finemask eval/predict, transformers'\n"
@@ -395,7 +396,8 @@ static int cmd_apply(int argc, char **argv) {
     snprintf(fp, sizeof fp, "%016" PRIx64, meta.model_fingerprint);
     fm_st_meta md[] = {{"finemask.masked_from", fp}, {"finemask.mask_task", meta.task},
                        {"finemask.mask_mode", meta.mode}};
-    fm_save_opts so = {.vocab = fm_file_exists(vocab) ? vocab : NULL, .extra = &x, .meta = md, .nmeta = 3};
+    fm_save_opts so = {
+        .vocab = fm_file_exists(vocab) ? vocab : NULL, .tokenizer_from = a.model, .extra = &x, .meta = md, .nmeta = 3};
     rc = fm_modeldir_save(a.out, &model.cfg, &model.lay, model.params, &so);
     if (rc == FM_OK) {
         fm_mask_stats s;

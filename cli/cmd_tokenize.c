@@ -12,24 +12,31 @@
 #include "fileio.h"
 #include "fm.h"
 #include "tokenizer.h"
+#include "tokjson.h"
 #include "vocab.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: finemask tokenize --model DIR [--vocab FILE] [--max-seq-length N] [--cased] [--tokens]\n"
+            "usage: finemask tokenize --model DIR | --tokenizer FILE | --vocab FILE [options]\n"
             "\n"
             "Reads lines of UTF-8 text on standard input and prints, for each, the\n"
             "BERT input ids space-separated on one line: [CLS] text [SEP], or for a\n"
             "line holding two texts separated by a tab, [CLS] a [SEP] b [SEP].\n"
-            "Tokenization is BERT's WordPiece, identical to HuggingFace's BertTokenizer.\n"
+            "Tokenization is BERT's WordPiece, id for id HuggingFace's tokenizers\n"
+            "(the pipeline of a BERT tokenizer.json).\n"
             "\n"
             "options:\n"
-            "  --model DIR           model directory; its vocab.txt is the vocabulary\n"
-            "  --vocab FILE          the vocabulary file (instead of DIR/vocab.txt)\n"
+            "  --model DIR           model directory: its tokenizer.json, or else its vocab.txt\n"
+            "                        with the flags of its tokenizer_config.json when present\n"
+            "  --tokenizer FILE      a tokenizer.json (instead of --model)\n"
+            "  --vocab FILE          a vocab.txt (instead of --model), uncased unless --cased\n"
             "  --max-seq-length N    truncate longest-first to N ids, [CLS]/[SEP] included\n"
             "                        (default: no truncation)\n"
-            "  --cased               keep case and accents (cased models); the default\n"
-            "                        lower-cases and strips accents (uncased models)\n"
+            "  --cased               keep case and accents, whatever the files say\n"
+            "  --uncased             lower-case (and strip accents unless the files say not to)\n"
+            "  --reference hf|python hf (default): HuggingFace's tokenizers; python: HuggingFace's\n"
+            "                        Python BertTokenizer (Google's tokenization.py and NFC), which\n"
+            "                        drops unassigned code points and spaces every CJK ideograph\n"
             "  --tokens              print the word pieces instead of their ids\n"
             "  -h, --help            this help\n");
 }
@@ -49,9 +56,10 @@ int fm_cmd_tokenize(int argc, char **argv) {
         {"model", required_argument, NULL, 'm'},  {"vocab", required_argument, NULL, 'V'},
         {"max-seq-length", required_argument, NULL, 'L'}, {"cased", no_argument, NULL, 'c'},
         {"tokens", no_argument, NULL, 't'},       {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *model = NULL, *vocab_path = NULL;
-    int max_len = 0, print_tokens = 0;
+        {"tokenizer", required_argument, NULL, 'T'}, {"uncased", no_argument, NULL, 'u'},
+        {"reference", required_argument, NULL, 'r'}, {NULL, 0, NULL, 0}};
+    const char *model = NULL, *vocab_path = NULL, *json_path = NULL;
+    int max_len = 0, print_tokens = 0, lowercase = -1;
     fm_tokenizer_opts opts = fm_tokenizer_default_opts();
     optind = 1;
     opterr = 0;
@@ -62,7 +70,19 @@ int fm_cmd_tokenize(int argc, char **argv) {
         case 'L':
             if (parse_int("--max-seq-length", optarg, 2, &max_len) != FM_OK) return fm_cli_fail();
             break;
-        case 'c': opts.do_lower_case = 0; break;
+        case 'T': json_path = optarg; break;
+        case 'c': lowercase = 0; break;
+        case 'u': lowercase = 1; break;
+        case 'r':
+            if (!strcmp(optarg, "hf"))
+                opts.reference = FM_TOK_HF;
+            else if (!strcmp(optarg, "python"))
+                opts.reference = FM_TOK_PYTHON;
+            else {
+                fm_fail("tokenize: --reference expects hf or python, found '%s'", optarg);
+                return fm_cli_fail();
+            }
+            break;
         case 't': print_tokens = 1; break;
         case 'h': usage(stdout); return 0;
         default:
@@ -74,14 +94,24 @@ int fm_cmd_tokenize(int argc, char **argv) {
         fm_fail("tokenize: unexpected argument '%s' (texts come on standard input)", argv[optind]);
         return fm_cli_fail();
     }
-    if (!model && !vocab_path) {
-        fm_fail("tokenize: --model DIR (or --vocab FILE) is required");
+    if (!!model + !!vocab_path + !!json_path != 1) {
+        fm_fail("tokenize: give one of --model DIR, --tokenizer FILE or --vocab FILE");
         return fm_cli_fail();
     }
-    char *path = vocab_path ? fm_xstrdup(vocab_path) : fm_path_join(model, "vocab.txt");
     fm_tokenizer tok;
-    int rc = fm_tokenizer_load(&tok, path, &opts);
-    free(path);
+    int rc;
+    if (model) {
+        rc = fm_tokenizer_load_dir(&tok, model, &opts, lowercase, NULL);
+    } else if (json_path) {
+        rc = fm_tokenizer_json_load(&tok, json_path, &opts);
+        if (rc == FM_OK && lowercase >= 0) {
+            tok.opts.do_lower_case = lowercase;
+            if (!lowercase) tok.opts.strip_accents = 0;
+        }
+    } else {
+        if (lowercase >= 0) opts.do_lower_case = lowercase;
+        rc = fm_tokenizer_load(&tok, vocab_path, &opts);
+    }
     if (rc != FM_OK) return fm_cli_fail();
 
     static char outbuf[1 << 16];

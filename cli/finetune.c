@@ -25,6 +25,7 @@
 #include "runfiles.h"
 #include "train.h"
 #include "trainstate.h"
+#include "tokjson.h"
 #include "vocab.h"
 
 void fm_ft_opts_default(fm_ft_opts *o) {
@@ -197,25 +198,30 @@ int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint6
         for (int i = 0; i < c->task->num_labels; i++) c->extra.id2label[i] = fm_xstrdup(c->task->labels[i]);
     }
     c->vocab_path = fm_path_join(model_dir, FM_MODEL_VOCAB);
-    fm_tokenizer_opts to = fm_tokenizer_default_opts();
-    if (fm_tokenizer_load(&c->tok, c->vocab_path, &to) != FM_OK) {
+    c->model_dir = fm_xstrdup(model_dir);
+    char *source = NULL;
+    if (fm_tokenizer_load_dir(&c->tok, model_dir, NULL, -1, &source) != FM_OK) {
         fm_model_free(&c->model);
         fm_hfextra_free(&c->extra);
         free(c->vocab_path);
+        free(c->model_dir);
+        free(source);
         return FM_ERR;
     }
     if (c->tok.vocab.n > c->model.cfg.vocab_size) {
         /* Ids past vocab_size would index rows the word embeddings do not have. */
         fm_fail("%s has %d tokens but %s/config.json says vocab_size %d: tokens %d to %d have no word embedding; "
                 "use the vocabulary the model was trained with",
-                c->vocab_path, c->tok.vocab.n, model_dir, c->model.cfg.vocab_size, c->model.cfg.vocab_size,
+                source, c->tok.vocab.n, model_dir, c->model.cfg.vocab_size, c->model.cfg.vocab_size,
                 c->tok.vocab.n - 1);
+        free(source);
         fm_ft_free(c);
         return FM_ERR;
     }
     if (c->tok.vocab.n < c->model.cfg.vocab_size)
         fm_log("warning: %s has %d tokens but config.json says vocab_size %d (the last %d embedding rows are unused)",
-               c->vocab_path, c->tok.vocab.n, c->model.cfg.vocab_size, c->model.cfg.vocab_size - c->tok.vocab.n);
+               source, c->tok.vocab.n, c->model.cfg.vocab_size, c->model.cfg.vocab_size - c->tok.vocab.n);
+    free(source);
     return FM_OK;
 }
 
@@ -224,6 +230,7 @@ void fm_ft_free(fm_ft_ctx *c) {
     fm_tokenizer_free(&c->tok);
     fm_hfextra_free(&c->extra);
     free(c->vocab_path);
+    free(c->model_dir);
     memset(c, 0, sizeof *c);
 }
 
@@ -1099,7 +1106,9 @@ int fm_finetune(const fm_ft_opts *o) {
         if (wr != FM_OK) goto done;
     } else {
         path = fm_path_join(o->out_dir, "model");
-        fm_save_opts so = {.vocab = c.vocab_path, .extra = &c.extra};
+        fm_save_opts so = {.vocab = fm_file_exists(c.vocab_path) ? c.vocab_path : NULL,
+                           .tokenizer_from = c.model_dir,
+                           .extra = &c.extra};
         if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
     }
     free(path);

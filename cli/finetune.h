@@ -139,7 +139,8 @@ typedef struct {
     fm_model model;
     fm_tokenizer tok;
     const fm_glue_task *task;
-    char *vocab_path;
+    char *vocab_path;    /* model_dir/vocab.txt (it may be absent when tokenizer.json is there) */
+    char *model_dir;
     int head_loaded;     /* the task head came from the checkpoint */
     uint64_t fingerprint; /* of the pre-trained weights, before training */
     fm_hfextra extra;

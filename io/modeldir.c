@@ -302,6 +302,13 @@ int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, 
         rc = copy_file(o->vocab, vpath);
         free(vpath);
     }
+    static const char *const tokfiles[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int k = 0; rc == FM_OK && o && o->tokenizer_from && k < 2; k++) {
+        char *from = fm_path_join(o->tokenizer_from, tokfiles[k]), *to = fm_path_join(dir, tokfiles[k]);
+        if (fm_file_exists(from)) rc = copy_file(from, to);
+        free(from);
+        free(to);
+    }
     free(cpath);
     free(wpath);
     return rc;

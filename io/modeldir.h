@@ -80,13 +80,16 @@ int fm_save_tensors(const char *path, const fm_layout *lay, const float *params,
 
 typedef struct {
     const char *vocab;        /* vocab.txt to copy into the directory, or NULL */
+    const char *tokenizer_from; /* a model directory whose tokenizer.json and tokenizer_config.json
+                                   are copied when present, or NULL */
     const fm_hfextra *extra;  /* label names / task for config.json, or NULL */
     const fm_st_meta *meta;   /* extra safetensors metadata, or NULL */
     int nmeta;
 } fm_save_opts;
 
 /* Create dir if needed and write config.json and model.safetensors (each
- * atomically) and copy vocab.txt when o->vocab is given. o may be NULL. */
+ * atomically) and copy vocab.txt when o->vocab is given, and the tokenizer
+ * files of o->tokenizer_from that exist. o may be NULL. */
 int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, const float *params,
                      const fm_save_opts *o);
 

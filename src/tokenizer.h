@@ -1,44 +1,44 @@
-/* tokenizer.h: BERT's WordPiece tokenizer, token for token the same as
- * HuggingFace's BertTokenizer (the Python one, which follows Google's
- * tokenization.py), and the classifier input encoding of run_classifier:
- * [CLS] a [SEP] (b [SEP]), token types, longest-first truncation, padding.
+/* tokenizer.h: BERT's WordPiece tokenizer, id for id the same as
+ * HuggingFace's `tokenizers` on any text (the pipeline a BERT tokenizer.json
+ * describes, as @huggingface/tokenizers 0.2.0 runs it), and the classifier
+ * input encoding of run_classifier: [CLS] a [SEP] (b [SEP]), token types,
+ * longest-first truncation, padding.
  *
- * What "the same" means, stage by stage (HF BertTokenizer, do_lower_case as
- * configured, tokenize_chinese_chars on, strip_accents following the case):
+ * The stages (FM_TOK_HF, the default; flags from tokenizer.json's
+ * BertNormalizer or from tokenizer_config.json):
  *
- *  1. Special tokens: the exact, case-sensitive text "[CLS]", "[SEP]",
- *     "[UNK]", "[PAD]" or "[MASK]" anywhere in the input is that token (HF's
- *     default, split_special_tokens=False); the text between them is
- *     tokenized on its own. "[cls]" is ordinary text ("[", "cl", "##s", "]").
- *     Set split_special_tokens for Google's original behaviour (no special
- *     treatment at all).
- *  2. Lower-casing (uncased): per character, Python's str.lower() mapping
- *     (so no final-sigma rule: "Σ" is always "σ"; "İ" is "i" + U+0307).
- *  3. Cleaning: U+0000, U+FFFD and every character of category C* (Cc, Cf,
- *     Co, Cn; HF's _is_control) are dropped, except \t \n \r, which like
- *     category Zs are whitespace and become a space.
- *  4. CJK: the reference's ideograph ranges (4E00-9FFF, 3400-4DBF,
- *     20000-2A6DF, 2A700-2B73F, 2B740-2B81F, 2B820-2CEAF, F900-FAFF,
- *     2F800-2FA1F) get a space on each side.
- *  5. NFC (HF since 2023), then split on whitespace (a space, and U+2028 /
- *     U+2029, which Python's str.split() also splits on).
- *  6. Each word that is exactly a special token stays whole; otherwise
- *     (uncased) NFD and drop category Mn (accent stripping), then split
- *     punctuation off as single-character words: ASCII 33-47, 58-64, 91-96,
- *     123-126 and every category P*.
- *  7. WordPiece: greedy longest match first with "##" continuations; a word
- *     of more than max_input_chars_per_word (100) characters, or one that
- *     cannot be covered by vocabulary pieces, is a single [UNK].
+ *  1. Added tokens: the exact text of a token that is not normalized
+ *     ("[CLS]", "[SEP]", "[UNK]", "[PAD]", "[MASK]" and whatever
+ *     tokenizer.json adds) is that token, longest match first from the left;
+ *     lstrip/rstrip remove the whitespace beside it. The text between is
+ *     tokenized on its own. split_special_tokens turns this off.
+ *  2. clean_text: U+0000, U+FFFD and categories Cc, Cf, Co are dropped, but
+ *     \t \n \r, which like every other JavaScript whitespace character (Zs,
+ *     U+2028, U+2029) become a space. Unassigned code points (Cn) stay.
+ *  3. handle_chinese_chars: a space on each side of a code point of the
+ *     Basic Multilingual Plane in 4E00-9FFF, 3400-4DBF or F900-FAFF (also
+ *     unassigned ones: U+FAEA). CJK ideographs beyond U+FFFF get none.
+ *  4. lowercase: the full, context-sensitive lower-case mapping of the
+ *     whole text ("İ" is "i" U+0307; a final capital sigma is "ς").
+ *  5. strip accents (strip_accents, or when it is unset, lowercase): NFD,
+ *     then every Mn is dropped. No other normalisation (no NFC).
+ *  6. Added tokens that are normalized are matched in the normalized text.
+ *  7. Pre-tokenization: words are the runs of characters that are neither
+ *     whitespace nor punctuation (category P*, ASCII 33-47, 58-64, 91-96,
+ *     123-126); each punctuation character is a word of its own.
+ *  8. WordPiece: greedy longest match first with the continuation prefix
+ *     ("##"); a word of more than max_input_chars_per_word code points, or
+ *     one no vocabulary pieces cover, is a single unknown token.
  *
- * Unicode data is utf8proc's (Unicode 15); CPython 3.11 has Unicode 14, so a
- * character first assigned in Unicode 15 is dropped as category Cn by the
- * Python reference and kept (usually as [UNK]) here.
+ * Unicode: categories, case mappings, decompositions and combining classes
+ * are those of unicode.h (Unicode 17.0: utf8proc's data corrected by a
+ * generated table).
  *
- * HF's fast (Rust/JS) BertTokenizerFast gives the same ids on all the GLUE
- * text we have; it differs from the Python tokenizer followed here only on
- * rare characters: it keeps unassigned/private-use characters, does no NFC
- * (CJK compatibility ideographs), and its JS port lower-cases a final Σ to
- * ς. */
+ * FM_TOK_PYTHON is HuggingFace's Python BertTokenizer instead (Google's
+ * tokenization.py plus NFC and special-token handling) with utf8proc's own
+ * Unicode: every C* category is dropped (Cn too), all eight CJK ranges are
+ * spaced, lower-casing is per character (no final sigma), NFC before the
+ * split on whitespace, accents stripped word by word. */
 #ifndef FM_TOKENIZER_H
 #define FM_TOKENIZER_H
 
@@ -69,29 +69,69 @@ const char *fm_vocab_token(const fm_vocab *v, int32_t id);
 
 /* ---- the tokenizer ---- */
 
+/* Which reference the tokenizer follows (see the top of this file). */
+typedef enum { FM_TOK_HF = 0, FM_TOK_PYTHON = 1 } fm_tok_reference;
+
 typedef struct {
-    int do_lower_case;            /* lower-case and strip accents (uncased models) */
+    fm_tok_reference reference;   /* FM_TOK_HF (default) or FM_TOK_PYTHON */
+    int do_lower_case;            /* BertNormalizer's lowercase */
+    int strip_accents;            /* 1, 0, or -1: as do_lower_case (tokenizer.json's null) */
+    int clean_text;               /* drop controls, whitespace to a space (FM_TOK_HF only; Python always cleans) */
     int tokenize_chinese_chars;   /* spaces around CJK ideographs */
-    int split_special_tokens;     /* 1: "[CLS]" in text is ordinary text (Google's behaviour) */
-    int max_input_chars_per_word; /* longer words are [UNK] */
+    int split_special_tokens;     /* 1: added tokens' text is ordinary text (Google's behaviour) */
+    int max_input_chars_per_word; /* longer words are the unknown token */
     int no_fast_path;             /* tests only: send ASCII through the Unicode path too */
 } fm_tokenizer_opts;
 
-/* The defaults of bert-base-uncased: lower case, CJK on, specials kept, 100. */
+/* The defaults of bert-base-uncased: HF, lower case, accents stripped, text
+ * cleaned, CJK on, specials kept, 100. */
 fm_tokenizer_opts fm_tokenizer_default_opts(void);
+
+/* A token added to the vocabulary (tokenizer.json's added_tokens), matched in
+ * the text before WordPiece. */
+typedef struct {
+    char *content;       /* NUL-terminated UTF-8 */
+    size_t len;
+    char *norm;          /* normalized: the content after normalization */
+    size_t norm_len;
+    int32_t id;
+    int normalized;      /* matched in the normalized text (else in the raw text) */
+    int lstrip, rstrip;  /* remove the whitespace before / after it */
+} fm_added_token;
+
+/* What a tokenizer.json can set besides the vocabulary and the options. */
+typedef struct {
+    const char *unk_token, *cls_token, *sep_token, *pad_token, *mask_token; /* NULL: "[UNK]" etc. */
+    const char *continuing_subword_prefix;                                  /* NULL: "##" */
+    int nadded;          /* < 0: the default, the special tokens found in the vocabulary */
+    const char *const *added_content;
+    const int *added_normalized, *added_lstrip, *added_rstrip;
+} fm_tokenizer_spec;
 
 #define FM_NUM_SPECIAL 5
 typedef struct {
     fm_vocab vocab;
     fm_tokenizer_opts opts;
-    int32_t pad_id, unk_id, cls_id, sep_id, mask_id; /* mask_id: [UNK]'s id when absent */
-    const char *special[FM_NUM_SPECIAL];             /* "[PAD]", "[UNK]", ... */
+    int32_t pad_id, unk_id, cls_id, sep_id, mask_id; /* mask_id: the unknown token's id when absent */
+    const char *special[FM_NUM_SPECIAL];             /* "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" (or tokenizer.json's) */
     int32_t special_id[FM_NUM_SPECIAL];
+    char *special_buf[FM_NUM_SPECIAL];               /* owned copies behind special[] */
+    char *prefix;                                    /* continuation prefix, "##" */
+    size_t prefix_len;
+    fm_added_token *added;                           /* (nadded) */
+    int nadded;
+    int nraw, nnorm;                                 /* added tokens matched in raw / normalized text */
+    unsigned char raw_first[32], norm_first[32];     /* bit sets of their first bytes */
 } fm_tokenizer;
 
 /* Take over *vocab (it is left empty) and check it has [PAD], [UNK], [CLS]
- * and [SEP]. FM_ERR naming the missing token otherwise (vocab still taken). */
+ * and [SEP]. FM_ERR naming the missing token otherwise (vocab still taken).
+ * The added tokens are the five special tokens the vocabulary has. */
 int fm_tokenizer_init(fm_tokenizer *t, fm_vocab *vocab, const fm_tokenizer_opts *opts);
+/* The same with the tokens, prefix and added tokens of spec (NULL: the
+ * defaults). Every added token must be in the vocabulary already. */
+int fm_tokenizer_init_spec(fm_tokenizer *t, fm_vocab *vocab, const fm_tokenizer_opts *opts,
+                           const fm_tokenizer_spec *spec);
 void fm_tokenizer_free(fm_tokenizer *t);
 
 /* A growable array of token ids. */

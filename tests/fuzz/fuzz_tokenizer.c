@@ -1,7 +1,7 @@
 /* fuzz_tokenizer.c: bytes as text for BERT's tokenizer. The vocabulary is
  * the real bert-base-uncased one when $FINEMASK_DATA has it, else a small
  * built-in one. The first byte picks the options (cased, special tokens
- * split, CJK off). Checked: valid UTF-8 tokenizes, invalid UTF-8 is
+ * split, CJK off, the word length limit, the Python reference). Checked: valid UTF-8 tokenizes, invalid UTF-8 is
  * rejected with a message; every id is in the vocabulary; the ASCII fast
  * paths give the same ids as the all-Unicode path; a tab-separated pair
  * encodes within max_seq_length with BERT's token types. The same bytes
@@ -74,7 +74,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t flags = data[0];
     data++, size--;
 
-    /* A tokenizer sharing the base vocabulary (never freed: t.vocab is base). */
+    /* A tokenizer sharing the base vocabulary (emptied before the tokenizer
+     * is freed: t.vocab is base). */
     fm_tokenizer t;
     memset(&t, 0, sizeof t);
     fm_tokenizer_opts o = fm_tokenizer_default_opts();
@@ -82,6 +83,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     o.split_special_tokens = (flags >> 1) & 1;
     o.tokenize_chinese_chars = !((flags >> 2) & 1);
     if (flags & 8) o.max_input_chars_per_word = 1 + (flags >> 4);
+    if (flags & 0x80) o.reference = FM_TOK_PYTHON;
     fm_vocab v = base;
     assert(fm_tokenizer_init(&t, &v, &o) == FM_OK);
 
@@ -117,5 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     fm_ids_free(&fast);
     fm_ids_free(&slow);
+    fm_vocab_init(&t.vocab);
+    fm_tokenizer_free(&t);
     return 0;
 }

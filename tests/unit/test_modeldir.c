@@ -571,6 +571,20 @@ static void test_modeldir_roundtrip(void **state) {
     assert_int_equal(fm_read_file(vpath, &v, NULL), FM_OK);
     assert_string_equal(v, "[PAD]\n[UNK]\nhello\n");
     free(v);
+    /* The tokenizer files of tokenizer_from come along when they exist:
+     * tokenizer.json here, no tokenizer_config.json. */
+    char tj[4200], out2[4100], tpath[4300];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", fx->dir);
+    snprintf(out2, sizeof out2, "%s/model2", fx->dir);
+    assert_int_equal(tu_write_file(tj, "{}", 2), 0);
+    so.tokenizer_from = fx->dir;
+    assert_int_equal(fm_modeldir_save(out2, &fx->c, &fx->lay, fx->p, &so), FM_OK);
+    snprintf(tpath, sizeof tpath, "%s/tokenizer.json", out2);
+    assert_int_equal(fm_read_file(tpath, &v, NULL), FM_OK);
+    assert_string_equal(v, "{}");
+    free(v);
+    snprintf(tpath, sizeof tpath, "%s/tokenizer_config.json", out2);
+    assert_false(fm_file_exists(tpath));
 
     fm_model m;
     fm_load_info info;

@@ -16,6 +16,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "tokenizer.h"
+#include "tokjson.h"
 #include "vocab.h"
 
 /* ------------------------------------------------------------- helpers */
@@ -161,7 +162,7 @@ static void test_tokenizer_needs_specials(void **state) {
     assert_int_equal(fm_vocab_parse(&v, "v", txt, strlen(txt)), FM_OK);
     fm_tokenizer t;
     assert_int_equal(fm_tokenizer_init(&t, &v, NULL), FM_ERR);
-    tu_assert_contains(fm_last_error(), "no [SEP] token");
+    tu_assert_contains(fm_last_error(), "no separator ([SEP]) token '[SEP]'");
     fm_tokenizer_free(&t);
 }
 
@@ -214,8 +215,13 @@ static void test_cased_small(void **state) {
     /* Cased: no lower-casing, no accent stripping: "Cafe" and "café" are
      * whole words of their own; "cafe" too. */
     EXPECT_IDS(&t, "Cafe café cafe", 15, 14, 13);
-    /* NFC first: "cafe" + U+0301 composes to "café". */
-    EXPECT_IDS(&t, "cafe\xcc\x81", 14);
+    /* No normalization in cased mode: "cafe" + U+0301 stays decomposed, and
+     * no vocabulary piece has the lone mark: [UNK]. The Python reference
+     * composes it (NFC) to "café" first. */
+    EXPECT_IDS(&t, "cafe\xcc\x81", 1);
+    fm_tokenizer py = t;
+    py.opts.reference = FM_TOK_PYTHON;
+    EXPECT_IDS(&py, "cafe\xcc\x81", 14);
     /* Special tokens are matched case-sensitively in cased mode too. */
     EXPECT_IDS(&t, "[SEP]b[MASK]", 3, 18, 4);
     fm_tokenizer_free(&t);
@@ -260,9 +266,16 @@ static void test_real_basic(void **state) {
     /* "İstanbul": "İ".lower() is "i" + U+0307, the mark is stripped:
      * istanbul 9960. */
     EXPECT_IDS(t, "İstanbul", 9960);
-    /* Greek capitals lower-case character by character (no final sigma):
-     * "ΟΔΟΣ" -> "οδοσ" -> ο 1169, ##δ 29722, ##ο 29730, ##σ 29733. */
-    EXPECT_IDS(t, "ΟΔΟΣ", 1169, 29722, 29730, 29733);
+    /* Lower-casing sees the whole text: a capital sigma that ends a word is
+     * a final sigma: "ΟΔΟΣ" -> "οδος" -> ο 1169, ##δ 29722, ##ος 15297; inside
+     * a word it is σ: "ΟΔΟΣΟ" -> ο ##δ ##ο 29730 ##σ 29733 ##ο. */
+    EXPECT_IDS(t, "ΟΔΟΣ", 1169, 29722, 15297);
+    EXPECT_IDS(t, "ΟΔΟΣΟ", 1169, 29722, 29730, 29733, 29730);
+    /* The Python reference lower-cases character by character: "οδοσ" ->
+     * ο ##δ ##ο ##σ. */
+    fm_tokenizer py = *t;
+    py.opts.reference = FM_TOK_PYTHON;
+    EXPECT_IDS(&py, "ΟΔΟΣ", 1169, 29722, 29730, 29733);
     /* Contractions and hyphens: don 2123 ' 1005 t 1056 stop 2644 - 1011
      * believing 8929. */
     EXPECT_IDS(t, "don't stop-believing", 2123, 1005, 1056, 2644, 1011, 8929);
@@ -467,18 +480,217 @@ static void test_real_sst2_speed(void **state) {
     free(data);
 }
 
+/* ----------------------------------- HuggingFace's tokenizers, rare text */
+
+static void test_real_hf_unicode(void **state) {
+    (void)state;
+    NEED_REAL();
+    const fm_tokenizer *t = &real_tok;
+    /* Unassigned code points (Cn) are kept, not dropped: "x" U+2065 "y" is
+     * one word with no pieces: [UNK] 100, z 1062. */
+    EXPECT_IDS(t, "x\xe2\x81\xa5y z", 100, 1062);
+    EXPECT_IDS(t, "\xe2\x81\xa5", 100);
+    /* U+FAEA (unassigned, in the CJK compatibility block) is spaced like an
+     * ideograph: a 1037 [UNK] b 1038. */
+    EXPECT_IDS(t, "a\xef\xab\xaa" "b", 1037, 100, 1038);
+    /* Ideographs beyond U+FFFF are not spaced: U+20000 U+20001 "ab" is one
+     * word: [UNK]. */
+    EXPECT_IDS(t, "\xf0\xa0\x80\x80\xf0\xa0\x80\x81" "ab", 100);
+    /* A run of emoji is one word, one [UNK]; a ZWJ sequence too (U+200D is
+     * dropped, U+FE0F is a mark and stripped): [UNK] a 1037 [UNK]. */
+    EXPECT_IDS(t, "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80 a \xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xef\xb8\x8f",
+               100, 1037, 100);
+    /* U+1B4E is punctuation since Unicode 16 (utf8proc 2.8 has it
+     * unassigned): it splits "a" from "b": a [UNK] b. */
+    EXPECT_IDS(t, "a\xe1\xad\x8e" "b", 1037, 100, 1038);
+    /* Final sigma, decided on the whole text: "aΣ." -> a ##ς . ; "Σ" alone
+     * is σ 1173; "ΣΑ" -> σ ##α. */
+    EXPECT_IDS(t, "a\xce\xa3.", 1037, 19579, 1012);
+    EXPECT_IDS(t, "\xce\xa3", 1173);
+    EXPECT_IDS(t, "\xce\xa3\xce\x91", 1173, 14608);
+    /* No NFC: the compatibility ideograph U+F900 decomposes (NFD, accent
+     * stripping) to U+8C48, which is not in the vocabulary: [UNK]. */
+    EXPECT_IDS(t, "\xef\xa4\x80", 100);
+}
+
+/* --------------------------------------------------- tokenizer.json */
+
+/* A tokenizer.json with a seven-token vocabulary and one added word. */
+static const char small_json_head[] =
+    "{\"version\":\"1.0\",\"added_tokens\":["
+    "{\"id\":0,\"content\":\"[PAD]\",\"special\":true,\"normalized\":false},"
+    "{\"id\":1,\"content\":\"<unk>\",\"special\":true,\"normalized\":false},"
+    "{\"id\":2,\"content\":\"<s>\",\"special\":true,\"normalized\":false},"
+    "{\"id\":3,\"content\":\"</s>\",\"special\":true,\"normalized\":false},"
+    "{\"id\":8,\"content\":\"W\xc3\xb6rld\",\"special\":false,\"lstrip\":true}],";
+static const char small_json_tail[] =
+    "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+    "\"post_processor\":{\"type\":\"TemplateProcessing\","
+    "\"single\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
+    "{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],"
+    "\"pair\":[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}},"
+    "{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"B\",\"type_id\":1}},"
+    "{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":1}}]},"
+    "\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"<unk>\",\"continuing_subword_prefix\":\"@@\","
+    "\"max_input_chars_per_word\":6,"
+    "\"vocab\":{\"[PAD]\":0,\"<unk>\":1,\"<s>\":2,\"</s>\":3,\"hello\":4,\",\":5,\"@@o\":6,\"caf\\u00e9\":7}}}";
+
+static int parse_small_json(fm_tokenizer *t, const char *normalizer) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s\"normalizer\":%s,%s", small_json_head, normalizer, small_json_tail);
+    return fm_tokenizer_json_parse(t, "tokenizer.json", buf, strlen(buf), NULL);
+}
+
+static void test_tokjson_small(void **state) {
+    (void)state;
+    fm_tokenizer t;
+    assert_int_equal(parse_small_json(&t, "{\"type\":\"BertNormalizer\",\"clean_text\":true,\"handle_chinese_chars\":"
+                                          "true,\"strip_accents\":null,\"lowercase\":true}"),
+                     FM_OK);
+    assert_int_equal(t.vocab.n, 9);
+    assert_int_equal(t.unk_id, 1);
+    assert_int_equal(t.cls_id, 2);
+    assert_int_equal(t.sep_id, 3);
+    assert_int_equal(t.opts.max_input_chars_per_word, 6);
+    assert_int_equal(t.opts.strip_accents, -1);
+    /* hello , then the raw special "<s>", the normalized added word
+     * ("wörld" -> "world" matches "Wörld" normalized), the prefix "@@":
+     * "helloo" -> hello @@o; 7 characters -> <unk>. */
+    EXPECT_IDS(&t, "Hello,<s> W\xc3\xb6rld world helloo hellooo", 4, 5, 2, 8, 8, 4, 6, 1);
+    /* strip_accents null follows lowercase: "Café" -> "cafe", not in the vocab. */
+    EXPECT_IDS(&t, "Caf\xc3\xa9", 1);
+    fm_tokenizer_free(&t);
+
+    /* Lower-case but keep accents: "Café" -> "café" 7. */
+    assert_int_equal(parse_small_json(&t, "{\"type\":\"BertNormalizer\",\"strip_accents\":false,\"lowercase\":true}"),
+                     FM_OK);
+    EXPECT_IDS(&t, "CAF\xc3\x89", 7);
+    fm_tokenizer_free(&t);
+    /* A cased model: "Hello" is not "hello". */
+    assert_int_equal(parse_small_json(&t, "{\"type\":\"BertNormalizer\",\"lowercase\":false}"), FM_OK);
+    assert_int_equal(t.opts.do_lower_case, 0);
+    EXPECT_IDS(&t, "Hello hello caf\xc3\xa9", 1, 4, 7);
+    fm_tokenizer_free(&t);
+    /* No normalizer at all: controls stay (U+0001 makes "hello" unknown). */
+    assert_int_equal(parse_small_json(&t, "null"), FM_OK);
+    EXPECT_IDS(&t, "hel\x01lo hello", 1, 4);
+    fm_tokenizer_free(&t);
+}
+
+/* fm_tokenizer_json_parse must refuse text and name what is wrong. */
+static void expect_json_error(const char *text, const char *needle) {
+    fm_tokenizer t;
+    if (fm_tokenizer_json_parse(&t, "tokenizer.json", text, strlen(text), NULL) == FM_OK) {
+        fm_tokenizer_free(&t);
+        fail_msg("accepted: %s", text);
+    }
+    tu_assert_contains(fm_last_error(), needle);
+}
+
+static void test_tokjson_errors(void **state) {
+    (void)state;
+#define M "\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[PAD]\":0,\"[UNK]\":1,\"[CLS]\":2,\"[SEP]\":3}}"
+#define P "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}"
+    /* The minimal accepted file: no normalizer key (BertNormalizer absent
+     * means none), default template tokens. */
+    fm_tokenizer t;
+    const char *ok = "{" M "," P "}";
+    assert_int_equal(fm_tokenizer_json_parse(&t, "tokenizer.json", ok, strlen(ok), NULL), FM_OK);
+    fm_tokenizer_free(&t);
+    expect_json_error("{" M ",", "tokenizer.json:1:");
+    expect_json_error("[]", "tokenizer.json: the top level is a list, expected an object");
+    expect_json_error("{" P "}", "no model");
+    expect_json_error("{\"model\":{\"type\":\"BPE\"}," P "}", "model.type is \"BPE\", expected \"WordPiece\"");
+    expect_json_error("{" M "}", "pre_tokenizer is absent, expected {\"type\": \"BertPreTokenizer\"}");
+    expect_json_error("{" M ",\"pre_tokenizer\":{\"type\":\"Whitespace\"}}", "pre_tokenizer is of type \"Whitespace\"");
+    expect_json_error("{" M "," P ",\"normalizer\":{\"type\":\"Sequence\"}}",
+                      "normalizer.type is \"Sequence\", expected \"BertNormalizer\"");
+    expect_json_error("{" M "," P ",\"normalizer\":{\"type\":\"BertNormalizer\",\"lowercase\":1}}",
+                      "normalizer.lowercase is an integer, expected true or false");
+    expect_json_error("{" M "," P ",\"normalizer\":{\"type\":\"BertNormalizer\",\"strip_accents\":\"no\"}}",
+                      "normalizer.strip_accents is a string, expected true, false or null");
+    expect_json_error("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[PAD]\":0,\"[UNK]\":0}}," P "}",
+                      "model.vocab gives id 0 to both");
+    expect_json_error("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[PAD]\":0,\"[UNK]\":5}}," P "}",
+                      "model.vocab[\"[UNK]\"] is an integer out of range, expected an id in [0, 2)");
+    expect_json_error("{\"model\":{\"type\":\"WordPiece\",\"vocab\":{\"[PAD]\":0,\"[UNK]\":1,\"[CLS]\":2}}," P "}",
+                      "no separator ([SEP]) token '[SEP]'");
+    expect_json_error("{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"<unk>\",\"vocab\":{\"[PAD]\":0,\"[UNK]\":1,"
+                      "\"[CLS]\":2,\"[SEP]\":3}}," P "}",
+                      "no unknown token '<unk>'");
+    expect_json_error("{" M "," P ",\"added_tokens\":[{\"id\":1,\"content\":\"[MASK]\"}]}",
+                      "added_tokens[0] \"[MASK]\" has id 1, which model.vocab gives to \"[UNK]\"");
+    expect_json_error("{" M "," P ",\"added_tokens\":[{\"id\":5,\"content\":\"[MASK]\"}]}",
+                      "added_tokens[0] \"[MASK]\": id 5 is not the next free id after model.vocab's 4 tokens");
+    expect_json_error("{" M "," P ",\"added_tokens\":[{\"id\":5,\"content\":\"x\"},{\"id\":0,\"content\":\"[PAD]\"}]}",
+                      "added_tokens skip id 4");
+    expect_json_error("{" M "," P ",\"added_tokens\":[{\"id\":4,\"content\":\"\"}]}", "content is empty");
+    expect_json_error("{" M "," P ",\"post_processor\":{\"type\":\"RobertaProcessing\"}}",
+                      "post_processor.type is \"RobertaProcessing\"");
+    expect_json_error("{" M "," P ",\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[],\"pair\":[]}}",
+                      "the single and pair templates must be [CLS] A [SEP]");
+    expect_json_error("{\"model\":{\"type\":\"WordPiece\",\"max_input_chars_per_word\":0,\"vocab\":{\"a\":0}}," P "}",
+                      "model.max_input_chars_per_word is an integer, expected an integer >= 1");
+#undef M
+#undef P
+}
+
+static void test_tokenizer_dir(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.txt", dir);
+    assert_int_equal(tu_write_file(path, small_vocab, strlen(small_vocab)), 0);
+    fm_tokenizer t;
+    char *source;
+    /* vocab.txt alone: uncased. */
+    assert_int_equal(fm_tokenizer_load_dir(&t, dir, NULL, -1, &source), FM_OK);
+    tu_assert_contains(source, "/vocab.txt");
+    free(source);
+    EXPECT_IDS(&t, "Cafe", 13);
+    fm_tokenizer_free(&t);
+    /* tokenizer_config.json says cased. */
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    const char *cfg = "{\"do_lower_case\": false, \"model_max_length\": 512}";
+    assert_int_equal(tu_write_file(path, cfg, strlen(cfg)), 0);
+    assert_int_equal(fm_tokenizer_load_dir(&t, dir, NULL, -1, NULL), FM_OK);
+    EXPECT_IDS(&t, "Cafe", 15);
+    fm_tokenizer_free(&t);
+    /* ... unless the caller forces the case. */
+    assert_int_equal(fm_tokenizer_load_dir(&t, dir, NULL, 1, NULL), FM_OK);
+    EXPECT_IDS(&t, "Cafe", 13);
+    fm_tokenizer_free(&t);
+    /* A broken tokenizer_config.json is an error naming it. */
+    assert_int_equal(tu_write_file(path, "{\"do_lower_case\": \"no\"}", 23), 0);
+    assert_int_equal(fm_tokenizer_load_dir(&t, dir, NULL, -1, NULL), FM_ERR);
+    tu_assert_contains(fm_last_error(), "tokenizer_config.json: do_lower_case is a string, expected true or false");
+    /* tokenizer.json wins over both. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s\"normalizer\":null,%s", small_json_head, small_json_tail);
+    assert_int_equal(tu_write_file(path, buf, strlen(buf)), 0);
+    assert_int_equal(fm_tokenizer_load_dir(&t, dir, NULL, -1, &source), FM_OK);
+    tu_assert_contains(source, "/tokenizer.json");
+    free(source);
+    assert_int_equal(t.vocab.n, 9);
+    fm_tokenizer_free(&t);
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void) {
     const struct CMUnitTest small[] = {
         cmocka_unit_test(test_vocab_parse),      cmocka_unit_test(test_vocab_errors),
         cmocka_unit_test(test_tokenizer_needs_specials), cmocka_unit_test(test_wordpiece_small),
         cmocka_unit_test(test_cased_small),      cmocka_unit_test(test_invalid_utf8),
-        cmocka_unit_test(test_truncate_pair),
+        cmocka_unit_test(test_truncate_pair),    cmocka_unit_test(test_tokjson_small),
+        cmocka_unit_test(test_tokjson_errors),   cmocka_unit_test(test_tokenizer_dir),
     };
     const struct CMUnitTest real[] = {
         cmocka_unit_test(test_real_basic),           cmocka_unit_test(test_real_cjk),
         cmocka_unit_test(test_real_controls_whitespace), cmocka_unit_test(test_real_unknown),
         cmocka_unit_test(test_real_special_tokens),  cmocka_unit_test(test_real_encode),
-        cmocka_unit_test(test_real_sst2_speed),
+        cmocka_unit_test(test_real_sst2_speed),      cmocka_unit_test(test_real_hf_unicode),
     };
     int rc = cmocka_run_group_tests_name("tokenizer (small vocab)", small, NULL, NULL);
     rc |= cmocka_run_group_tests_name("tokenizer (bert-base-uncased vocab)", real, setup_real, teardown_real);
