@@ -220,7 +220,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     json_t *compute = NULL;
     fm_ft_opts o;
     job_opts(&o, j, jf, dir, threads);
-    if (fm_file_exists(mpath)) {
+    /* Complete already? The team's first rank decides for the team (a
+     * shared file system may show the ranks different things, and the two
+     * branches make different collectives). */
+    int complete = g->team_rank == 0 && fm_file_exists(mpath);
+    if (fm_grid_team_decide(g, &complete, 1) != FM_OK) {
+        json_object_set_new(r->rec, "status", json_string("failed"));
+        json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+        if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
+    } else if (complete) {
         /* Complete already: take its files (read by the rank that claims it),
          * when it ran with the options the job file gives now. */
         json_t *met = NULL;
@@ -277,7 +285,8 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
                           .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
                           .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
                           .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast,
-                          .team_share = fm_pipe_team_share, .agree = fm_pipe_team_agree};
+                          .team_share = fm_pipe_team_share, .agree = fm_pipe_team_agree,
+                          .decide = fm_pipe_team_decide};
         if (g->team_size > 1) {
             hk.sum_start = fm_dp_sum_start;
             hk.progress = fm_dp_progress;
@@ -297,10 +306,12 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             json_object_set_new(r->rec, "status", json_string("done"));
             json_object_set_new(r->rec, "metrics", as_written(hk.metrics));
             hk.metrics = NULL;
-            if (g->team_rank == 0 && fm_run_mask_read(dir, &r->mask) != FM_OK) {
-                json_object_set_new(r->rec, "status", json_string("failed"));
-                json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            }
+            /* The writer reads the mask back for the report; the team learns
+             * whether it could (the job fails on every rank with its message). */
+            int mok = g->team_rank != 0 || fm_run_mask_read(dir, &r->mask) == FM_OK;
+            if (fm_pipe_team_agree(&pp, mok) != FM_OK) rc = FM_ERR; /* failed, below */
+        }
+        if (rc == FM_OK) {
             fm_stopsig_test_pause_at("written");
             /* Figure 2's data: how far fine-tuning moved each weight matrix. */
             json_t *dj = NULL;
@@ -320,6 +331,10 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             if (g->team_rank == 0)
                 fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED",
                        fm_last_error());
+            else
+                fm_debug("%s: %s on team rank %d too: %s", j->name,
+                         interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED", g->team_rank,
+                         fm_last_error());
         }
         json_decref(hk.metrics);
         interrupted |= hk.term_seen;
@@ -352,7 +367,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
             json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(comm_bytes / (uint64_t)steps)));
         /* Every rank's, in team rank order (replica x stages + stage): the stages differ. */
         uint64_t *all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
-        fm_pipe_team_gather(&pp, comm_bytes, all);
+        if (fm_pipe_team_gather(&pp, comm_bytes, all) != FM_OK) fm_log("%s: compute figures: %s", j->name, fm_last_error());
         if (all && steps > 0) {
             json_t *by = json_array();
             for (int k = 0; k < g->team_size; k++)
@@ -361,7 +376,8 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         }
         /* The evaluations are split over the team: each rank's dev examples. */
         all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
-        fm_pipe_team_gather(&pp, (uint64_t)hk.eval_examples, all);
+        if (fm_pipe_team_gather(&pp, (uint64_t)hk.eval_examples, all) != FM_OK)
+            fm_log("%s: compute figures: %s", j->name, fm_last_error());
         if (all) {
             json_t *by = json_array();
             for (int k = 0; k < g->team_size; k++) json_array_append_new(by, json_integer((json_int_t)all[k]));
@@ -374,7 +390,11 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
         json_object_set_new(compute, "stages", json_integer(g->nstages));
         json_object_set_new(compute, "team", json_integer(g->team_id));
         fm_dp_free(&dp);
-        if (g->team_rank == 0 && rc == FM_OK) fm_json_write(cpath, compute);
+        /* compute.json is the run's timing, not its science: a failure to
+         * write it is reported and the job stays done (as the distances). */
+        if (g->team_rank == 0 && rc == FM_OK &&
+            (fm_test_fail_write("compute", cpath) != FM_OK || fm_json_write(cpath, compute) != FM_OK))
+            fm_log("%s: warning: no compute.json: %s", j->name, fm_last_error());
     }
     if (!compute) compute = json_object();
     json_object_set_new(compute, "team", json_integer(g->team_id));

@@ -346,21 +346,36 @@ static void log_report(const char *task, const char *split, const fm_glue_report
     fm_log("%s", line);
 }
 
-/* Dev splits of a task: dev, and MNLI's mismatched set when its file exists. */
-static int dev_splits(const fm_glue_task *t, const char *data_dir, fm_glue_split *out) {
+/* The path of MNLI's mismatched dev file (NULL for the other tasks; free with free()). */
+static char *dev_mm_path(const fm_glue_task *t, const char *data_dir) {
+    if (!t || !t->dev_mm_file) return NULL;
+    char *dir = fm_path_join(data_dir, t->name);
+    char *p = fm_path_join(dir, t->dev_mm_file);
+    free(dir);
+    return p;
+}
+
+/* Dev splits of a task: dev, and MNLI's mismatched set when its file exists
+ * (have_mm: as the team's first rank saw it). */
+static int dev_splits(const fm_glue_task *t, const char *data_dir, int have_mm, fm_glue_split *out) {
     int n = 0;
     out[n++] = FM_GLUE_DEV;
-    if (t->dev_mm_file) {
-        char *dir = fm_path_join(data_dir, t->name);
-        char *p = fm_path_join(dir, t->dev_mm_file);
-        if (fm_file_exists(p))
-            out[n++] = FM_GLUE_DEV_MISMATCHED;
-        else
-            fm_log("%s: absent; scoring the matched dev set only", p);
-        free(p);
-        free(dir);
-    }
+    char *p = dev_mm_path(t, data_dir);
+    if (p && have_mm)
+        out[n++] = FM_GLUE_DEV_MISMATCHED;
+    else if (p)
+        fm_log("%s: absent; scoring the matched dev set only", p);
+    free(p);
     return n;
+}
+
+/* Every rank of the team passes here with ok: FM_OK when every rank is ok,
+ * else FM_ERR on every rank with the first failing rank's message
+ * (fm_ft_hooks.agree), so a failure that only one rank sees (the writer's
+ * file, a file one rank cannot read) fails the job on the whole team. */
+static int team_ok(const fm_ft_hooks *hk, int ok) {
+    if (hk && hk->agree) return hk->agree(hk->pctx, ok);
+    return ok ? FM_OK : FM_ERR;
 }
 
 static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t steps) {
@@ -687,6 +702,18 @@ int fm_finetune(const fm_ft_opts *o) {
         return fm_fail("pipeline stages: the caller gave no p2p, team_sum, stages_sum or bcast");
     if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
         return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
+    /* Decisions that change the sequence of collectives, taken by the team's
+     * first rank (a shared file system may show the ranks different things):
+     * resume from a state file, and score MNLI's mismatched dev set. */
+    int seen[2] = {0, 0};
+    if (writer) {
+        char *sp = fm_path_join(o->out_dir, FM_STATE_FILE), *mm = dev_mm_path(fm_glue_task_find(o->task), o->data_dir);
+        seen[0] = o->resume && fm_file_exists(sp);
+        seen[1] = mm && fm_file_exists(mm);
+        free(sp);
+        free(mm);
+    }
+    if (hk && hk->decide && hk->decide(hk->pctx, seen, 2) != FM_OK) return FM_ERR;
     double t_start = fm_now();
     /* Signals are caught from the start, so that one arriving while the job
      * loads and tokenizes acts at the first step boundary (stopsig.h). */
@@ -694,6 +721,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_stopsig_catch(&stopsig);
     fm_ft_ctx c;
     if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) {
+        team_ok(hk, 0);
         fm_stopsig_restore(&stopsig);
         return FM_ERR;
     }
@@ -701,6 +729,7 @@ int fm_finetune(const fm_ft_opts *o) {
     const fm_glue_task *task = c.task;
     size_t frozen = 0;
     if (freeze && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &frozen) != FM_OK) {
+        team_ok(hk, 0);
         fm_ft_free(&c);
         fm_stopsig_restore(&stopsig);
         return FM_ERR;
@@ -712,7 +741,7 @@ int fm_finetune(const fm_ft_opts *o) {
     fm_glue_set train_set = {0}, dev_set[2] = {{0}};
     fm_dataset train = {0}, dev[2] = {{0}};
     fm_glue_split dsplit[2];
-    int ndev = dev_splits(task, o->data_dir, dsplit);
+    int ndev = dev_splits(task, o->data_dir, seen[1], dsplit);
     float *logits = NULL, *dx0 = NULL, *dx1 = NULL;
     fm_acts *acts = NULL;
     fm_batch_buf bb = {0};
@@ -728,15 +757,15 @@ int fm_finetune(const fm_ft_opts *o) {
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples, &train_set,
                            &train) != FM_OK)
-        goto done;
+        goto setup_fail;
     for (int s = 0; s < ndev; s++)
-        if (fm_ft_encode(&c, o->data_dir, dsplit[s], o->max_seq_length, &dev_set[s], &dev[s]) != FM_OK) goto done;
+        if (fm_ft_encode(&c, o->data_dir, dsplit[s], o->max_seq_length, &dev_set[s], &dev[s]) != FM_OK) goto setup_fail;
     if (o->max_train_examples >= 0 && o->max_train_examples < train.n) train.n = (int)o->max_train_examples;
     if (train.n == 0) {
         fm_fail("%s: no training examples", task->name);
-        goto done;
+        goto setup_fail;
     }
-    if (writer && fm_mkdirs(o->out_dir) != FM_OK) goto done;
+    if (writer && fm_mkdirs(o->out_dir) != FM_OK) goto setup_fail;
 
     const int B = o->batch_size;
     const int64_t steps_per_epoch = (train.n + B - 1) / B;
@@ -766,14 +795,14 @@ int fm_finetune(const fm_ft_opts *o) {
     to.mask_layers = o->mask_layers;
     to.init_sparsity = o->init_sparsity;
     to.init_rank = !strcmp(o->init_rank, "tensor") ? FM_RANK_TENSOR : FM_RANK_GLOBAL;
-    if (fm_trainer_init(&tr, m, &to) != FM_OK) goto done;
+    if (fm_trainer_init(&tr, m, &to) != FM_OK) goto setup_fail;
     tr_ready = 1;
     if (pipelined) {
         /* This stage updates only the tensors it holds. */
         const int L = m->cfg.num_hidden_layers, S = hk->nstages;
         if (S > L) {
             fm_fail("%d pipeline stages for %d encoder layers: expected at most one stage per layer", S, L);
-            goto done;
+            goto setup_fail;
         }
         unsigned char *own = fm_xmalloc((size_t)m->lay.n);
         for (int i = 0; i < m->lay.n; i++) own[i] = fm_layout_stage(&m->lay.t[i], L, S) == hk->stage;
@@ -815,22 +844,25 @@ int fm_finetune(const fm_ft_opts *o) {
                             .last_loss = NAN};
     if (o->resume) {
         if (writer) fm_remove_stale_temps(o->out_dir);
-        if (fm_file_exists(state_path)) {
-            if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto done;
+        if (seen[0]) {
+            if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto setup_fail;
             fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, pr.step, total);
-            if (writer && fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK) goto done;
+            if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK))
+                goto setup_fail;
         } else {
             fm_log("%s: no %s; starting from step 0", o->out_dir, FM_STATE_FILE);
-            if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
+            if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_open(&log, path) != FM_OK)) goto setup_fail;
         }
     } else {
-        if (writer && fm_jsonl_open(&log, path) != FM_OK) goto done;
+        if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_open(&log, path) != FM_OK)) goto setup_fail;
     }
     free(path);
     path = fm_path_join(o->out_dir, "options.json");
-    if (writer && fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto done;
+    if (writer && fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto setup_fail;
     free(path);
     path = NULL;
+    /* The team starts the loop only when every rank could set the job up. */
+    if (team_ok(hk, 1) != FM_OK) goto done;
 
     fm_stopsig_test_pause_at("load");
 
@@ -883,7 +915,8 @@ int fm_finetune(const fm_ft_opts *o) {
                 free(sel);
                 if (brc != FM_OK) goto done;
             }
-            if (writer && fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) != FM_OK) goto done;
+            int dok = !writer || fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) == FM_OK;
+            if (team_ok(hk, dok) != FM_OK) goto done;
             if (writer) fm_log("first batch's gradients written to %s", o->dump_grads);
         }
         /* A loss or gradient norm that is not finite stops the job (every
@@ -927,7 +960,7 @@ int fm_finetune(const fm_ft_opts *o) {
             }
             int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
             json_decref(l);
-            if (wr != FM_OK) goto done;
+            if (team_ok(hk, wr == FM_OK) != FM_OK) goto done;
             pr.window_loss = 0;
             pr.window_n = 0;
         }
@@ -941,8 +974,9 @@ int fm_finetune(const fm_ft_opts *o) {
             json_t *l = json_object();
             json_object_set_new(l, "step", json_integer(step + 1));
             json_object_set_new(l, "dev", report_json(&r, dev[0].n));
-            if (writer) fm_jsonl_append(&log, l);
+            int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
             json_decref(l);
+            if (team_ok(hk, wr == FM_OK) != FM_OK) goto done;
             log_report(task->name, "dev", &r);
         }
         int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
@@ -1088,6 +1122,8 @@ int fm_finetune(const fm_ft_opts *o) {
             json_object_set_new(metrics, "score_name", json_string(r.main_name));
         }
     }
+    /* The writer writes the final files; the team learns whether it could. */
+    int wok = 1;
     if (!writer) {
         /* replica 0 writes the run directory */
     } else if (supermask) {
@@ -1101,32 +1137,35 @@ int fm_finetune(const fm_ft_opts *o) {
         meta.init_sparsity = o->init_sparsity;
         meta.model_fingerprint = c.fingerprint;
         int wr = fm_maskfile_meta_set(&meta, "weights", o->weights);
+        if (wr == FM_OK) wr = fm_test_fail_write("mask", path);
         if (wr == FM_OK) wr = fm_maskfile_write(path, &tr.sample, &meta, &m->lay, m->params);
         fm_maskfile_meta_free(&meta);
-        if (wr != FM_OK) goto done;
+        wok = wr == FM_OK;
     } else {
         path = fm_path_join(o->out_dir, "model");
         fm_save_opts so = {.vocab = fm_file_exists(c.vocab_path) ? c.vocab_path : NULL,
                            .tokenizer_from = c.model_dir,
                            .extra = &c.extra};
-        if (fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) != FM_OK) goto done;
+        wok = fm_test_fail_write("model", path) == FM_OK &&
+              fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) == FM_OK;
     }
     free(path);
     path = NULL;
-    if (writer) {
+    if (writer && wok) {
         path = fm_path_join(o->out_dir, "metrics.json");
-        if (fm_json_write(path, metrics) != FM_OK) goto done;
+        wok = fm_test_fail_write("metrics", path) == FM_OK && fm_json_write(path, metrics) == FM_OK;
     }
+    /* Finished: the state is no longer needed, and the run directory holds
+     * the same files whether or not the run was interrupted. */
+    if (writer && wok && fm_file_exists(state_path) && unlink(state_path) != 0) {
+        fm_fail("%s: cannot remove: %s", state_path, strerror(errno));
+        wok = 0;
+    }
+    if (team_ok(hk, wok) != FM_OK) goto done;
     if (hk) {
         hk->metrics = json_incref(metrics);
         hk->train_seconds = t_train;
         hk->examples = pr.examples - examples0; /* this session's, as train_seconds */
-    }
-    /* Finished: the state is no longer needed, and the run directory holds
-     * the same files whether or not the run was interrupted. */
-    if (writer && fm_file_exists(state_path) && unlink(state_path) != 0) {
-        fm_fail("%s: cannot remove: %s", state_path, strerror(errno));
-        goto done;
     }
     double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
@@ -1135,6 +1174,9 @@ int fm_finetune(const fm_ft_opts *o) {
            task->name, t_all, t_train, t_train > 0 ? (double)(pr.examples - examples0) / t_train : 0.0,
            pr.examples - examples0, total - first_step, fm_blas_threads(), fm_blas_arch(), o->out_dir);
     rc = FM_OK;
+    goto done;
+setup_fail:
+    team_ok(hk, 0); /* the others learn that this rank could not set the job up */
 done:
     if (stopsig.caught) {
         /* A SIGTERM after the last step (the final evaluation): the job is

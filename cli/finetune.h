@@ -74,6 +74,12 @@ typedef struct fm_ft_hooks {
      * whole team together instead of leaving the others in the next sum.
      * NULL: one process. */
     int (*agree)(void *pctx, int ok);
+    /* Collective over the team: v[0..n) from team rank 0 to every rank.
+     * Decisions that change the sequence of collectives (a state file to
+     * resume from, MNLI's mismatched dev file) are taken by team rank 0 and
+     * passed on with it, so that ranks that see a shared file system
+     * differently still run the same steps. NULL: one process. */
+    int (*decide)(void *pctx, int *v, int n);
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples in this session, not counting

@@ -178,6 +178,23 @@ int fm_file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+int fm_test_fail_write(const char *what, const char *path) {
+    const char *e = getenv("FINEMASK_TEST_FAIL_WRITE");
+    if (!e || !*e) return FM_OK;
+    size_t n = strlen(what);
+    for (const char *p = e; *p;) {
+        const char *q = strchr(p, ',');
+        size_t k = q ? (size_t)(q - p) : strlen(p);
+        if (k == n && !strncmp(p, what, n)) {
+            fm_log("FINEMASK_TEST_FAIL_WRITE=%s: the disk is full while writing %s", what, path);
+            return fm_fail("%s: write failed: %s", path, strerror(ENOSPC));
+        }
+        if (!q) break;
+        p = q + 1;
+    }
+    return FM_OK;
+}
+
 void fm_remove_stale_temps(const char *dir) {
     char *pat = fm_path_join(dir, "*.tmp.*");
     glob_t g;

@@ -43,5 +43,11 @@ int fm_mkdirs(const char *path);
 /* dir + "/" + name into a new string (free with free()). */
 char *fm_path_join(const char *dir, const char *name);
 int fm_file_exists(const char *path);
+/* Test hook (tests only): FM_ERR, as a full disk would ("PATH: write failed:
+ * No space left on device"), when the environment variable
+ * FINEMASK_TEST_FAIL_WRITE lists `what` (comma-separated: "metrics", "mask",
+ * "model", "log", "compute"); else FM_OK. The callers ask it just before
+ * writing the file it names, and write nothing when it fails. */
+int fm_test_fail_write(const char *what, const char *path);
 
 #endif

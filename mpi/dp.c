@@ -21,6 +21,15 @@ void fm_dp_free(fm_dp *d) {
     d->nreq = d->capreq = 0;
 }
 
+/* FINEMASK_TEST_MPI_ERROR=K (tests only): the K-th step's first gradient
+ * sum of this process is started with an invalid count. */
+static int test_mpi_error(void) {
+    static long calls;
+    const char *e = getenv("FINEMASK_TEST_MPI_ERROR");
+    if (!e || !*e) return 0;
+    return ++calls == atol(e);
+}
+
 int fm_dp_sum_start(void *ctx, float *x, size_t n) {
     fm_dp *d = ctx;
     if (d->size == 1) return FM_OK; /* one replica: the sum is x itself, nothing to send */
@@ -31,8 +40,15 @@ int fm_dp_sum_start(void *ctx, float *x, size_t n) {
             d->capreq = d->capreq ? 2 * d->capreq : 64;
             d->req = fm_xrealloc(d->req, sizeof(MPI_Request) * (size_t)d->capreq);
         }
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, x + off, (int)k, MPI_FLOAT, MPI_SUM, d->comm, &d->req[d->nreq]);
-        if (rc != MPI_SUCCESS) return fm_fail("gradient allreduce of %zu floats failed (MPI error %d)", k, rc);
+        int count = (int)k;
+        if (!d->nreq && test_mpi_error()) count = -1; /* test hook: an MPI error (an invalid count) */
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, x + off, count, MPI_FLOAT, MPI_SUM, d->comm, &d->req[d->nreq]);
+        if (rc != MPI_SUCCESS) {
+            char e[MPI_MAX_ERROR_STRING];
+            int len = 0;
+            MPI_Error_string(rc, e, &len);
+            return fm_fail("gradient allreduce of %zu floats failed: %s", k, e);
+        }
         d->nreq++;
         d->calls++;
         d->bytes += 4 * (uint64_t)k;
@@ -57,6 +73,11 @@ int fm_dp_sum_wait(void *ctx) {
     int rc = MPI_Waitall(d->nreq, d->req, MPI_STATUSES_IGNORE);
     d->nreq = 0;
     d->seconds += MPI_Wtime() - t0;
-    if (rc != MPI_SUCCESS) return fm_fail("gradient allreduce failed (MPI error %d)", rc);
+    if (rc != MPI_SUCCESS) {
+        char e[MPI_MAX_ERROR_STRING];
+        int len = 0;
+        MPI_Error_string(rc, e, &len);
+        return fm_fail("gradient allreduce failed: %s", e);
+    }
     return FM_OK;
 }

@@ -36,6 +36,22 @@ int fm_grid_init(fm_grid *g, int team_size, int stages) {
     /* Colours unique across the world: team * stages + stage, team * replicas + replica. */
     MPI_Comm_split(g->world, t * stages + g->stage_idx, g->world_rank, &g->stage);
     MPI_Comm_split(g->world, t * g->nreplicas + g->replica_idx, g->world_rank, &g->replica);
+    /* Errors on these communicators come back as return codes (checked in
+     * mpi/ and turned into a failed job) instead of aborting the world. */
+    MPI_Comm_set_errhandler(g->team, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(g->stage, MPI_ERRORS_RETURN);
+    MPI_Comm_set_errhandler(g->replica, MPI_ERRORS_RETURN);
+    return FM_OK;
+}
+
+int fm_grid_team_decide(const fm_grid *g, int *v, int n) {
+    int rc = MPI_Bcast(v, n, MPI_INT, 0, g->team);
+    if (rc != MPI_SUCCESS) {
+        char e[MPI_MAX_ERROR_STRING];
+        int len = 0;
+        MPI_Error_string(rc, e, &len);
+        return fm_fail("team %d: broadcast of its first rank's decision failed: %s", g->team_id, e);
+    }
     return FM_OK;
 }
 

@@ -26,5 +26,11 @@ typedef struct {
  * stages or exceeds the world. */
 int fm_grid_init(fm_grid *g, int team_size, int stages);
 void fm_grid_free(fm_grid *g);
+/* Decisions that change the sequence of collectives (a file seen or not on a
+ * shared file system) are taken by the team's first rank: v[0..n) from team
+ * rank 0 to every rank of the team. Collective over the team. The team,
+ * stage and replica communicators return MPI errors to the caller
+ * (MPI_ERRORS_RETURN); MPI_COMM_WORLD keeps MPI's default (fatal). */
+int fm_grid_team_decide(const fm_grid *g, int *v, int n);
 
 #endif

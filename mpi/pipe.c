@@ -100,8 +100,22 @@ int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end) 
     return FM_OK;
 }
 
-void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all) {
-    MPI_Gather(&x, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, p->team);
+static int mpi_fail(int rc, const char *what) {
+    char e[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    if (MPI_Error_string(rc, e, &len) != MPI_SUCCESS) snprintf(e, sizeof e, "MPI error %d", rc);
+    return fm_fail("%s failed: %s", what, e);
+}
+
+int fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all) {
+    int rc = MPI_Gather(&x, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, 0, p->team);
+    return rc == MPI_SUCCESS ? FM_OK : mpi_fail(rc, "team gather");
+}
+
+int fm_pipe_team_decide(void *ctx, int *v, int n) {
+    fm_pipe *p = ctx;
+    int rc = MPI_Bcast(v, n, MPI_INT, 0, p->team);
+    return rc == MPI_SUCCESS ? FM_OK : mpi_fail(rc, "broadcast of the team's first rank's decision");
 }
 
 int fm_pipe_team_agree(void *ctx, int ok) {
@@ -109,12 +123,17 @@ int fm_pipe_team_agree(void *ctx, int ok) {
     int me, first = INT_MAX;
     MPI_Comm_rank(p->team, &me);
     int mine = ok ? INT_MAX : me;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, p->team);
+    int rc = MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, p->team);
+    if (rc != MPI_SUCCESS) {
+        if (!ok) return FM_ERR; /* keep this rank's own message */
+        return mpi_fail(rc, "the team's agreement");
+    }
     if (first == INT_MAX) return FM_OK;
     /* the first failing rank's message, so that every rank fails with it */
     char msg[2048] = "";
     if (me == first) snprintf(msg, sizeof msg, "%s", fm_last_error());
-    MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, p->team);
+    rc = MPI_Bcast(msg, (int)sizeof msg, MPI_CHAR, first, p->team);
+    if (rc != MPI_SUCCESS && me != first) return mpi_fail(rc, "the team's agreement");
     if (me != first) fm_fail("%s", msg);
     return FM_ERR;
 }

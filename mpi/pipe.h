@@ -44,8 +44,10 @@ int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end);
  * ok != 0; else FM_ERR on every rank, with the message (fm_last_error) of
  * the lowest failing team rank recorded on the others too. */
 int fm_pipe_team_agree(void *ctx, int ok);
+/* fm_ft_hooks.decide: v[0..n) from team rank 0 to every rank of the team. */
+int fm_pipe_team_decide(void *ctx, int *v, int n);
 /* Gather x from every rank of the team into all[team size] on team rank 0
  * (all may be NULL elsewhere). Collective over the team. */
-void fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);
+int fm_pipe_team_gather(const fm_pipe *p, uint64_t x, uint64_t *all);
 
 #endif
