@@ -141,14 +141,15 @@ static void fields_expected(const fm_glue_layout *L, char *out, size_t cap) {
         snprintf(out, cap, "%d to %d", L->min_fields, L->max_fields);
 }
 
-/* Parse a similarity score as Python's float() would, finite only. */
+/* Parse a similarity score as Python's float() would, finite only, also once
+ * rounded to a float (5e79 is a double but not a float). */
 static int parse_score(const char *s, float *out) {
     if (strpbrk(s, "xX")) return FM_ERR; /* strtod's hex floats; Python has none */
     char *end;
     double v = strtod(s, &end);
     if (end == s) return FM_ERR;
     while (*end == ' ' || *end == '\t') end++;
-    if (*end || !isfinite(v)) return FM_ERR;
+    if (*end || !isfinite(v) || !isfinite((float)v)) return FM_ERR;
     *out = (float)v;
     return FM_OK;
 }

@@ -241,6 +241,9 @@ static void test_must_fail(void **state) {
                  "found 'nan'");
     EXPECT_ERROR("STS-B", FM_GLUE_DEV, "i\tg\tf\ty\to\ts1\ts2\ta\tb\tscore\n0\tg\tf\ty\to\ts\ts\ta\tb\t3.5x\n",
                  "found '3.5x'");
+    /* A double that is no float (found by fuzz_glue_tsv). */
+    EXPECT_ERROR("STS-B", FM_GLUE_DEV, "i\tg\tf\ty\to\ts1\ts2\ta\tb\tscore\n0\tg\tf\ty\to\ts\ts\ta\tb\t5e79\n",
+                 "found '5e79'");
     /* Invalid UTF-8, NUL bytes. */
     EXPECT_ERROR("SST-2", FM_GLUE_DEV, "sentence\tlabel\ngood\t1\nba\xff" "d\t0\n", "dev.tsv:3: invalid UTF-8 at byte 3");
     EXPECT_ERROR("SST-2", FM_GLUE_DEV, "sentence\tlabel\ngo\xc3\t1\n", "dev.tsv:2: invalid UTF-8 at byte 3");
