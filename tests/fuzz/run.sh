@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: the fuzz targets under ctest, where clang's libFuzzer is present.
 #   run.sh build FUZZ_BUILD_DIR SOURCE_DIR       configure (clang, FM_FUZZ=ON) and build every fuzz_* target
-#   run.sh run FUZZ_BUILD_DIR SOURCE_DIR NAME S  run fuzz target NAME for S seconds from its committed
-#                                                corpus (copied: the committed one is left as it is)
+#   run.sh run FUZZ_BUILD_DIR SOURCE_DIR NAME N  run fuzz target NAME for N executions with a fixed
+#                                                seed from its committed corpus (copied: the committed
+#                                                one is left as it is), so that a run explores the same
+#                                                inputs on a fast or a slow machine
 # A crash, a leak or an undefined-behaviour report fails the test; libFuzzer
 # writes the input that caused it to FUZZ_BUILD_DIR/artifacts/. Exit 77 (skip,
 # shown by ctest) where clang or its libFuzzer runtime is absent (Debian:
@@ -31,7 +33,7 @@ build)
   cmake --build "$dir" -j "$(nproc)" "${targets[@]}"
   ;;
 run)
-  name=$4 secs=$5
+  name=$4 runs=$5
   bin=$dir/$name
   [ -x "$bin" ] || { echo "FAIL: $bin not built (the fuzz_build test builds it)"; exit 1; }
   corpus=$(mktemp -d)
@@ -44,10 +46,10 @@ run)
   dict=()
   [ -f "$src/tests/fuzz/${name#fuzz_}.dict" ] && dict=(-dict="$src/tests/fuzz/${name#fuzz_}.dict")
   mkdir -p "$dir/artifacts"
-  echo "$name: $secs s from $n committed inputs"
+  echo "$name: $runs executions (seed 1) from $n committed inputs"
   rc=0
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin" -max_total_time="$secs" -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" "${dict[@]}" \
+    "$bin" -runs="$runs" -seed=1 -print_final_stats=1 -artifact_prefix="$dir/artifacts/$name-" "${dict[@]}" \
     "$corpus" > "$corpus.log" 2>&1 || rc=$?
   grep -E 'stat::number_of_executed_units|stat::peak_rss' "$corpus.log" || true
   if [ $rc -ne 0 ]; then
