@@ -5,25 +5,28 @@
 # ends first; afterwards the inputs that reach new code are merged into the
 # committed corpus (tests/fuzz/corpus/NAME), so commit what it adds. Crashes
 # are kept in FUZZ_BUILD_DIR/artifacts and end the campaign with status 1.
-# usage: tests/fuzz/campaign.sh [--runs N] [--seconds S] [--only NAME] [FUZZ_BUILD_DIR]
+# --only takes one target or a comma-separated list (two lists in two
+# processes use two cores; build first with `run.sh build`, then pass --no-build).
+# usage: tests/fuzz/campaign.sh [--runs N] [--seconds S] [--only NAME[,NAME..]] [--no-build] [FUZZ_BUILD_DIR]
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
-runs=10000000 secs=86400 only="" dir=""
+runs=10000000 secs=86400 only="" dir="" build=1
 while [ $# -gt 0 ]; do
   case $1 in
   --runs) runs=$2; shift 2 ;;
   --seconds) secs=$2; shift 2 ;;
   --only) only=$2; shift 2 ;;
+  --no-build) build=0; shift ;;
   -*) echo "campaign: unknown option $1" >&2; exit 2 ;;
   *) dir=$1; shift ;;
   esac
 done
 dir=${dir:-$src/build/fuzz}
-bash "$src/tests/fuzz/run.sh" build "$dir" "$src"
+[ $build = 0 ] || bash "$src/tests/fuzz/run.sh" build "$dir" "$src"
 bad=0
 for f in "$src"/tests/fuzz/fuzz_*.c; do
   name=$(basename "$f" .c)
-  [ -z "$only" ] || [ "$only" = "$name" ] || continue
+  [ -z "$only" ] || [[ ",$only," == *",$name,"* ]] || continue
   committed=$src/tests/fuzz/corpus/${name#fuzz_}
   [ -d "$committed" ] || committed=$src/tests/fuzz/corpus/$name
   work=$(mktemp -d)
