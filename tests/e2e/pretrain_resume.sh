@@ -13,6 +13,7 @@
 # Usage: pretrain_resume.sh FINEMASK_BIN SOURCE_DIR.
 set -euo pipefail
 bin=$1
+. "$(dirname "$0")/../lib.sh"
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$work"' EXIT
@@ -29,19 +30,6 @@ same() { # same REF DIR: the same files, byte for byte
   (cd "$1" && find . -type f) | while read -r f; do
     cmp "$1/$f" "$2/$f" || { echo "FAIL: $2/$f differs from $1/$f"; exit 1; }
   done
-}
-wait_for() { # wait_for FILE [PATTERN [COUNT]]: until FILE exists (and holds COUNT lines with PATTERN); fails if the run ended first
-  local n
-  for _ in $(seq 1 6000); do
-    if [ -f "$1" ]; then
-      [ $# -lt 2 ] && return 0
-      n=$(grep -c -- "$2" "$1" || true)
-      [ "$n" -ge "${3:-1}" ] && return 0
-    fi
-    kill -0 $pid 2>/dev/null || { echo "FAIL: the run ended before $1 ${2:-}"; cat "$1" 2>/dev/null; exit 1; }
-    sleep 0.05
-  done
-  echo "FAIL: timed out waiting for $1 ${2:-}"; exit 1
 }
 # The runs that get a signal pause at known steps (FINEMASK_TEST_PAUSE_AFTER_STEP,
 # see cli/stopsig.h) until it arrives, so the signal lands mid-run whatever the
@@ -64,9 +52,9 @@ PY
 
 # (b) SIGUSR1 saves and goes on; SIGTERM saves and stops with exit status 1.
 FINEMASK_TEST_PAUSE_AFTER_STEP=6,25 "$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/b" 2> "$work/b.err" & pid=$!
-wait_for "$work/b.err" "$paused 6 "
+fm_wait_lines "$work/b.err" "$paused 6 " 1 $pid
 kill -USR1 $pid
-wait_for "$work/b.err" "$paused 25 "
+fm_wait_lines "$work/b.err" "$paused 25 " 1 $pid
 grep -q "SIGUSR1: state at step 7 " "$work/b.err" || { echo "FAIL: SIGUSR1 after step 6 saved no state at step 7"; cat "$work/b.err"; exit 1; }
 kill -TERM $pid
 rc=0; wait $pid || rc=$?; pid=
@@ -100,7 +88,7 @@ same "$work/ref" "$work/b"
 kstep=$((5 + RANDOM % 34))
 echo "SIGKILL after step $kstep"
 FINEMASK_TEST_PAUSE_AFTER_STEP=$kstep "$bin" -q pretrain "${args[@]}" --checkpoint-every 4 --out "$work/c" 2> "$work/c.err" & pid=$!
-wait_for "$work/c.err" "$paused $kstep "
+fm_wait_lines "$work/c.err" "$paused $kstep " 1 $pid
 kill -KILL $pid
 { wait $pid; } 2>/dev/null || true; pid=
 interrupted "$work/c"
@@ -129,7 +117,7 @@ if command -v mpiexec >/dev/null; then
     # machine time to save this tiny model.
     FINEMASK_TEST_PAUSE_AFTER_STEP=10 "${mpi[@]}" --mca odls_base_sigkill_timeout 5 -x FINEMASK_TEST_PAUSE_AFTER_STEP \
       "$bin" pretrain "${args[@]}" --checkpoint-every 4 --out "$work/m2" 2> "$work/m2.err" & pid=$!
-    wait_for "$work/m2.err" "$paused 10 " 2
+    fm_wait_lines "$work/m2.err" "$paused 10 " 2 $pid
     kill -TERM $pid
     rc=0; wait $pid || rc=$?; pid=
     [ $rc -ne 0 ] || { echo "FAIL: mpiexec: SIGTERM did not stop the run"; exit 1; }
@@ -143,7 +131,7 @@ if command -v mpiexec >/dev/null; then
     # Only rank 1 pauses (rank 0 waits in the next step's sum); it alone gets SIGTERM.
     FINEMASK_TEST_PAUSE_AFTER_STEP=17 FINEMASK_TEST_PAUSE_RANK=1 "${mpi[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP \
       -x FINEMASK_TEST_PAUSE_RANK "$bin" pretrain "${args[@]}" --out "$work/m3" 2> "$work/m3.err" & pid=$!
-    wait_for "$work/m3.err" "$paused 17 "
+    fm_wait_lines "$work/m3.err" "$paused 17 " 1 $pid
     r1=$(sed -n "s/.*$paused 17 (.*rank 1, pid \([0-9]*\)).*/\1/p" "$work/m3.err")
     [ -n "$r1" ] || { echo "FAIL: rank 1 did not pause"; cat "$work/m3.err"; exit 1; }
     if [ "$(grep -c "$paused" "$work/m3.err")" -ne 1 ]; then echo "FAIL: a rank other than 1 paused"; exit 1; fi

@@ -9,6 +9,7 @@
 # SST-2 from ../shared/data. Usage: resume.sh FINEMASK_BIN SOURCE_DIR. Exit 77: no data.
 set -euo pipefail
 bin=$1 src=$2
+. "$src/tests/lib.sh"
 data=${FINEMASK_DATA:-$src/../shared/data}
 if [ ! -f "$data/glue/SST-2/train.tsv" ] || [ ! -f "$data/vocab/bert-base-uncased-vocab.txt" ]; then
   echo "skip: GLUE data not found in $data"
@@ -27,14 +28,6 @@ same() { # same REF DIR: every file equal, no extra or missing file
   done
 }
 
-wait_paused() { # wait_paused ERRFILE: until the run says it paused (FINEMASK_TEST_PAUSE_AFTER_STEP, cli/stopsig.h)
-  for _ in $(seq 1 6000); do
-    grep -q "test hook: paused" "$1" 2>/dev/null && return 0
-    kill -0 $pid 2>/dev/null || { echo "FAIL: the run ended before it paused"; cat "$1"; exit 1; }
-    sleep 0.05
-  done
-  echo "FAIL: timed out waiting for the run to pause"; exit 1
-}
 
 for mode in full freeze supermask; do
   args=(--model "$work/tiny" --task SST-2 --data "$data/glue" --mode "$mode" --max-train-examples 240
@@ -50,7 +43,7 @@ for mode in full freeze supermask; do
   # SIGTERM: state written at the next step boundary, exit non-zero with the resume command.
   FINEMASK_TEST_PAUSE_AFTER_STEP=9 "$bin" train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.term" \
     2> "$work/term.err" & pid=$!
-  wait_paused "$work/term.err"
+  fm_wait_paused "$work/term.err" 1 $pid
   kill -TERM $pid
   if wait $pid; then echo "FAIL: $mode: SIGTERM did not stop the run"; exit 1; fi
   pid=
@@ -70,7 +63,7 @@ for mode in full freeze supermask; do
   kstep=$((5 + RANDOM % 24))
   FINEMASK_TEST_PAUSE_AFTER_STEP=$kstep "$bin" -q train "${args[@]}" --checkpoint-every 4 --out "$work/$mode.kill" \
     2> "$work/kill.err" & pid=$!
-  wait_paused "$work/kill.err"
+  fm_wait_paused "$work/kill.err" 1 $pid
   kill -KILL $pid
   wait $pid 2>/dev/null || true
   pid=

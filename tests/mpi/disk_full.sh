@@ -14,28 +14,9 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
-cat > "$work/job.ini" <<INI
-[run]
-model = model
-data = glue
-[sweep]
-tasks = SST-2
-modes = supermask, full
-seeds = 1
-[supermask]
-sparsities = 0.2
-samples = 2
-[train]
-lr = 1e-3
-batch_size = 8
-epochs = 1
-max_seq_length = 24
-log_every = 2
-[layout]
-threads = 1
-team_size = 2
-INI
+fm_fault_sweep "$work/job.ini" 2 2
 mpi=("$mpiexec" --oversubscribe --bind-to none -n 2)
 "${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/b" 2>/dev/null
 FINEMASK_TEST_PAUSE_AFTER_STEP=2,5 FINEMASK_TEST_PAUSE_RANK=0 FINEMASK_TEST_ENOSPC_IN_CHECKPOINT=2 "${mpi[@]}" \
@@ -43,25 +24,16 @@ FINEMASK_TEST_PAUSE_AFTER_STEP=2,5 FINEMASK_TEST_PAUSE_RANK=0 FINEMASK_TEST_ENOS
   "$bin" run "$work/job.ini" --out "$work/a" 2> "$work/a.err" &
 mp=$!
 job="$work/a/SST-2.supermask.s20.seed1"
-wait_paused() { # N: until N "paused" lines
-  for _ in $(seq 12000); do
-    [ "$(grep -c 'test hook: paused' "$work/a.err")" -ge "$1" ] && return 0
-    kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended before $1 pause(s)"; cat "$work/a.err"; exit 1; }
-    sleep 0.05
-  done
-  echo "FAIL: no pause $1"; cat "$work/a.err"; exit 1
-}
-pid0() { sed -n 's/.*test hook: paused after step .*rank 0, pid \([0-9]*\)).*/\1/p' "$work/a.err" | head -n 1; }
-wait_paused 1
+pid0() { fm_paused_pid "$work/a.err" 'rank 0'; }
+fm_wait_paused "$work/a.err" 1 $mp
 kill -USR1 "$(pid0)"
-wait_paused 2
+fm_wait_paused "$work/a.err" 2 $mp
 grep -q 'SIGUSR1: state at step 3 written' "$work/a.err" || { echo "FAIL: no first state"; cat "$work/a.err"; exit 1; }
 cp "$job/state.safetensors" "$work/state3"
 cp "$job/log.jsonl" "$work/log3"
 kill -USR1 "$(pid0)"
-# The run must end by itself (a hung team never would: give up after 10 minutes).
-for _ in $(seq 12000); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
-if kill -0 $mp 2>/dev/null; then
+# The run must end by itself (a hung team never would: fm_wait_end gives up).
+if ! fm_wait_end $mp; then
   echo "FAIL: the run hangs after the failed checkpoint"; kill -KILL $(pgrep -P $mp) 2>/dev/null; cat "$work/a.err"; exit 1
 fi
 set +e

@@ -9,6 +9,7 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
 cat > "$work/job.ini" <<INI
 [run]
@@ -40,11 +41,7 @@ steps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["steps"]
 FINEMASK_TEST_PAUSE_AFTER_STEP=$((steps + 5)) "${mpi[@]}" -n 2 -x FINEMASK_TEST_PAUSE_AFTER_STEP \
   "$bin" -q run "$work/job.ini" --out "$work/a" 2> "$work/a.err" &
 mp=$!
-for _ in $(seq 6000); do
-  [ "$(grep -c 'test hook: paused' "$work/a.err")" -ge 2 ] && break
-  kill -0 $mp 2>/dev/null || { echo "FAIL: the sweep ended before both ranks paused"; cat "$work/a.err"; exit 1; }
-  sleep 0.05
-done
+fm_wait_paused "$work/a.err" 2 $mp
 [ "$(grep -c 'test hook: paused' "$work/a.err")" -eq 2 ] || { echo "FAIL: the ranks did not pause"; cat "$work/a.err"; exit 1; }
 kill -TERM $(pgrep -P $mp)
 set +e

@@ -15,53 +15,25 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
-cat > "$work/job.ini" <<INI
-[run]
-model = model
-data = glue
-[sweep]
-tasks = SST-2
-modes = supermask, full
-seeds = 1
-[supermask]
-sparsities = 0.2
-samples = 2
-[train]
-lr = 1e-3
-batch_size = 8
-epochs = 1
-max_seq_length = 24
-log_every = 2
-[layout]
-threads = 1
-team_size = 2
-INI
+fm_fault_sweep "$work/job.ini" 2 2
 mpi=("$mpiexec" --oversubscribe --bind-to none -n 2)
 "${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/b" 2>/dev/null
 FINEMASK_TEST_PAUSE_AFTER_STEP=3,6 FINEMASK_TEST_PAUSE_RANK=0 "${mpi[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP \
   -x FINEMASK_TEST_PAUSE_RANK \
   "$bin" run "$work/job.ini" --out "$work/a" 2> "$work/a.err" &
 mp=$!
-wait_paused() { # N: until N "paused" lines
-  for _ in $(seq 12000); do
-    [ "$(grep -c 'test hook: paused' "$work/a.err")" -ge "$1" ] && return 0
-    kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended before $1 pause(s)"; cat "$work/a.err"; exit 1; }
-    sleep 0.05
-  done
-  echo "FAIL: no pause $1"; cat "$work/a.err"; exit 1
-}
 pid0=
-wait_paused 1
-pid0=$(sed -n 's/.*paused after step 3 .*rank 0, pid \([0-9]*\)).*/\1/p' "$work/a.err")
+fm_wait_paused "$work/a.err" 1 $mp
+pid0=$(fm_paused_pid "$work/a.err" 'after step 3 .*rank 0')
 kill -USR1 "$pid0"
-wait_paused 2
+fm_wait_paused "$work/a.err" 2 $mp
 grep -q 'SIGUSR1: state at step 4 written' "$work/a.err" || { echo "FAIL: no state at step 4"; cat "$work/a.err"; exit 1; }
 pid1=$(pgrep -P $mp | grep -vx "$pid0")
 [ "$(echo "$pid1" | wc -w)" -eq 1 ] || { echo "FAIL: cannot tell rank 1's pid"; exit 1; }
 kill -KILL $pid1
-for _ in $(seq 12000); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
-if kill -0 $mp 2>/dev/null; then
+if ! fm_wait_end $mp; then
   echo "FAIL: the run hangs after a rank was killed"; kill -KILL $(pgrep -P $mp) 2>/dev/null; exit 1
 fi
 set +e
@@ -83,18 +55,13 @@ FINEMASK_TEST_PAUSE_AT=written FINEMASK_TEST_PAUSE_AT_JOB=2 FINEMASK_TEST_PAUSE_
   -x FINEMASK_TEST_PAUSE_AT -x FINEMASK_TEST_PAUSE_AT_JOB -x FINEMASK_TEST_PAUSE_RANK \
   "$bin" run "$work/job.ini" --out "$work/c" 2> "$work/c.err" &
 mp=$!
-for _ in $(seq 12000); do
-  grep -q 'test hook: paused at written' "$work/c.err" && break
-  kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended before the pause"; cat "$work/c.err"; exit 1; }
-  sleep 0.05
-done
-pid0=$(sed -n 's/.*paused at written .*rank 0, pid \([0-9]*\)).*/\1/p' "$work/c.err")
+fm_wait_lines "$work/c.err" 'test hook: paused at written' 1 $mp
+pid0=$(fm_paused_pid "$work/c.err" 'at written .*rank 0')
 [ -n "$pid0" ] || { echo "FAIL: rank 0 did not pause after writing"; cat "$work/c.err"; exit 1; }
 [ -e "$work/c/SST-2.full.seed1/metrics.json" ] && [ ! -e "$work/c/SST-2.full.seed1/distance.json" ] \
   || { echo "FAIL: expected metrics.json without distance.json"; ls "$work/c/SST-2.full.seed1"; exit 1; }
 kill -KILL "$pid0"
-for _ in $(seq 12000); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
-if kill -0 $mp 2>/dev/null; then
+if ! fm_wait_end $mp; then
   echo "FAIL: the run hangs after rank 0 was killed"; kill -KILL $(pgrep -P $mp) 2>/dev/null; exit 1
 fi
 set +e

@@ -10,6 +10,7 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
 cat > "$work/job.ini" <<INI
 [run]
@@ -42,11 +43,7 @@ mpi=("$mpiexec" --oversubscribe --bind-to none -n 4)
 FINEMASK_TEST_PAUSE_AFTER_STEP=4 "${mpi[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP "$bin" -q run "$work/job.ini" \
   --out "$work/a" 2> "$work/a.err" &
 mp=$!
-for _ in $(seq 6000); do
-  [ "$(grep -c 'test hook: paused' "$work/a.err")" -ge 4 ] && break
-  kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended before every rank paused"; cat "$work/a.err"; exit 1; }
-  sleep 0.05
-done
+fm_wait_paused "$work/a.err" 4 $mp
 [ "$(grep -c 'test hook: paused' "$work/a.err")" -eq 4 ] || { echo "FAIL: the ranks did not pause"; cat "$work/a.err"; exit 1; }
 kill -TERM $(pgrep -P $mp) 2>/dev/null || true
 set +e

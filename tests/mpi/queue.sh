@@ -13,6 +13,7 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
 cat > "$work/job.ini" <<INI
 [run]
@@ -41,9 +42,10 @@ FINEMASK_TEST_PAUSE_AFTER_STEP=1 FINEMASK_TEST_PAUSE_RANK=0 \
   -x FINEMASK_TEST_PAUSE_RANK "$bin" run "$work/job.ini" --out "$work/out" 2> "$work/err" &
 mp=$!
 short() { { ls "$work"/out/SST-2.supermask.*/metrics.json 2>/dev/null || true; } | wc -l; }
-for _ in $(seq 12000); do # at most 10 minutes
-  [ "$(short)" -eq 6 ] && grep -q 'test hook: paused' "$work/err" && break
+end=$((SECONDS + ${FM_TEST_WAIT:-1200}))
+until [ "$(short)" -eq 6 ] && grep -q 'test hook: paused' "$work/err"; do
   kill -0 $mp 2>/dev/null || { echo "FAIL: the run ended early"; cat "$work/err"; exit 1; }
+  [ $SECONDS -lt $end ] || break
   sleep 0.05
 done
 n=$(short)
@@ -55,7 +57,7 @@ grep -q 'SST-2.full.seed1: start (team 0)' "$work/err" || { echo "FAIL: the long
 for t in 1 2; do
   grep -q "SST-2.supermask.*: done, .*team $t)" "$work/err" || { echo "FAIL: team $t ran no short job"; cat "$work/err"; exit 1; }
 done
-kill -USR1 "$(sed -n 's/.*test hook: paused after step 1 .*pid \([0-9]*\)).*/\1/p' "$work/err")"
+kill -USR1 "$(fm_paused_pid "$work/err" 'after step 1')"
 set +e
 wait $mp
 rc=$?

@@ -17,38 +17,11 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
-cat > "$work/job.ini" <<INI
-[run]
-model = model
-data = glue
-[sweep]
-tasks = SST-2
-modes = supermask, full
-seeds = 1
-[supermask]
-sparsities = 0.2
-samples = 2
-[train]
-lr = 1e-3
-batch_size = 8
-epochs = 1
-max_seq_length = 24
-log_every = 4
-[layout]
-threads = 1
-INI
+fm_fault_sweep "$work/job.ini" 4
 mpi=("$mpiexec" --oversubscribe --bind-to none)
 
-# wait_paused ERRFILE N PID: until N "test hook: paused" lines are in ERRFILE.
-wait_paused() {
-  for _ in $(seq 12000); do
-    [ "$(grep -c 'test hook: paused' "$1")" -ge "$2" ] && return 0
-    kill -0 "$3" 2>/dev/null || { echo "FAIL: the run ended before $2 rank(s) paused"; cat "$1"; exit 1; }
-    sleep 0.05
-  done
-  echo "FAIL: $2 rank(s) did not pause"; cat "$1"; exit 1
-}
 # finish PID: wait for the run, its exit status into $rc.
 finish() { set +e; wait "$1"; rc=$?; set -e; }
 same_science() { # A B WHAT
@@ -62,7 +35,7 @@ for n in 2 4; do
   FINEMASK_TEST_PAUSE_AFTER_STEP=3 "${mpi[@]}" -n $n -x FINEMASK_TEST_PAUSE_AFTER_STEP \
     "$bin" run "$work/job.ini" --team-size $n --out "$work/u$n" 2> "$work/u$n.err" &
   mp=$!
-  wait_paused "$work/u$n.err" $n $mp
+  fm_wait_paused "$work/u$n.err" $n $mp
   kill -USR1 $(pgrep -P $mp)
   finish $mp
   echo "SIGUSR1 on $n ranks: exit $rc"
@@ -79,9 +52,9 @@ FINEMASK_TEST_PAUSE_AT=load FINEMASK_TEST_PAUSE_AT_JOB=1 FINEMASK_TEST_PAUSE_RAN
   "${mpi[@]}" -n 2 -x FINEMASK_TEST_PAUSE_AT -x FINEMASK_TEST_PAUSE_AT_JOB -x FINEMASK_TEST_PAUSE_RANK \
   "$bin" run "$work/job.ini" --team-size 2 --out "$work/t2" 2> "$work/t2.err" &
 mp=$!
-wait_paused "$work/t2.err" 1 $mp
+fm_wait_paused "$work/t2.err" 1 $mp
 grep -q 'test hook: paused at load (job 1 of this process, rank 1' "$work/t2.err" || { echo "FAIL: rank 1 did not pause loading"; cat "$work/t2.err"; exit 1; }
-pid=$(sed -n 's/.*paused at load .*pid \([0-9]*\)).*/\1/p' "$work/t2.err")
+pid=$(fm_paused_pid "$work/t2.err" 'at load')
 kill -TERM "$pid"
 finish $mp
 states=$(ls "$work"/t2/*/state.safetensors 2>/dev/null | wc -l)
@@ -98,7 +71,7 @@ FINEMASK_TEST_PAUSE_AT=load FINEMASK_TEST_PAUSE_AT_JOB=1 FINEMASK_TEST_PAUSE_RAN
   "${mpi[@]}" -n 4 -x FINEMASK_TEST_PAUSE_AT -x FINEMASK_TEST_PAUSE_AT_JOB -x FINEMASK_TEST_PAUSE_RANK \
   "$bin" run "$work/job.ini" --team-size 2 --out "$work/t4" 2> "$work/t4.err" &
 mp=$!
-wait_paused "$work/t4.err" 1 $mp
+fm_wait_paused "$work/t4.err" 1 $mp
 kill -TERM $(pgrep -P $mp)
 finish $mp
 echo "SIGTERM to 4 ranks, one loading: exit $rc"

@@ -20,33 +20,14 @@ set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+. "$src/tests/lib.sh"
 bash "$src/tests/mpi/mkdata.sh" "$bin" "$work"
-cat > "$work/job.ini" <<INI
-[run]
-model = model
-data = glue
-[sweep]
-tasks = SST-2
-modes = supermask, full
-seeds = 1
-[supermask]
-sparsities = 0.2
-samples = 2
-[train]
-lr = 1e-3
-batch_size = 8
-epochs = 1
-max_seq_length = 24
-log_every = 2
-[layout]
-threads = 1
-team_size = 2
-INI
+fm_fault_sweep "$work/job.ini" 2 2
 mpi=("$mpiexec" --oversubscribe --bind-to none -n 2)
 sm=SST-2.supermask.s20.seed1 full=SST-2.full.seed1
 "${mpi[@]}" "$bin" -q run "$work/job.ini" --out "$work/b" 2>/dev/null
 # run OUT ERRFILE ENV...: the sweep under the given test hooks; its exit code
-# in $rc. A team that hangs never ends: give up after 10 minutes.
+# in $rc. A team that hangs never ends: fm_wait_end gives up.
 run() {
   local out=$1 err=$2
   shift 2
@@ -54,8 +35,7 @@ run() {
   for kv in "$@"; do xs+=(-x "$kv"); done
   "${mpi[@]}" "${xs[@]}" "$bin" -v run "$work/job.ini" --out "$out" > /dev/null 2> "$err" &
   local mp=$!
-  for _ in $(seq 12000); do kill -0 $mp 2>/dev/null || break; sleep 0.05; done
-  if kill -0 $mp 2>/dev/null; then
+  if ! fm_wait_end $mp; then
     echo "FAIL: the run hangs ($*)"; kill -KILL $(pgrep -P $mp) 2>/dev/null; tail -n 30 "$err"; exit 1
   fi
   set +e
