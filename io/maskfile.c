@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "blas.h"
 #include "fm.h"
 #include "modeldir.h"
 
@@ -70,11 +71,7 @@ uint32_t fm_crc32c(const void *data, size_t n) {
      * length is an int, so long buffers go in pieces. */
     const unsigned char *p = data;
     unsigned int crc = 0xffffffffu;
-    int clmul = 1; /* ISA-L's fast code needs PCLMULQDQ, which Nehalem lacks (see modeldir.c) */
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    clmul = __builtin_cpu_supports("pclmul");
-#endif
+    const int clmul = fm_cpu_has_pclmul(); /* ISA-L's fast code needs PCLMULQDQ */
     while (n > 0) {
         int len = n > (size_t)(1 << 30) ? (1 << 30) : (int)n;
         crc = clmul ? crc32_iscsi((unsigned char *)p, len, crc) : crc32_iscsi_base((unsigned char *)p, len, crc);

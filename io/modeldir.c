@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "blas.h"
 #include "fileio.h"
 #include "fm.h"
 
@@ -227,15 +228,10 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     return rc;
 }
 
-/* ISA-L's dispatcher runs its PCLMULQDQ code on any SSE4.1 CPU; an
- * x86-64-v2 CPU without PCLMULQDQ (Nehalem) gets its generic code, which
- * gives the same CRC. */
+/* ISA-L's generic code where its dispatcher would pick code the CPU lacks
+ * (fm_cpu_has_pclmul). */
 static uint64_t crc64(uint64_t crc, const unsigned char *p, uint64_t n) {
-#if defined(__x86_64__)
-    __builtin_cpu_init();
-    if (!__builtin_cpu_supports("pclmul")) return crc64_ecma_refl_base(crc, p, n);
-#endif
-    return crc64_ecma_refl(crc, p, n);
+    return fm_cpu_has_pclmul() ? crc64_ecma_refl(crc, p, n) : crc64_ecma_refl_base(crc, p, n);
 }
 
 uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {

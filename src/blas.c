@@ -29,6 +29,15 @@ int fm_cpu_has_avx2(void) {
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
 
+int fm_cpu_has_pclmul(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("pclmul");
+#else
+    return 1;
+#endif
+}
+
 const char *fm_blas_arch(void) { return bli_arch_string(bli_arch_query_id()); }
 
 int fm_blas_arch_id(void) { return (int)bli_arch_query_id(); }

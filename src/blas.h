@@ -27,6 +27,12 @@ const char *fm_blas_choice(void);
 /* 1 when the CPU has AVX-512F / AVX2+FMA (what the kernels could use). */
 int fm_cpu_has_avx512(void);
 int fm_cpu_has_avx2(void);
+/* 1 unless an x86-64 CPU lacks PCLMULQDQ (Nehalem, inside the portable
+ * build's x86-64-v2 baseline): ISA-L's dispatcher runs its carry-less
+ * multiply CRC code on any SSE4.1 CPU, so the CRC callers (io/modeldir.c,
+ * io/maskfile.c) pick ISA-L's generic code themselves there; it gives the
+ * same CRC. */
+int fm_cpu_has_pclmul(void);
 
 /* Threads BLIS uses for one fm_sgemm call. */
 void fm_blas_set_threads(int n);
