@@ -35,6 +35,11 @@ static int is_deep(const fm_tensor *t, const void *arg) {
 }
 
 static int is_glob(const fm_tensor *t, const void *arg) { return fnmatch((const char *)arg, t->name, 0) == 0; }
+/* Every pre-trained tensor: embeddings, encoder, pooler (not the heads). */
+static int is_pretrained(const fm_tensor *t, const void *arg) {
+    (void)arg;
+    return !(t->flags & (FM_T_HEAD | FM_T_MLM));
+}
 
 int fm_freeze(fm_layout *lay, int num_layers, const char *spec, size_t *frozen) {
     *frozen = 0;
@@ -44,6 +49,8 @@ int fm_freeze(fm_layout *lay, int num_layers, const char *spec, size_t *frozen) 
         size_t n = 0;
         if (!strcmp(item, "key")) {
             n = freeze_if(lay, is_key, NULL);
+        } else if (!strcmp(item, "all")) {
+            n = freeze_if(lay, is_pretrained, NULL);
         } else if (!strncmp(item, "deepest:", 8)) {
             char *end;
             long k = strtol(item + 8, &end, 10);

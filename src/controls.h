@@ -9,8 +9,10 @@
 
 /* Freeze (trains = needs_grad = 0) the tensors named by spec, a comma-separated
  * list of: "key" (W_K of every encoder layer), "deepest:N" (every tensor of
- * the last N encoder layers), "word_embeddings", or a glob over tensor names
- * (fnmatch, without the "bert." prefix). Returns FM_ERR naming the item that
+ * the last N encoder layers), "word_embeddings", "all" (every pre-trained
+ * tensor, so that only the task head trains: the paper's head-only
+ * baseline), or a glob over tensor names (fnmatch, without the "bert."
+ * prefix). Returns FM_ERR naming the item that
  * matches nothing or is malformed. *frozen counts the frozen elements. */
 int fm_freeze(fm_layout *lay, int num_layers, const char *spec, size_t *frozen);
 

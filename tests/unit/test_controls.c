@@ -86,6 +86,35 @@ static void test_freeze_bit_for_bit(void **state) {
     fm_model_free(&m);
 }
 
+/* "all": every pre-trained tensor keeps its bits, only the task head trains
+ * and moves (the head-only baseline). */
+static void test_freeze_all_trains_only_the_head(void **state) {
+    (void)state;
+    fm_model m;
+    tiny(&m);
+    size_t frozen;
+    assert_int_equal(fm_freeze(&m.lay, 3, "all", &frozen), FM_OK);
+    size_t head = 0, rest = 0;
+    for (int i = 0; i < m.lay.n; i++) {
+        const fm_tensor *t = &m.lay.t[i];
+        *(t->flags & FM_T_HEAD ? &head : &rest) += t->numel;
+        assert_int_equal(t->trains, (t->flags & FM_T_HEAD) != 0);
+    }
+    assert_int_equal(head, 32 * 2 + 2); /* the classifier: 32x2 and its bias */
+    assert_int_equal(frozen, rest);
+    float *before = malloc(m.lay.numel * sizeof(float));
+    memcpy(before, m.params, m.lay.numel * sizeof(float));
+    train_steps(&m);
+    for (int i = 0; i < m.lay.n; i++) {
+        const fm_tensor *t = &m.lay.t[i];
+        int same = memcmp(before + t->offset, m.params + t->offset, t->numel * sizeof(float)) == 0;
+        if (t->trains && same) fail_msg("head tensor %s did not move", t->name);
+        if (!t->trains && !same) fail_msg("frozen tensor %s changed", t->name);
+    }
+    free(before);
+    fm_model_free(&m);
+}
+
 static void test_freeze_bad_specs(void **state) {
     (void)state;
     fm_model m;
@@ -152,6 +181,7 @@ static void test_randomize(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_freeze_bit_for_bit),
+        cmocka_unit_test(test_freeze_all_trains_only_the_head),
         cmocka_unit_test(test_freeze_bad_specs),
         cmocka_unit_test(test_shuffle_keeps_values),
         cmocka_unit_test(test_randomize),
