@@ -409,7 +409,8 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
         }
     }
     if (!jf->nseeds) jf->seeds[jf->nseeds++] = 42;
-    if (!jf->nweights) snprintf(jf->weights[jf->nweights++], sizeof jf->weights[0], "%s", fm_weights_names[FM_WEIGHTS_PRETRAINED]);
+    if (!jf->nweights)
+        snprintf(jf->weights[jf->nweights++], sizeof jf->weights[0], "%s", fm_weights_names[FM_WEIGHTS_PRETRAINED]);
     if (!jf->nsparsities) jf->sparsities[jf->nsparsities++] = 0;
     if (!jf->name) {
         const char *b = slash ? slash + 1 : path;
@@ -473,7 +474,8 @@ int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs) {
                             snprintf(var, sizeof var, ".s%.4g", 100 * j->sparsity);
                         }
                         char wt[32] = "";
-                        if (strcmp(j->weights, fm_weights_names[FM_WEIGHTS_PRETRAINED])) snprintf(wt, sizeof wt, ".%s", j->weights);
+                        if (strcmp(j->weights, fm_weights_names[FM_WEIGHTS_PRETRAINED]))
+                            snprintf(wt, sizeof wt, ".%s", j->weights);
                         snprintf(j->name, sizeof j->name, "%s.%s%s%s.seed%llu", j->task, j->mode, var, wt,
                                  (unsigned long long)j->seed);
                         for (int k = 0; k < n; k++)

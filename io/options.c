@@ -79,7 +79,8 @@ static int row_from_json(const fm_opt *r, void *obj, json_t *v) {
             *(const char **)p = NULL;
             return FM_OK;
         }
-        if (!json_is_string(v)) return fm_fail(r->flags & FM_OPT_REQUIRED ? "expected a string" : "expected a string or null");
+        if (!json_is_string(v))
+            return fm_fail(r->flags & FM_OPT_REQUIRED ? "expected a string" : "expected a string or null");
         *(const char **)p = json_string_value(v);
         return FM_OK;
     case FM_OPT_F64:
@@ -137,7 +138,8 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
         json_t *v;
         json_object_foreach(j, key, v) {
             int known = 0;
-            for (int i = 0; i < fm_ft_opt_count; i++) known |= fm_ft_opt_table[i].key && !strcmp(fm_ft_opt_table[i].key, key);
+            for (int i = 0; i < fm_ft_opt_count; i++)
+                known |= fm_ft_opt_table[i].key && !strcmp(fm_ft_opt_table[i].key, key);
             if (!known) {
                 rc = fm_fail("%s: expected the options of a finemask train run: unknown key \"%s\"", path, key);
                 break;

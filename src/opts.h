@@ -18,10 +18,15 @@
  * the state's "options" (pre-training), NULL for none; the job key its key in
  * a job file's [train] section, the hyper key its key in metrics.json's
  * "hyperparameters" (NULL: none). Flags: FM_OPT_RESUME (the option decides the
- * results: a resumed run must repeat it), FM_OPT_REQUIRED (a run needs it),
- * FM_OPT_NODEF (--help shows no default;
- * the help text says what the default is), the help groups FM_OPT_G_MASK and
- * FM_OPT_G_RESUME. "\n" in a help text starts a continuation line. */
+ * results: options.json holds it and a resumed run must repeat it),
+ * FM_OPT_REQUIRED (a run needs it), FM_OPT_NODEF (--help shows no default:
+ * the help text says what it is), the help groups FM_OPT_G_MASK and
+ * FM_OPT_G_RESUME. "\n" in a help text starts a continuation line.
+ *
+ * The macros expand once into the structs and the defaults, and once into
+ * an array of fm_opt rows (src/opts.c); everything else is a plain loop over
+ * that array, so a consumer is ordinary C rather than another expansion.
+ * Adding an option: a row here, and the code that uses its field. */
 #ifndef FM_OPTS_H
 #define FM_OPTS_H
 
@@ -49,17 +54,17 @@ extern const char *const fm_init_rank_names[2];
 
 /* ---- fine-tuning: fm_ft_opts ---- */
 #define FM_FT_OPTIONS(X)                                                                                              \
-    X(STR, model_dir, NULL, "model", "DIR", 0, 0, "model", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                                 \
+    X(STR, model_dir, NULL, "model", "DIR", 0, 0, "model", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,               \
       "HuggingFace model directory (config.json, model.safetensors,\n"                                                \
       "tokenizer.json or vocab.txt [+ tokenizer_config.json])")                                                       \
-    X(STR, task, NULL, "task", "TASK", 0, 0, "task", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                                       \
+    X(STR, task, NULL, "task", "TASK", 0, 0, "task", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                     \
       "CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE or WNLI")                                                       \
-    X(STR, data_dir, NULL, "data", "GLUE_DIR", 0, 0, "data", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                              \
+    X(STR, data_dir, NULL, "data", "GLUE_DIR", 0, 0, "data", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,             \
       "directory with GLUE_DIR/TASK/{train,dev}.tsv")                                                                 \
-    X(STR, out_dir, NULL, "out", "RUN_DIR", 0, 0, NULL, NULL, NULL, FM_OPT_REQUIRED, "run directory (created)")                     \
+    X(STR, out_dir, NULL, "out", "RUN_DIR", 0, 0, NULL, NULL, NULL, FM_OPT_REQUIRED, "run directory (created)")       \
     X(MODE, mode, FM_TRAIN_FULL, "mode", "M", 0, 0, "mode", NULL, NULL, FM_OPT_RESUME,                                \
-      "full (every parameter trains), supermask (a binary mask over\n"                                              \
-      "the frozen weights, see below) or freeze (L0-close, --freeze)")                                             \
+      "full (every parameter trains), supermask (a binary mask over\n"                                                \
+      "the frozen weights, see below) or freeze (L0-close, --freeze)")                                                \
     X(STR, freeze, NULL, "freeze", "SET", 0, 0, "freeze", NULL, NULL, FM_OPT_RESUME,                                  \
       "mode freeze: the tensors in SET keep their pre-trained values;\n"                                              \
       "SET is a comma-separated list of key (W_K of every layer),\n"                                                  \
@@ -69,11 +74,12 @@ extern const char *const fm_init_rank_names[2];
       "controls: shuffled (each tensor permuted, norm kept) or random\n"                                              \
       "(BERT's initialisation from --seed)")                                                                          \
     X(F64, lr, 2e-5, "lr", "X", 0, 1e6, "lr", "lr", "lr", FM_OPT_RESUME, "peak learning rate")                        \
-    X(INT, batch_size, 32, "batch-size", "N", 1, 1 << 20, "batch_size", "batch_size", "batch_size", FM_OPT_RESUME,     \
+    X(INT, batch_size, 32, "batch-size", "N", 1, 1 << 20, "batch_size", "batch_size", "batch_size", FM_OPT_RESUME,    \
       "examples per step")                                                                                            \
     X(F64, epochs, 3, "epochs", "X", 0, 1e6, "epochs", "epochs", "epochs", FM_OPT_RESUME,                             \
-      "passes over the training set, may be fractional")                                                             \
-    X(I64, max_steps, -1, "max-steps", "N", 0, 1LL << 40, "max_steps", "max_steps", NULL, FM_OPT_RESUME | FM_OPT_NODEF, \
+      "passes over the training set, may be fractional")                                                              \
+    X(I64, max_steps, -1, "max-steps", "N", 0, 1LL << 40, "max_steps", "max_steps", NULL,                             \
+      FM_OPT_RESUME | FM_OPT_NODEF,                                                                                   \
       "stop after N steps (overrides --epochs)")                                                                      \
     X(INT, max_seq_length, 128, "max-seq-length", "N", 3, 1 << 16, "max_seq_length", "max_seq_length",                \
       "max_seq_length", FM_OPT_RESUME, "tokens per example after truncation")                                         \
@@ -82,7 +88,7 @@ extern const char *const fm_init_rank_names[2];
     X(F64, weight_decay, 0.01, "weight-decay", "X", 0, 1, "weight_decay", "weight_decay", "weight_decay",             \
       FM_OPT_RESUME, "AdamW weight decay, not on biases or LayerNorm")                                                \
     X(F64, adam_eps, 1e-8, "adam-eps", "X", 0, 1, "adam_eps", "adam_eps", "adam_eps", FM_OPT_RESUME,                  \
-      "AdamW epsilon; original BERT: 1e-6")                                                                          \
+      "AdamW epsilon; original BERT: 1e-6")                                                                           \
     X(F64, adam_beta1, 0.9, "adam-beta1", "X", 0, 0.999999, "adam_beta1", "adam_beta1", "adam_beta1", FM_OPT_RESUME,  \
       "AdamW beta1")                                                                                                  \
     X(F64, adam_beta2, 0.999, "adam-beta2", "X", 0, 0.999999999, "adam_beta2", "adam_beta2", "adam_beta2",            \
@@ -96,7 +102,7 @@ extern const char *const fm_init_rank_names[2];
     X(NOFLAG, shuffle, 1, "no-shuffle", NULL, 0, 0, "shuffle", "shuffle", "shuffle", FM_OPT_RESUME,                   \
       "take the training examples in file order")                                                                     \
     X(I64, max_train_examples, -1, "max-train-examples", "N", 0, 1LL << 40, "max_train_examples",                     \
-      "max_train_examples", NULL, FM_OPT_RESUME | FM_OPT_NODEF, "use only the first N training examples")            \
+      "max_train_examples", NULL, FM_OPT_RESUME | FM_OPT_NODEF, "use only the first N training examples")             \
     X(I64, eval_every, 0, "eval-every", "N", 0, 1LL << 40, "eval_every", NULL, NULL, FM_OPT_RESUME | FM_OPT_NODEF,    \
       "also score the dev set every N steps")                                                                         \
     X(I64, log_every, 50, "log-every", "N", 1, 1LL << 40, "log_every", "log_every", NULL, FM_OPT_RESUME,              \
@@ -121,7 +127,7 @@ extern const char *const fm_init_rank_names[2];
     X(STR, mask_layers, NULL, "mask-layers", "LIST", 0, 0, "mask_layers", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,  \
       "mask only these encoder layers, e.g. 0-3,8")                                                                   \
     X(F64, mask_lr, 1e-2, "mask-lr", "X", 0, 1e6, "mask_lr", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,               \
-      "peak learning rate of nu, AdamW without weight decay")                                                        \
+      "peak learning rate of nu, AdamW without weight decay")                                                         \
     X(F64, head_lr, -1, "head-lr", "X", 0, 1e6, "head_lr", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK | FM_OPT_NODEF,  \
       "peak learning rate of the task head (default --lr)")                                                           \
     X(INT, samples, 10, "samples", "N", 0, 1000000, "samples", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,             \
@@ -132,21 +138,21 @@ extern const char *const fm_init_rank_names[2];
       "on SIGTERM, which then stops the run, or SIGUSR1, which continues)")                                           \
     X(FLAG, resume, 0, "resume", "RUN_DIR", 0, 0, NULL, NULL, NULL, FM_OPT_G_RESUME | FM_OPT_NODEF,                   \
       "continue a killed run from its state with the options in\n"                                                    \
-      "RUN_DIR/options.json (other options given must equal them); the\n"                                            \
+      "RUN_DIR/options.json (other options given must equal them); the\n"                                             \
       "finished run directory is byte-identical to an uninterrupted one")
 
 /* ---- pre-training: fm_pt_opts (json keys: the state's "options", in this order) ---- */
 #define FM_PT_OPTIONS(X)                                                                                              \
-    X(LIST, corpus, NULL, "corpus", "FILE", 0, 0, "corpus", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                                \
+    X(LIST, corpus, NULL, "corpus", "FILE", 0, 0, "corpus", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,              \
       "a text file (repeat for more, or list files after the options)")                                               \
-    X(STR, vocab, NULL, "vocab", "FILE", 0, 0, "vocab", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                                    \
+    X(STR, vocab, NULL, "vocab", "FILE", 0, 0, "vocab", NULL, NULL, FM_OPT_RESUME | FM_OPT_REQUIRED,                  \
       "vocab.txt with [PAD] [UNK] [CLS] [SEP] [MASK]")                                                                \
-    X(STR, out, NULL, "out", "DIR", 0, 0, NULL, NULL, NULL, FM_OPT_REQUIRED, "the model directory to write")                        \
+    X(STR, out, NULL, "out", "DIR", 0, 0, NULL, NULL, NULL, FM_OPT_REQUIRED, "the model directory to write")          \
     X(STR, config, "tiny", "config", "NAME|FILE", 0, 0, "config", NULL, NULL, FM_OPT_RESUME | FM_OPT_NODEF,           \
       "tiny (default), mini, small, medium, base, large, or a config.json;\n"                                         \
       "vocab_size is taken from --vocab")                                                                             \
     X(I64, steps, 1000, "steps", "N", 1, 1LL << 40, "steps", NULL, NULL, FM_OPT_RESUME, "optimiser steps")            \
-    X(INT, batch, 32, "batch", "B", 1, 1 << 20, "batch", NULL, NULL, FM_OPT_RESUME, "rows per step, over all ranks")   \
+    X(INT, batch, 32, "batch", "B", 1, 1 << 20, "batch", NULL, NULL, FM_OPT_RESUME, "rows per step, over all ranks")  \
     X(INT, seq, 128, "seq", "T", 8, 1 << 16, "seq", NULL, NULL, FM_OPT_RESUME, "tokens per row")                      \
     X(F64, lr, 1e-4, "lr", "X", 0, 1e6, "lr", NULL, NULL, FM_OPT_RESUME, "peak learning rate")                        \
     X(F64, warmup, 0.1, "warmup", "X", 0, 1, "warmup", NULL, NULL, FM_OPT_RESUME,                                     \
@@ -154,7 +160,7 @@ extern const char *const fm_init_rank_names[2];
     X(F64, weight_decay, 0.01, "weight-decay", "X", 0, 1, "weight-decay", NULL, NULL, FM_OPT_RESUME,                  \
       "AdamW weight decay")                                                                                           \
     X(F64, adam_eps, 1e-6, "adam-eps", "X", 0, 1, "adam-eps", NULL, NULL, FM_OPT_RESUME,                              \
-      "AdamW epsilon, as BERT pre-training")                                                                         \
+      "AdamW epsilon, as BERT pre-training")                                                                          \
     X(F64, max_grad_norm, 1.0, "max-grad-norm", "X", 0, 1e30, "max-grad-norm", NULL, NULL, FM_OPT_RESUME,             \
       "global gradient-norm clipping, 0 to disable")                                                                  \
     X(F64, mlm_prob, 0.15, "mlm-prob", "X", 0.001, 1, "mlm-prob", NULL, NULL, FM_OPT_RESUME, "share of tokens chosen") \
