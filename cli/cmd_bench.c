@@ -13,6 +13,7 @@
 #include "fm.h"
 #include "model.h"
 #include "optim.h"
+#include "opts.h"
 #include "rng.h"
 #include "train.h"
 
@@ -102,7 +103,8 @@ int fm_cmd_bench(int argc, char **argv) {
         fm_fail("bench: --batch and --steps must be positive and --seq at least 2");
         return fm_cli_fail();
     }
-    if (strcmp(mode, "full") != 0 && strcmp(mode, "freeze") != 0 && strcmp(mode, "supermask") != 0) {
+    const int mode_v = fm_opt_enum_value(fm_train_mode_names, 3, mode);
+    if (mode_v < 0) {
         fm_fail("bench: --mode must be full, freeze or supermask, found '%s'", mode);
         return fm_cli_fail();
     }
@@ -123,12 +125,12 @@ int fm_cmd_bench(int argc, char **argv) {
     fm_model m;
     fm_model_alloc(&m, &cfg);
     fm_model_init_weights(&m, 1);
-    if (!strcmp(mode, "freeze"))
+    if (mode_v == FM_TRAIN_FREEZE)
         for (int i = 0; i < m.lay.n; i++)
             if (m.lay.t[i].layer < 0) m.lay.t[i].trains = m.lay.t[i].needs_grad = 0;
     fm_trainer_opts tro;
     fm_trainer_opts_default(&tro);
-    tro.mode = !strcmp(mode, "supermask") ? FM_TRAIN_SUPERMASK : !strcmp(mode, "freeze") ? FM_TRAIN_FREEZE : FM_TRAIN_FULL;
+    tro.mode = (fm_train_mode)mode_v;
     tro.seed = 1;
     tro.init_sparsity = 0.5;
     tro.opt.total_steps = steps + 1;

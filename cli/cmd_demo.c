@@ -20,6 +20,7 @@
 #include "finetune.h"
 #include "fm.h"
 #include "pretrain.h"
+#include "report.h"
 #include "runfiles.h"
 #include "synth.h"
 #include "world.h"
@@ -252,30 +253,15 @@ int fm_cmd_demo(int argc, char **argv) {
 
     /* 4. the report's main table */
     if (w.rank == 0) {
-        char *rep = fm_path_join(runs, "report"), *sci = fm_path_join(rep, "science.md"),
-             *full = fm_path_join(rep, "report.md"), *text = NULL;
-        size_t len;
-        if (fm_read_file(sci, &text, &len) == FM_OK) {
-            /* the first table and the heading above it */
-            char *p = strstr(text, "\n|"), *head = p;
-            if (p) {
-                while (head > text && head[-1] != '\n') head--;
-                while (head > text && (head[-1] == '\n')) head--;
-                while (head > text && head[-1] != '\n') head--;
-                char *e = p + 1;
-                while (*e == '|') {
-                    char *nl = strchr(e, '\n');
-                    e = nl ? nl + 1 : e + strlen(e);
-                }
-                printf("\n%.*s\n", (int)(e - head), head);
-            }
+        char *rep = fm_path_join(runs, "report"), *full = fm_path_join(rep, "report.md"), *table = NULL;
+        if (fm_report_main_table(rep, &table) == FM_OK) {
+            if (table) printf("\n%s\n", table);
         } else {
             fm_log("warning: %s", fm_last_error());
         }
         printf("full report: %s (runs in %s)\n", full, runs);
-        free(text);
+        free(table);
         free(rep);
-        free(sci);
         free(full);
         fm_log("demo: %.1f s in all: data %.1f s, pre-training %.1f s, fine-tuning %.1f s (%d rank(s))",
                fm_now() - t0, t_data, t_pre, t_ft, w.size);

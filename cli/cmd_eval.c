@@ -94,9 +94,9 @@ static int apply_mask(fm_ft_ctx *c, const char *path, int any_task, double *spar
     if (rc == FM_OK && nl > 0 && nl != c->model.cfg.num_labels)
         rc = fm_fail("%s: the task head has %d labels; %s has %d", path, nl, c->task->name, c->model.cfg.num_labels);
     if (rc == FM_OK) {
-        const char *w = fm_maskfile_meta_get(&meta, "weights");
-        if (w && !strcmp(w, "shuffled")) fm_weights_shuffle(&c->model, meta.seed);
-        else if (w && !strcmp(w, "random")) fm_weights_randomize(&c->model, meta.seed);
+        const int w = fm_opt_enum_value(fm_weights_names, 3, fm_maskfile_meta_get(&meta, "weights"));
+        if (w == FM_WEIGHTS_SHUFFLED) fm_weights_shuffle(&c->model, meta.seed);
+        else if (w == FM_WEIGHTS_RANDOM) fm_weights_randomize(&c->model, meta.seed);
         fm_mask_apply(&mk, &c->model.lay, c->model.params);
         if (nl > 0) {
             memcpy(c->model.w.cls_w, hw, sizeof(float) * (size_t)nl * (size_t)c->model.cfg.hidden_size);

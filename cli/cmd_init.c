@@ -14,6 +14,7 @@
 #include "hfconfig.h"
 #include "model.h"
 #include "modeldir.h"
+#include "vocab.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -43,21 +44,6 @@ static int parse_long(const char *opt, const char *s, long long lo, long long hi
     if (!*s || *end || errno || v < lo || v > hi)
         return fm_fail("%s: expected an integer in [%lld, %lld], found '%s'", opt, lo, hi, s);
     *out = v;
-    return FM_OK;
-}
-
-/* Lines in a vocab.txt (a last line without a newline counts). */
-static int count_vocab(const char *path, int *n) {
-    char *data;
-    size_t len;
-    if (fm_read_file(path, &data, &len) != FM_OK) return FM_ERR;
-    size_t lines = 0;
-    for (size_t i = 0; i < len; i++) lines += data[i] == '\n';
-    if (len && data[len - 1] != '\n') lines++;
-    free(data);
-    if (lines == 0) return fm_fail("%s: empty vocabulary", path);
-    if (lines > (1u << 24)) return fm_fail("%s: %zu lines, more than a vocabulary can have here", path, lines);
-    *n = (int)lines;
     return FM_OK;
 }
 
@@ -117,7 +103,7 @@ int fm_cmd_init(int argc, char **argv) {
     char *wpath = fm_path_join(out, FM_MODEL_WEIGHTS);
     if (num_labels >= 0) c.num_labels = (int)num_labels;
     c.with_mlm = mlm;
-    if (vocab && count_vocab(vocab, &c.vocab_size) != FM_OK) goto fail;
+    if (vocab && fm_vocab_count(vocab, &c.vocab_size) != FM_OK) goto fail;
     if (fm_config_check(&c) != FM_OK) {
         fm_fail_prefix("%s: ", config);
         goto fail;

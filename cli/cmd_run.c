@@ -23,6 +23,7 @@
 #include "grid.h"
 #include "jobfile.h"
 #include "modeldir.h"
+#include "options.h"
 #include "pipe.h"
 #include "report.h"
 #include "runfiles.h"
@@ -140,38 +141,24 @@ static void log_job_end(const fm_job_result *r, int64_t k, int njobs, int team, 
                seconds, team);
 }
 
-/* The training options of job j (as `train` would take them) into o. */
+/* The training options of job j (as `train` would take them) into o: the
+ * job file's [train] options (j->h, with the mode's overrides) and the job's
+ * own. The names were checked when the job file was read. */
 static void job_opts(fm_ft_opts *o, const fm_job *j, const fm_jobfile *jf, const char *dir, int threads) {
-    fm_ft_opts_default(o);
+    *o = j->h;
     o->model_dir = jf->model;
     o->data_dir = jf->data;
     o->task = j->task;
     o->out_dir = dir;
-    o->mode = j->mode;
-    o->freeze = !strcmp(j->mode, "freeze") ? j->freeze : NULL;
-    o->weights = j->weights;
+    o->mode = (fm_train_mode)fm_opt_enum_value(fm_train_mode_names, 3, j->mode);
+    o->freeze = o->mode == FM_TRAIN_FREEZE ? j->freeze : NULL;
+    o->weights = (fm_weights)fm_opt_enum_value(fm_weights_names, 3, j->weights);
     o->seed = j->seed;
-    o->lr = j->h.lr;
-    o->epochs = j->h.epochs;
-    o->warmup = j->h.warmup;
-    o->weight_decay = j->h.weight_decay;
-    o->adam_eps = j->h.adam_eps;
-    o->adam_beta1 = j->h.adam_beta1;
-    o->adam_beta2 = j->h.adam_beta2;
-    o->max_grad_norm = j->h.max_grad_norm;
-    o->dropout = j->h.dropout;
-    o->batch_size = j->h.batch_size;
-    o->max_seq_length = j->h.max_seq_length;
-    o->eval_batch_size = j->h.eval_batch_size;
-    o->shuffle = j->h.shuffle;
-    o->max_steps = j->h.max_steps;
-    o->max_train_examples = j->h.max_train_examples;
-    o->log_every = j->h.log_every;
     o->threads = threads;
-    if (!strcmp(j->mode, "supermask")) {
-        o->ste = jf->ste;
+    if (o->mode == FM_TRAIN_SUPERMASK) {
+        o->ste = (fm_ste)fm_opt_enum_value(fm_ste_names, 2, jf->ste);
         o->init_sparsity = j->sparsity;
-        o->init_rank = jf->ranking;
+        o->init_rank = (fm_init_rank)fm_opt_enum_value(fm_init_rank_names, 2, jf->ranking);
         if (jf->masked[0]) o->mask_glob = jf->masked;
         if (jf->layers[0]) o->mask_layers = jf->layers;
         if (jf->mask_lr >= 0) o->mask_lr = jf->mask_lr;

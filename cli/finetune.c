@@ -19,6 +19,7 @@
 #include "maskfile.h"
 #include "modeldir.h"
 #include "optim.h"
+#include "options.h"
 #include "progress.h"
 #include "stopsig.h"
 #include "rng.h"
@@ -28,132 +29,9 @@
 #include "tokjson.h"
 #include "vocab.h"
 
-void fm_ft_opts_default(fm_ft_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->mode = "full";
-    o->lr = 2e-5;
-    o->batch_size = 32;
-    o->epochs = 3;
-    o->max_seq_length = 128;
-    o->warmup = 0.1;
-    o->weight_decay = 0.01;
-    o->adam_eps = 1e-8;
-    o->adam_beta1 = 0.9;
-    o->adam_beta2 = 0.999;
-    o->max_grad_norm = 1.0;
-    o->seed = 42;
-    o->dropout = -1;
-    o->max_steps = -1;
-    o->shuffle = 1;
-    o->eval_every = 0;
-    o->log_every = 50;
-    o->max_train_examples = -1;
-    o->eval_batch_size = 32;
-    o->freeze = NULL;
-    o->weights = "pretrained";
-    o->ste = "sigmoid";
-    o->init_sparsity = 0;
-    o->init_rank = "global";
-    o->mask_glob = NULL;
-    o->mask_layers = NULL;
-    o->mask_lr = 1e-2;
-    o->head_lr = -1;
-    o->samples = 10;
-    o->checkpoint_every = 0;
-    o->resume = 0;
-}
-
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 /* JSON has no NaN or infinity: such a value is written as null, never as a number. */
 static json_t *num_or_null(double x) { return isfinite(x) ? json_real(x) : json_null(); }
-
-char *fm_ft_opts_json(const fm_ft_opts *o) {
-    json_t *j = json_object();
-    json_object_set_new(j, "model", json_string(o->model_dir));
-    json_object_set_new(j, "task", json_string(o->task));
-    json_object_set_new(j, "data", json_string(o->data_dir));
-    json_object_set_new(j, "mode", json_string(o->mode));
-    json_object_set_new(j, "lr", json_real(o->lr));
-    json_object_set_new(j, "batch_size", json_integer(o->batch_size));
-    json_object_set_new(j, "epochs", json_real(o->epochs));
-    json_object_set_new(j, "max_seq_length", json_integer(o->max_seq_length));
-    json_object_set_new(j, "warmup", json_real(o->warmup));
-    json_object_set_new(j, "weight_decay", json_real(o->weight_decay));
-    json_object_set_new(j, "adam_eps", json_real(o->adam_eps));
-    json_object_set_new(j, "adam_beta1", json_real(o->adam_beta1));
-    json_object_set_new(j, "adam_beta2", json_real(o->adam_beta2));
-    json_object_set_new(j, "max_grad_norm", json_real(o->max_grad_norm));
-    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(j, "dropout", json_real(o->dropout));
-    json_object_set_new(j, "max_steps", json_integer(o->max_steps));
-    json_object_set_new(j, "shuffle", json_boolean(o->shuffle));
-    json_object_set_new(j, "eval_every", json_integer(o->eval_every));
-    json_object_set_new(j, "log_every", json_integer(o->log_every));
-    json_object_set_new(j, "max_train_examples", json_integer(o->max_train_examples));
-    json_object_set_new(j, "eval_batch_size", json_integer(o->eval_batch_size));
-    json_object_set_new(j, "freeze", str_or_null(o->freeze));
-    json_object_set_new(j, "weights", json_string(o->weights));
-    json_object_set_new(j, "ste", json_string(o->ste));
-    json_object_set_new(j, "init_sparsity", json_real(o->init_sparsity));
-    json_object_set_new(j, "init_rank", json_string(o->init_rank));
-    json_object_set_new(j, "mask", str_or_null(o->mask_glob));
-    json_object_set_new(j, "mask_layers", str_or_null(o->mask_layers));
-    json_object_set_new(j, "mask_lr", json_real(o->mask_lr));
-    json_object_set_new(j, "head_lr", json_real(o->head_lr));
-    json_object_set_new(j, "samples", json_integer(o->samples));
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));
-    json_decref(j);
-    return s;
-}
-
-int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
-    char *path = fm_path_join(run_dir, "options.json");
-    json_t *j;
-    int rc = fm_json_read(path, &j);
-    if (rc != FM_OK) {
-        free(path);
-        return FM_ERR;
-    }
-    fm_ft_opts_default(o);
-    json_error_t err;
-    int shuffle = 1;
-    json_int_t bs, msl, seed, ms, ee, le, mte, ebs, samples;
-    json_t *freeze = NULL, *mask = NULL, *ml = NULL;
-    if (json_unpack_ex(j, &err, JSON_STRICT,
-                       "{s:s, s:s, s:s, s:s, s:F, s:I, s:F, s:I, s:F, s:F, s:F, s:F, s:F, s:F, s:I, s:F, s:I, s:b, "
-                       "s:I, s:I, s:I, s:I, s:o, s:s, s:s, s:F, s:s, s:o, s:o, s:F, s:F, s:I}",
-                       "model", &o->model_dir, "task", &o->task, "data", &o->data_dir, "mode", &o->mode, "lr",
-                       &o->lr, "batch_size", &bs, "epochs", &o->epochs, "max_seq_length", &msl, "warmup", &o->warmup,
-                       "weight_decay", &o->weight_decay, "adam_eps", &o->adam_eps, "adam_beta1", &o->adam_beta1,
-                       "adam_beta2", &o->adam_beta2, "max_grad_norm", &o->max_grad_norm, "seed", &seed, "dropout",
-                       &o->dropout, "max_steps", &ms, "shuffle", &shuffle, "eval_every", &ee, "log_every", &le,
-                       "max_train_examples", &mte, "eval_batch_size", &ebs, "freeze", &freeze, "weights",
-                       &o->weights, "ste", &o->ste, "init_sparsity", &o->init_sparsity, "init_rank", &o->init_rank,
-                       "mask", &mask, "mask_layers", &ml, "mask_lr", &o->mask_lr, "head_lr", &o->head_lr, "samples",
-                       &samples) != 0) {
-        rc = fm_fail("%s: line %d: expected the options of a finemask train run: %s", path, err.line, err.text);
-        json_decref(j);
-        free(path);
-        return rc;
-    }
-    free(path);
-    o->batch_size = (int)bs;
-    o->max_seq_length = (int)msl;
-    o->seed = (uint64_t)seed;
-    o->max_steps = ms;
-    o->shuffle = shuffle;
-    o->eval_every = ee;
-    o->log_every = le;
-    o->max_train_examples = mte;
-    o->eval_batch_size = (int)ebs;
-    o->freeze = json_string_value(freeze); /* NULL for null */
-    o->mask_glob = json_string_value(mask);
-    o->mask_layers = json_string_value(ml);
-    o->samples = (int)samples;
-    o->out_dir = run_dir;
-    *keep = j;
-    return FM_OK;
-}
 
 void fm_ft_threads(int n) {
     omp_set_num_threads(n);
@@ -378,22 +256,11 @@ static int team_ok(const fm_ft_hooks *hk, int ok) {
     return ok ? FM_OK : FM_ERR;
 }
 
+/* metrics.json's "hyperparameters": the options the table marks, and the step counts. */
 static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t steps) {
-    json_t *h = json_object();
-    json_object_set_new(h, "lr", json_real(o->lr));
-    json_object_set_new(h, "batch_size", json_integer(o->batch_size));
-    json_object_set_new(h, "epochs", json_real(o->epochs));
-    json_object_set_new(h, "max_seq_length", json_integer(o->max_seq_length));
-    json_object_set_new(h, "warmup_ratio", json_real(o->warmup));
+    json_t *h = fm_ft_hyper_json(o);
     json_object_set_new(h, "warmup_steps", json_integer(opt->warmup_steps));
     json_object_set_new(h, "total_steps", json_integer(steps));
-    json_object_set_new(h, "weight_decay", json_real(o->weight_decay));
-    json_object_set_new(h, "adam_eps", json_real(o->adam_eps));
-    json_object_set_new(h, "adam_beta1", json_real(o->adam_beta1));
-    json_object_set_new(h, "adam_beta2", json_real(o->adam_beta2));
-    json_object_set_new(h, "max_grad_norm", json_real(o->max_grad_norm));
-    json_object_set_new(h, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(h, "shuffle", json_boolean(o->shuffle));
     return h;
 }
 
@@ -644,7 +511,7 @@ static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int 
     char fp[32];
     snprintf(fp, sizeof fp, "%016" PRIx64, c->fingerprint);
     json_object_set_new(met, "task", json_string(c->task->name));
-    json_object_set_new(met, "mode", json_string(o->mode));
+    json_object_set_new(met, "mode", json_string(fm_train_mode_names[o->mode]));
     json_object_set_new(met, "model", json_string(o->model_dir));
     json_object_set_new(met, "model_fingerprint", json_string(fp));
     json_object_set_new(met, "status", json_string("diverged"));
@@ -654,7 +521,7 @@ static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int 
     json_object_set_new(met, "grad_norm", num_or_null(norm));
     json_object_set_new(met, "train_examples", json_integer(train_n));
     json_object_set_new(met, "steps", json_integer(total));
-    json_object_set_new(met, "weights", json_string(o->weights));
+    json_object_set_new(met, "weights", json_string(fm_weights_names[o->weights]));
     if (o->freeze) json_object_set_new(met, "freeze", json_string(o->freeze));
     json_object_set_new(met, "hyperparameters", hyper);
     char *path = fm_path_join(o->out_dir, "metrics.json");
@@ -677,20 +544,8 @@ static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int 
 }
 
 int fm_finetune(const fm_ft_opts *o) {
-    const int freeze = !strcmp(o->mode, "freeze"), supermask = !strcmp(o->mode, "supermask");
-    if (strcmp(o->mode, "full") != 0 && !freeze && !supermask)
-        return fm_fail("--mode %s: expected full, freeze or supermask", o->mode);
-    if (freeze != (o->freeze != NULL))
-        return fm_fail(freeze ? "--mode freeze needs --freeze SET (e.g. key,deepest:2,word_embeddings)"
-                              : "--freeze goes with --mode freeze");
-    if (strcmp(o->weights, "pretrained") && strcmp(o->weights, "shuffled") && strcmp(o->weights, "random"))
-        return fm_fail("--weights %s: expected pretrained, shuffled or random", o->weights);
-    if (strcmp(o->ste, "sigmoid") && strcmp(o->ste, "identity"))
-        return fm_fail("--ste %s: expected sigmoid or identity", o->ste);
-    if (strcmp(o->init_rank, "global") && strcmp(o->init_rank, "tensor"))
-        return fm_fail("--init-rank %s: expected global or tensor", o->init_rank);
-    if (!supermask && (o->mask_glob || o->mask_layers || o->init_sparsity != 0))
-        return fm_fail("--mask, --mask-layers and --init-sparsity go with --mode supermask");
+    const int freeze = o->mode == FM_TRAIN_FREEZE, supermask = o->mode == FM_TRAIN_SUPERMASK;
+    if (fm_ft_opts_check(o) != FM_OK) return FM_ERR;
     if (o->threads > 0) fm_ft_threads(o->threads);
     fm_ft_hooks *hk = o->hooks;
     const int replicated = hk && hk->sum_start;
@@ -735,8 +590,8 @@ int fm_finetune(const fm_ft_opts *o) {
         return FM_ERR;
     }
     /* The controls: the pre-trained weights permuted within each tensor, or random. */
-    if (!strcmp(o->weights, "shuffled")) fm_weights_shuffle(m, o->seed);
-    if (!strcmp(o->weights, "random")) fm_weights_randomize(m, o->seed);
+    if (o->weights == FM_WEIGHTS_SHUFFLED) fm_weights_shuffle(m, o->seed);
+    if (o->weights == FM_WEIGHTS_RANDOM) fm_weights_randomize(m, o->seed);
     int rc = FM_ERR;
     fm_glue_set train_set = {0}, dev_set[2] = {{0}};
     fm_dataset train = {0}, dev[2] = {{0}};
@@ -772,7 +627,7 @@ int fm_finetune(const fm_ft_opts *o) {
     const int64_t total = o->max_steps >= 0 ? o->max_steps : (int64_t)ceil(o->epochs * (double)steps_per_epoch);
     fm_trainer_opts to;
     fm_trainer_opts_default(&to);
-    to.mode = supermask ? FM_TRAIN_SUPERMASK : freeze ? FM_TRAIN_FREEZE : FM_TRAIN_FULL;
+    to.mode = o->mode;
     to.seed = o->seed;
     fm_adamw *opt = &to.opt;
     opt->lr = (float)(supermask && o->head_lr >= 0 ? o->head_lr : o->lr);
@@ -790,11 +645,11 @@ int fm_finetune(const fm_ft_opts *o) {
      * at |nu| = 5): ~1e4 below a weight's, where an epsilon of 1e-8 would
      * swamp Adam's normalisation. */
     to.mask_opt.eps = 1e-12f;
-    to.ste = !strcmp(o->ste, "identity") ? FM_STE_IDENTITY : FM_STE_SIGMOID;
+    to.ste = o->ste;
     to.mask_glob = o->mask_glob;
     to.mask_layers = o->mask_layers;
     to.init_sparsity = o->init_sparsity;
-    to.init_rank = !strcmp(o->init_rank, "tensor") ? FM_RANK_TENSOR : FM_RANK_GLOBAL;
+    to.init_rank = o->init_rank;
     if (fm_trainer_init(&tr, m, &to) != FM_OK) goto setup_fail;
     tr_ready = 1;
     if (pipelined) {
@@ -815,7 +670,8 @@ int fm_finetune(const fm_ft_opts *o) {
            supermask ? " beside the scores of the masked ones" : "", fm_blas_threads());
     if (supermask)
         fm_log("supermask: %zu masked entries in %d tensors, init sparsity %g (%s ranking), ste %s, nu lr %g",
-               tr.masked_numel, tr.sample.n, o->init_sparsity, o->init_rank, o->ste, o->mask_lr);
+               tr.masked_numel, tr.sample.n, o->init_sparsity, fm_init_rank_names[o->init_rank], fm_ste_names[o->ste],
+               o->mask_lr);
     acts = fm_acts_new(&m->cfg, B, o->max_seq_length, 0, m->cfg.num_hidden_layers);
     fm_batch_buf_alloc(&bb, B, o->max_seq_length);
     perm = fm_xmalloc(sizeof(uint32_t) * (size_t)train.n);
@@ -1011,7 +867,7 @@ int fm_finetune(const fm_ft_opts *o) {
     /* The run directory: metrics.json, the model or the mask. */
     metrics = json_object();
     json_object_set_new(metrics, "task", json_string(task->name));
-    json_object_set_new(metrics, "mode", json_string(o->mode));
+    json_object_set_new(metrics, "mode", json_string(fm_train_mode_names[o->mode]));
     json_object_set_new(metrics, "model", json_string(o->model_dir));
     char fp[32];
     snprintf(fp, sizeof fp, "%016" PRIx64, c.fingerprint);
@@ -1028,7 +884,7 @@ int fm_finetune(const fm_ft_opts *o) {
     }
     json_object_set_new(metrics, "steps", json_integer(total));
     json_object_set_new(metrics, "final_loss", num_or_null(pr.last_loss)); /* null: no step ran */
-    json_object_set_new(metrics, "weights", json_string(o->weights));
+    json_object_set_new(metrics, "weights", json_string(fm_weights_names[o->weights]));
     if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
     json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
     json_object_set_new(metrics, "frozen_parameters", json_integer((json_int_t)frozen));
@@ -1100,8 +956,8 @@ int fm_finetune(const fm_ft_opts *o) {
         json_object_set_new(metrics, "task_storage_bytes",
                             json_integer((json_int_t)(bits_bytes + 4 * (hw->numel + hb->numel))));
         json_object_set_new(metrics, "init_sparsity", json_real(o->init_sparsity));
-        json_object_set_new(metrics, "init_rank", json_string(o->init_rank));
-        json_object_set_new(metrics, "ste", json_string(o->ste));
+        json_object_set_new(metrics, "init_rank", json_string(fm_init_rank_names[o->init_rank]));
+        json_object_set_new(metrics, "ste", json_string(fm_ste_names[o->ste]));
         json_object_set_new(metrics, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
         json_object_set_new(metrics, "mask_layers", str_or_null(o->mask_layers));
         char ms[64] = "";
@@ -1132,11 +988,11 @@ int fm_finetune(const fm_ft_opts *o) {
         fm_maskfile_meta_init(&meta);
         snprintf(meta.task, sizeof meta.task, "%s", task->name);
         snprintf(meta.mode, sizeof meta.mode, "supermask");
-        snprintf(meta.ste, sizeof meta.ste, "%s", o->ste);
+        snprintf(meta.ste, sizeof meta.ste, "%s", fm_ste_names[o->ste]);
         meta.seed = o->seed;
         meta.init_sparsity = o->init_sparsity;
         meta.model_fingerprint = c.fingerprint;
-        int wr = fm_maskfile_meta_set(&meta, "weights", o->weights);
+        int wr = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
         if (wr == FM_OK) wr = fm_test_fail_write("mask", path);
         if (wr == FM_OK) wr = fm_maskfile_write(path, &tr.sample, &meta, &m->lay, m->params);
         fm_maskfile_meta_free(&meta);

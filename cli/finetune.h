@@ -13,6 +13,7 @@
 #include "hfconfig.h"
 #include "metrics.h"
 #include "model.h"
+#include "opts.h"
 #include "tokenizer.h"
 
 /* Data parallelism and results, supplied by a caller that runs the job on
@@ -92,53 +93,8 @@ typedef struct fm_ft_hooks {
     int diverged;    /* stopped at a step whose loss or gradient norm was not finite (metrics says so) */
 } fm_ft_hooks;
 
-typedef struct {
-    const char *model_dir, *task, *data_dir, *out_dir, *mode;
-    double lr;              /* 2e-5 */
-    int batch_size;         /* 32 */
-    double epochs;          /* 3 */
-    int max_seq_length;     /* 128 */
-    double warmup;          /* fraction of the steps: 0.1 */
-    double weight_decay;    /* 0.01 */
-    double adam_eps;        /* 1e-8 */
-    double adam_beta1, adam_beta2;
-    double max_grad_norm;   /* 1.0 */
-    uint64_t seed;          /* 42 */
-    double dropout;         /* < 0: as config.json says */
-    int64_t max_steps;      /* < 0: from epochs */
-    int shuffle;            /* 1 */
-    int64_t eval_every;     /* 0: at the end only */
-    int64_t log_every;      /* 50 */
-    const char *dump_grads; /* first batch's gradients to this safetensors file, or NULL */
-    int64_t max_train_examples; /* < 0: all */
-    int eval_batch_size;    /* 64 */
-    int threads;            /* 0: default */
-    const char *freeze;     /* mode freeze: the freeze set (see controls.h) */
-    const char *weights;    /* "pretrained" (default), "shuffled" or "random" */
-    /* mode supermask: */
-    const char *ste;        /* "sigmoid" (default) or "identity" */
-    double init_sparsity;   /* 0: every nu starts at +5 */
-    const char *init_rank;  /* "global" (default) or "tensor" */
-    const char *mask_glob;  /* NULL: FM_MASK_DEFAULT_GLOB */
-    const char *mask_layers; /* NULL: all layers */
-    double mask_lr;         /* 1e-2: peak learning rate of nu */
-    double head_lr;         /* < 0: --lr */
-    int samples;            /* 10: Bernoulli samples scored at the end */
-    /* resume: */
-    int64_t checkpoint_every; /* 0: only on SIGTERM/SIGUSR1 */
-    int resume;             /* continue from out_dir/state.safetensors */
-    fm_ft_hooks *hooks;     /* NULL: one process, no result wanted */
-} fm_ft_opts;
-
-/* The options that decide a run's results, as compact JSON text (sorted
- * keys; free with free()): what RUN_DIR/options.json holds and a resumed run
- * must match. */
-char *fm_ft_opts_json(const fm_ft_opts *o);
-/* Read RUN_DIR/options.json into o (strings point into *keep, which the
- * caller json_decref's after o's last use). */
-int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep);
-
-void fm_ft_opts_default(fm_ft_opts *o);
+/* fm_ft_opts, the options of a job, is generated from the option table
+ * (src/opts.h); options.json is io/options.h. */
 
 /* Everything a job reads: the model, its tokenizer, the task. */
 typedef struct {

@@ -25,6 +25,7 @@
 #include "model.h"
 #include "modeldir.h"
 #include "optim.h"
+#include "options.h"
 #include "progress.h"
 #include "ptstate.h"
 #include "stopsig.h"
@@ -34,23 +35,6 @@
 
 /* The corruption key of evaluation rows: a step no training run reaches. */
 #define FM_PT_EVAL_STEP UINT64_C(0xFFFFFFFFFFFF)
-
-void fm_pt_opts_default(fm_pt_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->config = "tiny";
-    o->steps = 1000;
-    o->batch = 32;
-    o->seq = 128;
-    o->lr = 1e-4;
-    o->warmup = 0.1;
-    o->weight_decay = 0.01;
-    o->adam_eps = 1e-6;
-    o->max_grad_norm = 1.0;
-    o->mlm_prob = 0.15;
-    o->dropout = -1;
-    o->seed = 0;
-    o->log_every = 50;
-}
 
 /* Everything one step or evaluation needs on this rank. */
 typedef struct {
@@ -156,34 +140,14 @@ static int tokenize_corpus(const fm_corpus *cp, const fm_tokenizer *tok, const f
 
 
 /* The options a resumed run must share with the run that saved the state, as
- * compact JSON text (free with free()); keys are the option names, and
- * corpus-content is the CRC-32C of the packed rows (ids and token types). */
+ * compact JSON text (free with free()): the table's (io/options.h), and
+ * corpus-content, the CRC-32C of the packed rows (ids and token types). */
 static char *options_json(const fm_pt_opts *o, const fm_dataset *d) {
-    json_t *j = json_object(), *cp = json_array();
-    for (int i = 0; i < o->ncorpus; i++) json_array_append_new(cp, json_string(o->corpus[i]));
-    json_object_set_new(j, "corpus", cp);
     size_t cells = (size_t)d->n * (size_t)d->max_len;
     char crc[80];
     snprintf(crc, sizeof crc, "%d rows, crc32c %08x %08x", d->n, fm_crc32c(d->ids, cells * sizeof(int32_t)),
              fm_crc32c(d->types, cells * sizeof(int32_t)));
-    json_object_set_new(j, "corpus-content", json_string(crc));
-    json_object_set_new(j, "vocab", json_string(o->vocab));
-    json_object_set_new(j, "config", json_string(o->config));
-    json_object_set_new(j, "steps", json_integer(o->steps));
-    json_object_set_new(j, "batch", json_integer(o->batch));
-    json_object_set_new(j, "seq", json_integer(o->seq));
-    json_object_set_new(j, "lr", json_real(o->lr));
-    json_object_set_new(j, "warmup", json_real(o->warmup));
-    json_object_set_new(j, "weight-decay", json_real(o->weight_decay));
-    json_object_set_new(j, "adam-eps", json_real(o->adam_eps));
-    json_object_set_new(j, "max-grad-norm", json_real(o->max_grad_norm));
-    json_object_set_new(j, "mlm-prob", json_real(o->mlm_prob));
-    json_object_set_new(j, "dropout", json_real(o->dropout));
-    json_object_set_new(j, "seed", json_integer((json_int_t)o->seed));
-    json_object_set_new(j, "log-every", json_integer(o->log_every));
-    char *s = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    return s;
+    return fm_pt_opts_json(o, crc);
 }
 
 static json_t *counts_json(const fm_mlm_counts *k) {

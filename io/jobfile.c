@@ -14,27 +14,9 @@
 #include "fileio.h"
 #include "fm.h"
 
-static const char *const mode_names[3] = {"full", "freeze", "supermask"};
+#define mode_names fm_train_mode_names
 
-void fm_job_hyper_default(fm_job_hyper *h) {
-    memset(h, 0, sizeof *h);
-    h->lr = 2e-5;
-    h->epochs = 3;
-    h->warmup = 0.1;
-    h->weight_decay = 0.01;
-    h->adam_eps = 1e-8;
-    h->adam_beta1 = 0.9;
-    h->adam_beta2 = 0.999;
-    h->max_grad_norm = 1.0;
-    h->dropout = -1;
-    h->batch_size = 32;
-    h->max_seq_length = 128;
-    h->eval_batch_size = 32;
-    h->shuffle = 1;
-    h->max_steps = -1;
-    h->max_train_examples = -1;
-    h->log_every = 50;
-}
+void fm_job_hyper_default(fm_job_hyper *h) { fm_ft_opts_default(h); }
 
 static int mode_index(const char *m) {
     for (int i = 0; i < 3; i++)
@@ -69,6 +51,13 @@ static int perr(parse_state *s, const char *fmt, ...) {
     return 0;
 }
 
+/* "key: expected a, b or c, found 'v'" from the names of an enum (src/opts.h). */
+static int bad_name(parse_state *s, const char *key, const char *const *names, int n, const char *v) {
+    char list[128];
+    fm_opt_enum_list(names, n, list, sizeof list);
+    return perr(s, "%s: expected %s, found '%s'", key, list, v);
+}
+
 static char *trim(char *s) {
     while (isspace((unsigned char)*s)) s++;
     size_t n = strlen(s);
@@ -91,13 +80,6 @@ static int parse_int(const char *v, long long lo, long long hi, long long *out) 
     long long x = strtoll(v, &end, 10);
     if (!*v || *end || errno || x < lo || x > hi) return FM_ERR;
     *out = x;
-    return FM_OK;
-}
-
-static int parse_bool(const char *v, int *out) {
-    if (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "1")) *out = 1;
-    else if (!strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "0")) *out = 0;
-    else return FM_ERR;
     return FM_OK;
 }
 
@@ -144,7 +126,7 @@ static int item_task(parse_state *s, int i, const char *t) {
 }
 
 static int item_mode(parse_state *s, int i, const char *t) {
-    if (i >= 3 || mode_index(t) < 0) return perr(s, "modes: expected full, freeze or supermask, found '%s'", t);
+    if (i >= 3 || mode_index(t) < 0) return bad_name(s, "modes", fm_train_mode_names, 3, t);
     for (int j = 0; j < i; j++)
         if (!strcmp(s->jf->modes[j], t)) return perr(s, "modes: '%s' given twice", t);
     snprintf(s->jf->modes[i], sizeof s->jf->modes[i], "%s", t);
@@ -153,8 +135,7 @@ static int item_mode(parse_state *s, int i, const char *t) {
 
 /* A weights item into list (3 x 16 chars): the sweep's or a mode's. */
 static int weights_into(parse_state *s, char (*list)[16], int i, const char *t) {
-    if (i >= 3 || (strcmp(t, "pretrained") && strcmp(t, "shuffled") && strcmp(t, "random")))
-        return perr(s, "weights: expected pretrained, shuffled or random, found '%s'", t);
+    if (i >= 3 || fm_opt_enum_value(fm_weights_names, 3, t) < 0) return bad_name(s, "weights", fm_weights_names, 3, t);
     for (int j = 0; j < i; j++)
         if (!strcmp(list[j], t)) return perr(s, "weights: '%s' given twice", t);
     snprintf(list[i], sizeof list[i], "%s", t);
@@ -220,24 +201,12 @@ static int set_str(parse_state *s, const char *key, char *dst, size_t cap, const
         return 1;                                                                                           \
     } while (0)
 
+/* A [train] key: a row of the option table with that job key. */
 static int train_key(parse_state *s, fm_job_hyper *h, const char *name, const char *v) {
-    if (!strcmp(name, "lr")) DBL(h->lr, 0, 1e6);
-    if (!strcmp(name, "epochs")) DBL(h->epochs, 0, 1e6);
-    if (!strcmp(name, "warmup")) DBL(h->warmup, 0, 1);
-    if (!strcmp(name, "weight_decay")) DBL(h->weight_decay, 0, 1);
-    if (!strcmp(name, "adam_eps")) DBL(h->adam_eps, 0, 1);
-    if (!strcmp(name, "adam_beta1")) DBL(h->adam_beta1, 0, 0.999999);
-    if (!strcmp(name, "adam_beta2")) DBL(h->adam_beta2, 0, 0.999999999);
-    if (!strcmp(name, "max_grad_norm")) DBL(h->max_grad_norm, 0, 1e30);
-    if (!strcmp(name, "dropout")) DBL(h->dropout, 0, 0.99);
-    if (!strcmp(name, "batch_size")) INT(h->batch_size, 1, 1 << 20);
-    if (!strcmp(name, "max_seq_length")) INT(h->max_seq_length, 3, 1 << 16);
-    if (!strcmp(name, "eval_batch_size")) INT(h->eval_batch_size, 1, 1 << 20);
-    if (!strcmp(name, "max_steps")) INT(h->max_steps, 0, 1LL << 40);
-    if (!strcmp(name, "max_train_examples")) INT(h->max_train_examples, 0, 1LL << 40);
-    if (!strcmp(name, "log_every")) INT(h->log_every, 1, 1LL << 40);
-    if (!strcmp(name, "shuffle")) {
-        if (parse_bool(v, &h->shuffle) != FM_OK) return perr(s, "shuffle: expected true or false, found '%s'", v);
+    for (int i = 0; i < fm_ft_opt_count; i++) {
+        const fm_opt *r = &fm_ft_opt_table[i];
+        if (!r->job || strcmp(r->job, name) != 0) continue;
+        if (fm_opt_parse(r, h, name, v) != FM_OK) return perr(s, "%s", fm_last_error());
         return 1;
     }
     return perr(s, "unknown key '%s' in section [train]", name);
@@ -266,13 +235,11 @@ static int mode_key(parse_state *s, int mi, const char *name, const char *v) {
             return ok;
         }
         if (!strcmp(name, "ste")) {
-            if (strcmp(v, "sigmoid") && strcmp(v, "identity"))
-                return perr(s, "ste: expected sigmoid or identity, found '%s'", v);
+            if (fm_opt_enum_value(fm_ste_names, 2, v) < 0) return bad_name(s, name, fm_ste_names, 2, v);
             return set_str(s, name, jf->ste, sizeof jf->ste, v);
         }
         if (!strcmp(name, "ranking")) {
-            if (strcmp(v, "global") && strcmp(v, "tensor"))
-                return perr(s, "ranking: expected global or tensor, found '%s'", v);
+            if (fm_opt_enum_value(fm_init_rank_names, 2, v) < 0) return bad_name(s, name, fm_init_rank_names, 2, v);
             return set_str(s, name, jf->ranking, sizeof jf->ranking, v);
         }
         if (!strcmp(name, "masked")) return set_str(s, name, jf->masked, sizeof jf->masked, v);
@@ -377,8 +344,10 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     fm_job_hyper_default(&jf->train);
     jf->samples = 10;
     jf->mask_lr = -1;
-    snprintf(jf->ste, sizeof jf->ste, "sigmoid");
-    snprintf(jf->ranking, sizeof jf->ranking, "global");
+    fm_ft_opts dflt;
+    fm_ft_opts_default(&dflt);
+    snprintf(jf->ste, sizeof jf->ste, "%s", fm_ste_names[dflt.ste]);
+    snprintf(jf->ranking, sizeof jf->ranking, "%s", fm_init_rank_names[dflt.init_rank]);
     for (int i = 0; i < 3; i++) jf->mode_lr[i] = jf->mode_epochs[i] = -1;
     jf->team_size = jf->stages = jf->micro_batches = 1;
     parse_state s = {.jf = jf};
@@ -427,20 +396,21 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
         goto bad;
     }
     for (int i = 0; i < jf->nmodes; i++)
-        if (!strcmp(jf->modes[i], "freeze") && !jf->nfreeze) {
+        if (!strcmp(jf->modes[i], fm_train_mode_names[FM_TRAIN_FREEZE]) && !jf->nfreeze) {
             fm_fail("%s: mode freeze needs [freeze] sets", path);
             goto bad;
         }
     if (jf->nfreeze) {
         int has = 0;
-        for (int i = 0; i < jf->nmodes; i++) has |= !strcmp(jf->modes[i], "freeze");
+        for (int i = 0; i < jf->nmodes; i++) has |= !strcmp(jf->modes[i], fm_train_mode_names[FM_TRAIN_FREEZE]);
         if (!has) {
             fm_fail("%s: [freeze] sets given but freeze is not among [sweep] modes", path);
             goto bad;
         }
     }
     if (!jf->nseeds) jf->seeds[jf->nseeds++] = 42;
-    if (!jf->nweights) snprintf(jf->weights[jf->nweights++], sizeof jf->weights[0], "pretrained");
+    if (!jf->nweights)
+        snprintf(jf->weights[jf->nweights++], sizeof jf->weights[0], "%s", fm_weights_names[FM_WEIGHTS_PRETRAINED]);
     if (!jf->nsparsities) jf->sparsities[jf->nsparsities++] = 0;
     if (!jf->name) {
         const char *b = slash ? slash + 1 : path;
@@ -504,7 +474,8 @@ int fm_jobfile_expand(const fm_jobfile *jf, fm_job **jobs, int *njobs) {
                             snprintf(var, sizeof var, ".s%.4g", 100 * j->sparsity);
                         }
                         char wt[32] = "";
-                        if (strcmp(j->weights, "pretrained")) snprintf(wt, sizeof wt, ".%s", j->weights);
+                        if (strcmp(j->weights, fm_weights_names[FM_WEIGHTS_PRETRAINED]))
+                            snprintf(wt, sizeof wt, ".%s", j->weights);
                         snprintf(j->name, sizeof j->name, "%s.%s%s%s.seed%llu", j->task, j->mode, var, wt,
                                  (unsigned long long)j->seed);
                         for (int k = 0; k < n; k++)

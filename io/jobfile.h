@@ -20,9 +20,10 @@
  *                 lr, epochs, weights      override [train] / [sweep] for this mode
  *   [full]        lr, epochs, weights      override [train] / [sweep] for this mode
  *                 (e.g. full on pretrained only, supermask on all three)
- *   [train]       lr batch_size epochs max_steps max_seq_length warmup weight_decay
- *                 adam_eps adam_beta1 adam_beta2 max_grad_norm dropout
- *                 max_train_examples eval_batch_size log_every shuffle
+ *   [train]       the option table's job keys (src/opts.h): lr batch_size epochs
+ *                 max_steps max_seq_length warmup weight_decay adam_eps adam_beta1
+ *                 adam_beta2 max_grad_norm dropout max_train_examples
+ *                 eval_batch_size log_every shuffle
  *   [layout]      team_size stages micro_batches threads
  *
  * Every unknown section or key, repeated key and bad value is an error
@@ -32,17 +33,13 @@
 
 #include <stdint.h>
 
+#include "opts.h"
+
 #define FM_JOB_MAX_LIST 64
 
-/* Training hyperparameters (as `finemask train` takes them); -1 = unset where noted. */
-typedef struct {
-    double lr, epochs, warmup, weight_decay, adam_eps, adam_beta1, adam_beta2, max_grad_norm;
-    double dropout;              /* < 0: as config.json */
-    int batch_size, max_seq_length, eval_batch_size, shuffle;
-    int64_t max_steps;           /* < 0: from epochs */
-    int64_t max_train_examples;  /* < 0: all */
-    int64_t log_every;
-} fm_job_hyper;
+/* Training options (as `finemask train` takes them): the job file's [train]
+ * keys (the option table's job keys, src/opts.h) over the table's defaults. */
+typedef fm_ft_opts fm_job_hyper;
 
 /* One fine-tuning run. */
 typedef struct {
@@ -81,7 +78,7 @@ typedef struct {
     int team_size, stages, micro_batches, threads;
 } fm_jobfile;
 
-/* Default hyperparameters: BERT's recipe (lr 2e-5, batch 32, 3 epochs, ...). */
+/* Default hyperparameters: the table's, BERT's recipe (lr 2e-5, batch 32, 3 epochs, ...). */
 void fm_job_hyper_default(fm_job_hyper *h);
 
 /* Parse path into jf (freed with fm_jobfile_free). FM_ERR with

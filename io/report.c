@@ -1034,3 +1034,27 @@ out:
     free(dir);
     return rc;
 }
+
+int fm_report_main_table(const char *report_dir, char **out) {
+    char *path = fm_path_join(report_dir, "science.md"), *text = NULL;
+    size_t len;
+    *out = NULL;
+    int rc = fm_read_file(path, &text, &len);
+    free(path);
+    if (rc != FM_OK) return FM_ERR;
+    /* the first table and the heading above it */
+    char *p = strstr(text, "\n|"), *head = p;
+    if (p) {
+        while (head > text && head[-1] != '\n') head--;
+        while (head > text && (head[-1] == '\n')) head--;
+        while (head > text && head[-1] != '\n') head--;
+        char *e = p + 1;
+        while (*e == '|') {
+            char *nl = strchr(e, '\n');
+            e = nl ? nl + 1 : e + strlen(e);
+        }
+        *out = strndup(head, (size_t)(e - head));
+    }
+    free(text);
+    return FM_OK;
+}

@@ -73,4 +73,9 @@ int fm_run_mask_read(const char *job_dir, fm_mask *m);
  * freed: at most one family's masks (one per task) are read at a time. */
 int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t *run);
 
+/* The report's main table: the first table of REPORT_DIR/science.md with
+ * the heading above it, as text (free with free(); NULL when science.md has
+ * no table). FM_ERR when the file cannot be read. */
+int fm_report_main_table(const char *report_dir, char **text);
+
 #endif

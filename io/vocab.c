@@ -64,3 +64,18 @@ int fm_tokenizer_load(fm_tokenizer *t, const char *vocab_path, const fm_tokenize
     }
     return FM_OK;
 }
+
+/* Lines in a vocab.txt (a last line without a newline counts). */
+int fm_vocab_count(const char *path, int *n) {
+    char *data;
+    size_t len;
+    if (fm_read_file(path, &data, &len) != FM_OK) return FM_ERR;
+    size_t lines = 0;
+    for (size_t i = 0; i < len; i++) lines += data[i] == '\n';
+    if (len && data[len - 1] != '\n') lines++;
+    free(data);
+    if (lines == 0) return fm_fail("%s: empty vocabulary", path);
+    if (lines > (1u << 24)) return fm_fail("%s: %zu lines, more than a vocabulary can have here", path, lines);
+    *n = (int)lines;
+    return FM_OK;
+}

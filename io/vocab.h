@@ -15,6 +15,11 @@ int fm_vocab_parse(fm_vocab *v, const char *name, const char *data, size_t len);
 /* Read and parse the file at path. */
 int fm_vocab_load(fm_vocab *v, const char *path);
 
+/* The lines of the vocab.txt at path (a last line without a newline
+ * counts), the vocab_size a model for it needs. FM_ERR for an empty file or
+ * more than 2^24 lines. */
+int fm_vocab_count(const char *path, int *n);
+
 /* Load path and build a tokenizer with opts (NULL: the defaults). */
 int fm_tokenizer_load(fm_tokenizer *t, const char *vocab_path, const fm_tokenizer_opts *opts);
 
