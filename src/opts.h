@@ -68,8 +68,9 @@ extern const char *const fm_init_rank_names[2];
     X(STR, freeze, NULL, "freeze", "SET", 0, 0, "freeze", NULL, NULL, FM_OPT_RESUME,                                  \
       "mode freeze: the tensors in SET keep their pre-trained values;\n"                                              \
       "SET is a comma-separated list of key (W_K of every layer),\n"                                                  \
-      "deepest:N (the last N layers), word_embeddings, or globs over\n"                                               \
-      "tensor names (encoder.layer.*.attention.self.query.weight)")                                                   \
+      "deepest:N (the last N layers), word_embeddings, all (only the\n"                                               \
+      "task head trains), or globs over tensor names\n"                                                               \
+      "(encoder.layer.*.attention.self.query.weight)")                                                                \
     X(WEIGHTS, weights, FM_WEIGHTS_PRETRAINED, "weights", "W", 0, 0, "weights", NULL, NULL, FM_OPT_RESUME,            \
       "controls: shuffled (each tensor permuted, norm kept) or random\n"                                              \
       "(BERT's initialisation from --seed)")                                                                          \
