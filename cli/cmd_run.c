@@ -16,6 +16,7 @@
 #include "analysisjson.h"
 #include "cli.h"
 #include "coll.h"
+#include "comm.h"
 #include "dp.h"
 #include "fileio.h"
 #include "finetune.h"
@@ -192,6 +193,200 @@ static int same_options(const char *dir, const fm_ft_opts *o) {
     return rc;
 }
 
+/* One job of the sweep on this team: its run directory and files. */
+typedef struct {
+    const fm_job *j;
+    const fm_jobfile *jf;
+    const fm_grid *g;
+    char *dir, *mpath, *cpath, *dpath;
+} job_files;
+
+/* Figure 2's data: how far fine-tuning moved each weight matrix (team rank
+ * 0, modes that change the weights), into distance.json and the record. */
+static void job_distances(const job_files *p, fm_job_result *r) {
+    json_t *dj = NULL;
+    if (p->g->team_rank != 0 || !strcmp(p->j->mode, "supermask")) return;
+    if (job_distance(p->jf->model, p->dir, p->j->seed, &dj) == FM_OK && fm_json_write(p->dpath, dj) == FM_OK) {
+        json_object_set_new(r->rec, "distance", as_written(dj));
+    } else {
+        fm_log("%s: no distances: %s", p->j->name, fm_last_error());
+        json_decref(dj);
+    }
+}
+
+/* A job complete already: take its files (read by the rank that claims it),
+ * when it ran with the options the job file gives now. Returns its
+ * compute.json marked skipped, or NULL. */
+static json_t *job_skipped(const job_files *p, const fm_ft_opts *o, fm_job_result *r) {
+    const fm_job *j = p->j;
+    json_t *met = NULL, *compute = NULL;
+    int ok = same_options(p->dir, o) == FM_OK && fm_json_read(p->mpath, &met) == FM_OK;
+    const char *ms = ok ? json_string_value(json_object_get(met, "status")) : NULL;
+    const int div = ms && !strcmp(ms, "diverged");
+    if (ok && !div) ok = fm_run_mask_read(p->dir, &r->mask) == FM_OK;
+    if (div) {
+        /* Diverged, as a rerun with the same options would again. */
+        const char *on = json_string_value(json_object_get(met, "diverged_on"));
+        fm_fail("%s: diverged at step %" JSON_INTEGER_FORMAT " (the %s was not finite); run it with other settings "
+                "in another --out, or remove the directory",
+                p->mpath, json_integer_value(json_object_get(met, "diverged_at_step")), on ? on : "loss");
+        json_decref(met);
+        ok = 0;
+        json_object_set_new(r->rec, "status", json_string("diverged"));
+        json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+        if (p->g->team_rank == 0) fm_log("%s: DIVERGED: %s", j->name, fm_last_error());
+    } else if (ok) {
+        json_object_set_new(r->rec, "status", json_string("done"));
+        json_object_set_new(r->rec, "metrics", met);
+        if (fm_file_exists(p->cpath) && fm_json_read(p->cpath, &compute) == FM_OK)
+            json_object_set_new(compute, "skipped", json_true());
+        json_t *dj = NULL;
+        if (fm_file_exists(p->dpath) && fm_json_read(p->dpath, &dj) == FM_OK)
+            json_object_set_new(r->rec, "distance", dj);
+        else
+            job_distances(p, r); /* the run that finished it stopped before its distances (killed) */
+    } else {
+        json_decref(met);
+        json_object_set_new(r->rec, "status", json_string("failed"));
+        json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+        if (p->g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
+    }
+    if (p->g->team_rank == 0 && ok) fm_log("%s: complete in %s; skipped", j->name, p->dir);
+    return compute;
+}
+
+/* Every rank's x, in team rank order (replica x stages + stage), divided by
+ * div, as a JSON array on team rank 0 (NULL elsewhere or on a failure). */
+static json_t *gather_by_rank(const job_files *p, const fm_pipe *pp, uint64_t x, uint64_t div) {
+    const fm_grid *g = p->g;
+    uint64_t *all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
+    json_t *by = NULL;
+    if (fm_pipe_team_gather(pp, x, all) != FM_OK) fm_log("%s: compute figures: %s", p->j->name, fm_last_error());
+    if (all && div > 0) {
+        by = json_array();
+        for (int k = 0; k < g->team_size; k++) json_array_append_new(by, json_integer((json_int_t)(all[k] / div)));
+    }
+    free(all);
+    return by;
+}
+
+/* compute.json of a job this team ran: times, and this rank's communication
+ * (compute.json is team rank 0's: stage 0 of replica 0). comm_bytes: the
+ * payload of every allreduce of the training steps (the gradient sums,
+ * grad_bytes, and the small sums: loss and signal flags, and on a pipeline
+ * the norm and sparsity terms); sync_bytes: the pipeline's broadcasts of
+ * owned tensors (evaluations, checkpoints, the end); p2p_bytes_sent:
+ * activations and their gradients. Collective over the team. */
+static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_ft_hooks *hk, const fm_job_result *r,
+                           double wall) {
+    const fm_dp *dp = &mc->dp;
+    const fm_pipe *pp = &mc->pipe;
+    const fm_grid *g = p->g;
+    json_t *c = json_object();
+    json_object_set_new(c, "wall_seconds", json_real(wall));
+    json_object_set_new(c, "train_seconds", json_real(hk->train_seconds));
+    json_object_set_new(c, "examples", json_integer(hk->examples));
+    json_object_set_new(c, "examples_per_second",
+                        json_real(hk->train_seconds > 0 ? (double)hk->examples / hk->train_seconds : 0));
+    const uint64_t comm_bytes = dp->bytes + pp->sum_bytes;
+    json_object_set_new(c, "comm_seconds", json_real(dp->seconds + pp->sum_seconds + pp->seconds + pp->bcast_seconds));
+    json_object_set_new(c, "allreduce_seconds", json_real(dp->seconds + pp->sum_seconds));
+    json_object_set_new(c, "p2p_seconds", json_real(pp->seconds));
+    json_object_set_new(c, "p2p_bytes_sent", json_integer((json_int_t)pp->bytes_sent));
+    json_object_set_new(c, "sync_seconds", json_real(pp->bcast_seconds));
+    json_object_set_new(c, "sync_bytes", json_integer((json_int_t)pp->bcast_bytes));
+    json_object_set_new(c, "grad_bytes", json_integer((json_int_t)dp->bytes));
+    json_object_set_new(c, "comm_bytes", json_integer((json_int_t)comm_bytes));
+    json_object_set_new(c, "comm_calls", json_integer((json_int_t)(dp->calls + pp->sum_calls)));
+    int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
+    if (steps > 0)
+        json_object_set_new(c, "comm_bytes_per_step", json_integer((json_int_t)(comm_bytes / (uint64_t)steps)));
+    /* Every rank's: the stages differ. */
+    json_t *by = gather_by_rank(p, pp, comm_bytes, steps > 0 ? (uint64_t)steps : 0);
+    if (by) json_object_set_new(c, "comm_bytes_per_step_by_rank", by);
+    /* The evaluations are split over the team: each rank's dev examples. */
+    by = gather_by_rank(p, pp, (uint64_t)hk->eval_examples, 1);
+    if (by) json_object_set_new(c, "eval_examples_by_rank", by);
+    json_object_set_new(c, "eval_share_bytes", json_integer((json_int_t)pp->share_bytes));
+    json_object_set_new(c, "eval_share_seconds", json_real(pp->share_seconds));
+    json_object_set_new(c, "replicas", json_integer(g->nreplicas));
+    json_object_set_new(c, "stages", json_integer(g->nstages));
+    json_object_set_new(c, "team", json_integer(g->team_id));
+    return c;
+}
+
+/* The job's outcome into r's record: done (with its metrics as metrics.json
+ * holds them, the mask read back, the distances), or interrupted, diverged
+ * or failed with the error (*rc becomes FM_ERR when the mask cannot be read
+ * back). Returns 1 when interrupted. */
+static int job_outcome(const job_files *p, fm_mpi_comm *mc, fm_ft_hooks *hk, int *rcp, fm_job_result *r) {
+    int rc = *rcp;
+    const fm_job *j = p->j;
+    const fm_grid *g = p->g;
+    if (rc == FM_OK) {
+        /* The metrics as metrics.json holds them (numbers at its printed
+         * precision, as_written), so that the report is the same whether
+         * the job ran in this run or is read back by a later, resumed one. */
+        json_object_set_new(r->rec, "status", json_string("done"));
+        json_object_set_new(r->rec, "metrics", as_written(hk->metrics));
+        hk->metrics = NULL;
+        /* The writer reads the mask back for the report; the team learns
+         * whether it could (the job fails on every rank with its message). */
+        int mok = g->team_rank != 0 || fm_run_mask_read(p->dir, &r->mask) == FM_OK;
+        if (fm_pipe_team_agree(&mc->pipe, mok) != FM_OK) rc = FM_ERR; /* failed, below */
+    }
+    *rcp = rc;
+    if (rc == FM_OK) {
+        fm_stopsig_test_pause_at("written");
+        job_distances(p, r);
+        return 0;
+    }
+    const int interrupted = hk->interrupted;
+    const char *st = interrupted ? "interrupted" : hk->diverged ? "diverged" : "failed";
+    json_object_set_new(r->rec, "status", json_string(st));
+    json_object_set_new(r->rec, "error", json_string(fm_last_error()));
+    const char *what = interrupted ? "interrupted" : hk->diverged ? "DIVERGED" : "FAILED";
+    if (g->team_rank == 0)
+        fm_log("%s: %s: %s", j->name, what, fm_last_error());
+    else
+        fm_debug("%s: %s on team rank %d too: %s", j->name, what, g->team_rank, fm_last_error());
+    return interrupted;
+}
+
+/* Run (or continue, from its state file; none: from step 0) job p on this
+ * team; its compute.json into *compute. Returns 1 when it was interrupted by
+ * SIGTERM, or when a SIGTERM arrived while it ran. */
+static int job_train(const job_files *p, fm_ft_opts *o, int quiet_jobs, double t0, fm_job_result *r,
+                     json_t **compute) {
+    const fm_job *j = p->j;
+    const fm_grid *g = p->g;
+    o->resume = 1;
+    /* The replicas of a stage sum the gradients of the tensors the stage
+     * holds, per layer; the stages of a replica exchange activations,
+     * norm terms and, before evaluations and writes, their tensors. */
+    fm_mpi_comm mc;
+    fm_mpi_comm_team(&mc, g);
+    fm_ft_hooks hk = {.comm = &mc.comm, .micro_batches = p->jf->micro_batches};
+    o->hooks = &hk;
+    fm_clear_error();
+    if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
+    int v = fm_verbosity;
+    if (quiet_jobs && v == 1) fm_verbosity = 0; /* the job's own lines; errors still print */
+    int rc = fm_finetune(o);
+    fm_verbosity = v;
+    int interrupted = job_outcome(p, &mc, &hk, &rc, r);
+    json_decref(hk.metrics);
+    interrupted |= hk.term_seen;
+    *compute = job_compute(p, &mc, &hk, r, fm_mpi_wtime() - t0);
+    fm_mpi_comm_free(&mc);
+    /* compute.json is the run's timing, not its science: a failure to
+     * write it is reported and the job stays done (as the distances). */
+    if (g->team_rank == 0 && rc == FM_OK &&
+        (fm_test_fail_write("compute", p->cpath) != FM_OK || fm_json_write(p->cpath, *compute) != FM_OK))
+        fm_log("%s: warning: no compute.json: %s", j->name, fm_last_error());
+    return interrupted;
+}
+
 /* Run job j on this team; fills r (the team's first rank only keeps it).
  * Returns 1 when the job was interrupted by SIGTERM (its state is saved). */
 static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const fm_grid *g, int threads,
@@ -200,197 +395,34 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     int interrupted = 0;
     memset(r, 0, sizeof *r);
     r->rec = fm_job_record(j);
-    char *dir = fm_path_join(out, j->name);
-    char *mpath = fm_path_join(dir, "metrics.json");
-    char *cpath = fm_path_join(dir, "compute.json");
-    char *dpath = fm_path_join(dir, "distance.json");
+    job_files p = {.j = j, .jf = jf, .g = g, .dir = fm_path_join(out, j->name)};
+    p.mpath = fm_path_join(p.dir, "metrics.json");
+    p.cpath = fm_path_join(p.dir, "compute.json");
+    p.dpath = fm_path_join(p.dir, "distance.json");
     json_t *compute = NULL;
     fm_ft_opts o;
-    job_opts(&o, j, jf, dir, threads);
+    job_opts(&o, j, jf, p.dir, threads);
     /* Complete already? The team's first rank decides for the team (a
      * shared file system may show the ranks different things, and the two
      * branches make different collectives). */
-    int complete = g->team_rank == 0 && fm_file_exists(mpath);
+    int complete = g->team_rank == 0 && fm_file_exists(p.mpath);
     if (fm_grid_team_decide(g, &complete, 1) != FM_OK) {
         json_object_set_new(r->rec, "status", json_string("failed"));
         json_object_set_new(r->rec, "error", json_string(fm_last_error()));
         if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
     } else if (complete) {
-        /* Complete already: take its files (read by the rank that claims it),
-         * when it ran with the options the job file gives now. */
-        json_t *met = NULL;
-        int ok = same_options(dir, &o) == FM_OK && fm_json_read(mpath, &met) == FM_OK;
-        const char *ms = ok ? json_string_value(json_object_get(met, "status")) : NULL;
-        const int div = ms && !strcmp(ms, "diverged");
-        if (ok && !div) ok = fm_run_mask_read(dir, &r->mask) == FM_OK;
-        if (div) {
-            /* Diverged, as a rerun with the same options would again. */
-            const char *on = json_string_value(json_object_get(met, "diverged_on"));
-            fm_fail("%s: diverged at step %" JSON_INTEGER_FORMAT " (the %s was not finite); run it with other settings "
-                    "in another --out, or remove the directory",
-                    mpath, json_integer_value(json_object_get(met, "diverged_at_step")), on ? on : "loss");
-            json_decref(met);
-            ok = 0;
-            json_object_set_new(r->rec, "status", json_string("diverged"));
-            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0) fm_log("%s: DIVERGED: %s", j->name, fm_last_error());
-        } else if (ok) {
-            json_object_set_new(r->rec, "status", json_string("done"));
-            json_object_set_new(r->rec, "metrics", met);
-            if (fm_file_exists(cpath) && fm_json_read(cpath, &compute) == FM_OK)
-                json_object_set_new(compute, "skipped", json_true());
-            json_t *dj = NULL;
-            if (fm_file_exists(dpath) && fm_json_read(dpath, &dj) == FM_OK) {
-                json_object_set_new(r->rec, "distance", dj);
-            } else if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
-                /* the run that finished it stopped before its distances (killed) */
-                if (job_distance(jf->model, dir, j->seed, &dj) == FM_OK && fm_json_write(dpath, dj) == FM_OK)
-                    json_object_set_new(r->rec, "distance", as_written(dj));
-                else {
-                    fm_log("%s: no distances: %s", j->name, fm_last_error());
-                    json_decref(dj);
-                }
-            }
-        } else {
-            json_decref(met);
-            json_object_set_new(r->rec, "status", json_string("failed"));
-            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0) fm_log("%s: FAILED: %s", j->name, fm_last_error());
-        }
-        if (g->team_rank == 0 && ok) fm_log("%s: complete in %s; skipped", j->name, dir);
+        compute = job_skipped(&p, &o, r);
     } else {
-        /* Continue an interrupted job from its state file (none: from step 0). */
-        o.resume = 1;
-        fm_dp dp;
-        fm_pipe pp;
-        /* The replicas of a stage sum the gradients of the tensors the stage
-         * holds, per layer; the stages of a replica exchange activations,
-         * norm terms and, before evaluations and writes, their tensors. */
-        fm_dp_init(&dp, g->stage);
-        fm_pipe_init(&pp, g->replica, g->team);
-        fm_ft_hooks hk = {.rank = g->replica_idx, .nranks = g->nreplicas, .ctx = &dp, .stage = g->stage_idx,
-                          .nstages = g->nstages, .micro_batches = jf->micro_batches, .team_rank = g->team_rank,
-                          .pctx = &pp, .p2p = fm_pipe_p2p, .team_sum = fm_pipe_team_sum,
-                          .stages_sum = fm_pipe_stages_sum, .bcast = fm_pipe_bcast,
-                          .team_share = fm_pipe_team_share, .agree = fm_pipe_team_agree,
-                          .decide = fm_pipe_team_decide};
-        if (g->team_size > 1) {
-            hk.sum_start = fm_dp_sum_start;
-            hk.progress = fm_dp_progress;
-            hk.sum_wait = fm_dp_sum_wait;
-        }
-        o.hooks = &hk;
-        fm_clear_error();
-        if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
-        int v = fm_verbosity;
-        if (quiet_jobs && v == 1) fm_verbosity = 0; /* the job's own lines; errors still print */
-        int rc = fm_finetune(&o);
-        fm_verbosity = v;
-        if (rc == FM_OK) {
-            /* The metrics as metrics.json holds them (numbers at its printed
-             * precision, as_written), so that the report is the same whether
-             * the job ran in this run or is read back by a later, resumed one. */
-            json_object_set_new(r->rec, "status", json_string("done"));
-            json_object_set_new(r->rec, "metrics", as_written(hk.metrics));
-            hk.metrics = NULL;
-            /* The writer reads the mask back for the report; the team learns
-             * whether it could (the job fails on every rank with its message). */
-            int mok = g->team_rank != 0 || fm_run_mask_read(dir, &r->mask) == FM_OK;
-            if (fm_pipe_team_agree(&pp, mok) != FM_OK) rc = FM_ERR; /* failed, below */
-        }
-        if (rc == FM_OK) {
-            fm_stopsig_test_pause_at("written");
-            /* Figure 2's data: how far fine-tuning moved each weight matrix. */
-            json_t *dj = NULL;
-            if (g->team_rank == 0 && strcmp(j->mode, "supermask")) {
-                if (job_distance(jf->model, dir, j->seed, &dj) == FM_OK && fm_json_write(dpath, dj) == FM_OK)
-                    json_object_set_new(r->rec, "distance", as_written(dj));
-                else {
-                    fm_log("%s: no distances: %s", j->name, fm_last_error());
-                    json_decref(dj);
-                }
-            }
-        } else {
-            interrupted = hk.interrupted;
-            const char *st = interrupted ? "interrupted" : hk.diverged ? "diverged" : "failed";
-            json_object_set_new(r->rec, "status", json_string(st));
-            json_object_set_new(r->rec, "error", json_string(fm_last_error()));
-            if (g->team_rank == 0)
-                fm_log("%s: %s: %s", j->name, interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED",
-                       fm_last_error());
-            else
-                fm_debug("%s: %s on team rank %d too: %s", j->name,
-                         interrupted ? "interrupted" : hk.diverged ? "DIVERGED" : "FAILED", g->team_rank,
-                         fm_last_error());
-        }
-        json_decref(hk.metrics);
-        interrupted |= hk.term_seen;
-        double wall = fm_mpi_wtime() - t0;
-        compute = json_object();
-        json_object_set_new(compute, "wall_seconds", json_real(wall));
-        json_object_set_new(compute, "train_seconds", json_real(hk.train_seconds));
-        json_object_set_new(compute, "examples", json_integer(hk.examples));
-        json_object_set_new(compute, "examples_per_second",
-                            json_real(hk.train_seconds > 0 ? (double)hk.examples / hk.train_seconds : 0));
-        /* This rank's figures (compute.json is team rank 0's: stage 0 of
-         * replica 0). comm_bytes: the payload of every allreduce of the
-         * training steps (the gradient sums, grad_bytes, and the small sums:
-         * loss and signal flags, and on a pipeline the norm and sparsity terms);
-         * sync_bytes: the pipeline's broadcasts of owned tensors (evaluations,
-         * checkpoints, the end); p2p_bytes_sent: activations and their gradients. */
-        const uint64_t comm_bytes = dp.bytes + pp.sum_bytes;
-        json_object_set_new(compute, "comm_seconds",
-                            json_real(dp.seconds + pp.sum_seconds + pp.seconds + pp.bcast_seconds));
-        json_object_set_new(compute, "allreduce_seconds", json_real(dp.seconds + pp.sum_seconds));
-        json_object_set_new(compute, "p2p_seconds", json_real(pp.seconds));
-        json_object_set_new(compute, "p2p_bytes_sent", json_integer((json_int_t)pp.bytes_sent));
-        json_object_set_new(compute, "sync_seconds", json_real(pp.bcast_seconds));
-        json_object_set_new(compute, "sync_bytes", json_integer((json_int_t)pp.bcast_bytes));
-        json_object_set_new(compute, "grad_bytes", json_integer((json_int_t)dp.bytes));
-        json_object_set_new(compute, "comm_bytes", json_integer((json_int_t)comm_bytes));
-        json_object_set_new(compute, "comm_calls", json_integer((json_int_t)(dp.calls + pp.sum_calls)));
-        int64_t steps = json_integer_value(json_object_get(json_object_get(r->rec, "metrics"), "steps"));
-        if (steps > 0)
-            json_object_set_new(compute, "comm_bytes_per_step", json_integer((json_int_t)(comm_bytes / (uint64_t)steps)));
-        /* Every rank's, in team rank order (replica x stages + stage): the stages differ. */
-        uint64_t *all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
-        if (fm_pipe_team_gather(&pp, comm_bytes, all) != FM_OK) fm_log("%s: compute figures: %s", j->name, fm_last_error());
-        if (all && steps > 0) {
-            json_t *by = json_array();
-            for (int k = 0; k < g->team_size; k++)
-                json_array_append_new(by, json_integer((json_int_t)(all[k] / (uint64_t)steps)));
-            json_object_set_new(compute, "comm_bytes_per_step_by_rank", by);
-        }
-        /* The evaluations are split over the team: each rank's dev examples. */
-        all = g->team_rank == 0 ? fm_xcalloc((size_t)g->team_size, sizeof(uint64_t)) : NULL;
-        if (fm_pipe_team_gather(&pp, (uint64_t)hk.eval_examples, all) != FM_OK)
-            fm_log("%s: compute figures: %s", j->name, fm_last_error());
-        if (all) {
-            json_t *by = json_array();
-            for (int k = 0; k < g->team_size; k++) json_array_append_new(by, json_integer((json_int_t)all[k]));
-            json_object_set_new(compute, "eval_examples_by_rank", by);
-        }
-        free(all);
-        json_object_set_new(compute, "eval_share_bytes", json_integer((json_int_t)pp.share_bytes));
-        json_object_set_new(compute, "eval_share_seconds", json_real(pp.share_seconds));
-        json_object_set_new(compute, "replicas", json_integer(g->nreplicas));
-        json_object_set_new(compute, "stages", json_integer(g->nstages));
-        json_object_set_new(compute, "team", json_integer(g->team_id));
-        fm_dp_free(&dp);
-        /* compute.json is the run's timing, not its science: a failure to
-         * write it is reported and the job stays done (as the distances). */
-        if (g->team_rank == 0 && rc == FM_OK &&
-            (fm_test_fail_write("compute", cpath) != FM_OK || fm_json_write(cpath, compute) != FM_OK))
-            fm_log("%s: warning: no compute.json: %s", j->name, fm_last_error());
+        interrupted = job_train(&p, &o, quiet_jobs, t0, r, &compute);
     }
     if (!compute) compute = json_object();
     json_object_set_new(compute, "team", json_integer(g->team_id));
     json_object_set_new(r->rec, "compute", compute);
     *busy += fm_mpi_wtime() - t0;
-    free(dir);
-    free(mpath);
-    free(cpath);
-    free(dpath);
+    free(p.dir);
+    free(p.mpath);
+    free(p.cpath);
+    free(p.dpath);
     return interrupted;
 }
 

@@ -14,6 +14,7 @@
 
 #include "blas.h"
 #include "controls.h"
+#include "engine.h"
 #include "fileio.h"
 #include "fm.h"
 #include "maskfile.h"
@@ -27,6 +28,7 @@
 #include "train.h"
 #include "trainstate.h"
 #include "tokjson.h"
+#include "trainloop.h"
 #include "vocab.h"
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
@@ -247,15 +249,6 @@ static int dev_splits(const fm_glue_task *t, const char *data_dir, int have_mm, 
     return n;
 }
 
-/* Every rank of the team passes here with ok: FM_OK when every rank is ok,
- * else FM_ERR on every rank with the first failing rank's message
- * (fm_ft_hooks.agree), so a failure that only one rank sees (the writer's
- * file, a file one rank cannot read) fails the job on the whole team. */
-static int team_ok(const fm_ft_hooks *hk, int ok) {
-    if (hk && hk->agree) return hk->agree(hk->pctx, ok);
-    return ok ? FM_OK : FM_ERR;
-}
-
 /* metrics.json's "hyperparameters": the options the table marks, and the step counts. */
 static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t steps) {
     json_t *h = fm_ft_hyper_json(o);
@@ -264,253 +257,249 @@ static json_t *hyper_json(const fm_ft_opts *o, const fm_adamw *opt, int64_t step
     return h;
 }
 
-/* fm_ft_predict over the team (fm_ft_hooks.team_share): this rank forwards
- * its share of whole batches, and every rank gets every logit, so every
- * rank computes the same report. */
-static int predict(fm_ft_hooks *h, fm_ft_ctx *c, const fm_dataset *d, int batch, float *logits, fm_glue_report *r) {
-    const int size = h ? h->nranks * h->nstages : 1;
-    if (size <= 1 || !h->team_share) {
+/* One fine-tuning job on this rank: what it reads, its engine, its files. */
+typedef struct {
+    const fm_ft_opts *o;
+    fm_ft_hooks *hk;       /* NULL: one process, no result wanted */
+    const fm_comm *comm;   /* NULL: one process */
+    int writer;            /* team rank 0 writes the run directory */
+    int weights;           /* fm_weights: 0 pretrained, 1 shuffled, 2 random */
+    fm_engine_cfg ec;
+    int seen[2];           /* team rank 0's decisions: a state to resume, MNLI's mismatched dev file */
+    fm_ft_ctx c;
+    int c_ready;
+    size_t frozen;
+    fm_glue_set train_set, dev_set[2];
+    fm_dataset train, dev[2];
+    fm_glue_split dsplit[2];
+    int ndev;
+    int64_t steps_per_epoch, total;
+    fm_engine e;
+    int e_ready;
+    fm_jsonl log;
+    char *state_path, *opts_json;
+    fm_train_progress pr;
+    float *logits;
+    json_t *metrics;
+} ft_job;
+
+/* The engine's configuration from the options (its schedule, which needs the
+ * training set's size, is set by ft_engine); FM_ERR on options that do not
+ * go together. The one place that reads the mode, STE, ranking and weight
+ * control as names. */
+static int ft_config(ft_job *j, const fm_ft_opts *o) {
+    const int supermask = o->mode == FM_TRAIN_SUPERMASK;
+    if (fm_ft_opts_check(o) != FM_OK) return FM_ERR;
+    j->weights = (int)o->weights;
+    fm_engine_cfg *c = &j->ec;
+    fm_trainer_opts *to = &c->train;
+    fm_trainer_opts_default(to);
+    to->mode = o->mode;
+    to->seed = o->seed;
+    fm_adamw *opt = &to->opt;
+    opt->lr = (float)(supermask && o->head_lr >= 0 ? o->head_lr : o->lr);
+    opt->beta1 = (float)o->adam_beta1;
+    opt->beta2 = (float)o->adam_beta2;
+    opt->eps = (float)o->adam_eps;
+    opt->weight_decay = (float)o->weight_decay;
+    opt->max_grad_norm = (float)o->max_grad_norm;
+    to->ste = o->ste;
+    to->mask_glob = o->mask_glob;
+    to->mask_layers = o->mask_layers;
+    to->init_sparsity = o->init_sparsity;
+    to->init_rank = o->init_rank;
+    c->batch = o->batch_size;
+    c->seq = o->max_seq_length;
+    c->micro_batches = j->hk ? j->hk->micro_batches : 1;
+    c->cls_only_last = 1;
+    c->scale = FM_SCALE_ROWS;
+    c->comm = j->comm;
+    return FM_OK;
+}
+
+/* The schedule (warm-up from the step count) and the engine. */
+static int ft_engine(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    const int B = o->batch_size;
+    j->steps_per_epoch = (j->train.n + B - 1) / B;
+    j->total = o->max_steps >= 0 ? o->max_steps : (int64_t)ceil(o->epochs * (double)j->steps_per_epoch);
+    fm_trainer_opts *to = &j->ec.train;
+    to->opt.total_steps = j->total;
+    to->opt.warmup_steps = (int64_t)ceil(o->warmup * (double)j->total);
+    to->mask_opt = to->opt;
+    to->mask_opt.lr = (float)o->mask_lr;
+    to->mask_opt.weight_decay = 0.0f; /* no decay on nu: it would pull every score towards p = 0.5 */
+    /* nu's gradients carry the factors theta~ (~1e-2) and sigmoid'(nu) (~7e-3
+     * at |nu| = 5): ~1e4 below a weight's, where an epsilon of 1e-8 would
+     * swamp Adam's normalisation. */
+    to->mask_opt.eps = 1e-12f;
+    j->ec.data = &j->train;
+    j->ec.fill_ctx = (void *)j->c.task;
+    if (fm_engine_init(&j->e, &j->c.model, &j->ec) != FM_OK) return FM_ERR;
+    j->e_ready = 1;
+    const fm_model *m = &j->c.model;
+    const int supermask = to->mode == FM_TRAIN_SUPERMASK;
+    fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",
+           j->c.task->name, j->train.n, j->total, B, (double)j->total / (double)j->steps_per_epoch,
+           fm_layout_trainable(&m->lay), supermask ? " beside the scores of the masked ones" : "", fm_blas_threads());
+    if (supermask)
+        fm_log("supermask: %zu masked entries in %d tensors, init sparsity %g (%s ranking), ste %s, nu lr %g",
+               j->e.tr.masked_numel, j->e.tr.sample.n, o->init_sparsity, fm_init_rank_names[o->init_rank],
+               fm_ste_names[o->ste], o->mask_lr);
+    return FM_OK;
+}
+
+/* A training batch of a GLUE task: labels, or targets for a regression. */
+static int64_t ft_fill(void *ctx, fm_batch_buf *bb, const fm_dataset *d, const int32_t *rows, int n,
+                       int64_t example0) {
+    const fm_glue_task *task = ctx;
+    fm_batch_fill(bb, d, rows, n, 1, example0);
+    if (task->is_regression) bb->b.labels = NULL;
+    else bb->b.targets = NULL;
+    return n;
+}
+
+/* Decisions that change the sequence of collectives, taken by the team's
+ * first rank (a shared file system may show the ranks different things):
+ * resume from a state file, and score MNLI's mismatched dev set. */
+static int ft_decide(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    if (j->writer) {
+        char *sp = fm_path_join(o->out_dir, FM_STATE_FILE), *mm = dev_mm_path(fm_glue_task_find(o->task), o->data_dir);
+        j->seen[0] = o->resume && fm_file_exists(sp);
+        j->seen[1] = mm && fm_file_exists(mm);
+        free(sp);
+        free(mm);
+    }
+    if (j->comm && j->comm->decide) return j->comm->decide(j->comm->ctx, j->seen, 2);
+    return FM_OK;
+}
+
+/* The model (with its controls and frozen set) and the encoded task. */
+static int ft_load(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    if (fm_ft_load(&j->c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
+    j->c_ready = 1;
+    fm_model *m = &j->c.model;
+    const fm_glue_task *task = j->c.task;
+    if (j->ec.train.mode == FM_TRAIN_FREEZE && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &j->frozen) != FM_OK)
+        return FM_ERR;
+    /* The controls: the pre-trained weights permuted within each tensor, or random. */
+    if (j->weights == 1) fm_weights_shuffle(m, o->seed);
+    if (j->weights == 2) fm_weights_randomize(m, o->seed);
+    j->ndev = dev_splits(task, o->data_dir, j->seen[1], j->dsplit);
+    /* Only the examples that train are tokenized (--max-train-examples). */
+    if (fm_ft_encode_first(&j->c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples,
+                           &j->train_set, &j->train) != FM_OK)
+        return FM_ERR;
+    for (int s = 0; s < j->ndev; s++)
+        if (fm_ft_encode(&j->c, o->data_dir, j->dsplit[s], o->max_seq_length, &j->dev_set[s], &j->dev[s]) != FM_OK)
+            return FM_ERR;
+    if (o->max_train_examples >= 0 && o->max_train_examples < j->train.n) j->train.n = (int)o->max_train_examples;
+    if (j->train.n == 0) return fm_fail("%s: no training examples", task->name);
+    if (j->writer && fm_mkdirs(o->out_dir) != FM_OK) return FM_ERR;
+    return FM_OK;
+}
+
+static int ft_read_state(void *ctx, fm_trainer *tr) {
+    ft_job *j = ctx;
+    return fm_trainstate_read(j->state_path, tr, &j->pr, j->opts_json);
+}
+
+/* The options (RUN_DIR/options.json), the state to resume from, the log. */
+static int ft_files(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    j->opts_json = fm_ft_opts_json(o);
+    j->state_path = fm_path_join(o->out_dir, FM_STATE_FILE);
+    j->pr = (fm_train_progress){.step = 0, .log_bytes = 0, .window_loss = 0, .window_n = 0, .examples = 0,
+                                .last_loss = NAN};
+    char *path = fm_path_join(o->out_dir, "log.jsonl");
+    int rc = FM_OK, resume = o->resume && j->seen[0];
+    if (o->resume && j->writer) fm_remove_stale_temps(o->out_dir);
+    if (resume) {
+        rc = fm_engine_load(&j->e, ft_read_state, j);
+        if (rc == FM_OK) fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, j->pr.step, j->total);
+    } else if (o->resume) {
+        fm_log("%s: no %s; starting from step 0", o->out_dir, FM_STATE_FILE);
+    }
+    if (rc == FM_OK && j->writer) {
+        rc = fm_test_fail_write("log", path);
+        if (rc == FM_OK) rc = resume ? fm_jsonl_resume(&j->log, path, j->pr.log_bytes) : fm_jsonl_open(&j->log, path);
+    }
+    free(path);
+    path = fm_path_join(o->out_dir, "options.json");
+    if (rc == FM_OK && j->writer) rc = fm_write_file_atomic(path, j->opts_json, strlen(j->opts_json));
+    free(path);
+    return rc;
+}
+
+/* fm_ft_predict over the team (fm_comm.team_share): this rank forwards its
+ * share of whole batches, and every rank gets every logit, so every rank
+ * computes the same report. */
+static int predict(ft_job *j, const fm_dataset *d, float *logits, fm_glue_report *r) {
+    const fm_comm *cm = j->comm;
+    const int size = cm ? cm->nreplicas * cm->nstages : 1, batch = j->o->eval_batch_size;
+    fm_ft_ctx *c = &j->c;
+    if (size <= 1 || !cm->team_share) {
         fm_ft_predict(c, d, batch, logits, r);
-        if (h) h->eval_examples += d->n;
+        if (j->hk) j->hk->eval_examples += d->n;
         return FM_OK;
     }
     const int64_t nb = (d->n + batch - 1) / batch;
-    const int64_t b0 = nb * h->team_rank / size, b1 = nb * (h->team_rank + 1) / size;
+    const int64_t b0 = nb * cm->team_rank / size, b1 = nb * (cm->team_rank + 1) / size;
     const int row0 = (int)(b0 * batch), row1 = (int)(b1 * batch < d->n ? b1 * batch : d->n);
     const size_t NL = (size_t)c->model.cfg.num_labels;
     fm_ft_logits(c, d, batch, row0, row1, logits);
-    h->eval_examples += row1 - row0;
-    if (h->team_share(h->pctx, logits, (size_t)d->n * NL, (size_t)row0 * NL, (size_t)row1 * NL) != FM_OK)
+    j->hk->eval_examples += row1 - row0;
+    if (cm->team_share(cm->ctx, logits, (size_t)d->n * NL, (size_t)row0 * NL, (size_t)row1 * NL) != FM_OK)
         return FM_ERR;
     fm_ft_score(c, d, logits, r);
     return FM_OK;
 }
 
-/* Start the sums of the gradients of the tensors of encoder layer l (-1:
- * embeddings, L: pooler and heads) that have gradients, adjacent ones as one range. */
-static int sum_layer(fm_ft_hooks *h, const fm_model *m, int l) {
-    const fm_layout *lay = &m->lay;
-    size_t begin = 0, end = 0;
-    for (int i = 0; i < lay->n; i++) {
-        const fm_tensor *t = &lay->t[i];
-        if (t->layer != l || !(t->trains || t->needs_grad)) continue;
-        if (end == t->offset && end > begin) {
-            end += t->numel;
-            continue;
-        }
-        if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
-        begin = t->offset;
-        end = begin + t->numel;
-    }
-    if (end > begin && h->sum_start(h->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+/* Dev set s's report with the current weights (supermask: the current sample). */
+static int ft_eval(ft_job *j, int s, fm_glue_report *r) {
+    const int NL = j->c.model.cfg.num_labels;
+    j->logits = fm_xrealloc(j->logits, sizeof(float) * (size_t)(j->dev[s].n ? j->dev[s].n : 1) * NL);
+    return predict(j, &j->dev[s], j->logits, r);
+}
+
+/* The first batch's gradients to --dump-grads. */
+static int ft_dump_grads(void *ctx, int64_t step) {
+    ft_job *j = ctx;
+    const fm_ft_opts *o = j->o;
+    if (step != 0 || !o->dump_grads) return FM_OK;
+    if (fm_engine_sync(&j->e, FM_SYNC_GRADS) != FM_OK) return FM_ERR;
+    const fm_model *m = &j->c.model;
+    int ok = !j->writer || fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) == FM_OK;
+    if (fm_engine_agree(&j->e, ok) != FM_OK) return FM_ERR;
+    if (j->writer) fm_log("first batch's gradients written to %s", o->dump_grads);
     return FM_OK;
 }
 
-/* The trainer's gradient step (fm_trainer_grad) for this replica's rows, with
- * the backward run layer by layer and each layer's gradients summed across
- * the replicas as soon as they are complete. extra[0..3) (the loss and the
- * SIGTERM and SIGUSR1 flags) are summed too. dx0 and dx1 have room for (B, T, H). With no
- * rows (B == 0) the gradients stay zero and only the sums run. */
-static int grad_replicated(fm_ft_hooks *h, fm_trainer *tr, fm_acts *a, const fm_batch *b, float scale,
-                           float *dx0, float *dx1, float *extra) {
-    fm_model *m = tr->m;
-    const int L = m->cfg.num_hidden_layers;
-    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1, .cls_only_last = 1};
-    extra[0] = b->B > 0 ? fm_model_forward(m, a, b, &pass, NULL) : 0.0f;
-    if (b->B > 0) fm_head_backward(m, a, b, &pass, scale, dx0);
-    if (sum_layer(h, m, L) != FM_OK) return FM_ERR;
-    for (int l = L - 1; l >= 0; l--) {
-        if (b->B > 0) {
-            fm_encoder_backward(m, a, b, &pass, l, l + 1, dx0, dx1);
-            float *t = dx0;
-            dx0 = dx1;
-            dx1 = t;
-        }
-        if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
-        if (h->progress) h->progress(h->ctx);
-    }
-    if (b->B > 0) fm_embed_backward(m, a, b, &pass, dx0);
-    if (sum_layer(h, m, -1) != FM_OK) return FM_ERR;
-    if (h->sum_start(h->ctx, extra, 3) != FM_OK) return FM_ERR;
-    return h->sum_wait(h->ctx);
-}
-
-/* The pipeline: one stage's share of the trainer's gradient step for this
- * replica's rows[0..nr) (global indices lo.. within the batch), as GPipe: the
- * forwards of every micro-batch, then their backwards in reverse. The
- * backward of the last one runs layer by layer, and the gradients of each
- * layer this stage holds are summed over the replicas of the stage as soon as
- * they are complete (the other stages' tensors stay zero here and are not
- * sent). Then extra[0..3) (the loss, on the last stage, and the SIGTERM and
- * SIGUSR1 flags) are summed over the team. acts[k] and mbb[k] serve micro-batch k; xa and
- * xb hold (B, T, H). */
-static int grad_pipelined(fm_ft_hooks *h, fm_trainer *tr, fm_acts **acts, fm_batch_buf *mbb, const fm_dataset *train,
-                          const int32_t *rows, int nr, int lo, int is_regression, float scale, float *xa, float *xb,
-                          float *extra) {
-    fm_model *m = tr->m;
-    const int L = m->cfg.num_hidden_layers, S = h->nstages, s = h->stage, M = h->micro_batches;
-    const int l0 = L * s / S, l1 = L * (s + 1) / S, H = m->cfg.hidden_size;
-    fm_pass pass = {.seed = tr->o.seed, .step = (uint64_t)tr->step, .training = 1, .cls_only_last = 1};
-    double loss = 0;
-    /* The first micro-batch with rows: the last of the backward. */
-    int kfin = -1;
-    for (int k = 0; k < M && kfin < 0; k++)
-        if (nr * (k + 1) / M > nr * k / M) kfin = k;
-    for (int k = 0; k < M; k++) {
-        int a = nr * k / M, b = nr * (k + 1) / M;
-        if (b == a) continue;
-        fm_batch_fill(&mbb[k], train, rows + a, b - a, 1, lo + a);
-        fm_batch *bt = &mbb[k].b;
-        if (is_regression) bt->labels = NULL;
-        else bt->targets = NULL;
-        size_t n = (size_t)bt->B * bt->T * H;
-        if (s == 0) fm_embed_forward(m, acts[k], bt, &pass, xa);
-        else if (h->p2p(h->pctx, -1, xa, n, 0) != FM_OK) return FM_ERR;
-        fm_encoder_forward(m, acts[k], bt, &pass, l0, l1, xa, xb);
-        if (s == S - 1) loss += fm_head_forward(m, acts[k], bt, &pass, xb, NULL);
-        else if (h->p2p(h->pctx, +1, xb, n, 1) != FM_OK) return FM_ERR;
-    }
-    for (int k = M - 1; k >= 0; k--) {
-        int a = nr * k / M, b = nr * (k + 1) / M;
-        if (b == a) continue;
-        const int fin = k == kfin;
-        fm_batch *bt = &mbb[k].b;
-        size_t n = (size_t)bt->B * bt->T * H;
-        if (s == S - 1) {
-            fm_head_backward(m, acts[k], bt, &pass, scale, xa);
-            if (fin && sum_layer(h, m, L) != FM_OK) return FM_ERR;
-        } else if (h->p2p(h->pctx, +1, xa, n, 0) != FM_OK) {
-            return FM_ERR;
-        }
-        float *dx = xb;
-        if (!fin) {
-            fm_encoder_backward(m, acts[k], bt, &pass, l0, l1, xa, xb);
-        } else {
-            /* layer by layer (the same arithmetic), each layer's sum started at once */
-            float *dout = xa, *din = xb;
-            for (int l = l1 - 1; l >= l0; l--) {
-                fm_encoder_backward(m, acts[k], bt, &pass, l, l + 1, dout, din);
-                float *t = dout;
-                dout = din;
-                din = t;
-                if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
-                if (h->progress) h->progress(h->ctx);
-            }
-            dx = dout;
-        }
-        if (s == 0) {
-            fm_embed_backward(m, acts[k], bt, &pass, dx);
-            if (fin && sum_layer(h, m, -1) != FM_OK) return FM_ERR;
-        } else if (h->p2p(h->pctx, -1, dx, n, 1) != FM_OK) {
-            return FM_ERR;
-        }
-    }
-    if (kfin < 0) {
-        /* No rows on this replica: its zeros join the sums, in the same order. */
-        if (s == S - 1 && sum_layer(h, m, L) != FM_OK) return FM_ERR;
-        for (int l = l1 - 1; l >= l0; l--)
-            if (sum_layer(h, m, l) != FM_OK) return FM_ERR;
-        if (s == 0 && sum_layer(h, m, -1) != FM_OK) return FM_ERR;
-    }
-    if (h->sum_wait(h->ctx) != FM_OK) return FM_ERR;
-    extra[0] = (float)loss;
-    return h->team_sum(h->pctx, extra, 3);
-}
-
-/* The pipeline's update: each stage's per-tensor norm terms summed over the
- * stages give every rank the global norm (the bits of one process's), then
- * AdamW on the tensors this stage owns. */
-static int apply_pipelined(fm_ft_hooks *h, fm_trainer *tr, double *norm, double *factor) {
-    const int n = tr->m->lay.n;
-    double *sq = fm_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    fm_trainer_norm_parts(tr, sq);
-    int rc = h->stages_sum(h->pctx, sq, (size_t)n);
-    if (rc == FM_OK) *factor = fm_trainer_apply_parts(tr, sq, norm);
-    free(sq);
-    return rc;
-}
-
-/* The trainer's sparsities; on a pipeline stage, from the terms of every
- * stage (each holds the current scores and sample of its own tensors only). */
-static int sparsity(fm_ft_hooks *h, int pipelined, fm_trainer *tr, fm_sparsity *sp) {
-    if (!pipelined) {
-        fm_trainer_sparsity(tr, sp);
-        return FM_OK;
-    }
-    const int n = tr->m->lay.n;
-    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(n ? n : 1));
-    fm_trainer_sparsity_parts(tr, parts);
-    int rc = h->stages_sum(h->pctx, parts, 3 * (size_t)n);
-    if (rc == FM_OK) fm_trainer_sparsity_sum(tr, parts, sp);
-    free(parts);
-    return rc;
-}
-
-/* Copy array x (with m's layout) of the tensors i with sel[i] from the stage
- * that owns them to the other stages of this replica: per stage, one
- * broadcast of the span from its first such tensor to the end of its last
- * (a stage's tensors are contiguous; the unselected ones inside the span do
- * not change in training and are the same on every stage). */
-static int bcast_owned(fm_ft_hooks *h, const fm_model *m, const unsigned char *sel, float *x) {
-    const fm_layout *lay = &m->lay;
-    for (int st = 0; st < h->nstages; st++) {
-        size_t begin = lay->numel, end = 0;
-        for (int i = 0; i < lay->n; i++) {
-            const fm_tensor *t = &lay->t[i];
-            if (!sel[i] || fm_layout_stage(t, m->cfg.num_hidden_layers, h->nstages) != st) continue;
-            if (t->offset < begin) begin = t->offset;
-            if (t->offset + t->numel > end) end = t->offset + t->numel;
-        }
-        if (end > begin && h->bcast(h->pctx, x + begin, end - begin, st) != FM_OK) return FM_ERR;
-    }
-    return FM_OK;
-}
-
-/* Give every stage the whole trained state, before anything reads the whole
- * model: the parameters that train, the scores nu (supermask) and, with
- * moments != 0 (a checkpoint), the AdamW moments of both. */
-static int sync_stages(fm_ft_hooks *h, fm_trainer *tr, int moments) {
-    const fm_model *m = tr->m;
-    const int n = m->lay.n, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
-    unsigned char *sel = fm_xmalloc((size_t)(n ? n : 1));
-    int rc = FM_OK;
-    for (int i = 0; i < n; i++) sel[i] = (unsigned char)(m->lay.t[i].trains != 0);
-    rc = bcast_owned(h, m, sel, m->params);
-    if (rc == FM_OK && sm) {
-        for (int i = 0; i < n; i++) sel[i] = tr->masked_of[i] >= 0;
-        rc = bcast_owned(h, m, sel, tr->nu);
-    }
-    if (rc == FM_OK && moments) {
-        for (int i = 0; i < n; i++) sel[i] = m->lay.t[i].trains || (sm && tr->masked_of[i] >= 0);
-        rc = bcast_owned(h, m, sel, tr->mom1);
-        if (rc == FM_OK) rc = bcast_owned(h, m, sel, tr->mom2);
-    }
-    free(sel);
-    return rc;
-}
-
-/* Training diverged at step `step` (1-based) of `total`: its loss, or its
+/* Training diverged at step `step` (0-based) of `total`: its loss, or its
  * gradient norm, is not finite (`what` says which). The job stops here: the
  * parameters keep the previous step's values (fm_trainer_apply skips such an
  * update), the log gets this step's line marked "diverged" (a value that is
  * not finite as null), and metrics.json says "status": "diverged" with the
  * step; nothing already written is removed. Returns FM_ERR with the message. */
-static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int writer, const char *what,
-                    int64_t step, int64_t total, int64_t steps_per_epoch, double loss, double norm, double lr,
-                    json_t *hyper, int train_n) {
+static int ft_diverged(void *ctx, int64_t step0, const char *what, double loss, double norm, double lr) {
+    ft_job *j = ctx;
+    const fm_ft_opts *o = j->o;
+    const int64_t step = step0 + 1, total = j->total;
     json_t *l = json_object();
     json_object_set_new(l, "step", json_integer(step));
-    json_object_set_new(l, "epoch", json_real((double)step / (double)steps_per_epoch));
+    json_object_set_new(l, "epoch", json_real((double)step / (double)j->steps_per_epoch));
     json_object_set_new(l, "loss", num_or_null(loss));
     json_object_set_new(l, "lr", num_or_null(lr));
     json_object_set_new(l, "grad_norm", num_or_null(norm));
     json_object_set_new(l, "diverged", json_true());
-    int rc = writer ? fm_jsonl_append(log, l) : FM_OK;
+    int rc = j->writer ? fm_jsonl_append(&j->log, l) : FM_OK;
     json_decref(l);
     json_t *met = json_object();
     char fp[32];
-    snprintf(fp, sizeof fp, "%016" PRIx64, c->fingerprint);
-    json_object_set_new(met, "task", json_string(c->task->name));
+    snprintf(fp, sizeof fp, "%016" PRIx64, j->c.fingerprint);
+    json_object_set_new(met, "task", json_string(j->c.task->name));
     json_object_set_new(met, "mode", json_string(fm_train_mode_names[o->mode]));
     json_object_set_new(met, "model", json_string(o->model_dir));
     json_object_set_new(met, "model_fingerprint", json_string(fp));
@@ -519,554 +508,369 @@ static int diverged(const fm_ft_opts *o, const fm_ft_ctx *c, fm_jsonl *log, int 
     json_object_set_new(met, "diverged_on", json_string(what));
     json_object_set_new(met, "loss", num_or_null(loss));
     json_object_set_new(met, "grad_norm", num_or_null(norm));
-    json_object_set_new(met, "train_examples", json_integer(train_n));
+    json_object_set_new(met, "train_examples", json_integer(j->train.n));
     json_object_set_new(met, "steps", json_integer(total));
     json_object_set_new(met, "weights", json_string(fm_weights_names[o->weights]));
     if (o->freeze) json_object_set_new(met, "freeze", json_string(o->freeze));
-    json_object_set_new(met, "hyperparameters", hyper);
+    json_object_set_new(met, "hyperparameters", hyper_json(o, &j->ec.train.opt, total));
     char *path = fm_path_join(o->out_dir, "metrics.json");
-    if (writer && rc == FM_OK) rc = fm_json_write(path, met);
-    if (o->hooks) {
-        o->hooks->diverged = 1;
-        o->hooks->metrics = json_incref(met);
+    if (j->writer && rc == FM_OK) rc = fm_json_write(path, met);
+    free(path);
+    if (j->hk) {
+        j->hk->diverged = 1;
+        j->hk->metrics = json_incref(met);
     }
     json_decref(met);
     const double v = !strcmp(what, "loss") ? loss : norm;
-    if (rc == FM_OK)
-        fm_fail("%s: training diverged at step %" PRId64 " of %" PRId64 ": the %s is %s; %s/metrics.json records it "
-                "(\"status\": \"diverged\") and log.jsonl holds the steps before; try a lower learning rate",
-                c->task->name, step, total, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity", o->out_dir);
-    else
-        fm_fail_prefix("%s: training diverged at step %" PRId64 " (the %s is not finite), and recording it failed: ",
-                       c->task->name, step, what);
-    free(path);
-    return FM_ERR;
+    if (rc != FM_OK)
+        return fm_fail_prefix("%s: training diverged at step %" PRId64 " (the %s is not finite), and recording it "
+                              "failed: ",
+                              j->c.task->name, step, what);
+    return fm_fail("%s: training diverged at step %" PRId64 " of %" PRId64 ": the %s is %s; %s/metrics.json records "
+                   "it (\"status\": \"diverged\") and log.jsonl holds the steps before; try a lower learning rate",
+                   j->c.task->name, step, total, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity",
+                   o->out_dir);
 }
 
-int fm_finetune(const fm_ft_opts *o) {
-    const int freeze = o->mode == FM_TRAIN_FREEZE, supermask = o->mode == FM_TRAIN_SUPERMASK;
-    if (fm_ft_opts_check(o) != FM_OK) return FM_ERR;
-    if (o->threads > 0) fm_ft_threads(o->threads);
-    fm_ft_hooks *hk = o->hooks;
-    const int replicated = hk && hk->sum_start;
-    const int pipelined = replicated && hk->nstages > 1;
-    const int writer = !hk || hk->team_rank == 0;
-    fm_acts **pacts = NULL;
-    fm_batch_buf *pbb = NULL;
-    if (pipelined && (!hk->p2p || !hk->team_sum || !hk->stages_sum || !hk->bcast))
-        return fm_fail("pipeline stages: the caller gave no p2p, team_sum, stages_sum or bcast");
-    if (pipelined && (hk->micro_batches < 1 || hk->micro_batches > o->batch_size))
-        return fm_fail("micro_batches %d: expected 1 to the batch size %d", hk->micro_batches, o->batch_size);
-    /* Decisions that change the sequence of collectives, taken by the team's
-     * first rank (a shared file system may show the ranks different things):
-     * resume from a state file, and score MNLI's mismatched dev set. */
-    int seen[2] = {0, 0};
-    if (writer) {
-        char *sp = fm_path_join(o->out_dir, FM_STATE_FILE), *mm = dev_mm_path(fm_glue_task_find(o->task), o->data_dir);
-        seen[0] = o->resume && fm_file_exists(sp);
-        seen[1] = mm && fm_file_exists(mm);
-        free(sp);
-        free(mm);
-    }
-    if (hk && hk->decide && hk->decide(hk->pctx, seen, 2) != FM_OK) return FM_ERR;
-    double t_start = fm_now();
-    /* Signals are caught from the start, so that one arriving while the job
-     * loads and tokenizes acts at the first step boundary (stopsig.h). */
-    fm_stopsig stopsig = {0};
-    fm_stopsig_catch(&stopsig);
-    fm_ft_ctx c;
-    if (fm_ft_load(&c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) {
-        team_ok(hk, 0);
-        fm_stopsig_restore(&stopsig);
-        return FM_ERR;
-    }
-    fm_model *m = &c.model;
-    const fm_glue_task *task = c.task;
-    size_t frozen = 0;
-    if (freeze && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &frozen) != FM_OK) {
-        team_ok(hk, 0);
-        fm_ft_free(&c);
-        fm_stopsig_restore(&stopsig);
-        return FM_ERR;
-    }
-    /* The controls: the pre-trained weights permuted within each tensor, or random. */
-    if (o->weights == FM_WEIGHTS_SHUFFLED) fm_weights_shuffle(m, o->seed);
-    if (o->weights == FM_WEIGHTS_RANDOM) fm_weights_randomize(m, o->seed);
-    int rc = FM_ERR;
-    fm_glue_set train_set = {0}, dev_set[2] = {{0}};
-    fm_dataset train = {0}, dev[2] = {{0}};
-    fm_glue_split dsplit[2];
-    int ndev = dev_splits(task, o->data_dir, seen[1], dsplit);
-    float *logits = NULL, *dx0 = NULL, *dx1 = NULL;
-    fm_acts *acts = NULL;
-    fm_batch_buf bb = {0};
-    uint32_t *perm = NULL;
-    int32_t *rows = NULL;
-    fm_jsonl log = {0};
-    json_t *metrics = NULL;
-    char *path = NULL, *state_path = NULL, *opts_json = NULL;
-    double *sample_scores = NULL;
-    fm_trainer tr;
-    int tr_ready = 0;
-
-    /* Only the examples that train are tokenized (--max-train-examples). */
-    if (fm_ft_encode_first(&c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples, &train_set,
-                           &train) != FM_OK)
-        goto setup_fail;
-    for (int s = 0; s < ndev; s++)
-        if (fm_ft_encode(&c, o->data_dir, dsplit[s], o->max_seq_length, &dev_set[s], &dev[s]) != FM_OK) goto setup_fail;
-    if (o->max_train_examples >= 0 && o->max_train_examples < train.n) train.n = (int)o->max_train_examples;
-    if (train.n == 0) {
-        fm_fail("%s: no training examples", task->name);
-        goto setup_fail;
-    }
-    if (writer && fm_mkdirs(o->out_dir) != FM_OK) goto setup_fail;
-
-    const int B = o->batch_size;
-    const int64_t steps_per_epoch = (train.n + B - 1) / B;
-    const int64_t total = o->max_steps >= 0 ? o->max_steps : (int64_t)ceil(o->epochs * (double)steps_per_epoch);
-    fm_trainer_opts to;
-    fm_trainer_opts_default(&to);
-    to.mode = o->mode;
-    to.seed = o->seed;
-    fm_adamw *opt = &to.opt;
-    opt->lr = (float)(supermask && o->head_lr >= 0 ? o->head_lr : o->lr);
-    opt->beta1 = (float)o->adam_beta1;
-    opt->beta2 = (float)o->adam_beta2;
-    opt->eps = (float)o->adam_eps;
-    opt->weight_decay = (float)o->weight_decay;
-    opt->max_grad_norm = (float)o->max_grad_norm;
-    opt->total_steps = total;
-    opt->warmup_steps = (int64_t)ceil(o->warmup * (double)total);
-    to.mask_opt = *opt;
-    to.mask_opt.lr = (float)o->mask_lr;
-    to.mask_opt.weight_decay = 0.0f; /* no decay on nu: it would pull every score towards p = 0.5 */
-    /* nu's gradients carry the factors theta~ (~1e-2) and sigmoid'(nu) (~7e-3
-     * at |nu| = 5): ~1e4 below a weight's, where an epsilon of 1e-8 would
-     * swamp Adam's normalisation. */
-    to.mask_opt.eps = 1e-12f;
-    to.ste = o->ste;
-    to.mask_glob = o->mask_glob;
-    to.mask_layers = o->mask_layers;
-    to.init_sparsity = o->init_sparsity;
-    to.init_rank = o->init_rank;
-    if (fm_trainer_init(&tr, m, &to) != FM_OK) goto setup_fail;
-    tr_ready = 1;
-    if (pipelined) {
-        /* This stage updates only the tensors it holds. */
-        const int L = m->cfg.num_hidden_layers, S = hk->nstages;
-        if (S > L) {
-            fm_fail("%d pipeline stages for %d encoder layers: expected at most one stage per layer", S, L);
-            goto setup_fail;
-        }
-        unsigned char *own = fm_xmalloc((size_t)m->lay.n);
-        for (int i = 0; i < m->lay.n; i++) own[i] = fm_layout_stage(&m->lay.t[i], L, S) == hk->stage;
-        fm_trainer_own(&tr, own);
-        free(own);
-    }
-
-    fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",
-           task->name, train.n, total, B, (double)total / (double)steps_per_epoch, fm_layout_trainable(&m->lay),
-           supermask ? " beside the scores of the masked ones" : "", fm_blas_threads());
-    if (supermask)
-        fm_log("supermask: %zu masked entries in %d tensors, init sparsity %g (%s ranking), ste %s, nu lr %g",
-               tr.masked_numel, tr.sample.n, o->init_sparsity, fm_init_rank_names[o->init_rank], fm_ste_names[o->ste],
-               o->mask_lr);
-    acts = fm_acts_new(&m->cfg, B, o->max_seq_length, 0, m->cfg.num_hidden_layers);
-    fm_batch_buf_alloc(&bb, B, o->max_seq_length);
-    perm = fm_xmalloc(sizeof(uint32_t) * (size_t)train.n);
-    rows = fm_xmalloc(sizeof(int32_t) * (size_t)B);
-    if (replicated) {
-        dx0 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
-        dx1 = fm_xalloc_floats((size_t)B * o->max_seq_length * m->cfg.hidden_size);
-    }
-    if (pipelined) {
-        const int L = m->cfg.num_hidden_layers, S = hk->nstages, st = hk->stage, M = hk->micro_batches;
-        /* the largest micro-batch of a replica's share */
-        int mb = ((B + hk->nranks - 1) / hk->nranks + M - 1) / M;
-        pacts = fm_xcalloc((size_t)M, sizeof *pacts);
-        pbb = fm_xcalloc((size_t)M, sizeof *pbb);
-        for (int k = 0; k < M; k++) {
-            pacts[k] = fm_acts_new(&m->cfg, mb, o->max_seq_length, L * st / S, L * (st + 1) / S);
-            fm_batch_buf_alloc(&pbb[k], mb, o->max_seq_length);
-        }
-    }
-
-    /* The options (RUN_DIR/options.json), the state, the log. */
-    opts_json = fm_ft_opts_json(o);
-    state_path = fm_path_join(o->out_dir, FM_STATE_FILE);
-    path = fm_path_join(o->out_dir, "log.jsonl");
-    fm_train_progress pr = {.step = 0, .log_bytes = 0, .window_loss = 0, .window_n = 0, .examples = 0,
-                            .last_loss = NAN};
-    if (o->resume) {
-        if (writer) fm_remove_stale_temps(o->out_dir);
-        if (seen[0]) {
-            if (fm_trainstate_read(state_path, &tr, &pr, opts_json) != FM_OK) goto setup_fail;
-            fm_log("resuming %s at step %" PRId64 " of %" PRId64, o->out_dir, pr.step, total);
-            if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_resume(&log, path, pr.log_bytes) != FM_OK))
-                goto setup_fail;
-        } else {
-            fm_log("%s: no %s; starting from step 0", o->out_dir, FM_STATE_FILE);
-            if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_open(&log, path) != FM_OK)) goto setup_fail;
-        }
-    } else {
-        if (writer && (fm_test_fail_write("log", path) != FM_OK || fm_jsonl_open(&log, path) != FM_OK)) goto setup_fail;
-    }
-    free(path);
-    path = fm_path_join(o->out_dir, "options.json");
-    if (writer && fm_write_file_atomic(path, opts_json, strlen(opts_json)) != FM_OK) goto setup_fail;
-    free(path);
-    path = NULL;
-    /* The team starts the loop only when every rank could set the job up. */
-    if (team_ok(hk, 1) != FM_OK) goto done;
-
-    fm_stopsig_test_pause_at("load");
-
-    char what[64];
-    snprintf(what, sizeof what, "train %s", task->name);
-    fm_progress prog;
-    fm_progress_start(&prog, what, pr.step, total);
-    const double t_loop = fm_now();
-    /* Where this session starts: speed and ETA count its own work only. */
-    const int64_t first_step = pr.step, examples0 = pr.examples;
-    int64_t cur_epoch = -1;
-    for (int64_t step = pr.step; step < total; step++) {
-        int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
-        if (epoch != cur_epoch) {
-            if (o->shuffle)
-                fm_rng_permutation(o->seed, FM_RNG_SHUFFLE, (uint64_t)epoch, 0, perm, (uint32_t)train.n);
-            else
-                for (int i = 0; i < train.n; i++) perm[i] = (uint32_t)i;
-            cur_epoch = epoch;
-        }
-        int first = (int)(pos * B), nb = train.n - first < B ? train.n - first : B;
-        /* This replica's rows of the batch: [lo, hi). */
-        int lo = replicated ? (int)((int64_t)nb * hk->rank / hk->nranks) : 0;
-        int hi = replicated ? (int)((int64_t)nb * (hk->rank + 1) / hk->nranks) : nb;
-        for (int j = lo; j < hi; j++) rows[j - lo] = (int32_t)perm[first + j];
-        fm_batch_fill(&bb, &train, rows, hi - lo, 1, lo);
-        if (task->is_regression) bb.b.labels = NULL;
-        else bb.b.targets = NULL;
-        fm_trainer_begin_step(&tr, step);
-        double loss;
-        int sig = fm_stopsig_pending();
-        if (replicated) {
-            /* the loss, then this rank's SIGTERM and SIGUSR1 flags, each summed on its own */
-            float extra[3] = {0, (float)fm_stopsig_term(), (float)fm_stopsig_usr1()};
-            int grc = pipelined ? grad_pipelined(hk, &tr, pacts, pbb, &train, rows, hi - lo, lo, task->is_regression,
-                                                 (float)(1.0 / nb), dx0, dx1, extra)
-                                : grad_replicated(hk, &tr, acts, &bb.b, (float)(1.0 / nb), dx0, dx1, extra);
-            if (grc != FM_OK) goto done;
-            loss = extra[0] / nb;
-            /* Any rank's SIGTERM stops them all; any signal checkpoints. */
-            sig = fm_stopsig_combine(extra[1], extra[2]);
-        } else {
-            loss = fm_trainer_grad(&tr, acts, &bb.b, 1.0 / nb) / nb;
-        }
-        if (step == 0 && o->dump_grads) {
-            if (pipelined) {
-                unsigned char *sel = fm_xmalloc((size_t)m->lay.n);
-                for (int i = 0; i < m->lay.n; i++) sel[i] = m->lay.t[i].trains || m->lay.t[i].needs_grad;
-                int brc = bcast_owned(hk, m, sel, m->grads);
-                free(sel);
-                if (brc != FM_OK) goto done;
-            }
-            int dok = !writer || fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) == FM_OK;
-            if (team_ok(hk, dok) != FM_OK) goto done;
-            if (writer) fm_log("first batch's gradients written to %s", o->dump_grads);
-        }
-        /* A loss or gradient norm that is not finite stops the job (every
-         * rank of a team sees the same summed values, so all stop together). */
-        double norm = NAN, factor = fm_lr_factor(&tr.o.opt, step);
-        const char *bad = isfinite(loss) ? NULL : "loss";
-        if (bad) {
-            /* no update */
-        } else if (!pipelined) {
-            factor = fm_trainer_apply(&tr, &norm);
-        } else if (apply_pipelined(hk, &tr, &norm, &factor) != FM_OK) {
-            goto done;
-        }
-        if (!bad && !isfinite(norm)) bad = "gradient norm";
-        if (bad) {
-            fm_progress_end(&prog);
-            diverged(o, &c, &log, writer, bad, step + 1, total, steps_per_epoch, loss, norm, opt->lr * factor,
-                     hyper_json(o, opt, total), train.n);
-            goto done;
-        }
-        pr.step = step + 1;
-        pr.examples += nb;
-        pr.window_loss += loss;
-        pr.window_n++;
-        pr.last_loss = loss;
-        if ((step + 1) % o->log_every == 0 || step + 1 == total) {
-            json_t *l = json_object();
-            json_object_set_new(l, "step", json_integer(step + 1));
-            json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", num_or_null(pr.window_loss / (double)pr.window_n));
-            json_object_set_new(l, "lr", json_real(opt->lr * factor));
-            json_object_set_new(l, "grad_norm", num_or_null(norm));
-            if (supermask) {
-                fm_sparsity sp;
-                if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
-                    json_decref(l);
-                    goto done;
-                }
-                json_object_set_new(l, "sparsity_expected", json_real(sp.expected));
-                json_object_set_new(l, "sparsity_sampled", json_real(sp.sampled));
-            }
-            int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
+/* After step `step0` (0-based): the progress, and every --log-every steps a log line. */
+static int ft_logged(void *ctx, int64_t step0, int nb, double loss, double norm, double lr) {
+    ft_job *j = ctx;
+    const int64_t step = step0 + 1;
+    fm_train_progress *pr = &j->pr;
+    pr->step = step;
+    pr->examples += nb;
+    pr->window_loss += loss;
+    pr->window_n++;
+    pr->last_loss = loss;
+    if (step % j->o->log_every != 0 && step != j->total) return FM_OK;
+    json_t *l = json_object();
+    json_object_set_new(l, "step", json_integer(step));
+    json_object_set_new(l, "epoch", json_real((double)step / (double)j->steps_per_epoch));
+    json_object_set_new(l, "loss", num_or_null(pr->window_loss / (double)pr->window_n));
+    json_object_set_new(l, "lr", json_real(lr));
+    json_object_set_new(l, "grad_norm", num_or_null(norm));
+    if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
+        fm_sparsity sp;
+        if (fm_engine_sparsity(&j->e, &sp) != FM_OK) {
             json_decref(l);
-            if (team_ok(hk, wr == FM_OK) != FM_OK) goto done;
-            pr.window_loss = 0;
-            pr.window_n = 0;
+            return FM_ERR;
         }
-        fm_progress_update(&prog, step + 1, pr.examples - examples0, loss, opt->lr * factor);
-        if (o->eval_every > 0 && (step + 1) % o->eval_every == 0 && step + 1 < total) {
-            logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
-            fm_glue_report r;
-            if (pipelined && sync_stages(hk, &tr, 0) != FM_OK) goto done;
-            fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
-            if (predict(hk, &c, &dev[0], o->eval_batch_size, logits, &r) != FM_OK) goto done;
-            json_t *l = json_object();
-            json_object_set_new(l, "step", json_integer(step + 1));
-            json_object_set_new(l, "dev", report_json(&r, dev[0].n));
-            int wr = writer ? fm_jsonl_append(&log, l) : FM_OK;
-            json_decref(l);
-            if (team_ok(hk, wr == FM_OK) != FM_OK) goto done;
-            log_report(task->name, "dev", &r);
-        }
-        int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < total;
-        if ((periodic || sig) && pipelined && sync_stages(hk, &tr, 1) != FM_OK) goto done;
-        if (periodic || sig) {
-            /* The writer saves; the team learns whether it could (a full disk
-             * fails the job on every rank, with the writer's message). */
-            int wok = !writer || (fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
-                                  fm_trainstate_write(state_path, &tr, &pr, opts_json) == FM_OK);
-            if (hk && hk->agree && hk->agree(hk->pctx, wok) != FM_OK) goto done;
-            if (!wok) goto done;
-            if (sig && writer)
-                fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step + 1,
-                       state_path);
-        }
-        if (sig == SIGTERM) {
-            fm_progress_end(&prog);
-            if (hk) hk->interrupted = 1;
-            fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
-                    "; continue with: finemask train --resume %s",
-                    step + 1, total, o->out_dir);
-            goto done;
-        }
-        if (sig) fm_stopsig_served();
-        fm_stopsig_test_pause(step + 1);
+        json_object_set_new(l, "sparsity_expected", json_real(sp.expected));
+        json_object_set_new(l, "sparsity_sampled", json_real(sp.sampled));
     }
-    fm_progress_end(&prog);
-    double t_train = fm_now() - t_loop;
-    /* Every stage gets the whole model for the evaluation and the files. */
-    if (pipelined && sync_stages(hk, &tr, 0) != FM_OK) goto done;
+    int wr = j->writer ? fm_jsonl_append(&j->log, l) : FM_OK;
+    json_decref(l);
+    if (fm_engine_agree(&j->e, wr == FM_OK) != FM_OK) return FM_ERR;
+    pr->window_loss = 0;
+    pr->window_n = 0;
+    return FM_OK;
+}
 
-    /* The run directory: metrics.json, the model or the mask. */
-    metrics = json_object();
-    json_object_set_new(metrics, "task", json_string(task->name));
-    json_object_set_new(metrics, "mode", json_string(fm_train_mode_names[o->mode]));
-    json_object_set_new(metrics, "model", json_string(o->model_dir));
+/* Every --eval-every steps but the last: the dev score (supermask: of the
+ * deterministic mask) into the log. */
+static int ft_evaluate(void *ctx, int64_t step0) {
+    ft_job *j = ctx;
+    const int64_t step = step0 + 1;
+    if (!(j->o->eval_every > 0 && step % j->o->eval_every == 0 && step < j->total)) return FM_OK;
+    fm_glue_report r;
+    if (fm_engine_sync(&j->e, FM_SYNC_EVAL) != FM_OK) return FM_ERR;
+    fm_trainer_sample(&j->e.tr, FM_SAMPLE_DET, 0);
+    if (ft_eval(j, 0, &r) != FM_OK) return FM_ERR;
+    json_t *l = json_object();
+    json_object_set_new(l, "step", json_integer(step));
+    json_object_set_new(l, "dev", report_json(&r, j->dev[0].n));
+    int wr = j->writer ? fm_jsonl_append(&j->log, l) : FM_OK;
+    json_decref(l);
+    if (fm_engine_agree(&j->e, wr == FM_OK) != FM_OK) return FM_ERR;
+    log_report(j->c.task->name, "dev", &r);
+    return FM_OK;
+}
+
+static int ft_write_state(void *ctx, const fm_trainer *tr) {
+    ft_job *j = ctx;
+    if (fm_jsonl_sync(&j->log, &j->pr.log_bytes) != FM_OK) return FM_ERR;
+    return fm_trainstate_write(j->state_path, tr, &j->pr, j->opts_json);
+}
+
+/* A checkpoint: the writer saves; the team learns whether it could (a full
+ * disk fails the job on every rank, with the writer's message). */
+static int ft_save(void *ctx, int64_t step0, int sig) {
+    ft_job *j = ctx;
+    if (fm_engine_save(&j->e, ft_write_state, j) != FM_OK) return FM_ERR;
+    if (sig && j->writer)
+        fm_log("%s: state at step %" PRId64 " written to %s", sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step0 + 1,
+               j->state_path);
+    return FM_OK;
+}
+
+/* The training steps; *seconds their time. */
+static int ft_train(ft_job *j, double *seconds) {
+    const fm_ft_opts *o = j->o;
+    char what[64], hint[1100];
+    snprintf(what, sizeof what, "train %s", j->c.task->name);
+    snprintf(hint, sizeof hint, "continue with: finemask train --resume %s", o->out_dir);
+    fm_loop l = {.e = &j->e, .what = what, .first = j->pr.step, .total = j->total,
+                 .steps_per_epoch = j->steps_per_epoch, .n = j->train.n, .batch = o->batch_size, .seed = o->seed,
+                 .shuffle = o->shuffle, .checkpoint_every = o->checkpoint_every, .examples0 = j->pr.examples,
+                 .ctx = j, .grads = ft_dump_grads, .diverged = ft_diverged, .logged = ft_logged,
+                 .evaluate = ft_evaluate, .save = ft_save, .resume_hint = hint};
+    int rc = fm_loop_run(&l);
+    *seconds = l.seconds;
+    if (l.interrupted && j->hk) j->hk->interrupted = 1;
+    return rc;
+}
+
+/* metrics.json's fields that every mode has. */
+static json_t *ft_metrics(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    const fm_model *m = &j->c.model;
+    const fm_glue_task *task = j->c.task;
+    json_t *met = json_object();
+    json_object_set_new(met, "task", json_string(task->name));
+    json_object_set_new(met, "mode", json_string(fm_train_mode_names[o->mode]));
+    json_object_set_new(met, "model", json_string(o->model_dir));
     char fp[32];
-    snprintf(fp, sizeof fp, "%016" PRIx64, c.fingerprint);
-    json_object_set_new(metrics, "model_fingerprint", json_string(fp));
-    json_object_set_new(metrics, "head_from_checkpoint", json_boolean(c.head_loaded));
-    json_object_set_new(metrics, "train_examples", json_integer(train.n));
+    snprintf(fp, sizeof fp, "%016" PRIx64, j->c.fingerprint);
+    json_object_set_new(met, "model_fingerprint", json_string(fp));
+    json_object_set_new(met, "head_from_checkpoint", json_boolean(j->c.head_loaded));
+    json_object_set_new(met, "train_examples", json_integer(j->train.n));
     if (fm_glue_split_layout(task, FM_GLUE_TRAIN)->skip_short) {
         /* QQP: rows with too few fields are skipped, as GLUE's processor does; their count, per file read */
         json_t *sk = json_object();
-        json_object_set_new(sk, fm_glue_split_name(FM_GLUE_TRAIN), json_integer((json_int_t)train_set.skipped));
-        for (int s = 0; s < ndev; s++)
-            json_object_set_new(sk, fm_glue_split_name(dsplit[s]), json_integer((json_int_t)dev_set[s].skipped));
-        json_object_set_new(metrics, "skipped_rows", sk);
+        json_object_set_new(sk, fm_glue_split_name(FM_GLUE_TRAIN), json_integer((json_int_t)j->train_set.skipped));
+        for (int s = 0; s < j->ndev; s++)
+            json_object_set_new(sk, fm_glue_split_name(j->dsplit[s]), json_integer((json_int_t)j->dev_set[s].skipped));
+        json_object_set_new(met, "skipped_rows", sk);
     }
-    json_object_set_new(metrics, "steps", json_integer(total));
-    json_object_set_new(metrics, "final_loss", num_or_null(pr.last_loss)); /* null: no step ran */
-    json_object_set_new(metrics, "weights", json_string(fm_weights_names[o->weights]));
-    if (freeze) json_object_set_new(metrics, "freeze", json_string(o->freeze));
-    json_object_set_new(metrics, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
-    json_object_set_new(metrics, "frozen_parameters", json_integer((json_int_t)frozen));
-    json_t *hyper = hyper_json(o, opt, total);
+    json_object_set_new(met, "steps", json_integer(j->total));
+    json_object_set_new(met, "final_loss", num_or_null(j->pr.last_loss)); /* null: no step ran */
+    json_object_set_new(met, "weights", json_string(fm_weights_names[o->weights]));
+    if (j->ec.train.mode == FM_TRAIN_FREEZE) json_object_set_new(met, "freeze", json_string(o->freeze));
+    json_object_set_new(met, "trained_parameters", json_integer((json_int_t)fm_layout_trainable(&m->lay)));
+    json_object_set_new(met, "frozen_parameters", json_integer((json_int_t)j->frozen));
+    json_t *hyper = hyper_json(o, &j->ec.train.opt, j->total);
+    const int supermask = j->ec.train.mode == FM_TRAIN_SUPERMASK;
     if (supermask) {
         json_object_set_new(hyper, "mask_lr", json_real(o->mask_lr));
-        json_object_set_new(hyper, "head_lr", json_real(opt->lr));
+        json_object_set_new(hyper, "head_lr", json_real(j->ec.train.opt.lr));
         json_object_set_new(hyper, "mask_weight_decay", json_real(0.0));
-        json_object_set_new(hyper, "mask_adam_eps", json_real(to.mask_opt.eps));
+        json_object_set_new(hyper, "mask_adam_eps", json_real(j->ec.train.mask_opt.eps));
     }
-    json_object_set_new(metrics, "hyperparameters", hyper);
-    if (!supermask) {
-        /* Table 3's task-specific storage: what must be kept per task beyond
-         * the shared pre-trained model, the trained parameters as float32. */
-        json_object_set_new(metrics, "task_storage_bytes",
-                            json_integer((json_int_t)(4 * fm_layout_trainable(&m->lay))));
-    } else {
-        /* Supermask: N independent Bernoulli samples, then the deterministic mask. */
-        logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[0].n ? dev[0].n : 1) * m->cfg.num_labels);
-        sample_scores = fm_xcalloc((size_t)(o->samples ? o->samples : 1), sizeof(double));
-        double mean = 0, sampled_sp = 0;
-        json_t *arr = json_array();
-        fm_sparsity sp;
-        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
-            json_decref(arr);
-            goto done;
-        }
-        sampled_sp = sp.sampled; /* the last training step's sample when --samples 0 */
-        if (o->samples > 0) sampled_sp = 0;
-        for (int k = 0; k < o->samples; k++) {
-            fm_trainer_sample(&tr, FM_SAMPLE_EVAL, (uint64_t)k);
-            fm_glue_report r;
-            if (predict(hk, &c, &dev[0], o->eval_batch_size, logits, &r) != FM_OK) {
-                json_decref(arr);
-                goto done;
-            }
-            sample_scores[k] = r.main;
-            if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
-                json_decref(arr);
-                goto done;
-            }
-            sampled_sp += sp.sampled / o->samples;
-            mean += sample_scores[k] / o->samples;
-            json_array_append_new(arr, json_real(sample_scores[k]));
-        }
-        double var = 0;
-        for (int k = 0; k < o->samples; k++) var += (sample_scores[k] - mean) * (sample_scores[k] - mean);
-        double sd = o->samples > 1 ? sqrt(var / (o->samples - 1)) : 0.0;
-        fm_trainer_sample(&tr, FM_SAMPLE_DET, 0);
-        if (sparsity(hk, pipelined, &tr, &sp) != FM_OK) {
-            json_decref(arr);
-            goto done;
-        }
-        size_t bits_bytes = 0;
-        for (int k = 0; k < tr.sample.n; k++) bits_bytes += (tr.sample.t[k].numel + 7) / 8;
-        const fm_tensor *hw = fm_layout_find(&m->lay, "classifier.weight");
-        const fm_tensor *hb = fm_layout_find(&m->lay, "classifier.bias");
-        json_object_set_new(metrics, "samples", json_integer(o->samples));
-        json_object_set_new(metrics, "score_samples", arr);
-        /* no samples: no mean; one sample: no spread (null, not 0) */
-        json_object_set_new(metrics, "score_samples_mean", o->samples > 0 ? json_real(mean) : json_null());
-        json_object_set_new(metrics, "score_samples_std", o->samples > 1 ? json_real(sd) : json_null());
-        json_object_set_new(metrics, "sparsity_expected", json_real(sp.expected));
-        json_object_set_new(metrics, "sparsity_sampled", json_real(sampled_sp));
-        json_object_set_new(metrics, "sparsity_deterministic", json_real(sp.deterministic));
-        json_object_set_new(metrics, "masked_parameters", json_integer((json_int_t)tr.masked_numel));
-        json_object_set_new(metrics, "masked_tensors", json_integer(tr.sample.n));
-        json_object_set_new(metrics, "mask_bytes", json_integer((json_int_t)bits_bytes));
-        json_object_set_new(metrics, "task_storage_bytes",
-                            json_integer((json_int_t)(bits_bytes + 4 * (hw->numel + hb->numel))));
-        json_object_set_new(metrics, "init_sparsity", json_real(o->init_sparsity));
-        json_object_set_new(metrics, "init_rank", json_string(fm_init_rank_names[o->init_rank]));
-        json_object_set_new(metrics, "ste", json_string(fm_ste_names[o->ste]));
-        json_object_set_new(metrics, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
-        json_object_set_new(metrics, "mask_layers", str_or_null(o->mask_layers));
-        char ms[64] = "";
-        if (o->samples > 1) snprintf(ms, sizeof ms, ": %s %.4f ± %.4f", task->name, mean, sd);
-        else if (o->samples == 1) snprintf(ms, sizeof ms, ": %s %.4f (n=1)", task->name, mean);
-        fm_log("%s: %d sample(s)%s; sparsity expected %.4f, sampled %.4f, deterministic %.4f", task->name,
-               o->samples, ms, sp.expected, sampled_sp, sp.deterministic);
-    }
-    /* Dev scores with the trained weights (supermask: the deterministic mask). */
-    for (int s = 0; s < ndev; s++) {
-        logits = fm_xrealloc(logits, sizeof(float) * (size_t)(dev[s].n ? dev[s].n : 1) * m->cfg.num_labels);
+    json_object_set_new(met, "hyperparameters", hyper);
+    /* Table 3's task-specific storage: what must be kept per task beyond
+     * the shared pre-trained model, the trained parameters as float32
+     * (supermask: the mask's bits and the head, ft_mask_metrics). */
+    if (!supermask)
+        json_object_set_new(met, "task_storage_bytes", json_integer((json_int_t)(4 * fm_layout_trainable(&m->lay))));
+    return met;
+}
+
+/* Supermask: --samples independent Bernoulli samples scored on the dev set:
+ * their scores, mean and spread, and the sampled sparsity. */
+static int ft_samples(ft_job *j, json_t *arr, double *mean, double *sd, double *sampled_sp) {
+    const int n = j->o->samples;
+    fm_trainer *tr = &j->e.tr;
+    fm_sparsity sp;
+    if (fm_engine_sparsity(&j->e, &sp) != FM_OK) return FM_ERR;
+    *sampled_sp = n > 0 ? 0 : sp.sampled; /* the last training step's sample when --samples 0 */
+    double *score = fm_xcalloc((size_t)(n ? n : 1), sizeof(double)), m = 0, var = 0;
+    int rc = FM_OK;
+    for (int k = 0; k < n && rc == FM_OK; k++) {
+        fm_trainer_sample(tr, FM_SAMPLE_EVAL, (uint64_t)k);
         fm_glue_report r;
-        if (predict(hk, &c, &dev[s], o->eval_batch_size, logits, &r) != FM_OK) goto done;
-        json_object_set_new(metrics, fm_glue_split_name(dsplit[s]), report_json(&r, dev[s].n));
-        log_report(task->name, fm_glue_split_name(dsplit[s]), &r);
+        rc = ft_eval(j, 0, &r);
+        if (rc == FM_OK) rc = fm_engine_sparsity(&j->e, &sp);
+        if (rc != FM_OK) break;
+        score[k] = r.main;
+        *sampled_sp += sp.sampled / n;
+        m += score[k] / n;
+        json_array_append_new(arr, json_real(score[k]));
+    }
+    for (int k = 0; k < n; k++) var += (score[k] - m) * (score[k] - m);
+    *mean = m;
+    *sd = n > 1 ? sqrt(var / (n - 1)) : 0.0;
+    free(score);
+    return rc;
+}
+
+/* Supermask: the samples, then the deterministic mask (what the final dev
+ * scores and mask.safetensors use), into metrics. */
+static int ft_mask_metrics(ft_job *j, json_t *met) {
+    const fm_ft_opts *o = j->o;
+    fm_trainer *tr = &j->e.tr;
+    const fm_layout *lay = &j->c.model.lay;
+    double mean = 0, sd = 0, sampled_sp = 0;
+    json_t *arr = json_array();
+    fm_sparsity sp;
+    if (ft_samples(j, arr, &mean, &sd, &sampled_sp) != FM_OK) {
+        json_decref(arr);
+        return FM_ERR;
+    }
+    fm_trainer_sample(tr, FM_SAMPLE_DET, 0);
+    if (fm_engine_sparsity(&j->e, &sp) != FM_OK) {
+        json_decref(arr);
+        return FM_ERR;
+    }
+    size_t bits_bytes = 0;
+    for (int k = 0; k < tr->sample.n; k++) bits_bytes += (tr->sample.t[k].numel + 7) / 8;
+    const fm_tensor *hw = fm_layout_find(lay, "classifier.weight"), *hb = fm_layout_find(lay, "classifier.bias");
+    json_object_set_new(met, "samples", json_integer(o->samples));
+    json_object_set_new(met, "score_samples", arr);
+    /* no samples: no mean; one sample: no spread (null, not 0) */
+    json_object_set_new(met, "score_samples_mean", o->samples > 0 ? json_real(mean) : json_null());
+    json_object_set_new(met, "score_samples_std", o->samples > 1 ? json_real(sd) : json_null());
+    json_object_set_new(met, "sparsity_expected", json_real(sp.expected));
+    json_object_set_new(met, "sparsity_sampled", json_real(sampled_sp));
+    json_object_set_new(met, "sparsity_deterministic", json_real(sp.deterministic));
+    json_object_set_new(met, "masked_parameters", json_integer((json_int_t)tr->masked_numel));
+    json_object_set_new(met, "masked_tensors", json_integer(tr->sample.n));
+    json_object_set_new(met, "mask_bytes", json_integer((json_int_t)bits_bytes));
+    json_object_set_new(met, "task_storage_bytes", json_integer((json_int_t)(bits_bytes + 4 * (hw->numel + hb->numel))));
+    json_object_set_new(met, "init_sparsity", json_real(o->init_sparsity));
+    json_object_set_new(met, "init_rank", json_string(fm_init_rank_names[o->init_rank]));
+    json_object_set_new(met, "ste", json_string(fm_ste_names[o->ste]));
+    json_object_set_new(met, "mask", json_string(o->mask_glob ? o->mask_glob : FM_MASK_DEFAULT_GLOB));
+    json_object_set_new(met, "mask_layers", str_or_null(o->mask_layers));
+    char ms[64] = "";
+    const char *task = j->c.task->name;
+    if (o->samples > 1) snprintf(ms, sizeof ms, ": %s %.4f ± %.4f", task, mean, sd);
+    else if (o->samples == 1) snprintf(ms, sizeof ms, ": %s %.4f (n=1)", task, mean);
+    fm_log("%s: %d sample(s)%s; sparsity expected %.4f, sampled %.4f, deterministic %.4f", task, o->samples, ms,
+           sp.expected, sampled_sp, sp.deterministic);
+    return FM_OK;
+}
+
+/* Dev scores with the trained weights (supermask: the deterministic mask). */
+static int ft_dev_scores(ft_job *j, json_t *met) {
+    for (int s = 0; s < j->ndev; s++) {
+        fm_glue_report r;
+        if (ft_eval(j, s, &r) != FM_OK) return FM_ERR;
+        json_object_set_new(met, fm_glue_split_name(j->dsplit[s]), report_json(&r, j->dev[s].n));
+        log_report(j->c.task->name, fm_glue_split_name(j->dsplit[s]), &r);
         if (s == 0) {
-            json_object_set_new(metrics, "score", json_real(r.main));
-            json_object_set_new(metrics, "score_name", json_string(r.main_name));
+            json_object_set_new(met, "score", json_real(r.main));
+            json_object_set_new(met, "score_name", json_string(r.main_name));
         }
     }
-    /* The writer writes the final files; the team learns whether it could. */
-    int wok = 1;
-    if (!writer) {
-        /* replica 0 writes the run directory */
-    } else if (supermask) {
-        path = fm_path_join(o->out_dir, "mask.safetensors");
+    return FM_OK;
+}
+
+/* The writer's mask.safetensors (supermask) or model/ (the other modes). */
+static int ft_write_weights(ft_job *j) {
+    const fm_ft_opts *o = j->o;
+    const fm_model *m = &j->c.model;
+    int rc;
+    if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
+        char *path = fm_path_join(o->out_dir, "mask.safetensors");
         fm_maskfile_meta meta;
         fm_maskfile_meta_init(&meta);
-        snprintf(meta.task, sizeof meta.task, "%s", task->name);
+        snprintf(meta.task, sizeof meta.task, "%s", j->c.task->name);
         snprintf(meta.mode, sizeof meta.mode, "supermask");
         snprintf(meta.ste, sizeof meta.ste, "%s", fm_ste_names[o->ste]);
         meta.seed = o->seed;
         meta.init_sparsity = o->init_sparsity;
-        meta.model_fingerprint = c.fingerprint;
-        int wr = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
-        if (wr == FM_OK) wr = fm_test_fail_write("mask", path);
-        if (wr == FM_OK) wr = fm_maskfile_write(path, &tr.sample, &meta, &m->lay, m->params);
+        meta.model_fingerprint = j->c.fingerprint;
+        rc = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
+        if (rc == FM_OK) rc = fm_test_fail_write("mask", path);
+        if (rc == FM_OK) rc = fm_maskfile_write(path, &j->e.tr.sample, &meta, &m->lay, m->params);
         fm_maskfile_meta_free(&meta);
-        wok = wr == FM_OK;
-    } else {
-        path = fm_path_join(o->out_dir, "model");
-        fm_save_opts so = {.vocab = fm_file_exists(c.vocab_path) ? c.vocab_path : NULL,
-                           .tokenizer_from = c.model_dir,
-                           .extra = &c.extra};
-        wok = fm_test_fail_write("model", path) == FM_OK &&
-              fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so) == FM_OK;
+        free(path);
+        return rc;
     }
+    char *path = fm_path_join(o->out_dir, "model");
+    fm_save_opts so = {.vocab = fm_file_exists(j->c.vocab_path) ? j->c.vocab_path : NULL,
+                       .tokenizer_from = j->c.model_dir,
+                       .extra = &j->c.extra};
+    rc = fm_test_fail_write("model", path);
+    if (rc == FM_OK) rc = fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so);
     free(path);
-    path = NULL;
-    if (writer && wok) {
-        path = fm_path_join(o->out_dir, "metrics.json");
-        wok = fm_test_fail_write("metrics", path) == FM_OK && fm_json_write(path, metrics) == FM_OK;
+    return rc;
+}
+
+/* The final files (the writer's), then the state is no longer needed: the
+ * run directory holds the same files whether or not the run was interrupted.
+ * The team learns whether the writer could. */
+static int ft_write(ft_job *j) {
+    int ok = 1;
+    if (j->writer) {
+        char *path = fm_path_join(j->o->out_dir, "metrics.json");
+        ok = ft_write_weights(j) == FM_OK && fm_test_fail_write("metrics", path) == FM_OK &&
+             fm_json_write(path, j->metrics) == FM_OK;
+        free(path);
+        if (ok && fm_file_exists(j->state_path) && unlink(j->state_path) != 0)
+            ok = fm_fail("%s: cannot remove: %s", j->state_path, strerror(errno)) == FM_OK;
     }
-    /* Finished: the state is no longer needed, and the run directory holds
-     * the same files whether or not the run was interrupted. */
-    if (writer && wok && fm_file_exists(state_path) && unlink(state_path) != 0) {
-        fm_fail("%s: cannot remove: %s", state_path, strerror(errno));
-        wok = 0;
+    return fm_engine_agree(&j->e, ok);
+}
+
+/* After the steps: every rank gets the whole model, the dev scores, the files. */
+static int ft_finish(ft_job *j) {
+    if (fm_engine_sync(&j->e, FM_SYNC_EVAL) != FM_OK) return FM_ERR;
+    j->metrics = ft_metrics(j);
+    if (j->ec.train.mode == FM_TRAIN_SUPERMASK && ft_mask_metrics(j, j->metrics) != FM_OK) return FM_ERR;
+    if (ft_dev_scores(j, j->metrics) != FM_OK) return FM_ERR;
+    return ft_write(j);
+}
+
+static void ft_free(ft_job *j) {
+    free(j->state_path);
+    free(j->opts_json);
+    json_decref(j->metrics);
+    if (j->log.fp) fm_jsonl_close(&j->log);
+    free(j->logits);
+    if (j->e_ready) fm_engine_free(&j->e);
+    fm_dataset_free(&j->train);
+    fm_glue_set_free(&j->train_set);
+    for (int s = 0; s < 2; s++) {
+        fm_dataset_free(&j->dev[s]);
+        fm_glue_set_free(&j->dev_set[s]);
     }
-    if (team_ok(hk, wok) != FM_OK) goto done;
-    if (hk) {
-        hk->metrics = json_incref(metrics);
-        hk->train_seconds = t_train;
-        hk->examples = pr.examples - examples0; /* this session's, as train_seconds */
+    if (j->c_ready) fm_ft_free(&j->c);
+}
+
+/* Set the job up on every rank; the team starts the loop only when every
+ * rank could (the others learn that this rank could not). */
+static int ft_setup(ft_job *j) {
+    int ok = ft_load(j) == FM_OK && ft_engine(j) == FM_OK && ft_files(j) == FM_OK;
+    return fm_comm_agree(j->comm, ok);
+}
+
+int fm_finetune(const fm_ft_opts *o) {
+    ft_job j = {.o = o, .hk = o->hooks, .comm = o->hooks ? o->hooks->comm : NULL};
+    j.writer = !j.comm || j.comm->team_rank == 0;
+    j.ec.fill = ft_fill;
+    if (ft_config(&j, o) != FM_OK) return FM_ERR;
+    if (o->threads > 0) fm_ft_threads(o->threads);
+    if (ft_decide(&j) != FM_OK) return FM_ERR;
+    const double t_start = fm_now();
+    /* Signals are caught from the start, so that one arriving while the job
+     * loads and tokenizes acts at the first step boundary (stopsig.h). */
+    fm_stopsig stopsig = {0};
+    fm_stopsig_catch(&stopsig);
+    double t_train = 0;
+    int rc = ft_setup(&j);
+    if (rc == FM_OK) fm_stopsig_test_pause_at("load");
+    const int64_t first_step = j.pr.step, examples0 = j.pr.examples;
+    if (rc == FM_OK) rc = ft_train(&j, &t_train);
+    if (rc == FM_OK) rc = ft_finish(&j);
+    if (rc == FM_OK && j.hk) {
+        j.hk->metrics = json_incref(j.metrics);
+        j.hk->train_seconds = t_train;
+        j.hk->examples = j.pr.examples - examples0; /* this session's, as train_seconds */
     }
-    double t_all = fm_now() - t_start;
     /* Times go to the log only, so that the run directory is the same bits on every run. */
-    fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s: %" PRId64 " examples in %" PRId64
-           " steps this session, %d thread(s), BLIS %s); run directory %s",
-           task->name, t_all, t_train, t_train > 0 ? (double)(pr.examples - examples0) / t_train : 0.0,
-           pr.examples - examples0, total - first_step, fm_blas_threads(), fm_blas_arch(), o->out_dir);
-    rc = FM_OK;
-    goto done;
-setup_fail:
-    team_ok(hk, 0); /* the others learn that this rank could not set the job up */
-done:
+    if (rc == FM_OK)
+        fm_log("%s: done in %.1f s, training %.1f s (%.1f examples/s: %" PRId64 " examples in %" PRId64
+               " steps this session, %d thread(s), BLIS %s); run directory %s",
+               j.c.task->name, fm_now() - t_start, t_train,
+               t_train > 0 ? (double)(j.pr.examples - examples0) / t_train : 0.0, j.pr.examples - examples0,
+               j.total - first_step, fm_blas_threads(), fm_blas_arch(), o->out_dir);
+    /* A SIGTERM after the last step (the final evaluation): the job is
+     * complete, but the caller should stop. */
     if (stopsig.caught) {
-        /* A SIGTERM after the last step (the final evaluation): the job is
-         * complete, but the caller should stop. */
-        if (hk && fm_stopsig_pending() == SIGTERM) hk->term_seen = 1;
+        if (j.hk && fm_stopsig_pending() == SIGTERM) j.hk->term_seen = 1;
         fm_stopsig_restore(&stopsig);
     }
-    free(path);
-    free(state_path);
-    free(opts_json);
-    free(sample_scores);
-    fm_free_aligned(dx0);
-    fm_free_aligned(dx1);
-    if (pacts)
-        for (int k = 0; k < hk->micro_batches; k++) {
-            fm_acts_free(pacts[k]);
-            fm_batch_buf_free(&pbb[k]);
-        }
-    free(pacts);
-    free(pbb);
-    json_decref(metrics);
-    if (log.fp) fm_jsonl_close(&log);
-    free(perm);
-    free(rows);
-    free(logits);
-    fm_batch_buf_free(&bb);
-    if (acts) fm_acts_free(acts);
-    if (tr_ready) fm_trainer_free(&tr);
-    fm_dataset_free(&train);
-    fm_glue_set_free(&train_set);
-    for (int s = 0; s < 2; s++) {
-        fm_dataset_free(&dev[s]);
-        fm_glue_set_free(&dev_set[s]);
-    }
-    fm_ft_free(&c);
+    ft_free(&j);
     return rc;
 }

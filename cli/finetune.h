@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "dataset.h"
+#include "engine.h"
 #include "glue.h"
 #include "hfconfig.h"
 #include "metrics.h"
@@ -16,71 +17,20 @@
 #include "opts.h"
 #include "tokenizer.h"
 
-/* Data parallelism and results, supplied by a caller that runs the job on
- * several replicas (`finemask run`; the MPI calls live in mpi/). This process
- * is replica `rank` of `nranks`: it trains on rows [B*rank/nranks,
- * B*(rank+1)/nranks) of every batch of B, with dropout keyed by the row's
- * index in the whole batch, so that summed gradients equal one process's.
- * Gradients (of every tensor that trains or is masked) are summed in
- * backward order, one bucket per encoder layer, each started as soon as the
- * backward of that layer is done; the step's loss and two signal flags (a
- * SIGTERM, a SIGUSR1 seen by this rank; stopsig.h) are summed with them, so
- * every replica checkpoints (and, on SIGTERM, stops) at the same step. Only replica 0 writes the run
- * directory; the others read its state file on --resume. */
+/* What a caller that runs the job on a team of ranks (`finemask run`; the MPI
+ * calls live in mpi/) gives and gets back. The team's communication table
+ * (src/engine.h; mpi/comm.h fills it) picks the engine's strategy: pipeline
+ * stages when it has more than one stage, data-parallel replicas when more
+ * than one replica, else one process. Only team rank 0 writes the run
+ * directory; the others read its state file on --resume. Decisions that
+ * change the sequence of collectives (a state file to resume from, MNLI's
+ * mismatched dev file) are taken by team rank 0 and passed on (decide), so
+ * that ranks that see a shared file system differently still run the same
+ * steps; a failure on one rank fails the job on the whole team (agree).
+ * Evaluations are split over the team (team_share). */
 typedef struct fm_ft_hooks {
-    int rank, nranks;
-    void *ctx;
-    /* Start summing x[0..n) in place across the replicas (may return before it is done). */
-    int (*sum_start)(void *ctx, float *x, size_t n);
-    /* Let the started sums progress (called between layers of the backward). */
-    void (*progress)(void *ctx);
-    /* Wait until every started sum is done. */
-    int (*sum_wait)(void *ctx);
-    /* Pipeline: this rank is stage `stage` of `nstages` of its replica and
-     * holds encoder layers [L*stage/nstages, L*(stage+1)/nstages) (stage 0
-     * also the embeddings, the last also the pooler and head;
-     * fm_layout_stage). Each replica's rows are cut into `micro_batches`
-     * micro-batches that go through a synchronous GPipe schedule (every
-     * forward, then every backward, then the update), activations and their
-     * gradients passed with p2p. With nstages > 1 a stage owns the tensors it
-     * holds (and their nu and moments): sum_start then sums only those, over
-     * the replicas of the stage, per layer as the last backward completes
-     * it; the loss and stop flag go through team_sum; the update covers only
-     * the owned tensors, with the global gradient norm from per-tensor terms
-     * summed over the stages (stages_sum, which also serves the sparsity
-     * statistics); and before anything reads the whole model (an evaluation,
-     * a checkpoint, the final files) bcast copies every owned tensor from its
-     * stage to the others. */
-    int stage, nstages, micro_batches;
-    int team_rank; /* 0 writes the run directory */
-    void *pctx;
-    /* Send (send = 1) or receive n floats to or from the neighbouring stage
-     * (dir +1: the next stage, -1: the previous one). */
-    int (*p2p)(void *pctx, int dir, float *buf, size_t n, int send);
-    /* Sum n floats in place over the whole team (blocking). */
-    int (*team_sum)(void *pctx, float *x, size_t n);
-    /* Sum n doubles in place over the stages of this replica (blocking). */
-    int (*stages_sum)(void *pctx, double *x, size_t n);
-    /* Copy n floats from stage `root` of this replica to its other stages. */
-    int (*bcast)(void *pctx, float *x, size_t n, int root);
-    /* Evaluations are split over the team: rank team_rank of the
-     * nranks * nstages ranks forwards its share of whole batches of the dev
-     * set (every rank holds the whole model by then) into x[begin, end) of
-     * the logits x[0..n); team_share then gives every rank all of x. NULL:
-     * every rank evaluates everything. */
-    int (*team_share)(void *pctx, float *x, size_t n, size_t begin, size_t end);
-    /* Collective over the team after a step that only some ranks take (the
-     * writer's checkpoint): FM_OK when every rank passes ok != 0, else FM_ERR
-     * on every rank with the failing rank's message, so the job fails on the
-     * whole team together instead of leaving the others in the next sum.
-     * NULL: one process. */
-    int (*agree)(void *pctx, int ok);
-    /* Collective over the team: v[0..n) from team rank 0 to every rank.
-     * Decisions that change the sequence of collectives (a state file to
-     * resume from, MNLI's mismatched dev file) are taken by team rank 0 and
-     * passed on with it, so that ranks that see a shared file system
-     * differently still run the same steps. NULL: one process. */
-    int (*decide)(void *pctx, int *v, int n);
+    const fm_comm *comm; /* NULL: one process */
+    int micro_batches;   /* pipeline: micro-batches per replica's rows of a step */
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples in this session, not counting

@@ -15,8 +15,9 @@
 #include "blas.h"
 #include "config.h"
 #include "corpus.h"
+#include "comm.h"
 #include "dataset.h"
-#include "world.h"
+#include "engine.h"
 #include "fileio.h"
 #include "fm.h"
 #include "hfconfig.h"
@@ -29,70 +30,155 @@
 #include "progress.h"
 #include "ptstate.h"
 #include "stopsig.h"
+#include "trainloop.h"
 #include "rng.h"
 #include "runfiles.h"
 #include "vocab.h"
+#include "world.h"
 
 /* The corruption key of evaluation rows: a step no training run reaches. */
 #define FM_PT_EVAL_STEP UINT64_C(0xFFFFFFFFFFFF)
 
-/* Everything one step or evaluation needs on this rank. */
+/* One pre-training on this rank: its inputs, engine and files. Every rank of
+ * the world is a data-parallel replica (the engine's replicas strategy over
+ * mpi/comm.h's world table; one process: no table). */
 typedef struct {
-    fm_model *m;
-    fm_acts *acts;
-    fm_batch_buf bb;
-    int32_t *labels; /* (Bl, T) */
-    int32_t *rows;   /* (Bl) */
-    const fm_dataset *d;
-    const fm_mlm_spec *spec;
-    uint64_t seed;
-} pt_work;
+    const fm_pt_opts *o;
+    fm_pt_result *res;
+    fm_world world;
+    fm_mpi_comm mc;
+    const fm_comm *comm; /* NULL: one process */
+    int rank, size;
+    fm_tokenizer tok;
+    int tok_ok;
+    fm_corpus cp;
+    fm_hfextra x;
+    fm_config c;
+    fm_mlm_spec spec;
+    fm_dataset d;
+    fm_model m;
+    int model_ok;
+    int rows, heldout, ntrain, ev0, ev1;
+    int64_t steps_per_epoch;
+    fm_engine_cfg ec;
+    fm_engine e;
+    int e_ready;
+    int32_t *labels;      /* (rows of a share, seq): the fill's MLM labels */
+    int64_t examples0;    /* rows seen before this session */
+    int eval;             /* the fill corrupts evaluation rows (their own key, no counts) */
+    fm_mlm_counts counts; /* this rank's corruption counts (rank 0: with the steps before a resume) */
+    fm_pt_progress pr;
+    int resumed, have_state, log_ok;
+    fm_jsonl log;
+    char *wpath, *state_path, *opts_json;
+} pt_job;
 
-/* Fill, corrupt and forward rows rows[0..n) (global offset example0 in the
- * step); returns the summed loss and the chosen count in *npred. */
-static double forward_rows(pt_work *w, int n, int64_t example0, uint64_t key_step, const fm_pass *pass,
-                           int64_t *npred, fm_mlm_counts *cnt) {
-    fm_batch_fill(&w->bb, w->d, w->rows, n, 1, example0);
-    const int T = w->bb.b.T;
+/* The engine's configuration from the options (the one place that reads them for it). */
+static void pt_config(pt_job *j, const fm_pt_opts *o) {
+    fm_engine_cfg *c = &j->ec;
+    fm_trainer_opts_default(&c->train);
+    c->train.mode = FM_TRAIN_FULL;
+    c->train.seed = o->seed;
+    fm_adamw *opt = &c->train.opt;
+    fm_adamw_default(opt);
+    opt->lr = (float)o->lr;
+    opt->eps = (float)o->adam_eps;
+    opt->weight_decay = (float)o->weight_decay;
+    opt->max_grad_norm = (float)o->max_grad_norm;
+    opt->total_steps = o->steps;
+    opt->warmup_steps = (int64_t)ceil(o->warmup * (double)o->steps);
+    c->batch = o->batch;
+    c->seq = o->seq;
+    c->micro_batches = 1;
+    c->scale = FM_SCALE_COUNT;
+    c->comm = j->comm;
+}
+
+/* Fill and corrupt rows rows[0..n) (global offset example0 in the step); the
+ * number of tokens to predict. */
+static int64_t pt_fill(void *ctx, fm_batch_buf *bb, const fm_dataset *d, const int32_t *rows, int n,
+                       int64_t example0) {
+    pt_job *j = ctx;
+    fm_batch_fill(bb, d, rows, n, 1, example0);
+    const int T = bb->b.T;
+    const uint64_t key = j->eval ? FM_PT_EVAL_STEP : (uint64_t)j->e.tr.step;
     fm_mlm_counts k = {0};
     for (int i = 0; i < n; i++) {
-        const int32_t *orig = w->d->ids + (size_t)w->rows[i] * w->d->max_len;
-        fm_mlm_corrupt_row(w->bb.ids + (size_t)i * T, w->labels + (size_t)i * T, orig, T, w->seed, key_step,
-                           (uint32_t)w->rows[i], w->spec, &k);
+        const int32_t *orig = d->ids + (size_t)rows[i] * d->max_len;
+        fm_mlm_corrupt_row(bb->ids + (size_t)i * T, j->labels + (size_t)i * T, orig, T, j->o->seed, key,
+                           (uint32_t)rows[i], &j->spec, &k);
     }
-    w->bb.b.ids = w->bb.ids;
-    w->bb.b.mlm_labels = w->labels;
-    w->bb.b.labels = NULL;
-    w->bb.b.targets = NULL;
-    *npred = k.chosen;
-    if (cnt) {
-        cnt->tokens += k.tokens;
-        cnt->chosen += k.chosen;
-        cnt->masked += k.masked;
-        cnt->random += k.random;
-        cnt->kept += k.kept;
+    bb->b.ids = bb->ids;
+    bb->b.mlm_labels = j->labels;
+    bb->b.labels = NULL;
+    bb->b.targets = NULL;
+    if (!j->eval) {
+        j->counts.tokens += k.tokens;
+        j->counts.chosen += k.chosen;
+        j->counts.masked += k.masked;
+        j->counts.random += k.random;
+        j->counts.kept += k.kept;
     }
-    return fm_model_forward(w->m, w->acts, &w->bb.b, pass, NULL);
+    return k.chosen;
 }
 
-/* Mean MLM loss over dataset rows [r0, r1), dropout off, split over the ranks. */
-static double eval_loss(pt_work *w, const fm_world *dp, int r0, int r1, int Bl) {
-    fm_pass pass = {.seed = w->seed, .step = 0, .training = 0};
+/* Sum n doubles over the ranks (one process: as they are). */
+static int pt_sum(const pt_job *j, double *x, size_t n) {
+    return j->comm ? j->comm->team_sum_doubles(j->comm->ctx, x, n) : FM_OK;
+}
+
+/* Mean MLM loss over dataset rows [ev0, ev1), dropout off, split over the
+ * ranks, on the engine's activations. */
+static int pt_eval(pt_job *j, double *loss) {
+    fm_batch_buf *bb = NULL;
+    fm_acts *acts = fm_engine_acts(&j->e, &bb);
+    const fm_pass pass = {.seed = j->o->seed, .step = 0, .training = 0};
+    const int Bl = fm_engine_share_rows(&j->e), per = Bl * j->size;
+    int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)Bl);
     double sum[2] = {0, 0};
-    int per = Bl * dp->size;
-    for (int s = r0; s < r1; s += per) {
-        int nb = r1 - s < per ? r1 - s : per;
-        int lo = (int)((int64_t)dp->rank * nb / dp->size), hi = (int)((int64_t)(dp->rank + 1) * nb / dp->size);
+    j->eval = 1;
+    for (int s = j->ev0; s < j->ev1; s += per) {
+        const int nb = j->ev1 - s < per ? j->ev1 - s : per;
+        const int lo = (int)((int64_t)j->rank * nb / j->size), hi = (int)((int64_t)(j->rank + 1) * nb / j->size);
         if (hi <= lo) continue;
-        for (int i = lo; i < hi; i++) w->rows[i - lo] = s + i;
-        int64_t np;
-        sum[0] += forward_rows(w, hi - lo, lo, FM_PT_EVAL_STEP, &pass, &np, NULL);
+        for (int i = lo; i < hi; i++) rows[i - lo] = s + i;
+        const int64_t np = pt_fill(j, bb, &j->d, rows, hi - lo, lo);
+        sum[0] += fm_model_forward(&j->m, acts, &bb->b, &pass, NULL);
         sum[1] += (double)np;
     }
-    fm_world_sum_doubles(dp, sum, 2);
-    return sum[1] > 0 ? sum[0] / sum[1] : NAN;
+    j->eval = 0;
+    free(rows);
+    if (pt_sum(j, sum, 2) != FM_OK) return FM_ERR;
+    *loss = sum[1] > 0 ? sum[0] / sum[1] : NAN;
+    return FM_OK;
 }
 
+/* What to do with OUT, as rank 0 sees it; every rank follows. 0: a new run,
+ * 1: resume the state, 2: nothing to do (complete), 3: refused. */
+static int pt_plan(pt_job *j, int *plan) {
+    const fm_pt_opts *o = j->o;
+    int v = 0;
+    j->have_state = fm_file_exists(j->state_path);
+    if (j->rank == 0) {
+        if (o->resume && !j->have_state && fm_file_exists(j->wpath)) {
+            fm_log("pretrain: %s is complete (no %s to resume from); nothing to do", o->out, FM_PT_STATE_FILE);
+            v = 2;
+        } else if (!o->force && !o->resume && j->have_state) {
+            fm_fail("%s exists: an interrupted pre-training; continue it with --resume, or start over with --force",
+                    j->state_path);
+            v = 3;
+        } else if (!o->force && !(o->resume && j->have_state) && fm_file_exists(j->wpath)) {
+            fm_fail("%s already exists (use --force to overwrite it)", j->wpath);
+            v = 3;
+        } else {
+            v = o->resume && j->have_state;
+        }
+    }
+    if (j->comm && j->comm->decide(j->comm->ctx, &v, 1) != FM_OK) return FM_ERR;
+    *plan = v;
+    if (v == 3 && j->rank != 0) return fm_fail("pretrain: rank 0 refused to write %s", o->out);
+    return v == 3 ? FM_ERR : FM_OK;
+}
 /* Resolve the config: a preset or a config.json, with the vocabulary's size and the MLM head. */
 static int make_config(fm_config *c, fm_hfextra *x, const fm_pt_opts *o, int vocab_size) {
     memset(x, 0, sizeof *x);
@@ -205,364 +291,309 @@ static int pt_diverged(const fm_pt_opts *o, fm_jsonl *log, int writer, int64_t s
                    step, o->steps, what, isnan(v) ? "NaN" : v > 0 ? "+infinity" : "-infinity", o->out);
 }
 
-int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
-    fm_world dp;
-    if (fm_world_init(&dp) != FM_OK) return FM_ERR;
+
+/* The vocabulary, the config, the corpus tokenized and packed into rows. */
+static int pt_data(pt_job *j) {
+    const fm_pt_opts *o = j->o;
+    fm_tokenizer_opts to = fm_tokenizer_default_opts();
+    if (fm_tokenizer_load(&j->tok, o->vocab, &to) != FM_OK) return FM_ERR;
+    j->tok_ok = 1;
+    if (fm_vocab_find(&j->tok.vocab, "[MASK]", 6) < 0)
+        return fm_fail("%s: no [MASK] token; masked-LM pre-training needs one", o->vocab);
+    if (make_config(&j->c, &j->x, o, j->tok.vocab.n) != FM_OK) return FM_ERR;
+    if (fm_corpus_read(&j->cp, o->corpus, o->ncorpus) != FM_OK) return FM_ERR;
+    fm_mlm_spec_default(&j->spec, j->tok.cls_id, j->tok.sep_id, j->tok.pad_id, j->tok.mask_id, j->c.vocab_size);
+    j->spec.prob = (float)o->mlm_prob;
+    const fm_corpus *cp = &j->cp;
+    int32_t **units = fm_xcalloc((size_t)cp->n, sizeof(int32_t *));
+    int32_t *lens = fm_xcalloc((size_t)cp->n, sizeof(int32_t));
+    int64_t ntok = 0;
+    int ok = tokenize_corpus(cp, &j->tok, o, units, lens, &ntok) == FM_OK;
+    if (ok) fm_mlm_pack(&j->d, (const int32_t *const *)units, lens, cp->n, o->seq, &j->spec);
+    for (int64_t i = 0; i < cp->n; i++) free(units[i]);
+    free(units);
+    free(lens);
+    if (!ok) return FM_ERR;
+    if (j->res) j->res->tokens = ntok;
+    if (j->d.n == 0) return fm_fail("%s: the corpus has no tokens", o->corpus[0]);
+    /* Rows are [CLS] A [SEP] B [SEP]: B has token type 1, which needs type_vocab_size 2. */
+    int bad;
+    if (fm_dataset_check(&j->d, &j->c, &bad) != FM_OK)
+        return fm_fail_prefix("--config %s: packed row %d of the corpus: ", o->config, bad);
+    j->rows = j->d.n;
+    j->heldout = j->rows >= 40 ? (j->rows / 20 < 256 ? j->rows / 20 : 256) : 0;
+    j->ntrain = j->rows - j->heldout;
+    j->ev0 = j->heldout ? j->ntrain : 0;
+    j->ev1 = j->heldout ? j->rows : (j->rows < 64 ? j->rows : 64);
+    j->steps_per_epoch = (j->ntrain + o->batch - 1) / o->batch;
+    j->opts_json = options_json(o, &j->d);
+    return FM_OK;
+}
+
+/* The model, freshly initialised, and its engine. */
+static int pt_model(pt_job *j) {
+    const fm_pt_opts *o = j->o;
+    fm_model_alloc(&j->m, &j->c);
+    j->model_ok = 1;
+    fm_model_init_weights(&j->m, o->seed);
+    for (int i = 0; i < j->m.lay.n; i++)
+        if (!strncmp(j->m.lay.t[i].name, "pooler.", 7)) j->m.lay.t[i].trains = j->m.lay.t[i].needs_grad = 0; /* no NSP */
+    j->ec.data = &j->d;
+    j->ec.fill = pt_fill;
+    j->ec.fill_ctx = j;
+    if (fm_engine_init(&j->e, &j->m, &j->ec) != FM_OK) return FM_ERR;
+    j->e_ready = 1;
+    j->labels = fm_xmalloc(sizeof(int32_t) * (size_t)fm_engine_share_rows(&j->e) * (size_t)o->seq);
+    fm_log("pretrain: %" PRId64 " lines, %d rows of %d tokens (%d held out), BERT L=%d H=%d V=%d, %" PRId64
+           " steps of %d rows (%.3g epochs), %d rank(s) x %d thread(s)",
+           j->cp.n, j->rows, o->seq, j->heldout, j->c.num_hidden_layers, j->c.hidden_size, j->c.vocab_size,
+           o->steps, o->batch, (double)o->steps / (double)j->steps_per_epoch, j->size, fm_blas_threads());
+    return FM_OK;
+}
+
+static int pt_read_state(void *ctx, fm_trainer *tr) {
+    pt_job *j = ctx;
+    return fm_ptstate_read(j->state_path, &j->m.lay, j->m.params, tr->mom1, tr->mom2, &j->pr, j->opts_json);
+}
+
+/* The state of an interrupted run (every rank reads it; rank 0 alone writes
+ * it), the held-out loss before the first step, OUT and its log. */
+static int pt_start(pt_job *j) {
+    const fm_pt_opts *o = j->o;
+    j->pr = (fm_pt_progress){.ranks = j->size};
+    if (j->resumed) {
+        if (fm_engine_agree(&j->e, fm_engine_load(&j->e, pt_read_state, j) == FM_OK) != FM_OK) return FM_ERR;
+        if (j->pr.step > o->steps)
+            return fm_fail("%s: expected a step of at most %" PRId64 ", found %" PRId64, j->state_path, o->steps,
+                           j->pr.step);
+        fm_log("pretrain: resuming %s at step %" PRId64 " of %" PRId64 " (state written by %d rank(s))", o->out,
+               j->pr.step, o->steps, j->pr.ranks);
+    }
+    if (!j->resumed && pt_eval(j, &j->pr.loss_initial) != FM_OK) return FM_ERR;
+    int ok = 1;
+    if (j->rank == 0) {
+        char *path = fm_path_join(o->out, "pretrain_log.jsonl");
+        ok = fm_mkdirs(o->out) == FM_OK;
+        if (ok && o->resume) fm_remove_stale_temps(o->out);
+        if (ok && !j->resumed && j->have_state && unlink(j->state_path) != 0)
+            ok = fm_fail("%s: cannot remove: %s", j->state_path, strerror(errno)) == FM_OK;
+        if (ok) ok = (j->resumed ? fm_jsonl_resume(&j->log, path, j->pr.log_bytes) : fm_jsonl_open(&j->log, path)) == FM_OK;
+        free(path);
+    }
+    /* The counts of the steps before the state are rank 0's share of the sum. */
+    if (j->rank == 0)
+        j->counts = (fm_mlm_counts){j->pr.counts[0], j->pr.counts[1], j->pr.counts[2], j->pr.counts[3],
+                                    j->pr.counts[4]};
+    return fm_engine_agree(&j->e, ok);
+}
+
+static int pt_diverged_at(void *ctx, int64_t step, const char *what, double loss, double norm, double lr) {
+    pt_job *j = ctx;
+    (void)what;
+    return pt_diverged(j->o, &j->log, j->rank == 0 && j->log_ok, step + 1, loss, norm, lr);
+}
+
+/* After step `step` (0-based): the progress, and rank 0's log line every --log-every steps. */
+static int pt_logged(void *ctx, int64_t step, int nb, double loss, double norm, double lr) {
+    pt_job *j = ctx;
+    fm_pt_progress *pr = &j->pr;
+    pr->step = step + 1;
+    pr->examples += nb;
+    pr->window_loss += loss;
+    pr->window_n++;
+    if (j->rank == 0 && ((step + 1) % j->o->log_every == 0 || step + 1 == j->o->steps)) {
+        json_t *l = json_object();
+        json_object_set_new(l, "step", json_integer(step + 1));
+        json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)j->steps_per_epoch));
+        json_object_set_new(l, "loss", num_or_null(pr->window_loss / (double)pr->window_n));
+        json_object_set_new(l, "lr", json_real(lr));
+        json_object_set_new(l, "grad_norm", num_or_null(norm));
+        if (j->log_ok && fm_jsonl_append(&j->log, l) != FM_OK) j->log_ok = 0; /* reported at the end */
+        json_decref(l);
+        pr->window_loss = 0;
+        pr->window_n = 0;
+    }
+    return FM_OK;
+}
+
+/* Every rank's corruption counts summed (collective). */
+static int pt_counts(pt_job *j, fm_mlm_counts *k) {
+    double cd[5] = {(double)j->counts.tokens, (double)j->counts.chosen, (double)j->counts.masked,
+                    (double)j->counts.random, (double)j->counts.kept};
+    if (pt_sum(j, cd, 5) != FM_OK) return FM_ERR;
+    *k = (fm_mlm_counts){(int64_t)cd[0], (int64_t)cd[1], (int64_t)cd[2], (int64_t)cd[3], (int64_t)cd[4]};
+    return FM_OK;
+}
+
+static int pt_write_state(void *ctx, const fm_trainer *tr) {
+    pt_job *j = ctx;
+    if (!j->log_ok) return fm_fail("%s/pretrain_log.jsonl: a write failed", j->o->out);
+    if (fm_jsonl_sync(&j->log, &j->pr.log_bytes) != FM_OK) return FM_ERR;
+    return fm_ptstate_write(j->state_path, &j->m.lay, j->m.params, tr->mom1, tr->mom2, &j->pr, j->opts_json);
+}
+
+/* A checkpoint after step `step`: every rank takes it at the same step. */
+static int pt_save(void *ctx, int64_t step, int sig) {
+    pt_job *j = ctx;
+    fm_mlm_counts k;
+    if (pt_counts(j, &k) != FM_OK) return FM_ERR;
+    const int64_t c[5] = {k.tokens, k.chosen, k.masked, k.random, k.kept};
+    for (int i = 0; i < 5; i++) j->pr.counts[i] = c[i];
+    j->pr.ranks = j->size;
+    const double t0 = fm_now();
+    if (fm_engine_save(&j->e, pt_write_state, j) != FM_OK) return FM_ERR;
+    if (j->rank == 0 && sig)
+        fm_log("pretrain: %s: state at step %" PRId64 " written to %s (%.3f s)", sig == SIGTERM ? "SIGTERM" : "SIGUSR1",
+               step + 1, j->state_path, fm_now() - t0);
+    else if (j->rank == 0)
+        fm_debug("pretrain: state at step %" PRId64 " written to %s (%.3f s)", step + 1, j->state_path, fm_now() - t0);
+    return FM_OK;
+}
+
+/* The steps. */
+static int pt_train(pt_job *j, double *seconds) {
+    const fm_pt_opts *o = j->o;
+    fm_loop l = {.e = &j->e, .what = "pretrain", .first = j->pr.step, .total = o->steps,
+                 .steps_per_epoch = j->steps_per_epoch, .n = j->ntrain, .batch = o->batch, .seed = o->seed,
+                 .shuffle = 1, .checkpoint_every = o->checkpoint_every, .examples0 = j->pr.examples,
+                 .norm_on_bad_loss = 1, .ctx = j, .diverged = pt_diverged_at, .logged = pt_logged, .save = pt_save,
+                 .resume_hint = "continue with the same command and --resume"};
+    int rc = fm_loop_run(&l);
+    *seconds = l.seconds;
+    return rc;
+}
+
+/* pretrain.json's object. */
+static json_t *pt_summary(const pt_job *j, double loss1, const fm_mlm_counts *k) {
+    const fm_pt_opts *o = j->o;
+    json_t *s = json_object();
+    json_object_set_new(s, "steps", json_integer(o->steps));
+    json_object_set_new(s, "batch", json_integer(o->batch));
+    json_object_set_new(s, "seq", json_integer(o->seq));
+    json_object_set_new(s, "lr", json_real(o->lr));
+    json_object_set_new(s, "warmup_steps", json_integer(j->ec.train.opt.warmup_steps));
+    json_object_set_new(s, "seed", json_integer((json_int_t)o->seed));
+    json_object_set_new(s, "mlm_prob", json_real(o->mlm_prob));
+    json_object_set_new(s, "lines", json_integer(j->cp.n));
+    json_object_set_new(s, "rows", json_integer(j->rows));
+    json_object_set_new(s, "heldout_rows", json_integer(j->heldout));
+    json_object_set_new(s, "epochs", json_real((double)o->steps / (double)j->steps_per_epoch));
+    json_object_set_new(s, "eval_loss_initial", num_or_null(j->pr.loss_initial));
+    json_object_set_new(s, "eval_loss_final", num_or_null(loss1));
+    json_object_set_new(s, "mlm_counts", counts_json(k));
+    return s;
+}
+
+/* Rank 0's files: the model directory and pretrain.json; then the state is
+ * no longer needed, and the directory holds the same files whether or not
+ * the run was interrupted. */
+static int pt_write(pt_job *j, double loss1, const fm_mlm_counts *k) {
+    const fm_pt_opts *o = j->o;
+    char seedbuf[32], stepbuf[32];
+    snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, o->seed);
+    snprintf(stepbuf, sizeof stepbuf, "%" PRId64, o->steps);
+    fm_st_meta meta[] = {{"finemask.pretrain_seed", seedbuf}, {"finemask.pretrain_steps", stepbuf}};
+    fm_save_opts so = {.vocab = o->vocab, .extra = &j->x, .meta = meta, .nmeta = 2};
+    if (fm_modeldir_save(o->out, &j->c, &j->m.lay, j->m.params, &so) != FM_OK) return FM_ERR;
+    json_t *summary = pt_summary(j, loss1, k);
+    char *path = fm_path_join(o->out, "pretrain.json");
+    int rc = fm_json_write(path, summary);
+    free(path);
+    json_decref(summary);
+    if (rc == FM_OK && fm_file_exists(j->state_path) && unlink(j->state_path) != 0)
+        rc = fm_fail("%s: cannot remove: %s", j->state_path, strerror(errno));
+    return rc;
+}
+
+/* After the steps: the held-out loss, the counts, the files. */
+static int pt_finish(pt_job *j, double t_train, double t_start) {
+    const fm_pt_opts *o = j->o;
+    double loss1;
+    fm_mlm_counts k;
+    if (pt_eval(j, &loss1) != FM_OK || pt_counts(j, &k) != FM_OK) return FM_ERR;
+    fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s)", j->pr.loss_initial, loss1, t_train,
+           (double)(j->pr.examples - j->examples0) / (t_train > 0 ? t_train : 1));
+    if (j->res) {
+        j->res->eval_loss_initial = j->pr.loss_initial;
+        j->res->eval_loss_final = loss1;
+        j->res->rows = j->rows;
+        j->res->heldout_rows = j->heldout;
+    }
+    int ok = j->log_ok || fm_fail("%s/pretrain_log.jsonl: a write failed", o->out) == FM_OK;
+    if (j->rank == 0 && ok) {
+        ok = pt_write(j, loss1, &k) == FM_OK;
+        if (ok)
+            fm_log("pretrain: done in %.1f s; model directory %s (fingerprint %016" PRIx64 ")", fm_now() - t_start,
+                   o->out, fm_params_fingerprint(&j->m.lay, j->m.params));
+    }
+    return fm_engine_agree(&j->e, ok);
+}
+
+static void pt_free(pt_job *j) {
+    free(j->wpath);
+    free(j->state_path);
+    free(j->opts_json);
+    if (j->rank == 0) fm_jsonl_close(&j->log);
+    free(j->labels);
+    if (j->e_ready) fm_engine_free(&j->e);
+    if (j->model_ok) fm_model_free(&j->m);
+    fm_dataset_free(&j->d);
+    fm_corpus_free(&j->cp);
+    fm_hfextra_free(&j->x);
+    if (j->tok_ok) fm_tokenizer_free(&j->tok);
+    if (j->comm) fm_mpi_comm_free(&j->mc);
+}
+
+/* The world: every rank a replica; its threads share the node's cores. */
+static int pt_world(pt_job *j) {
+    const fm_pt_opts *o = j->o;
+    if (fm_world_init(&j->world) != FM_OK) return FM_ERR;
+    j->rank = j->world.rank;
+    j->size = j->world.size;
+    if (j->world.mpi) {
+        fm_mpi_comm_world(&j->mc);
+        j->comm = &j->mc.comm;
+    }
     if (o->threads > 0) {
         omp_set_num_threads(o->threads);
         fm_blas_set_threads(o->threads);
-    } else if (dp.size > 1 && !getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
+    } else if (j->size > 1 && !getenv("BLIS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) {
         /* ranks share the node's cores */
         const char *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-        int local = ls ? atoi(ls) : dp.size;
+        int local = ls ? atoi(ls) : j->size;
         int n = omp_get_num_procs() / (local > 0 ? local : 1);
         if (n < 1) n = 1;
         omp_set_num_threads(n);
         fm_blas_set_threads(n);
     }
-    if (dp.rank != 0 && fm_verbosity == 1) fm_verbosity = 0;
+    if (j->rank != 0 && fm_verbosity == 1) fm_verbosity = 0;
+    return FM_OK;
+}
+
+int fm_pretrain(const fm_pt_opts *o, fm_pt_result *res) {
+    pt_job j = {.o = o, .res = res, .log_ok = 1};
+    if (pt_world(&j) != FM_OK) return FM_ERR;
     const double t_start = fm_now();
-    int rc = FM_ERR;
-    fm_tokenizer tok;
-    int tok_ok = 0;
-    fm_corpus cp = {0};
-    fm_hfextra x = {0};
-    fm_config c;
-    fm_dataset d = {0};
-    fm_model m = {0};
-    int model_ok = 0;
-    pt_work w = {0};
-    float *mom1 = NULL, *mom2 = NULL;
-    uint32_t *perm = NULL;
-    fm_jsonl log = {0};
-    json_t *summary = NULL;
-    char *path = NULL, *wpath = fm_path_join(o->out, FM_MODEL_WEIGHTS);
-    char *state_path = fm_path_join(o->out, FM_PT_STATE_FILE), *opts_json = NULL;
+    j.wpath = fm_path_join(o->out, FM_MODEL_WEIGHTS);
+    j.state_path = fm_path_join(o->out, FM_PT_STATE_FILE);
     /* Signals are caught from the start: one that arrives while the corpus is
      * read and tokenized acts at the first step boundary (stopsig.h). */
     fm_stopsig stopsig = {0};
     if (o->signals) fm_stopsig_catch(&stopsig);
-    const int have_state = fm_file_exists(state_path);
-
-    /* What to do with OUT, as rank 0 sees it; every rank follows (the sum
-     * of rank 0's code and the others' zeros). 0: a new run, 1: resume the
-     * state, 2: nothing to do (complete), 3: refused. */
-    double plan = 0;
-    if (dp.rank == 0) {
-        if (o->resume && !have_state && fm_file_exists(wpath)) {
-            fm_log("pretrain: %s is complete (no %s to resume from); nothing to do", o->out, FM_PT_STATE_FILE);
-            plan = 2;
-        } else if (!o->force && !o->resume && have_state) {
-            fm_fail("%s exists: an interrupted pre-training; continue it with --resume, or start over with --force",
-                    state_path);
-            plan = 3;
-        } else if (!o->force && !(o->resume && have_state) && fm_file_exists(wpath)) {
-            fm_fail("%s already exists (use --force to overwrite it)", wpath);
-            plan = 3;
-        } else {
-            plan = o->resume && have_state;
-        }
-    }
-    fm_world_sum_doubles(&dp, &plan, 1);
-    if (plan == 3) {
-        if (dp.rank != 0) fm_fail("pretrain: rank 0 refused to write %s", o->out);
-        goto done;
-    }
-    if (plan == 2) {
-        rc = FM_OK;
-        goto done;
-    }
+    int plan = 0, rc = pt_plan(&j, &plan);
+    j.resumed = plan == 1;
+    double t_train = 0;
     /* every rank reads the state: under MPI, OUT must be on a shared file system */
-    const int resumed = plan == 1;
-    fm_tokenizer_opts to = fm_tokenizer_default_opts();
-    if (fm_tokenizer_load(&tok, o->vocab, &to) != FM_OK) goto done;
-    tok_ok = 1;
-    if (fm_vocab_find(&tok.vocab, "[MASK]", 6) < 0) {
-        fm_fail("%s: no [MASK] token; masked-LM pre-training needs one", o->vocab);
-        goto done;
+    if (rc == FM_OK && plan != 2) {
+        pt_config(&j, o);
+        rc = pt_data(&j);
+        if (rc == FM_OK) rc = pt_model(&j);
+        if (rc == FM_OK) rc = pt_start(&j);
+        j.examples0 = j.pr.examples;
+        if (rc == FM_OK) rc = pt_train(&j, &t_train);
+        if (rc == FM_OK) rc = pt_finish(&j, t_train, t_start);
     }
-    if (make_config(&c, &x, o, tok.vocab.n) != FM_OK) goto done;
-    if (fm_corpus_read(&cp, o->corpus, o->ncorpus) != FM_OK) goto done;
-
-    /* tokenize and pack */
-    fm_mlm_spec spec;
-    fm_mlm_spec_default(&spec, tok.cls_id, tok.sep_id, tok.pad_id, tok.mask_id, c.vocab_size);
-    spec.prob = (float)o->mlm_prob;
-    {
-        int32_t **units = fm_xcalloc((size_t)cp.n, sizeof(int32_t *));
-        int32_t *lens = fm_xcalloc((size_t)cp.n, sizeof(int32_t));
-        int64_t ntok = 0;
-        int ok = tokenize_corpus(&cp, &tok, o, units, lens, &ntok) == FM_OK;
-        if (ok) fm_mlm_pack(&d, (const int32_t *const *)units, lens, cp.n, o->seq, &spec);
-        for (int64_t i = 0; i < cp.n; i++) free(units[i]);
-        free(units);
-        free(lens);
-        if (!ok) goto done;
-        if (res) res->tokens = ntok;
-        if (d.n == 0) {
-            fm_fail("%s: the corpus has no tokens", o->corpus[0]);
-            goto done;
-        }
-        /* Rows are [CLS] A [SEP] B [SEP]: B has token type 1, which needs type_vocab_size 2. */
-        int bad;
-        if (fm_dataset_check(&d, &c, &bad) != FM_OK) {
-            fm_fail_prefix("--config %s: packed row %d of the corpus: ", o->config, bad);
-            goto done;
-        }
-    }
-    const int rows = d.n;
-    const int heldout = rows >= 40 ? (rows / 20 < 256 ? rows / 20 : 256) : 0;
-    const int ntrain = rows - heldout;
-    const int ev0 = heldout ? ntrain : 0, ev1 = heldout ? rows : (rows < 64 ? rows : 64);
-    const int B = o->batch;
-    const int Bl = (B + dp.size - 1) / dp.size;
-    const int64_t steps_per_epoch = (ntrain + B - 1) / B;
-    opts_json = options_json(o, &d);
-
-    /* the model */
-    fm_model_alloc(&m, &c);
-    model_ok = 1;
-    fm_model_init_weights(&m, o->seed);
-    for (int i = 0; i < m.lay.n; i++)
-        if (!strncmp(m.lay.t[i].name, "pooler.", 7)) m.lay.t[i].trains = m.lay.t[i].needs_grad = 0; /* no NSP */
-
-    fm_adamw opt;
-    fm_adamw_default(&opt);
-    opt.lr = (float)o->lr;
-    opt.eps = (float)o->adam_eps;
-    opt.weight_decay = (float)o->weight_decay;
-    opt.max_grad_norm = (float)o->max_grad_norm;
-    opt.total_steps = o->steps;
-    opt.warmup_steps = (int64_t)ceil(o->warmup * (double)o->steps);
-
-    w.m = &m;
-    w.d = &d;
-    w.spec = &spec;
-    w.seed = o->seed;
-    w.acts = fm_acts_new(&c, Bl, o->seq, 0, c.num_hidden_layers);
-    fm_batch_buf_alloc(&w.bb, Bl, o->seq);
-    w.labels = fm_xmalloc(sizeof(int32_t) * (size_t)Bl * (size_t)o->seq);
-    w.rows = fm_xmalloc(sizeof(int32_t) * (size_t)Bl);
-    mom1 = fm_xalloc_floats(m.lay.numel);
-    mom2 = fm_xalloc_floats(m.lay.numel);
-    perm = fm_xmalloc(sizeof(uint32_t) * (size_t)(ntrain ? ntrain : 1));
-
-    fm_log("pretrain: %" PRId64 " lines, %d rows of %d tokens (%d held out), BERT L=%d H=%d V=%d, %" PRId64
-           " steps of %d rows (%.3g epochs), %d rank(s) x %d thread(s)",
-           cp.n, rows, o->seq, heldout, c.num_hidden_layers, c.hidden_size, c.vocab_size, o->steps, B,
-           (double)o->steps / (double)steps_per_epoch, dp.size, fm_blas_threads());
-
-    /* The state of an interrupted run: every rank reads it (rank 0 alone writes it). */
-    fm_pt_progress pr = {.ranks = dp.size};
-    int ok = 1, log_ok = 1;
-    if (resumed) {
-        ok = fm_ptstate_read(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
-        if (!fm_world_all_ok(&dp, ok)) {
-            if (ok) fm_fail("pretrain: another rank could not read %s", state_path);
-            goto done;
-        }
-        if (pr.step > o->steps) {
-            fm_fail("%s: expected a step of at most %" PRId64 ", found %" PRId64, state_path, o->steps, pr.step);
-            goto done;
-        }
-        fm_log("pretrain: resuming %s at step %" PRId64 " of %" PRId64 " (state written by %d rank(s))", o->out,
-               pr.step, o->steps, pr.ranks);
-    }
-    const double loss0 = resumed ? pr.loss_initial : eval_loss(&w, &dp, ev0, ev1, Bl);
-    pr.loss_initial = loss0;
-    if (dp.rank == 0) {
-        path = fm_path_join(o->out, "pretrain_log.jsonl");
-        ok = fm_mkdirs(o->out) == FM_OK;
-        if (ok && o->resume) fm_remove_stale_temps(o->out);
-        if (ok && !resumed && have_state && unlink(state_path) != 0)
-            ok = fm_fail("%s: cannot remove: %s", state_path, strerror(errno)) == FM_OK;
-        if (ok) ok = (resumed ? fm_jsonl_resume(&log, path, pr.log_bytes) : fm_jsonl_open(&log, path)) == FM_OK;
-        free(path);
-        path = NULL;
-    }
-    if (!fm_world_all_ok(&dp, ok)) {
-        if (ok) fm_fail("pretrain: rank 0 could not create %s", o->out);
-        goto done;
-    }
-    fm_progress prog;
-    fm_progress_start(&prog, "pretrain", pr.step, o->steps);
-    /* The counts of the steps before the state are rank 0's share of the sum. */
-    fm_mlm_counts counts = {0};
-    if (dp.rank == 0)
-        counts = (fm_mlm_counts){pr.counts[0], pr.counts[1], pr.counts[2], pr.counts[3], pr.counts[4]};
-    double window = pr.window_loss;
-    int64_t window_n = pr.window_n, examples = pr.examples, cur_epoch = -1;
-    const int64_t examples0 = examples;
-    const double t_loop = fm_now();
-    for (int64_t step = pr.step; step < o->steps; step++) {
-        int64_t epoch = step / steps_per_epoch, pos = step % steps_per_epoch;
-        /* The order of an epoch is a function of (seed, epoch) alone. */
-        if (epoch != cur_epoch) {
-            fm_rng_permutation(o->seed, FM_RNG_SHUFFLE, (uint64_t)epoch, 0, perm, (uint32_t)ntrain);
-            cur_epoch = epoch;
-        }
-        int first = (int)(pos * B), nb = ntrain - first < B ? ntrain - first : B;
-        int lo = (int)((int64_t)dp.rank * nb / dp.size), hi = (int)((int64_t)(dp.rank + 1) * nb / dp.size);
-        fm_model_zero_grads(&m);
-        fm_pass pass = {.seed = o->seed, .step = (uint64_t)step, .training = 1};
-        /* loss, predictions, and this rank's SIGTERM and SIGUSR1 flags, each
-         * summed over the ranks on its own (stopsig.h): a signal seen by any
-         * rank acts on all at this step, SIGUSR1 on several ranks still as SIGUSR1. */
-        double red[4] = {0, 0, (double)fm_stopsig_term(), (double)fm_stopsig_usr1()};
-        int64_t np = 0;
-        if (hi > lo) {
-            for (int i = lo; i < hi; i++) w.rows[i - lo] = (int32_t)perm[first + i];
-            red[0] = forward_rows(&w, hi - lo, lo, (uint64_t)step, &pass, &np, &counts);
-            red[1] = (double)np;
-        }
-        fm_world_sum_doubles(&dp, red, 4);
-        const int sig = fm_stopsig_combine(red[2], red[3]);
-        double loss = red[1] > 0 ? red[0] / red[1] : 0;
-        if (red[1] > 0 && hi > lo) fm_model_backward(&m, w.acts, &w.bb.b, &pass, (float)(1.0 / red[1]));
-        fm_world_sum_floats(&dp, m.grads, m.lay.numel);
-        double norm = fm_grad_norm(&m.lay, m.grads);
-        if (!isfinite(loss) || !isfinite(norm)) {
-            /* Diverged: stop before the update (every rank has the same sums). */
-            fm_progress_end(&prog);
-            pt_diverged(o, &log, dp.rank == 0 && log_ok, step + 1, loss, norm, opt.lr * fm_lr_factor(&opt, step));
-            goto done;
-        }
-        double factor = fm_adamw_step(&opt, &m.lay, m.params, m.grads, mom1, mom2, step, norm, NULL);
-        examples += nb;
-        window += loss;
-        window_n++;
-        if (dp.rank == 0 && ((step + 1) % o->log_every == 0 || step + 1 == o->steps)) {
-            json_t *l = json_object();
-            json_object_set_new(l, "step", json_integer(step + 1));
-            json_object_set_new(l, "epoch", json_real((double)(step + 1) / (double)steps_per_epoch));
-            json_object_set_new(l, "loss", num_or_null(window / (double)window_n));
-            json_object_set_new(l, "lr", json_real(opt.lr * factor));
-            json_object_set_new(l, "grad_norm", num_or_null(norm));
-            if (log_ok && fm_jsonl_append(&log, l) != FM_OK) log_ok = 0; /* reported at the end */
-            json_decref(l);
-            window = 0;
-            window_n = 0;
-        }
-        fm_progress_update(&prog, step + 1, examples - examples0, loss, opt.lr * factor);
-        int periodic = o->checkpoint_every > 0 && (step + 1) % o->checkpoint_every == 0 && step + 1 < o->steps;
-        if (periodic || sig) {
-            /* every rank takes this branch at the same step */
-            double cd[5] = {(double)counts.tokens, (double)counts.chosen, (double)counts.masked,
-                            (double)counts.random, (double)counts.kept};
-            fm_world_sum_doubles(&dp, cd, 5);
-            pr.step = step + 1;
-            pr.window_loss = window;
-            pr.window_n = window_n;
-            pr.examples = examples;
-            for (int k = 0; k < 5; k++) pr.counts[k] = (int64_t)cd[k];
-            pr.ranks = dp.size;
-            ok = 1;
-            if (dp.rank == 0) {
-                const double t0 = fm_now();
-                if (!log_ok) fm_fail("%s/pretrain_log.jsonl: a write failed", o->out);
-                ok = log_ok && fm_jsonl_sync(&log, &pr.log_bytes) == FM_OK &&
-                     fm_ptstate_write(state_path, &m.lay, m.params, mom1, mom2, &pr, opts_json) == FM_OK;
-                if (ok && sig)
-                    fm_log("pretrain: %s: state at step %" PRId64 " written to %s (%.3f s)",
-                           sig == SIGTERM ? "SIGTERM" : "SIGUSR1", step + 1, state_path, fm_now() - t0);
-                else if (ok)
-                    fm_debug("pretrain: state at step %" PRId64 " written to %s (%.3f s)", step + 1, state_path,
-                             fm_now() - t0);
-            }
-            if (!fm_world_all_ok(&dp, ok)) {
-                fm_progress_end(&prog);
-                if (ok) fm_fail("pretrain: rank 0 could not write %s", state_path);
-                goto done;
-            }
-            if (sig == SIGTERM) {
-                fm_progress_end(&prog);
-                fm_fail("interrupted by SIGTERM after step %" PRId64 " of %" PRId64
-                        "; continue with the same command and --resume",
-                        step + 1, o->steps);
-                goto done;
-            }
-            fm_stopsig_served(); /* a SIGUSR1 is served by this save */
-        }
-        fm_stopsig_test_pause(step + 1);
-    }
-    fm_progress_end(&prog);
-    const double t_train = fm_now() - t_loop;
-    const double loss1 = eval_loss(&w, &dp, ev0, ev1, Bl);
-    /* every rank corrupted its own rows: sum the counts for the summary */
-    double cd[5] = {(double)counts.tokens, (double)counts.chosen, (double)counts.masked, (double)counts.random,
-                    (double)counts.kept};
-    fm_world_sum_doubles(&dp, cd, 5);
-    counts = (fm_mlm_counts){(int64_t)cd[0], (int64_t)cd[1], (int64_t)cd[2], (int64_t)cd[3], (int64_t)cd[4]};
-    fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s)", loss0, loss1, t_train,
-           (double)(examples - examples0) / (t_train > 0 ? t_train : 1));
-    if (res) {
-        res->eval_loss_initial = loss0;
-        res->eval_loss_final = loss1;
-        res->rows = rows;
-        res->heldout_rows = heldout;
-    }
-    if (!log_ok) {
-        fm_fail("%s/pretrain_log.jsonl: a write failed", o->out);
-        ok = 0;
-    }
-    if (dp.rank == 0 && ok) {
-        char seedbuf[32], stepbuf[32];
-        snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, o->seed);
-        snprintf(stepbuf, sizeof stepbuf, "%" PRId64, o->steps);
-        fm_st_meta meta[] = {{"finemask.pretrain_seed", seedbuf}, {"finemask.pretrain_steps", stepbuf}};
-        fm_save_opts so = {.vocab = o->vocab, .extra = &x, .meta = meta, .nmeta = 2};
-        ok = fm_modeldir_save(o->out, &c, &m.lay, m.params, &so) == FM_OK;
-        if (ok) {
-            summary = json_object();
-            json_object_set_new(summary, "steps", json_integer(o->steps));
-            json_object_set_new(summary, "batch", json_integer(B));
-            json_object_set_new(summary, "seq", json_integer(o->seq));
-            json_object_set_new(summary, "lr", json_real(o->lr));
-            json_object_set_new(summary, "warmup_steps", json_integer(opt.warmup_steps));
-            json_object_set_new(summary, "seed", json_integer((json_int_t)o->seed));
-            json_object_set_new(summary, "mlm_prob", json_real(o->mlm_prob));
-            json_object_set_new(summary, "lines", json_integer(cp.n));
-            json_object_set_new(summary, "rows", json_integer(rows));
-            json_object_set_new(summary, "heldout_rows", json_integer(heldout));
-            json_object_set_new(summary, "epochs", json_real((double)o->steps / (double)steps_per_epoch));
-            json_object_set_new(summary, "eval_loss_initial", num_or_null(loss0));
-            json_object_set_new(summary, "eval_loss_final", num_or_null(loss1));
-            json_object_set_new(summary, "mlm_counts", counts_json(&counts));
-            path = fm_path_join(o->out, "pretrain.json");
-            ok = fm_json_write(path, summary) == FM_OK;
-        }
-        /* Finished: the state is no longer needed, and the directory holds the
-         * same files whether or not the run was interrupted. */
-        if (ok && fm_file_exists(state_path) && unlink(state_path) != 0)
-            ok = fm_fail("%s: cannot remove: %s", state_path, strerror(errno)) == FM_OK;
-        if (ok)
-            fm_log("pretrain: done in %.1f s; model directory %s (fingerprint %016" PRIx64 ")", fm_now() - t_start,
-                   o->out, fm_params_fingerprint(&m.lay, m.params));
-    }
-    if (!fm_world_all_ok(&dp, ok)) {
-        if (ok) fm_fail("pretrain: rank 0 failed to write %s", o->out);
-        goto done;
-    }
-    rc = FM_OK;
-done:
     fm_stopsig_restore(&stopsig);
-    free(path);
-    free(wpath);
-    free(state_path);
-    free(opts_json);
-    json_decref(summary);
-    if (dp.rank == 0) fm_jsonl_close(&log);
-    free(perm);
-    fm_free_aligned(mom1);
-    fm_free_aligned(mom2);
-    free(w.labels);
-    free(w.rows);
-    fm_batch_buf_free(&w.bb);
-    if (w.acts) fm_acts_free(w.acts);
-    if (model_ok) fm_model_free(&m);
-    fm_dataset_free(&d);
-    fm_corpus_free(&cp);
-    fm_hfextra_free(&x);
-    if (tok_ok) fm_tokenizer_free(&tok);
+    pt_free(&j);
     return rc;
 }

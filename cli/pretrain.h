@@ -1,5 +1,6 @@
 /* pretrain.h: masked-language-model pre-training of a BERT from plain text,
- * on one process or data-parallel over the MPI ranks (mpi/world.h). */
+ * on one process or data-parallel over the MPI ranks (the training engine,
+ * src/engine.h, with the replicas strategy over mpi/comm.h's world table). */
 #ifndef FM_PRETRAIN_H
 #define FM_PRETRAIN_H
 

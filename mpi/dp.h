@@ -1,7 +1,7 @@
 /* dp.h: the data-parallel gradient sum: MPI_Iallreduce (sum, float32) per
  * bucket over the replicas of one stage, started as the backward finishes
  * each layer, with the bytes and the time spent in MPI counted. Plugs into
- * fm_ft_hooks (cli/finetune.h). */
+ * the engine's fm_comm table (comm.h). */
 #ifndef FM_DP_H
 #define FM_DP_H
 
@@ -24,7 +24,7 @@ typedef struct {
 void fm_dp_init(fm_dp *d, MPI_Comm comm);
 void fm_dp_free(fm_dp *d);
 
-/* fm_ft_hooks callbacks (ctx is an fm_dp *). */
+/* fm_comm's sum_start, progress and sum_wait (ctx is an fm_dp *). */
 int fm_dp_sum_start(void *ctx, float *x, size_t n);
 void fm_dp_progress(void *ctx);
 int fm_dp_sum_wait(void *ctx);

@@ -52,6 +52,11 @@ int fm_pipe_team_sum(void *ctx, float *x, size_t n) {
     return sum(p, p->team, x, n, MPI_FLOAT, sizeof(float), "floats over the team");
 }
 
+int fm_pipe_team_sum_doubles(void *ctx, double *x, size_t n) {
+    fm_pipe *p = ctx;
+    return sum(p, p->team, x, n, MPI_DOUBLE, sizeof(double), "doubles over the team");
+}
+
 int fm_pipe_stages_sum(void *ctx, double *x, size_t n) {
     fm_pipe *p = ctx;
     return sum(p, p->comm, x, n, MPI_DOUBLE, sizeof(double), "doubles over the stages");

@@ -4,7 +4,7 @@
  * GPipe order; the small sums a stage needs beyond its own gradient sum (the
  * loss and signal flags over the team, the per-tensor norm terms over the stages
  * of a replica); and the broadcasts that give every stage the tensors the
- * others own. Bytes and time are counted. Plugs into fm_ft_hooks (cli/finetune.h). */
+ * others own. Bytes and time are counted. Plugs into the engine's fm_comm table (comm.h). */
 #ifndef FM_PIPE_H
 #define FM_PIPE_H
 
@@ -28,23 +28,25 @@ typedef struct {
 } fm_pipe;
 
 void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team);
-/* fm_ft_hooks.p2p: dir +1 the next stage, -1 the previous one. */
+/* fm_comm.p2p: dir +1 the next stage, -1 the previous one. */
 int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send);
-/* fm_ft_hooks.team_sum: sum x[0..n) in place over the team (blocking). */
+/* fm_comm.team_sum: sum x[0..n) in place over the team (blocking). */
 int fm_pipe_team_sum(void *ctx, float *x, size_t n);
-/* fm_ft_hooks.stages_sum: sum x[0..n) in place over the stages of this replica (blocking). */
+/* Sum x[0..n) doubles in place over the team (blocking). */
+int fm_pipe_team_sum_doubles(void *ctx, double *x, size_t n);
+/* fm_comm.stages_sum: sum x[0..n) in place over the stages of this replica (blocking). */
 int fm_pipe_stages_sum(void *ctx, double *x, size_t n);
-/* fm_ft_hooks.bcast: copy x[0..n) from stage `root` of this replica to its other stages. */
+/* fm_comm.bcast: copy x[0..n) from stage `root` of this replica to its other stages. */
 int fm_pipe_bcast(void *ctx, float *x, size_t n, int root);
-/* fm_ft_hooks.team_share: every rank of the team has filled x[begin, end)
+/* fm_comm.team_share: every rank of the team has filled x[begin, end)
  * of x[0..n); afterwards every rank holds all of x (the ranges of the team
  * cover [0, n) without overlap). Counted in share_bytes (this rank's part). */
 int fm_pipe_team_share(void *ctx, float *x, size_t n, size_t begin, size_t end);
-/* fm_ft_hooks.agree: collective over the team: FM_OK when every rank passes
+/* fm_comm.agree: collective over the team: FM_OK when every rank passes
  * ok != 0; else FM_ERR on every rank, with the message (fm_last_error) of
  * the lowest failing team rank recorded on the others too. */
 int fm_pipe_team_agree(void *ctx, int ok);
-/* fm_ft_hooks.decide: v[0..n) from team rank 0 to every rank of the team. */
+/* fm_comm.decide: v[0..n) from team rank 0 to every rank of the team. */
 int fm_pipe_team_decide(void *ctx, int *v, int n);
 /* Gather x from every rank of the team into all[team size] on team rank 0
  * (all may be NULL elsewhere). Collective over the team. */

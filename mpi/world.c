@@ -1,4 +1,4 @@
-/* world.c: data parallelism over MPI_COMM_WORLD (see world.h). */
+/* world.c: the world of commands that run one job on every rank (see world.h). */
 #include "world.h"
 
 #include <mpi.h>
@@ -26,21 +26,6 @@ int fm_world_init(fm_world *d) {
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &d->size);
     return FM_OK;
-}
-
-void fm_world_sum_floats(const fm_world *d, float *buf, size_t n) {
-    if (!d->mpi || d->size == 1) return;
-    /* in chunks below INT_MAX elements */
-    const size_t chunk = (size_t)1 << 30;
-    for (size_t i = 0; i < n; i += chunk) {
-        size_t k = n - i < chunk ? n - i : chunk;
-        MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-    }
-}
-
-void fm_world_sum_doubles(const fm_world *d, double *buf, int n) {
-    if (!d->mpi || d->size == 1) return;
-    MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
 }
 
 int fm_world_all_ok(const fm_world *d, int ok) {

@@ -1,6 +1,7 @@
-/* world.h: plain data parallelism over MPI_COMM_WORLD for commands that run one
- * job on every rank (pretrain): start MPI when a launcher started us, sum
- * gradients and loss counters over the ranks.
+/* world.h: the world of commands that run one job on every rank (pretrain,
+ * demo): start MPI when a launcher started us; rank, size, and the few
+ * collectives the demo needs between its phases. A training's sums go
+ * through the engine's communication table (comm.h's fm_mpi_comm_world).
  *
  * When no launcher variables are set (OMPI_COMM_WORLD_SIZE, PMIX_RANK,
  * PMI_RANK, PMI_SIZE) MPI is not started at all and the world is one rank.
@@ -18,10 +19,6 @@ typedef struct {
 
 /* Join the world: rank and size (0 and 1 without a launcher). */
 int fm_world_init(fm_world *d);
-/* Sum n floats over the ranks in place (a no-op on one rank). Collective. */
-void fm_world_sum_floats(const fm_world *d, float *buf, size_t n);
-/* Sum n doubles over the ranks in place. Collective. */
-void fm_world_sum_doubles(const fm_world *d, double *buf, int n);
 /* 1 when every rank passed ok != 0 (a collective error check). */
 int fm_world_all_ok(const fm_world *d, int ok);
 void fm_world_barrier(const fm_world *d);

@@ -637,19 +637,23 @@ float fm_model_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass
     return (float)loss;
 }
 
-void fm_model_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale) {
+void fm_top_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale, float *dx) {
     const fm_config *c = &m->cfg;
-    const int L = c->num_hidden_layers;
     const size_t BTH = (size_t)b->B * b->T * c->hidden_size;
-    assert(a->l0 == 0 && a->l1 == L);
     if (c->num_labels > 0)
-        fm_head_backward(m, a, b, p, scale, a->dtop);
+        fm_head_backward(m, a, b, p, scale, dx);
     else
-        memset(a->dtop, 0, BTH * sizeof(float));
+        memset(dx, 0, BTH * sizeof(float));
     if (a->mlm) {
         fm_mlm_backward(m, a, b, scale, a->dmlm);
-        fm_residual_backward(a->dtop, NULL, a->dmlm, BTH);
+        fm_residual_backward(dx, NULL, a->dmlm, BTH);
     }
+}
+
+void fm_model_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale) {
+    const int L = m->cfg.num_hidden_layers;
+    assert(a->l0 == 0 && a->l1 == L);
+    fm_top_backward(m, a, b, p, scale, a->dtop);
     fm_encoder_backward(m, a, b, p, 0, L, a->dtop, a->demb);
     fm_embed_backward(m, a, b, p, a->demb);
 }

@@ -121,6 +121,11 @@ void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
 float fm_mlm_forward(fm_model *m, fm_acts *a, const fm_batch *b, const float *x, int *npred);
 void fm_mlm_backward(fm_model *m, fm_acts *a, const fm_batch *b, float scale, float *dx);
 
+/* Backward of scale * (summed loss) through the heads the config has (the
+ * task head, the MLM head, both summed): dx (B,T,H), the gradient of the
+ * last hidden state, written. a must cover the heads (l1 == L). */
+void fm_top_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale, float *dx);
+
 /* The whole model on one process: embeddings, all layers, task head.
  * Returns the summed loss; logits may be NULL. */
 float fm_model_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float *logits);

@@ -1,0 +1,172 @@
+/* engine.c: the training engine (see engine.h) and its one-process strategy. */
+#include "engine.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "fm.h"
+#include "strategy.h"
+
+int fm_engine_init(fm_engine *e, fm_model *m, const fm_engine_cfg *c) {
+    memset(e, 0, sizeof *e);
+    e->c = *c;
+    e->m = m;
+    if (fm_trainer_init(&e->tr, m, &c->train) != FM_OK) return FM_ERR;
+    e->tr_ready = 1;
+    const fm_comm *cm = c->comm;
+    if (cm && cm->nstages > 1) e->s = fm_strategy_pipeline(e);
+    else if (cm && cm->nreplicas > 1) e->s = fm_strategy_replicas(e);
+    else e->s = fm_strategy_one(e);
+    if (!e->s) {
+        fm_engine_free(e);
+        return FM_ERR;
+    }
+    e->rows = fm_xmalloc(sizeof(int32_t) * (size_t)(c->batch > 0 ? c->batch : 1));
+    return FM_OK;
+}
+
+void fm_engine_free(fm_engine *e) {
+    if (e->s) e->s->destroy(e->s);
+    e->s = NULL;
+    if (e->tr_ready) fm_trainer_free(&e->tr);
+    e->tr_ready = 0;
+    free(e->rows);
+    e->rows = NULL;
+}
+
+const char *fm_engine_strategy(const fm_engine *e) { return e->s ? e->s->name : "none"; }
+
+fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb) {
+    if (bb) *bb = e->s->bb;
+    return e->s->acts;
+}
+
+int fm_engine_share_rows(const fm_engine *e) {
+    const int R = e->c.comm ? e->c.comm->nreplicas : 1;
+    return (e->c.batch + R - 1) / R;
+}
+
+void fm_engine_batch(fm_engine *e, int64_t step, const int32_t *rows, int nb) {
+    const fm_comm *cm = e->c.comm;
+    const int R = e->s->split ? cm->nreplicas : 1;
+    const int r = R > 1 ? cm->replica : 0;
+    const int lo = (int)((int64_t)nb * r / R), hi = (int)((int64_t)nb * (r + 1) / R);
+    for (int j = lo; j < hi; j++) e->rows[j - lo] = rows[j];
+    e->lo = lo;
+    e->nrows = hi - lo;
+    e->nb = nb;
+    fm_trainer_begin_step(&e->tr, step);
+}
+
+int64_t fm_engine_fill(fm_engine *e, fm_batch_buf *bb, const int32_t *rows, int n, int64_t example0) {
+    return e->c.fill(e->c.fill_ctx, bb, e->c.data, rows, n, example0);
+}
+
+fm_pass fm_engine_pass(const fm_engine *e) {
+    fm_pass p = {.seed = e->tr.o.seed, .step = (uint64_t)e->tr.step, .training = 1,
+                 .cls_only_last = e->c.cls_only_last};
+    return p;
+}
+
+int fm_engine_sum_layer(const fm_engine *e, int l) {
+    const fm_comm *cm = e->c.comm;
+    const fm_model *m = e->m;
+    const fm_layout *lay = &m->lay;
+    size_t begin = 0, end = 0;
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        if (t->layer != l || !(t->trains || t->needs_grad)) continue;
+        if (end == t->offset && end > begin) {
+            end += t->numel;
+            continue;
+        }
+        if (end > begin && cm->sum_start(cm->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+        begin = t->offset;
+        end = begin + t->numel;
+    }
+    if (end > begin && cm->sum_start(cm->ctx, m->grads + begin, end - begin) != FM_OK) return FM_ERR;
+    return FM_OK;
+}
+
+int fm_engine_step(fm_engine *e, fm_step_out *out) {
+    out->count = 0;
+    return e->s->step(e->s, e, out);
+}
+
+int fm_engine_apply(fm_engine *e, double *norm, double *factor) { return e->s->apply(e->s, e, norm, factor); }
+
+int fm_engine_sync(fm_engine *e, fm_sync_what what) { return e->s->sync ? e->s->sync(e->s, e, what) : FM_OK; }
+
+int fm_engine_sparsity(fm_engine *e, fm_sparsity *sp) {
+    if (e->s->sparsity) return e->s->sparsity(e->s, e, sp);
+    fm_trainer_sparsity(&e->tr, sp);
+    return FM_OK;
+}
+
+int fm_comm_agree(const fm_comm *comm, int ok) {
+    if (comm && comm->agree) return comm->agree(comm->ctx, ok);
+    return ok ? FM_OK : FM_ERR;
+}
+
+int fm_engine_agree(const fm_engine *e, int ok) { return fm_comm_agree(e->c.comm, ok); }
+
+int fm_engine_writer(const fm_engine *e) { return !e->c.comm || e->c.comm->team_rank == 0; }
+
+int fm_engine_save(fm_engine *e, int (*write)(void *ctx, const fm_trainer *tr), void *ctx) {
+    if (fm_engine_sync(e, FM_SYNC_STATE) != FM_OK) return FM_ERR;
+    int ok = !fm_engine_writer(e) || write(ctx, &e->tr) == FM_OK;
+    return fm_engine_agree(e, ok);
+}
+
+int fm_engine_load(fm_engine *e, int (*read)(void *ctx, fm_trainer *tr), void *ctx) { return read(ctx, &e->tr); }
+
+/* ---- one process: the whole batch, the whole model ---- */
+
+typedef struct {
+    fm_strategy s;
+    fm_acts *acts;
+    fm_batch_buf bb;
+} one_strategy;
+
+static int one_step(fm_strategy *s, fm_engine *e, fm_step_out *out) {
+    one_strategy *o = (one_strategy *)s;
+    const int64_t np = fm_engine_fill(e, &o->bb, e->rows, e->nrows, e->lo);
+    if (e->c.scale == FM_SCALE_ROWS) {
+        out->loss = fm_trainer_grad(&e->tr, o->acts, &o->bb.b, 1.0 / e->nb) / e->nb;
+        return FM_OK;
+    }
+    /* one process: the predictions of the step are this process's */
+    const fm_pass pass = fm_engine_pass(e);
+    const double sum = e->nrows > 0 ? fm_model_forward(e->m, o->acts, &o->bb.b, &pass, NULL) : 0;
+    out->count = (double)np;
+    out->loss = out->count > 0 ? sum / out->count : 0;
+    if (out->count > 0 && e->nrows > 0) fm_model_backward(e->m, o->acts, &o->bb.b, &pass, (float)(1.0 / out->count));
+    return FM_OK;
+}
+
+static int one_apply(fm_strategy *s, fm_engine *e, double *norm, double *factor) {
+    (void)s;
+    *factor = fm_trainer_apply(&e->tr, norm);
+    return FM_OK;
+}
+
+static void one_destroy(fm_strategy *s) {
+    one_strategy *o = (one_strategy *)s;
+    if (o->acts) fm_acts_free(o->acts);
+    fm_batch_buf_free(&o->bb);
+    free(o);
+}
+
+fm_strategy *fm_strategy_one(fm_engine *e) {
+    one_strategy *o = fm_xcalloc(1, sizeof *o);
+    const fm_config *c = &e->m->cfg;
+    o->s.name = "one";
+    o->s.step = one_step;
+    o->s.apply = one_apply;
+    o->s.destroy = one_destroy;
+    o->acts = fm_acts_new(c, e->c.batch, e->c.seq, 0, c->num_hidden_layers);
+    fm_batch_buf_alloc(&o->bb, e->c.batch, e->c.seq);
+    o->s.acts = o->acts;
+    o->s.bb = &o->bb;
+    return &o->s;
+}

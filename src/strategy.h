@@ -1,0 +1,41 @@
+/* strategy.h: the distribution strategies behind the engine (engine.h).
+ * Each is an object made by its constructor: a table of operations and the
+ * buffers it owns (activations, batch buffers, gradient buffers). */
+#ifndef FM_STRATEGY_H
+#define FM_STRATEGY_H
+
+#include "engine.h"
+
+struct fm_strategy {
+    const char *name;
+    int split;  /* 1: the step's rows are split over the replicas (fm_engine_batch) */
+    /* forward, backward and sums of e's prepared rows */
+    int (*step)(fm_strategy *s, fm_engine *e, fm_step_out *out);
+    /* the update: *norm, *factor */
+    int (*apply)(fm_strategy *s, fm_engine *e, double *norm, double *factor);
+    /* give every rank what `what` names (NULL: nothing to do) */
+    int (*sync)(fm_strategy *s, fm_engine *e, fm_sync_what what);
+    /* the trainer's sparsities (NULL: fm_trainer_sparsity) */
+    int (*sparsity)(fm_strategy *s, fm_engine *e, fm_sparsity *sp);
+    /* activations and a batch buffer over the whole model for up to this
+     * process's rows of a step, or NULL (a pipeline stage) */
+    fm_acts *acts;
+    fm_batch_buf *bb;
+    void (*destroy)(fm_strategy *s);
+};
+
+/* The constructors: NULL with a message when the settings cannot work. */
+fm_strategy *fm_strategy_one(fm_engine *e);
+fm_strategy *fm_strategy_replicas(fm_engine *e);
+fm_strategy *fm_strategy_pipeline(fm_engine *e);
+
+/* Shared by the strategies. */
+/* Fill bb with rows[0..n) (global example0) through the engine's fill. */
+int64_t fm_engine_fill(fm_engine *e, fm_batch_buf *bb, const int32_t *rows, int n, int64_t example0);
+/* The training pass of the current step. */
+fm_pass fm_engine_pass(const fm_engine *e);
+/* Start the sums of the gradients of layer l's tensors (-1 embeddings, L
+ * pooler and heads) that have gradients, adjacent ones as one range. */
+int fm_engine_sum_layer(const fm_engine *e, int l);
+
+#endif
