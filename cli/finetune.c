@@ -307,6 +307,7 @@ static int ft_config(ft_job *j, const fm_ft_opts *o) {
     to->mask_glob = o->mask_glob;
     to->mask_layers = o->mask_layers;
     to->init_sparsity = o->init_sparsity;
+    to->nu_init = o->nu_init;
     to->init_rank = o->init_rank;
     c->batch = o->batch_size;
     c->seq = o->max_seq_length;

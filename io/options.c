@@ -123,14 +123,18 @@ int fm_ft_opts_load(const char *run_dir, fm_ft_opts *o, void **keep) {
     fm_ft_opts_default(o);
     int rc = FM_OK;
     if (!json_is_object(j)) rc = fm_fail("%s: expected the options of a finemask train run, a JSON object", path);
+    /* A key that is absent keeps its default, unless the option is required:
+     * run directories written before an option existed ran with what is now
+     * its default, and resume as they are. */
     size_t nkeys = 0;
     for (int i = 0; i < fm_ft_opt_count && rc == FM_OK; i++) {
         const fm_opt *r = &fm_ft_opt_table[i];
         if (!r->key) continue;
-        nkeys++;
         json_t *v = json_object_get(j, r->key);
-        if (!v) rc = fm_fail("%s: expected the options of a finemask train run: no key \"%s\"", path, r->key);
-        else if (row_from_json(r, o, v) != FM_OK)
+        if (v) nkeys++;
+        if (!v && (r->flags & FM_OPT_REQUIRED))
+            rc = fm_fail("%s: expected the options of a finemask train run: no key \"%s\"", path, r->key);
+        else if (v && row_from_json(r, o, v) != FM_OK)
             rc = fm_fail_prefix("%s: expected the options of a finemask train run: \"%s\": ", path, r->key);
     }
     if (rc == FM_OK && json_object_size(j) != nkeys) {

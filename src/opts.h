@@ -118,8 +118,10 @@ extern const char *const fm_init_rank_names[2];
       "straight-through gradient to nu: dL/dtheta*theta~*sigmoid'(nu)\n"                                              \
       "(sigmoid) or dL/dtheta*theta~ (identity)")                                                                     \
     X(F64, init_sparsity, 0, "init-sparsity", "S", 0, 1, "init_sparsity", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,  \
-      "nu = -5 for the fraction S of entries with the smallest |theta~|,\n"                                           \
-      "+5 for the rest")                                                                                              \
+      "nu = -X for the fraction S of entries with the smallest |theta~|,\n"                                           \
+      "+X for the rest (X: --nu-init)")                                                                               \
+    X(F64, nu_init, 5, "nu-init", "X", 0, 100, "nu_init", "nu_init", NULL, FM_OPT_RESUME | FM_OPT_G_MASK,             \
+      "magnitude X of the initial scores nu (sigmoid(5) = 0.993)")                                                    \
     X(RANK, init_rank, FM_RANK_GLOBAL, "init-rank", "R", 0, 0, "init_rank", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK, \
       "global (one ranking over every masked entry) or tensor")                                                       \
     X(STR, mask_glob, NULL, "mask", "GLOB", 0, 0, "mask", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,                  \

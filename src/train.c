@@ -26,6 +26,7 @@ void fm_trainer_opts_default(fm_trainer_opts *o) {
     o->mask_glob = NULL;
     o->mask_layers = NULL;
     o->init_sparsity = 0.0;
+    o->nu_init = 5.0;
     o->init_rank = FM_RANK_GLOBAL;
 }
 
@@ -346,10 +347,10 @@ typedef struct {
     size_t n;
 } seg;
 
-/* Set nu over segs: -5 for the k smallest |x| (ties: earlier segment, then
- * earlier element, first), +5 for the rest. Radix selection on the bits of
+/* Set nu over segs: -v for the k smallest |x| (ties: earlier segment, then
+ * earlier element, first), +v for the rest. Radix selection on the bits of
  * |x|: two 16-bit histogram passes find the k-th key, a third assigns. */
-static void rank_assign(const seg *s, int ns, size_t k) {
+static void rank_assign(const seg *s, int ns, size_t k, float v) {
     size_t *hist = fm_xcalloc(65536, sizeof(size_t));
     uint32_t thr = 0;
     size_t less = 0;
@@ -374,7 +375,7 @@ static void rank_assign(const seg *s, int ns, size_t k) {
         }
         thr = (hi << 16) | lo;
     }
-    /* k - less entries equal to thr go to -5, in order. */
+    /* k - less entries equal to thr go to -v, in order. */
     size_t ties = k > 0 ? k - less : 0;
     for (int q = 0; q < ns; q++)
         for (size_t j = 0; j < s[q].n; j++) {
@@ -387,7 +388,7 @@ static void rank_assign(const seg *s, int ns, size_t k) {
                     ties--;
                 }
             }
-            s[q].nu[j] = low ? -5.0f : 5.0f;
+            s[q].nu[j] = low ? -v : v;
         }
     free(hist);
 }
@@ -402,9 +403,9 @@ void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
         sg[ns++] = (seg){t->m->params + x->offset, t->nu + x->offset, x->numel};
     }
     if (rank == FM_RANK_GLOBAL) {
-        rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel));
+        rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init);
     } else {
-        for (int q = 0; q < ns; q++) rank_assign(&sg[q], 1, (size_t)llround(s * (double)sg[q].n));
+        for (int q = 0; q < ns; q++) rank_assign(&sg[q], 1, (size_t)llround(s * (double)sg[q].n), (float)t->o.nu_init);
     }
     free(sg);
 }

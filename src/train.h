@@ -63,7 +63,8 @@ typedef struct {
     fm_ste ste;
     const char *mask_glob;   /* supermask: the masked tensors (FM_MASK_DEFAULT_GLOB when NULL) */
     const char *mask_layers; /* supermask: "0-3,8" or NULL for all */
-    double init_sparsity;    /* supermask: fraction of nu set to -5 */
+    double init_sparsity;    /* supermask: fraction of nu set to -nu_init */
+    double nu_init;          /* supermask: magnitude of the initial nu (5) */
     fm_init_rank init_rank;
 } fm_trainer_opts;
 
@@ -154,9 +155,9 @@ void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key);
  * turn without calling it. No-op outside supermask. */
 void fm_trainer_materialise(fm_trainer *t, int piece);
 
-/* Supermask: initialise nu: -5 for the k = round(s * N) entries with the
- * smallest |theta~| (N = masked entries overall for FM_RANK_GLOBAL, or per
- * tensor for FM_RANK_TENSOR), +5 for the rest. Ties in |theta~| go by tensor
+/* Supermask: initialise nu: -t->o.nu_init for the k = round(s * N) entries
+ * with the smallest |theta~| (N = masked entries overall for FM_RANK_GLOBAL,
+ * or per tensor for FM_RANK_TENSOR), +t->o.nu_init for the rest. Ties in |theta~| go by tensor
  * index, then element index (the earlier one is counted smaller). */
 void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank);
 

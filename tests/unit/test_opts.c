@@ -154,6 +154,22 @@ static void test_options_json(void **state) {
     free(s2);
     free(s);
     json_decref(keep);
+    /* options.json of a run made before an option existed (sm_json has no
+     * nu_init): the option keeps its default, and the run resumes as it was */
+    assert_int_equal(tu_write_file(path, sm_json, strlen(sm_json)), 0);
+    assert_int_equal(fm_ft_opts_load(dir, &back, &keep), FM_OK);
+    assert_true(back.nu_init == 5.0);
+    assert_null(fm_ft_opts_first_difference(&o, &back, NULL));
+    json_decref(keep);
+    /* ... but a required option must be there */
+    json_t *cut = json_loads(sm_json, 0, NULL);
+    json_object_del(cut, "task");
+    char *cuts = json_dumps(cut, JSON_COMPACT);
+    assert_int_equal(tu_write_file(path, cuts, strlen(cuts)), 0);
+    assert_int_equal(fm_ft_opts_load(dir, &back, &keep), FM_ERR);
+    tu_assert_contains(fm_last_error(), "no key \"task\"");
+    free(cuts);
+    json_decref(cut);
     /* a key too many, a value of the wrong type */
     const char *bad = "{\"lr\": \"fast\"}";
     assert_int_equal(tu_write_file(path, bad, strlen(bad)), 0);

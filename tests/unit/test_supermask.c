@@ -245,6 +245,15 @@ static void test_init_rank(void **state) {
     fm_trainer_init_nu(&t, 1.0, FM_RANK_TENSOR);
     for (int i = 0; i < m.lay.n; i++)
         if (t.masked_of[i] >= 0) assert_int_equal(count_low(&t, &m.lay.t[i]), m.lay.t[i].numel);
+    /* Another magnitude (--nu-init): the same split at +-1.5. */
+    t.o.nu_init = 1.5;
+    fm_trainer_init_nu(&t, 0.5, FM_RANK_GLOBAL);
+    seen = 0;
+    for (int i = 0; i < m.lay.n; i++) {
+        if (t.masked_of[i] < 0) continue;
+        const fm_tensor *x = &m.lay.t[i];
+        for (size_t j = 0; j < x->numel; j++, seen++) assert_true(t.nu[x->offset + j] == (seen < k ? -1.5f : 1.5f));
+    }
     fm_trainer_free(&t);
     fm_model_free(&m);
 }
