@@ -309,12 +309,16 @@ static json_t *find_group(json_t *groups, const char *task, const char *mode, co
  * task with full fine-tuning and a supermask over the pre-trained weights,
  * the gap (full - supermask), and against supermasks of the same variant
  * over shuffled and over random weights whether the pre-trained one scores
- * higher. Appends "## Claims as measured" to m; returns the JSON (NULL when
- * no task has both full and supermask over pre-trained weights). */
+ * higher, and (when the sweep has the freeze set "all") whether it beats the
+ * head-only baseline. Appends "## Claims as measured" to m; returns the JSON
+ * (NULL when no task has both full and supermask over pre-trained weights). */
 static json_t *claims(json_t *groups, FILE *m) {
     json_t *rows = json_array();
-    int close = 0, nsh = 0, bsh = 0, nrd = 0, brd = 0;
+    int close = 0, nsh = 0, bsh = 0, nrd = 0, brd = 0, nho = 0, bho = 0;
     double gaps = 0;
+    int any_head = 0; /* a head-only column (sweeps without one keep their table as it was) */
+    for (size_t i = 0; i < json_array_size(groups); i++)
+        any_head |= find_group(groups, sget(json_array_get(groups, i), "task"), "freeze", "all", "pretrained") != NULL;
     for (size_t i = 0; i < json_array_size(groups); i++) {
         json_t *g = json_array_get(groups, i);
         const char *task = sget(g, "task");
@@ -324,6 +328,7 @@ static json_t *claims(json_t *groups, FILE *m) {
         const char *var = sget(sm, "variant");
         json_t *sh = find_group(groups, task, "supermask", var, "shuffled");
         json_t *rd = find_group(groups, task, "supermask", var, "random");
+        json_t *ho = find_group(groups, task, "freeze", "all", "pretrained");
         double f = nget(g, "score_mean"), s = nget(sm, "score_mean"), gap = f - s;
         json_t *r = json_object();
         json_object_set_new(r, "task", json_string(task));
@@ -334,7 +339,7 @@ static json_t *claims(json_t *groups, FILE *m) {
         json_object_set_new(r, "close", json_boolean(gap <= FM_CLAIM_CLOSE));
         close += gap <= FM_CLAIM_CLOSE;
         gaps += gap;
-        char shs[48] = "-", rds[48] = "-";
+        char shs[48] = "-", rds[48] = "-", hos[56] = "";
         if (sh) {
             double x = nget(sh, "score_mean");
             json_object_set_new(r, "shuffled", json_real(x));
@@ -349,16 +354,25 @@ static json_t *claims(json_t *groups, FILE *m) {
             nrd++, brd += s > x;
             snprintf(rds, sizeof rds, "%.4f (%+.4f)", x, s - x);
         }
+        if (any_head) snprintf(hos, sizeof hos, " - |");
+        if (ho) {
+            double x = nget(ho, "score_mean");
+            json_object_set_new(r, "head_only", json_real(x));
+            json_object_set_new(r, "beats_head_only", json_boolean(s > x));
+            nho++, bho += s > x;
+            snprintf(hos, sizeof hos, " %.4f (%+.4f) |", x, s - x);
+        }
         if (!json_array_size(rows))
             fprintf(m, "\n## Claims as measured\n\n"
                        "Does a supermask over the pre-trained weights come close to full fine-tuning (gap = full - "
                        "supermask; close: at most %.2f), and does it beat supermasks over the same weights shuffled "
-                       "within each tensor and over random weights (their score, and in brackets how far the "
+                       "within each tensor and over random weights%s (their score, and in brackets how far the "
                        "pre-trained supermask is above it)?\n\n"
-                       "| task | full | supermask (%s) | gap | close | shuffled | random |\n|---|---|---|---|---|---|---|\n",
-                    FM_CLAIM_CLOSE, var);
-        fprintf(m, "| %s | %.4f | %.4f | %+.4f | %s | %s | %s |\n", task, f, s, gap, gap <= FM_CLAIM_CLOSE ? "yes" : "no",
-                shs, rds);
+                       "| task | full | supermask (%s) | gap | close | shuffled | random |%s\n|---|---|---|---|---|---|---|%s\n",
+                    FM_CLAIM_CLOSE, any_head ? ", and training the task head alone over frozen pre-trained weights" : "",
+                    var, any_head ? " head only |" : "", any_head ? "---|" : "");
+        fprintf(m, "| %s | %.4f | %.4f | %+.4f | %s | %s | %s |%s\n", task, f, s, gap,
+                gap <= FM_CLAIM_CLOSE ? "yes" : "no", shs, rds, hos);
         json_array_append_new(rows, r);
     }
     size_t nt = json_array_size(rows);
@@ -381,6 +395,11 @@ static json_t *claims(json_t *groups, FILE *m) {
         json_object_set_new(c, "beats_random", json_integer(brd));
         json_object_set_new(c, "random_tasks", json_integer(nrd));
         fprintf(m, " Beats the random control on %d of %d.", brd, nrd);
+    }
+    if (nho) {
+        json_object_set_new(c, "beats_head_only", json_integer(bho));
+        json_object_set_new(c, "head_only_tasks", json_integer(nho));
+        fprintf(m, " Beats the head-only baseline on %d of %d.", bho, nho);
     }
     fprintf(m, "\n");
     return c;

@@ -231,8 +231,35 @@ static void test_report_claims(void **state) {
     tu_assert_contains(md, "| MRPC | 0.8000 | 0.7000 | +0.1000 | no | - | - |");
     tu_assert_contains(md, "Close to full fine-tuning on 1 of 2 task(s) (mean gap +0.0550). Beats the shuffled "
                            "control on 1 of 1. Beats the random control on 0 of 1.");
+    /* No head-only column without a freeze-all job (the table above); with
+     * one, the column, "-" where a task has none, and the count. */
+    assert_null(strstr(md, "head only"));
     free(md);
     json_decref(sci);
+    fm_job_result ho[7] = {{0}};
+    for (int i = 0; i < 6; i++) ho[i].rec = json_deep_copy(res[i].rec);
+    ho[6].rec = rec(6, "RTE", "freeze", "all", 1, 0.65, 1);
+    assert_int_equal(fm_report_write(dir, ho, 7, run), FM_OK);
+    assert_int_equal(fm_json_read(sp, &sci), FM_OK);
+    c = json_object_get(sci, "claims");
+    t = json_object_get(c, "tasks");
+    r0 = json_array_get(t, 0);
+    assert_string_equal(json_string_value(json_object_get(r0, "task")), "RTE");
+    assert_true(json_real_value(json_object_get(r0, "head_only")) == 0.65);
+    assert_true(json_is_true(json_object_get(r0, "beats_head_only")));
+    assert_null(json_object_get(json_array_get(t, 1), "head_only"));
+    assert_int_equal(json_integer_value(json_object_get(c, "beats_head_only")), 1);
+    assert_int_equal(json_integer_value(json_object_get(c, "head_only_tasks")), 1);
+    assert_int_equal(fm_read_file(mp, &md, &mn), FM_OK);
+    tu_assert_contains(md, "| task | full | supermask (s0) | gap | close | shuffled | random | head only |\n"
+                           "|---|---|---|---|---|---|---|---|\n");
+    tu_assert_contains(md, "| RTE | 0.7000 | 0.6900 | +0.0100 | yes | 0.6000 (+0.0900) | 0.7500 (-0.0600) | "
+                           "0.6500 (+0.0400) |");
+    tu_assert_contains(md, "| MRPC | 0.8000 | 0.7000 | +0.1000 | no | - | - | - |");
+    tu_assert_contains(md, "Beats the random control on 0 of 1. Beats the head-only baseline on 1 of 1.");
+    free(md);
+    json_decref(sci);
+    for (int i = 0; i < 7; i++) fm_result_free(&ho[i]);
     /* No full fine-tuning: no claims. */
     assert_int_equal(fm_report_write(dir, res + 1, 3, run), FM_OK);
     assert_int_equal(fm_json_read(sp, &sci), FM_OK);
