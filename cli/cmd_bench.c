@@ -70,9 +70,15 @@ static double replay_gemms(const fm_gemm_shape *shapes, int nshapes, float *a, f
     return fm_now() - t0;
 }
 
-int fm_cmd_bench(int argc, char **argv) {
-    const char *preset = "base", *mode = "full";
-    int B = 8, T = 128, steps = 5, threads = 0, json = 0;
+/* bench's command line. */
+typedef struct {
+    const char *preset, *mode;
+    int B, T, steps, threads, json, mode_v;
+} bench_opts;
+
+/* The command line into o, checked. Returns -1 to go on, else the exit status. */
+static int bench_parse(int argc, char **argv, bench_opts *o) {
+    *o = (bench_opts){.preset = "base", .mode = "full", .B = 8, .T = 128, .steps = 5};
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
         {"seq", required_argument, 0, 's'},    {"mode", required_argument, 0, 'm'},
@@ -81,16 +87,16 @@ int fm_cmd_bench(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     optind = 1;
-    int o;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (o) {
-        case 'c': preset = optarg; break;
-        case 'b': B = atoi(optarg); break;
-        case 's': T = atoi(optarg); break;
-        case 'm': mode = optarg; break;
-        case 'n': steps = atoi(optarg); break;
-        case 't': threads = atoi(optarg); break;
-        case 'j': json = 1; break;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'c': o->preset = optarg; break;
+        case 'b': o->B = atoi(optarg); break;
+        case 's': o->T = atoi(optarg); break;
+        case 'm': o->mode = optarg; break;
+        case 'n': o->steps = atoi(optarg); break;
+        case 't': o->threads = atoi(optarg); break;
+        case 'j': o->json = 1; break;
         case 'h': bench_usage(stdout); return 0;
         default: bench_usage(stderr); return 1;
         }
@@ -99,67 +105,81 @@ int fm_cmd_bench(int argc, char **argv) {
         fm_fail("bench: unexpected argument '%s'", argv[optind]);
         return fm_cli_fail();
     }
-    if (B <= 0 || T <= 1 || steps <= 0) {
+    if (o->B <= 0 || o->T <= 1 || o->steps <= 0) {
         fm_fail("bench: --batch and --steps must be positive and --seq at least 2");
         return fm_cli_fail();
     }
-    const int mode_v = fm_opt_enum_value(fm_train_mode_names, 3, mode);
-    if (mode_v < 0) {
-        fm_fail("bench: --mode must be full, freeze or supermask, found '%s'", mode);
+    o->mode_v = fm_opt_enum_value(fm_train_mode_names, 3, o->mode);
+    if (o->mode_v < 0) {
+        fm_fail("bench: --mode must be full, freeze or supermask, found '%s'", o->mode);
         return fm_cli_fail();
     }
-    fm_config cfg;
-    if (fm_config_preset(preset, &cfg) != FM_OK) return fm_cli_fail();
-    cfg.num_labels = 2;
-    if (T > cfg.max_position_embeddings) {
-        fm_fail("bench: --seq %d exceeds max_position_embeddings %d", T, cfg.max_position_embeddings);
-        return fm_cli_fail();
-    }
-    if (threads > 0) {
-        omp_set_num_threads(threads);
-        fm_blas_set_threads(threads);
-    }
-    threads = fm_blas_threads();
-    omp_set_num_threads(threads);
+    return -1;
+}
 
+/* One benchmark: the model, its trainer, activations and synthetic batch,
+ * and what the timed steps measured. */
+typedef struct {
+    bench_opts o;
+    fm_config cfg;
     fm_model m;
-    fm_model_alloc(&m, &cfg);
-    fm_model_init_weights(&m, 1);
-    if (mode_v == FM_TRAIN_FREEZE)
-        for (int i = 0; i < m.lay.n; i++)
-            if (m.lay.t[i].layer < 0) m.lay.t[i].trains = m.lay.t[i].needs_grad = 0;
+    fm_trainer tr;
+    fm_acts *acts;
+    int32_t *ids, *types, *labels;
+    float *mask;
+    fm_batch batch;
+    double mf, mb, mo, ms, step_flops; /* medians: forward, backward, optimiser, step; GEMM flops of a step */
+    size_t rss;
+} bench_job;
+
+/* The model (random weights), its trainer in o's mode, the activations and
+ * a synthetic batch. FM_ERR (nothing held) when the trainer fails. */
+static int bench_setup(bench_job *b) {
+    const int B = b->o.B, T = b->o.T;
+    fm_model_alloc(&b->m, &b->cfg);
+    fm_model_init_weights(&b->m, 1);
+    if (b->o.mode_v == FM_TRAIN_FREEZE)
+        for (int i = 0; i < b->m.lay.n; i++)
+            if (b->m.lay.t[i].layer < 0) b->m.lay.t[i].trains = b->m.lay.t[i].needs_grad = 0;
     fm_trainer_opts tro;
     fm_trainer_opts_default(&tro);
-    tro.mode = (fm_train_mode)mode_v;
+    tro.mode = (fm_train_mode)b->o.mode_v;
     tro.seed = 1;
     tro.init_sparsity = 0.5;
-    tro.opt.total_steps = steps + 1;
-    tro.mask_opt.total_steps = steps + 1;
-    fm_trainer tr;
-    if (fm_trainer_init(&tr, &m, &tro) != FM_OK) {
-        fm_model_free(&m);
-        return fm_cli_fail();
+    tro.opt.total_steps = b->o.steps + 1;
+    tro.mask_opt.total_steps = b->o.steps + 1;
+    if (fm_trainer_init(&b->tr, &b->m, &tro) != FM_OK) {
+        fm_model_free(&b->m);
+        return FM_ERR;
     }
-    fm_acts *acts = fm_acts_new(&cfg, B, T, 0, cfg.num_hidden_layers);
+    b->acts = fm_acts_new(&b->cfg, B, T, 0, b->cfg.num_hidden_layers);
 
     /* Synthetic batch: random word pieces, two segments, no padding. */
-    int32_t *ids = fm_xmalloc(sizeof(int32_t) * (size_t)B * T), *types = fm_xmalloc(sizeof(int32_t) * (size_t)B * T);
-    int32_t *labels = fm_xmalloc(sizeof(int32_t) * (size_t)B);
-    float *mask = fm_xmalloc(sizeof(float) * (size_t)B * T);
+    b->ids = fm_xmalloc(sizeof(int32_t) * (size_t)B * T), b->types = fm_xmalloc(sizeof(int32_t) * (size_t)B * T);
+    b->labels = fm_xmalloc(sizeof(int32_t) * (size_t)B);
+    b->mask = fm_xmalloc(sizeof(float) * (size_t)B * T);
     for (int i = 0; i < B * T; i++) {
-        ids[i] = (int32_t)fm_rng_below(1, FM_RNG_DATA, 0, 0, (uint64_t)i, (uint32_t)cfg.vocab_size);
-        types[i] = (i % T) >= T / 2;
-        mask[i] = 1.0f;
+        b->ids[i] = (int32_t)fm_rng_below(1, FM_RNG_DATA, 0, 0, (uint64_t)i, (uint32_t)b->cfg.vocab_size);
+        b->types[i] = (i % T) >= T / 2;
+        b->mask[i] = 1.0f;
     }
-    for (int b = 0; b < B; b++) labels[b] = b % 2;
-    fm_batch batch = {.B = B, .T = T, .ids = ids, .type_ids = types, .attn_mask = mask, .labels = labels};
+    for (int k = 0; k < B; k++) b->labels[k] = k % 2;
+    b->batch = (fm_batch){.B = B, .T = T, .ids = b->ids, .type_ids = b->types, .attn_mask = b->mask,
+                          .labels = b->labels};
+    return FM_OK;
+}
 
+/* One warm-up step and the timed ones: the medians of each phase, the GEMM
+ * flops of a step (counted on the first timed one), the peak memory. */
+static void bench_steps(bench_job *b) {
+    const int steps = b->o.steps, B = b->o.B;
     double *tf = fm_xcalloc((size_t)steps, sizeof(double)), *tb = fm_xcalloc((size_t)steps, sizeof(double));
     double *to = fm_xcalloc((size_t)steps, sizeof(double)), *ts = fm_xcalloc((size_t)steps, sizeof(double));
-    double step_flops = 0, loss = 0;
-    if (!json)
-        fm_log("bench: %s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s", preset, B, T, mode, threads,
-               fm_blas_arch());
+    double loss = 0;
+    b->step_flops = 0;
+    if (!b->o.json)
+        fm_log("bench: %s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s", b->o.preset, B, b->o.T,
+               b->o.mode, b->o.threads, fm_blas_arch());
     for (int s = -1; s < steps; s++) {
         fm_pass pass = {.seed = 1, .step = (uint64_t)(s + 1), .training = 1, .cls_only_last = 1};
         if (s == 0) {
@@ -168,16 +188,16 @@ int fm_cmd_bench(int argc, char **argv) {
         }
         double t0 = fm_now();
         /* begin_step (zeroing, the supermask sample) counts as forward time. */
-        fm_trainer_begin_step(&tr, s + 1);
-        loss = fm_model_forward(&m, acts, &batch, &pass, NULL);
+        fm_trainer_begin_step(&b->tr, s + 1);
+        loss = fm_model_forward(&b->m, b->acts, &b->batch, &pass, NULL);
         double t1 = fm_now();
-        fm_model_backward(&m, acts, &batch, &pass, 1.0f / (float)B);
+        fm_model_backward(&b->m, b->acts, &b->batch, &pass, 1.0f / (float)B);
         double t2 = fm_now();
-        fm_trainer_apply(&tr, NULL);
+        fm_trainer_apply(&b->tr, NULL);
         double t3 = fm_now();
         if (s == 0) {
             fm_blas_record(0);
-            step_flops = fm_blas_flops();
+            b->step_flops = fm_blas_flops();
         }
         if (s >= 0) {
             tf[s] = t1 - t0;
@@ -185,12 +205,19 @@ int fm_cmd_bench(int argc, char **argv) {
             to[s] = t3 - t2;
             ts[s] = t3 - t0;
         }
-        if (!json) fm_log("bench: step %d/%d: %.3f s (loss %.4f)", s + 1, steps, t3 - t0, loss / B);
+        if (!b->o.json) fm_log("bench: step %d/%d: %.3f s (loss %.4f)", s + 1, steps, t3 - t0, loss / B);
     }
-    double mf = median(tf, steps), mb = median(tb, steps), mo = median(to, steps), ms = median(ts, steps);
-    size_t rss = fm_peak_rss(); /* of the training steps, before the GEMM replay's buffers */
+    b->mf = median(tf, steps), b->mb = median(tb, steps), b->mo = median(to, steps), b->ms = median(ts, steps);
+    b->rss = fm_peak_rss(); /* of the training steps, before the GEMM replay's buffers */
+    free(tf);
+    free(tb);
+    free(to);
+    free(ts);
+}
 
-    /* BLIS alone on the same shapes, same counts, same thread use. */
+/* BLIS alone on the same shapes, same counts, same thread use: the median
+ * of five replays of a step's GEMMs. */
+static double bench_sgemm(int threads) {
     int nshapes;
     const fm_gemm_shape *shapes = fm_blas_shapes(&nshapes);
     size_t amax = 1, bmax = 1, cmax = 1;
@@ -206,44 +233,70 @@ int fm_cmd_bench(int argc, char **argv) {
     fm_rng_uniforms(2, FM_RNG_DATA, 0, 1, 0, gb, bmax);
     double tg[5];
     for (int r = 0; r < 5; r++) tg[r] = replay_gemms(shapes, nshapes, ga, gb, gc, threads);
-    double mg = median(tg, 5);
-    double step_gflops = step_flops / ms / 1e9, gemm_gflops = step_flops / mg / 1e9;
+    fm_free_aligned(ga);
+    fm_free_aligned(gb);
+    fm_free_aligned(gc);
+    return median(tg, 5);
+}
 
-    if (json) {
+/* The figures on standard output: one JSON object, or the table. */
+static void bench_print(const bench_job *b, double mg) {
+    const bench_opts *o = &b->o;
+    const double step_gflops = b->step_flops / b->ms / 1e9, gemm_gflops = b->step_flops / mg / 1e9;
+    const double rss_mib = (double)b->rss / 1048576.0, acts_mib = (double)fm_acts_bytes(b->acts) / 1048576.0;
+    if (o->json) {
         printf("{\"config\": \"%s\", \"batch\": %d, \"seq\": %d, \"mode\": \"%s\", \"threads\": %d, "
                "\"blis_arch\": \"%s\", \"blis_arch_id\": %d, \"steps\": %d, \"forward_s\": %.6f, \"backward_s\": %.6f, "
                "\"optimizer_s\": %.6f, \"step_s\": %.6f, \"gemm_gflop_per_step\": %.3f, \"step_gflops\": %.2f, "
                "\"sgemm_only_s\": %.6f, \"sgemm_gflops\": %.2f, \"fraction_of_sgemm\": %.4f, "
                "\"peak_rss_mib\": %.1f, \"acts_mib\": %.1f}\n",
-               preset, B, T, mode, threads, fm_blas_arch(), fm_blas_arch_id(), steps, mf, mb, mo, ms, step_flops / 1e9, step_gflops, mg,
-               gemm_gflops, step_gflops / gemm_gflops, (double)rss / 1048576.0,
-               (double)fm_acts_bytes(acts) / 1048576.0);
-    } else {
-        printf("finemask bench: BERT-%s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s\n", preset, B,
-               T, mode, threads, fm_blas_arch());
-        printf("  median of %d steps\n", steps);
-        printf("  forward     %9.3f s\n", mf);
-        printf("  backward    %9.3f s\n", mb);
-        printf("  optimiser   %9.3f s\n", mo);
-        printf("  step        %9.3f s   %.1f GFLOP of GEMM, %.1f GFLOP/s\n", ms, step_flops / 1e9, step_gflops);
-        printf("  sgemm only  %9.3f s   same shapes, %.1f GFLOP/s (BLIS alone)\n", mg, gemm_gflops);
-        printf("  step rate / sgemm rate: %.1f%%\n", 100.0 * step_gflops / gemm_gflops);
-        printf("  peak resident memory: %.1f MiB (activations %.1f MiB)\n", (double)rss / 1048576.0,
-               (double)fm_acts_bytes(acts) / 1048576.0);
+               o->preset, o->B, o->T, o->mode, o->threads, fm_blas_arch(), fm_blas_arch_id(), o->steps, b->mf, b->mb,
+               b->mo, b->ms, b->step_flops / 1e9, step_gflops, mg, gemm_gflops, step_gflops / gemm_gflops, rss_mib,
+               acts_mib);
+        return;
     }
-    fm_free_aligned(ga);
-    fm_free_aligned(gb);
-    fm_free_aligned(gc);
-    free(tf);
-    free(tb);
-    free(to);
-    free(ts);
-    free(ids);
-    free(types);
-    free(labels);
-    free(mask);
-    fm_trainer_free(&tr);
-    fm_acts_free(acts);
-    fm_model_free(&m);
+    printf("finemask bench: BERT-%s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s\n", o->preset, o->B,
+           o->T, o->mode, o->threads, fm_blas_arch());
+    printf("  median of %d steps\n", o->steps);
+    printf("  forward     %9.3f s\n", b->mf);
+    printf("  backward    %9.3f s\n", b->mb);
+    printf("  optimiser   %9.3f s\n", b->mo);
+    printf("  step        %9.3f s   %.1f GFLOP of GEMM, %.1f GFLOP/s\n", b->ms, b->step_flops / 1e9, step_gflops);
+    printf("  sgemm only  %9.3f s   same shapes, %.1f GFLOP/s (BLIS alone)\n", mg, gemm_gflops);
+    printf("  step rate / sgemm rate: %.1f%%\n", 100.0 * step_gflops / gemm_gflops);
+    printf("  peak resident memory: %.1f MiB (activations %.1f MiB)\n", rss_mib, acts_mib);
+}
+
+static void bench_free(bench_job *b) {
+    free(b->ids);
+    free(b->types);
+    free(b->labels);
+    free(b->mask);
+    fm_trainer_free(&b->tr);
+    fm_acts_free(b->acts);
+    fm_model_free(&b->m);
+}
+
+int fm_cmd_bench(int argc, char **argv) {
+    bench_job b = {0};
+    int rc = bench_parse(argc, argv, &b.o);
+    if (rc >= 0) return rc;
+    if (fm_config_preset(b.o.preset, &b.cfg) != FM_OK) return fm_cli_fail();
+    b.cfg.num_labels = 2;
+    if (b.o.T > b.cfg.max_position_embeddings) {
+        fm_fail("bench: --seq %d exceeds max_position_embeddings %d", b.o.T, b.cfg.max_position_embeddings);
+        return fm_cli_fail();
+    }
+    if (b.o.threads > 0) {
+        omp_set_num_threads(b.o.threads);
+        fm_blas_set_threads(b.o.threads);
+    }
+    b.o.threads = fm_blas_threads();
+    omp_set_num_threads(b.o.threads);
+    if (bench_setup(&b) != FM_OK) return fm_cli_fail();
+    bench_steps(&b);
+    double mg = bench_sgemm(b.o.threads);
+    bench_print(&b, mg);
+    bench_free(&b);
     return 0;
 }

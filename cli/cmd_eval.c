@@ -139,88 +139,109 @@ static void eval_usage(FILE *f) {
             "  --threads N\n");
 }
 
+/* eval's options beyond parse's: the split, which must have labels, and no
+ * --samples. */
+static int eval_check(const eval_args *a, fm_glue_split *split) {
+    *split = FM_GLUE_DEV;
+    if (a->split && fm_glue_split_parse(a->split, split) != FM_OK) return FM_ERR;
+    if (*split == FM_GLUE_TEST || *split == FM_GLUE_TEST_MISMATCHED)
+        return fm_fail("eval: test splits have no labels; use finemask predict");
+    if (a->samples > 0)
+        return fm_fail("eval: --samples needs the scores nu, which a mask file does not hold; train --mode supermask "
+                       "--samples N scores N samples and records their mean and std in RUN_DIR/metrics.json");
+    return FM_OK;
+}
+
+/* The model with its task head, or under the mask (its sparsity into
+ * *mask_sparsity). On FM_ERR nothing is held. */
+static int eval_load(fm_ft_ctx *c, const eval_args *a, double *mask_sparsity) {
+    if (fm_ft_load(c, a->model, a->task, 0, -1) != FM_OK) return FM_ERR;
+    *mask_sparsity = -1;
+    if (a->mask && apply_mask(c, a->mask, a->any_task, mask_sparsity) != FM_OK) {
+        fm_ft_free(c);
+        return FM_ERR;
+    }
+    if (!c->head_loaded && !a->mask) {
+        fm_ft_free(c);
+        return fm_fail("eval: %s has no task head for %s; fine-tune it first (finemask train)", a->model, a->task);
+    }
+    return FM_OK;
+}
+
+/* The metrics r of the n examples of split as JSON, and as a table on
+ * standard output unless to_stdout (--out -: the JSON goes there). */
+static json_t *eval_json(const fm_ft_ctx *c, const eval_args *a, fm_glue_split split, const fm_glue_set *set, int n,
+                         const fm_glue_report *r, double mask_sparsity, int to_stdout) {
+    if (!to_stdout) printf("%s %s (%d examples)\n", c->task->name, fm_glue_split_name(split), n);
+    json_t *j = json_object();
+    json_object_set_new(j, "task", json_string(c->task->name));
+    json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
+    json_object_set_new(j, "model", json_string(a->model));
+    json_object_set_new(j, "examples", json_integer(n));
+    if (fm_glue_split_layout(c->task, split)->skip_short)
+        json_object_set_new(j, "skipped_rows", json_integer((json_int_t)set->skipped)); /* QQP's short rows */
+    for (int i = 0; i < r->n; i++) {
+        if (!to_stdout) printf("  %-10s %.4f\n", r->m[i].name, r->m[i].value);
+        json_object_set_new(j, r->m[i].name, json_real(r->m[i].value));
+    }
+    json_object_set_new(j, "main", json_string(r->main_name));
+    if (a->mask) {
+        json_object_set_new(j, "mask", json_string(a->mask));
+        json_object_set_new(j, "sparsity_deterministic", json_real(mask_sparsity));
+        if (!to_stdout) printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
+    }
+    return j;
+}
+
+/* j to standard output (to_stdout), else to --out, else to
+ * ./eval_<TASK>_<split>.json: never the model directory (shared, maybe
+ * read-only). */
+static int eval_write(const json_t *j, const eval_args *a, const fm_ft_ctx *c, fm_glue_split split, int to_stdout) {
+    if (to_stdout) {
+        char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
+        int ok = text && printf("%s\n", text) >= 0 && fflush(stdout) == 0;
+        free(text);
+        return ok ? FM_OK : fm_fail("eval: cannot write to standard output");
+    }
+    char *path;
+    if (a->out) {
+        path = fm_xstrdup(a->out);
+    } else {
+        path = fm_xmalloc(128);
+        snprintf(path, 128, "eval_%s_%s.json", c->task->name, fm_glue_split_name(split));
+    }
+    int rc = fm_json_write(path, j);
+    if (rc == FM_OK) fm_log("metrics written to %s", path);
+    free(path);
+    return rc;
+}
+
 int fm_cmd_eval(int argc, char **argv) {
     eval_args a = {0};
     int exit_now;
     if (parse(argc, argv, &a, eval_usage, &exit_now) != FM_OK) return fm_cli_fail();
     if (exit_now) return 0;
-    fm_glue_split split = FM_GLUE_DEV;
-    if (a.split && fm_glue_split_parse(a.split, &split) != FM_OK) return fm_cli_fail();
-    if (split == FM_GLUE_TEST || split == FM_GLUE_TEST_MISMATCHED) {
-        fm_fail("eval: test splits have no labels; use finemask predict");
-        return fm_cli_fail();
-    }
-    if (a.samples > 0) {
-        fm_fail("eval: --samples needs the scores nu, which a mask file does not hold; train --mode supermask "
-                "--samples N scores N samples and records their mean and std in RUN_DIR/metrics.json");
-        return fm_cli_fail();
-    }
+    fm_glue_split split;
+    if (eval_check(&a, &split) != FM_OK) return fm_cli_fail();
     fm_ft_ctx c;
-    if (fm_ft_load(&c, a.model, a.task, 0, -1) != FM_OK) return fm_cli_fail();
-    double mask_sparsity = -1;
-    if (a.mask && apply_mask(&c, a.mask, a.any_task, &mask_sparsity) != FM_OK) {
-        fm_ft_free(&c);
-        return fm_cli_fail();
-    }
-    if (!c.head_loaded && !a.mask) {
-        fm_ft_free(&c);
-        fm_fail("eval: %s has no task head for %s; fine-tune it first (finemask train)", a.model, a.task);
-        return fm_cli_fail();
-    }
+    double mask_sparsity;
+    if (eval_load(&c, &a, &mask_sparsity) != FM_OK) return fm_cli_fail();
     fm_glue_set set = {0};
     fm_dataset d = {0};
     int rc = 1;
     float *logits = NULL;
-    char *path = NULL;
     json_t *j = NULL;
-    if (fm_ft_encode(&c, a.data, split, (int)a.max_seq, &set, &d) != FM_OK) goto done;
-    logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)c.model.cfg.num_labels);
-    fm_glue_report r;
-    fm_ft_predict(&c, &d, (int)a.batch, logits, &r);
-    /* --out -: the JSON on standard output, and no table */
-    const int to_stdout = a.out && !strcmp(a.out, "-");
-    if (!to_stdout) printf("%s %s (%d examples)\n", c.task->name, fm_glue_split_name(split), d.n);
-    j = json_object();
-    json_object_set_new(j, "task", json_string(c.task->name));
-    json_object_set_new(j, "split", json_string(fm_glue_split_name(split)));
-    json_object_set_new(j, "model", json_string(a.model));
-    json_object_set_new(j, "examples", json_integer(d.n));
-    if (fm_glue_split_layout(c.task, split)->skip_short)
-        json_object_set_new(j, "skipped_rows", json_integer((json_int_t)set.skipped)); /* QQP's short rows */
-    for (int i = 0; i < r.n; i++) {
-        if (!to_stdout) printf("  %-10s %.4f\n", r.m[i].name, r.m[i].value);
-        json_object_set_new(j, r.m[i].name, json_real(r.m[i].value));
+    if (fm_ft_encode(&c, a.data, split, (int)a.max_seq, &set, &d) == FM_OK) {
+        logits = fm_xmalloc(sizeof(float) * (size_t)(d.n ? d.n : 1) * (size_t)c.model.cfg.num_labels);
+        fm_glue_report r;
+        fm_ft_predict(&c, &d, (int)a.batch, logits, &r);
+        /* --out -: the JSON on standard output, and no table */
+        const int to_stdout = a.out && !strcmp(a.out, "-");
+        j = eval_json(&c, &a, split, &set, d.n, &r, mask_sparsity, to_stdout);
+        if (eval_write(j, &a, &c, split, to_stdout) == FM_OK) rc = 0;
     }
-    json_object_set_new(j, "main", json_string(r.main_name));
-    if (a.mask) {
-        json_object_set_new(j, "mask", json_string(a.mask));
-        json_object_set_new(j, "sparsity_deterministic", json_real(mask_sparsity));
-        if (!to_stdout) printf("  %-10s %.4f\n", "sparsity", mask_sparsity);
-    }
-    if (to_stdout) {
-        char *text = json_dumps(j, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(10));
-        int ok = text && printf("%s\n", text) >= 0 && fflush(stdout) == 0;
-        free(text);
-        if (!ok) {
-            fm_fail("eval: cannot write to standard output");
-            goto done;
-        }
-    } else {
-        /* --out, else the current directory: never the model directory (shared, maybe read-only) */
-        if (a.out) {
-            path = fm_xstrdup(a.out);
-        } else {
-            path = fm_xmalloc(128);
-            snprintf(path, 128, "eval_%s_%s.json", c.task->name, fm_glue_split_name(split));
-        }
-        if (fm_json_write(path, j) != FM_OK) goto done;
-        fm_log("metrics written to %s", path);
-    }
-    rc = 0;
-done:
     if (rc) fm_cli_fail();
     json_decref(j);
-    free(path);
     free(logits);
     fm_dataset_free(&d);
     fm_glue_set_free(&set);

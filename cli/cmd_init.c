@@ -47,7 +47,15 @@ static int parse_long(const char *opt, const char *s, long long lo, long long hi
     return FM_OK;
 }
 
-int fm_cmd_init(int argc, char **argv) {
+/* init's command line. */
+typedef struct {
+    const char *config, *out, *vocab;
+    long long seed, num_labels;
+    int mlm, force;
+} init_opts;
+
+/* The command line into o, checked. Returns -1 to go on, else the exit status. */
+static int init_parse(int argc, char **argv, init_opts *o) {
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'}, {"seed", required_argument, NULL, 's'},
         {"out", required_argument, NULL, 'o'},    {"vocab", required_argument, NULL, 'V'},
@@ -55,24 +63,22 @@ int fm_cmd_init(int argc, char **argv) {
         {"force", no_argument, NULL, 'f'},        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *out = NULL, *vocab = NULL;
-    long long seed = 0, num_labels = -1;
-    int mlm = 0, force = 0;
+    *o = (init_opts){.num_labels = -1};
     optind = 0;
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         switch (ch) {
-        case 'c': config = optarg; break;
-        case 'o': out = optarg; break;
-        case 'V': vocab = optarg; break;
+        case 'c': o->config = optarg; break;
+        case 'o': o->out = optarg; break;
+        case 'V': o->vocab = optarg; break;
         case 's':
-            if (parse_long("--seed", optarg, 0, INT64_MAX, &seed) != FM_OK) return fm_cli_fail();
+            if (parse_long("--seed", optarg, 0, INT64_MAX, &o->seed) != FM_OK) return fm_cli_fail();
             break;
         case 'n':
-            if (parse_long("--num-labels", optarg, 0, 65536, &num_labels) != FM_OK) return fm_cli_fail();
+            if (parse_long("--num-labels", optarg, 0, 65536, &o->num_labels) != FM_OK) return fm_cli_fail();
             break;
-        case 'm': mlm = 1; break;
-        case 'f': force = 1; break;
+        case 'm': o->mlm = 1; break;
+        case 'f': o->force = 1; break;
         case 'h': usage(stdout); return 0;
         default:
             fprintf(stderr, "finemask: error: init: unknown option or missing argument '%s' (see finemask init --help)\n",
@@ -84,61 +90,73 @@ int fm_cmd_init(int argc, char **argv) {
         fprintf(stderr, "finemask: error: init: unexpected argument '%s'\n", argv[optind]);
         return 1;
     }
-    if (!config || !out) {
+    if (!o->config || !o->out) {
         fprintf(stderr, "finemask: error: init: --config and --out are required (see finemask init --help)\n");
         return 1;
     }
+    return -1;
+}
 
-    fm_config c;
-    fm_hfextra x;
-    memset(&x, 0, sizeof x);
-    if (fm_config_preset(config, &c) != FM_OK) {
-        if (!fm_file_exists(config)) {
-            fm_fail("--config: '%s' is neither a preset (tiny, mini, small, medium, base, large) nor a file", config);
-            return fm_cli_fail();
-        }
-        if (fm_hfconfig_read(config, &c, &x) != FM_OK) return fm_cli_fail();
+/* The configuration: a preset, else a HuggingFace config.json (its other
+ * keys into x), with the options' changes, checked. */
+static int init_config(const init_opts *o, fm_config *c, fm_hfextra *x) {
+    if (fm_config_preset(o->config, c) != FM_OK) {
+        if (!fm_file_exists(o->config))
+            return fm_fail("--config: '%s' is neither a preset (tiny, mini, small, medium, base, large) nor a file",
+                           o->config);
+        if (fm_hfconfig_read(o->config, c, x) != FM_OK) return FM_ERR;
     }
-    int rc = 1;
-    char *wpath = fm_path_join(out, FM_MODEL_WEIGHTS);
-    if (num_labels >= 0) c.num_labels = (int)num_labels;
-    c.with_mlm = mlm;
-    if (vocab && fm_vocab_count(vocab, &c.vocab_size) != FM_OK) goto fail;
-    if (fm_config_check(&c) != FM_OK) {
-        fm_fail_prefix("%s: ", config);
-        goto fail;
-    }
-    if (!force && fm_file_exists(wpath)) {
-        fm_fail("%s already exists (use --force to overwrite it)", wpath);
-        goto fail;
-    }
+    return FM_OK;
+}
+
+/* The freshly initialised model written to --out, and its line on standard
+ * output. */
+static int init_write(const init_opts *o, const fm_config *c, const fm_hfextra *x) {
     fm_model m;
-    fm_model_alloc(&m, &c);
-    fm_model_init_weights(&m, (uint64_t)seed);
-    fm_save_opts so = {.vocab = vocab, .extra = &x, .meta = NULL, .nmeta = 0};
+    fm_model_alloc(&m, c);
+    fm_model_init_weights(&m, (uint64_t)o->seed);
+    fm_save_opts so = {.vocab = o->vocab, .extra = x, .meta = NULL, .nmeta = 0};
     char seedbuf[32];
-    snprintf(seedbuf, sizeof seedbuf, "%lld", seed);
+    snprintf(seedbuf, sizeof seedbuf, "%lld", o->seed);
     fm_st_meta meta[] = {{"finemask.init_seed", seedbuf}};
     so.meta = meta;
     so.nmeta = 1;
-    int saved = fm_modeldir_save(out, &c, &m.lay, m.params, &so);
+    int saved = fm_modeldir_save(o->out, c, &m.lay, m.params, &so);
     if (saved == FM_OK) {
         size_t nparam = 0;
         for (int i = 0; i < m.lay.n; i++) nparam += m.lay.t[i].numel;
-        printf("%s: BERT L=%d H=%d A=%d I=%d V=%d, %zu parameters%s%s, seed %lld, fingerprint %016" PRIx64 "\n", out,
-               c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.vocab_size, nparam,
-               c.num_labels > 0 ? ", task head" : "", c.with_mlm ? ", MLM head" : "", seed,
-               fm_params_fingerprint(&m.lay, m.params));
-        if (!vocab) fm_log("no --vocab given: %s has no vocab.txt", out);
-        rc = 0;
+        printf("%s: BERT L=%d H=%d A=%d I=%d V=%d, %zu parameters%s%s, seed %lld, fingerprint %016" PRIx64 "\n",
+               o->out, c->num_hidden_layers, c->hidden_size, c->num_attention_heads, c->intermediate_size,
+               c->vocab_size, nparam, c->num_labels > 0 ? ", task head" : "", c->with_mlm ? ", MLM head" : "",
+               o->seed, fm_params_fingerprint(&m.lay, m.params));
+        if (!o->vocab) fm_log("no --vocab given: %s has no vocab.txt", o->out);
     }
     fm_model_free(&m);
-    if (saved != FM_OK) goto fail;
+    return saved;
+}
+
+int fm_cmd_init(int argc, char **argv) {
+    init_opts o;
+    int st = init_parse(argc, argv, &o);
+    if (st >= 0) return st;
+    fm_config c;
+    fm_hfextra x;
+    memset(&x, 0, sizeof x);
+    if (init_config(&o, &c, &x) != FM_OK) return fm_cli_fail();
+    int rc = FM_ERR;
+    char *wpath = fm_path_join(o.out, FM_MODEL_WEIGHTS);
+    if (o.num_labels >= 0) c.num_labels = (int)o.num_labels;
+    c.with_mlm = o.mlm;
+    if (o.vocab && fm_vocab_count(o.vocab, &c.vocab_size) != FM_OK) {
+        /* the error is the vocabulary's */
+    } else if (fm_config_check(&c) != FM_OK) {
+        fm_fail_prefix("%s: ", o.config);
+    } else if (!o.force && fm_file_exists(wpath)) {
+        fm_fail("%s already exists (use --force to overwrite it)", wpath);
+    } else {
+        rc = init_write(&o, &c, &x);
+    }
     free(wpath);
     fm_hfextra_free(&x);
-    return rc;
-fail:
-    free(wpath);
-    fm_hfextra_free(&x);
-    return fm_cli_fail();
+    return rc == FM_OK ? 0 : fm_cli_fail();
 }

@@ -433,36 +433,26 @@ static void export_usage(FILE *f) {
             "  --dtype u8|bool|f32   element type of the masks (default u8: 1 byte each)\n");
 }
 
-static int cmd_export(int argc, char **argv) {
-    mask_args a;
-    int exit_now;
-    if (parse(argc, argv, &a, export_usage, &exit_now) != FM_OK) return fm_cli_fail();
-    if (exit_now) return 0;
-    if (a.nfiles != 1 || !a.out) {
-        fm_fail("mask export: expected one mask file and --out (see --help)");
-        return fm_cli_fail();
-    }
-    fm_st_dtype dt = FM_ST_U8;
-    if (a.dtype && !strcmp(a.dtype, "bool"))
-        dt = FM_ST_BOOL;
-    else if (a.dtype && !strcmp(a.dtype, "f32"))
-        dt = FM_ST_F32;
-    else if (a.dtype && strcmp(a.dtype, "u8")) {
-        fm_fail("--dtype: expected u8, bool or f32, found '%s'", a.dtype);
-        return fm_cli_fail();
-    }
-    fm_mask m;
-    fm_maskfile_meta meta;
-    float *hw = NULL, *hb = NULL;
-    int nl;
-    if (fm_maskfile_read(a.files[0], &m, &meta, &hw, &hb, &nl) != FM_OK) return fm_cli_fail();
-    int n = m.n + (nl ? 2 : 0);
-    fm_st_entry *e = fm_xcalloc((size_t)(n ? n : 1), sizeof *e);
-    char(*names)[128] = fm_xcalloc((size_t)(m.n ? m.n : 1), sizeof *names);
-    void **bufs = fm_xcalloc((size_t)(m.n ? m.n : 1), sizeof *bufs);
+/* --dtype: u8 (the default), bool or f32. */
+static int export_dtype(const char *s, fm_st_dtype *dt) {
+    *dt = FM_ST_U8;
+    if (s && !strcmp(s, "bool"))
+        *dt = FM_ST_BOOL;
+    else if (s && !strcmp(s, "f32"))
+        *dt = FM_ST_F32;
+    else if (s && strcmp(s, "u8"))
+        return fm_fail("--dtype: expected u8, bool or f32, found '%s'", s);
+    return FM_OK;
+}
+
+/* The entries of mask m unpacked as dt (names[k] and bufs[k] theirs), then
+ * the task head's (hw, hb with nl labels) when there is one. FM_ERR when a
+ * buffer cannot be had (the entries from there on stay empty). */
+static int export_entries(const fm_mask *m, fm_st_dtype dt, char (*names)[128], void **bufs, fm_st_entry *e,
+                          const fm_maskfile_meta *meta, float *hw, float *hb, int nl) {
     int rc = FM_OK;
-    for (int k = 0; k < m.n && rc == FM_OK; k++) {
-        const fm_mask_tensor *t = &m.t[k];
+    for (int k = 0; k < m->n && rc == FM_OK; k++) {
+        const fm_mask_tensor *t = &m->t[k];
         bufs[k] = fm_try_malloc(t->numel * fm_st_dtype_size(dt) + 1);
         if (!bufs[k]) {
             rc = FM_ERR;
@@ -481,28 +471,66 @@ static int cmd_export(int argc, char **argv) {
         e[k].shape[1] = t->shape[1];
     }
     if (nl) {
-        e[m.n] = (fm_st_entry){.name = "classifier.weight", .dtype = FM_ST_F32, .ndim = 2, .data = hw};
-        e[m.n].shape[0] = nl;
-        e[m.n].shape[1] = meta.head_in;
-        e[m.n + 1] = (fm_st_entry){.name = "classifier.bias", .dtype = FM_ST_F32, .ndim = 1, .data = hb};
-        e[m.n + 1].shape[0] = nl;
+        e[m->n] = (fm_st_entry){.name = "classifier.weight", .dtype = FM_ST_F32, .ndim = 2, .data = hw};
+        e[m->n].shape[0] = nl;
+        e[m->n].shape[1] = meta->head_in;
+        e[m->n + 1] = (fm_st_entry){.name = "classifier.bias", .dtype = FM_ST_F32, .ndim = 1, .data = hb};
+        e[m->n + 1].shape[0] = nl;
     }
+    return rc;
+}
+
+/* The metadata's own strings (the rest point into the mask file's). */
+typedef struct {
     char fp[32], seed[32], isp[40];
-    snprintf(fp, sizeof fp, "%016" PRIx64, meta.model_fingerprint);
-    snprintf(seed, sizeof seed, "%" PRIu64, meta.seed);
-    snprintf(isp, sizeof isp, isnan(meta.init_sparsity) ? "nan" : "%.17g", meta.init_sparsity);
-    fm_st_meta *md = fm_xcalloc((size_t)meta.nextra + 8, sizeof *md);
-    int nmd = 0;
-    md[nmd++] = (fm_st_meta){"format", "pt"};
-    md[nmd++] = (fm_st_meta){"finemask.content", "unpacked mask: 1 = kept, 0 = zeroed"};
-    md[nmd++] = (fm_st_meta){"model_fingerprint", fp};
-    md[nmd++] = (fm_st_meta){"task", meta.task};
-    md[nmd++] = (fm_st_meta){"mode", meta.mode};
-    md[nmd++] = (fm_st_meta){"ste", meta.ste};
-    md[nmd++] = (fm_st_meta){"seed", seed};
-    md[nmd++] = (fm_st_meta){"init_sparsity", isp};
-    for (int i = 0; i < meta.nextra; i++)
-        if (strcmp(meta.extra[i].key, "format")) md[nmd++] = meta.extra[i];
+} export_strs;
+
+/* The exported file's metadata: the job's, as the mask file holds it; their
+ * number into *nmd. */
+static fm_st_meta *export_meta(fm_maskfile_meta *meta, export_strs *s, int *nmd) {
+    snprintf(s->fp, sizeof s->fp, "%016" PRIx64, meta->model_fingerprint);
+    snprintf(s->seed, sizeof s->seed, "%" PRIu64, meta->seed);
+    snprintf(s->isp, sizeof s->isp, isnan(meta->init_sparsity) ? "nan" : "%.17g", meta->init_sparsity);
+    fm_st_meta *md = fm_xcalloc((size_t)meta->nextra + 8, sizeof *md);
+    int n = 0;
+    md[n++] = (fm_st_meta){"format", "pt"};
+    md[n++] = (fm_st_meta){"finemask.content", "unpacked mask: 1 = kept, 0 = zeroed"};
+    md[n++] = (fm_st_meta){"model_fingerprint", s->fp};
+    md[n++] = (fm_st_meta){"task", meta->task};
+    md[n++] = (fm_st_meta){"mode", meta->mode};
+    md[n++] = (fm_st_meta){"ste", meta->ste};
+    md[n++] = (fm_st_meta){"seed", s->seed};
+    md[n++] = (fm_st_meta){"init_sparsity", s->isp};
+    for (int i = 0; i < meta->nextra; i++)
+        if (strcmp(meta->extra[i].key, "format")) md[n++] = meta->extra[i];
+    *nmd = n;
+    return md;
+}
+
+static int cmd_export(int argc, char **argv) {
+    mask_args a;
+    int exit_now;
+    if (parse(argc, argv, &a, export_usage, &exit_now) != FM_OK) return fm_cli_fail();
+    if (exit_now) return 0;
+    if (a.nfiles != 1 || !a.out) {
+        fm_fail("mask export: expected one mask file and --out (see --help)");
+        return fm_cli_fail();
+    }
+    fm_st_dtype dt;
+    if (export_dtype(a.dtype, &dt) != FM_OK) return fm_cli_fail();
+    fm_mask m;
+    fm_maskfile_meta meta;
+    float *hw = NULL, *hb = NULL;
+    int nl;
+    if (fm_maskfile_read(a.files[0], &m, &meta, &hw, &hb, &nl) != FM_OK) return fm_cli_fail();
+    int n = m.n + (nl ? 2 : 0);
+    fm_st_entry *e = fm_xcalloc((size_t)(n ? n : 1), sizeof *e);
+    char(*names)[128] = fm_xcalloc((size_t)(m.n ? m.n : 1), sizeof *names);
+    void **bufs = fm_xcalloc((size_t)(m.n ? m.n : 1), sizeof *bufs);
+    int rc = export_entries(&m, dt, names, bufs, e, &meta, hw, hb, nl);
+    export_strs s;
+    int nmd;
+    fm_st_meta *md = export_meta(&meta, &s, &nmd);
     if (rc == FM_OK) rc = fm_st_write(a.out, e, n, md, nmd);
     if (rc == FM_OK)
         printf("%s: %d masks unpacked as %s%s\n", a.out, m.n, fm_st_dtype_name(dt), nl ? ", with the task head" : "");

@@ -426,7 +426,15 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
     return interrupted;
 }
 
-int fm_cmd_run(int argc, char **argv) {
+/* run's command line: its own options (the job file's overrides). */
+typedef struct {
+    const char *out, *model, *data, *baseline;
+    long long team_size, stages, threads, maxex, micro, budget;
+    int quiet_jobs;
+} run_opts;
+
+/* The command line into o. Returns -1 to go on, else the exit status. */
+static int run_parse(int argc, char **argv, run_opts *o) {
     static const struct option opts[] = {
         {"out", required_argument, 0, 'o'},        {"model", required_argument, 0, 'M'},
         {"data", required_argument, 0, 'D'},       {"team-size", required_argument, 0, 'T'},
@@ -436,25 +444,23 @@ int fm_cmd_run(int argc, char **argv) {
         {"gather-budget", required_argument, 0, 'B'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
-    const char *out = NULL, *model = NULL, *data = NULL, *baseline = NULL;
-    long long team_size = 0, stages = 0, threads = 0, maxex = -1, micro = 0, budget = 256LL << 20;
-    int quiet_jobs = 0;
+    *o = (run_opts){.maxex = -1, .budget = 256LL << 20};
     optind = 0;
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
         int rc = FM_OK;
         switch (ch) {
-        case 'o': out = optarg; break;
-        case 'M': model = optarg; break;
-        case 'D': data = optarg; break;
-        case 'b': baseline = optarg; break;
-        case 'q': quiet_jobs = 1; break;
-        case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &team_size); break;
-        case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &stages); break;
-        case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &micro); break;
-        case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &threads); break;
-        case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &maxex); break;
-        case 'B': rc = fm_opt_long("--gather-budget", optarg, 0, 1LL << 30, &budget); break;
+        case 'o': o->out = optarg; break;
+        case 'M': o->model = optarg; break;
+        case 'D': o->data = optarg; break;
+        case 'b': o->baseline = optarg; break;
+        case 'q': o->quiet_jobs = 1; break;
+        case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &o->team_size); break;
+        case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &o->stages); break;
+        case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &o->micro); break;
+        case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &o->threads); break;
+        case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &o->maxex); break;
+        case 'B': rc = fm_opt_long("--gather-budget", optarg, 0, 1LL << 30, &o->budget); break;
         case 'h': usage(stdout); return 0;
         default:
             fm_fail("run: unknown or incomplete option '%s' (see finemask run --help)", argv[optind - 1]);
@@ -466,58 +472,59 @@ int fm_cmd_run(int argc, char **argv) {
         fm_fail("run: expected one JOBFILE (see finemask run --help)");
         return fm_cli_fail();
     }
-    if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
-    /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
-     * that arrives while a job loads or tokenizes, or between jobs, stays
-     * pending until the job's training loop saves its state at the next step
-     * (and stops, for SIGTERM; a team whose rank saw SIGTERM claims no more
-     * jobs). Neither kills a rank, whenever it arrives. */
-    fm_stopsig stopsig = {0};
-    fm_stopsig_catch(&stopsig);
-    const int rank = fm_mpi_world_rank();
-    const int verbosity = fm_verbosity;
-    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
-    double t_start = fm_mpi_wtime();
-    int status = 1;
+    return -1;
+}
+
+/* One `run`: the job file with the command line's overrides, the layout,
+ * the jobs in their order, and run.json as it grows. */
+typedef struct {
+    run_opts opt;
     fm_jobfile jf;
-    fm_job *jobs = NULL;
-    int njobs = 0, *order = NULL;
-    fm_grid g = {0};
-    int have_grid = 0;
-    if (fm_jobfile_read(&jf, argv[optind]) != FM_OK) {
-        if (rank == 0) fm_cli_fail();
-        fm_mpi_finalize();
-        fm_stopsig_restore(&stopsig);
-        return 1;
-    }
-    if (out) free(jf.out), jf.out = fm_xstrdup(out);
-    if (model) free(jf.model), jf.model = fm_xstrdup(model);
-    if (data) free(jf.data), jf.data = fm_xstrdup(data);
-    if (team_size) jf.team_size = (int)team_size;
-    if (stages) jf.stages = (int)stages;
-    if (micro) jf.micro_batches = (int)micro;
-    if (threads) jf.threads = (int)threads;
-    if (maxex >= 0) jf.train.max_train_examples = maxex;
-    if (!jf.out) {
-        fm_fail("%s: no output directory: give [run] out or --out", jf.path);
-        goto fail;
-    }
-    if (fm_grid_init(&g, jf.team_size, jf.stages) != FM_OK) goto fail;
-    have_grid = 1;
+    fm_job *jobs;
+    int njobs, *order;
+    fm_grid g;
+    int have_grid;
+    int rank, verbosity;
+    double t_start;
+    char team_prefix[32];
+    json_t *run;
+} run_ctx;
+
+/* The command line's overrides into the job file, the grid of teams, and
+ * the jobs. FM_ERR on a failure (the caller fails on every rank). */
+static int run_setup(run_ctx *c) {
+    fm_jobfile *jf = &c->jf;
+    const run_opts *o = &c->opt;
+    if (o->out) free(jf->out), jf->out = fm_xstrdup(o->out);
+    if (o->model) free(jf->model), jf->model = fm_xstrdup(o->model);
+    if (o->data) free(jf->data), jf->data = fm_xstrdup(o->data);
+    if (o->team_size) jf->team_size = (int)o->team_size;
+    if (o->stages) jf->stages = (int)o->stages;
+    if (o->micro) jf->micro_batches = (int)o->micro;
+    if (o->threads) jf->threads = (int)o->threads;
+    if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
+    if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
+    if (fm_grid_init(&c->g, jf->team_size, jf->stages) != FM_OK) return FM_ERR;
+    c->have_grid = 1;
     /* Each team's first rank speaks for its jobs (their lines, and the line
      * that ends each), named "[team N]" when there are several teams. */
-    if (g.team_id >= 0 && g.team_rank == 0) fm_verbosity = verbosity;
-    char team_prefix[32] = "";
-    if (g.nteams > 1 && g.team_id >= 0) snprintf(team_prefix, sizeof team_prefix, "[team %d] ", g.team_id);
-    if (fm_jobfile_expand(&jf, &jobs, &njobs) != FM_OK) goto fail;
-    /* Rank 0 estimates the work (reads the training files; a job already
-     * complete in the output directory has none left) and everyone gets it:
-     * the assignment of jobs to teams follows from it (sched.h). */
+    if (c->g.team_id >= 0 && c->g.team_rank == 0) fm_verbosity = c->verbosity;
+    if (c->g.nteams > 1 && c->g.team_id >= 0)
+        snprintf(c->team_prefix, sizeof c->team_prefix, "[team %d] ", c->g.team_id);
+    return fm_jobfile_expand(jf, &c->jobs, &c->njobs);
+}
+
+/* Rank 0 estimates the work (reads the training files; a job already
+ * complete in the output directory has none left) and everyone gets it:
+ * the assignment of jobs to teams follows from it (sched.h). */
+static void run_order(run_ctx *c) {
+    fm_job *jobs = c->jobs;
+    const int njobs = c->njobs;
     double *work = fm_xcalloc((size_t)njobs + 1, sizeof(double));
-    if (rank == 0) {
-        fm_jobs_estimate(jobs, njobs, jf.data);
+    if (c->rank == 0) {
+        fm_jobs_estimate(jobs, njobs, c->jf.data);
         for (int i = 0; i < njobs; i++) {
-            char *jd = fm_path_join(jf.out, jobs[i].name), *mp = fm_path_join(jd, "metrics.json");
+            char *jd = fm_path_join(c->jf.out, jobs[i].name), *mp = fm_path_join(jd, "metrics.json");
             work[i] = fm_file_exists(mp) ? 0 : jobs[i].work;
             free(jd);
             free(mp);
@@ -526,178 +533,234 @@ int fm_cmd_run(int argc, char **argv) {
     fm_bcast_doubles(work, njobs);
     for (int i = 0; i < njobs; i++) jobs[i].work = work[i];
     free(work);
-    order = fm_xmalloc(sizeof(int) * ((size_t)njobs + 1));
-    fm_jobs_order(jobs, njobs, order);
+    c->order = fm_xmalloc(sizeof(int) * ((size_t)njobs + 1));
+    fm_jobs_order(jobs, njobs, c->order);
+}
+
+/* run.json as it is before the sweep: the name, the layout, the jobs and
+ * their order. */
+static json_t *run_json(const run_ctx *c) {
+    const fm_grid *g = &c->g;
     json_t *run = json_object();
-    json_object_set_new(run, "name", json_string(jf.name));
-    json_object_set_new(run, "jobfile", json_string(jf.path));
+    json_object_set_new(run, "name", json_string(c->jf.name));
+    json_object_set_new(run, "jobfile", json_string(c->jf.path));
     json_t *layout = json_object();
-    json_object_set_new(layout, "world_size", json_integer(g.world_size));
-    json_object_set_new(layout, "team_size", json_integer(g.team_size));
-    json_object_set_new(layout, "teams", json_integer(g.nteams));
-    json_object_set_new(layout, "stages", json_integer(g.nstages));
-    json_object_set_new(layout, "replicas", json_integer(g.nreplicas));
-    json_object_set_new(layout, "threads", json_integer(jf.threads));
-    json_object_set_new(layout, "micro_batches", json_integer(jf.micro_batches));
+    json_object_set_new(layout, "world_size", json_integer(g->world_size));
+    json_object_set_new(layout, "team_size", json_integer(g->team_size));
+    json_object_set_new(layout, "teams", json_integer(g->nteams));
+    json_object_set_new(layout, "stages", json_integer(g->nstages));
+    json_object_set_new(layout, "replicas", json_integer(g->nreplicas));
+    json_object_set_new(layout, "threads", json_integer(c->jf.threads));
+    json_object_set_new(layout, "micro_batches", json_integer(c->jf.micro_batches));
     json_object_set_new(run, "layout", layout);
     json_t *jl = json_array(), *ol = json_array();
-    for (int i = 0; i < njobs; i++) {
-        json_t *r = fm_job_record(&jobs[i]);
-        json_object_set_new(r, "work", json_real(jobs[i].work));
+    for (int i = 0; i < c->njobs; i++) {
+        json_t *r = fm_job_record(&c->jobs[i]);
+        json_object_set_new(r, "work", json_real(c->jobs[i].work));
         json_array_append_new(jl, r);
-        json_array_append_new(ol, json_integer(order[i]));
+        json_array_append_new(ol, json_integer(c->order[i]));
     }
     json_object_set_new(run, "jobs", jl);
     json_object_set_new(run, "order", ol);
-    int bad = 0;
-    if (rank == 0) {
-        char *p = fm_path_join(jf.out, "run.json");
-        bad = fm_mkdirs(jf.out) != FM_OK || fm_json_write(p, run) != FM_OK;
-        free(p);
-        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s)); output %s", jf.name, njobs,
-               g.nteams, g.team_size, g.nstages, g.nreplicas, jf.out);
-        if (g.world_size % g.team_size)
-            fm_log("warning: %d rank(s) do not make a whole team of %d and stay idle", g.world_size % g.team_size,
-                   g.team_size);
-    }
-    if (fm_any(bad)) {
-        json_decref(run);
-        goto fail;
-    }
+    return run;
+}
 
-    /* The sweep. */
+/* Rank 0 writes run.json and announces the run. Collective: FM_ERR on
+ * every rank when rank 0 could not write. */
+static int run_announce(const run_ctx *c) {
+    const fm_grid *g = &c->g;
+    int bad = 0;
+    if (c->rank == 0) {
+        char *p = fm_path_join(c->jf.out, "run.json");
+        bad = fm_mkdirs(c->jf.out) != FM_OK || fm_json_write(p, c->run) != FM_OK;
+        free(p);
+        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s)); output %s", c->jf.name,
+               c->njobs, g->nteams, g->team_size, g->nstages, g->nreplicas, c->jf.out);
+        if (g->world_size % g->team_size)
+            fm_log("warning: %d rank(s) do not make a whole team of %d and stay idle", g->world_size % g->team_size,
+                   g->team_size);
+    }
+    return fm_any(bad) ? FM_ERR : FM_OK;
+}
+
+/* What this rank sends to rank 0 at the end: each job's record with its
+ * mask's statistics, and the mask's bits while they fit in this rank's
+ * share of --gather-budget (the others stay in the run directory, where
+ * rank 0 reads them when it counts overlaps: report.h). So the gather,
+ * and what any rank holds, is bounded whatever the sweep's size. */
+typedef struct {
+    unsigned char *mine;
+    size_t mine_len;
+    double stats[3]; /* busy seconds, idle seconds, jobs */
+} run_share;
+
+/* The sweep: this rank's team runs the jobs the schedule gives it. */
+static void run_sweep(const run_ctx *c, run_share *sh) {
+    const fm_grid *g = &c->g;
+    const int njobs = c->njobs;
     fm_sched s;
     {
         double *ow = fm_xcalloc((size_t)njobs + 1, sizeof(double));
-        for (int k = 0; k < njobs; k++) ow[k] = jobs[order[k]].work;
-        fm_sched_init(&s, &g, ow, njobs);
+        for (int k = 0; k < njobs; k++) ow[k] = c->jobs[c->order[k]].work;
+        fm_sched_init(&s, g, ow, njobs);
         free(ow);
     }
-    /* What this rank sends to rank 0 at the end: each job's record with its
-     * mask's statistics, and the mask's bits while they fit in this rank's
-     * share of --gather-budget (the others stay in the run directory, where
-     * rank 0 reads them when it counts overlaps: report.h). So the gather,
-     * and what any rank holds, is bounded whatever the sweep's size. */
-    unsigned char *mine = NULL;
-    size_t mine_len = 0, bits_sent = 0;
-    const size_t bits_share = (size_t)budget / (size_t)g.world_size;
+    size_t bits_sent = 0;
+    const size_t bits_share = (size_t)c->opt.budget / (size_t)g->world_size;
     double busy = 0, njob_team = 0;
     int stopped = 0;
-    if (g.team_id >= 0)
+    if (g->team_id >= 0)
         for (;;) {
             int64_t k = fm_sched_next(&s, fm_stopsig_term() || stopped);
             if (k < 0 || k >= njobs) break;
             fm_job_result r;
             double tj = fm_mpi_wtime();
-            fm_log_set_prefix(team_prefix);
-            stopped |= run_job(&jobs[order[k]], &jf, jf.out, &g, jf.threads, quiet_jobs, &r, &busy);
+            fm_log_set_prefix(c->team_prefix);
+            stopped |= run_job(&c->jobs[c->order[k]], &c->jf, c->jf.out, g, c->jf.threads, c->opt.quiet_jobs, &r,
+                               &busy);
             fm_log_set_prefix(NULL);
             njob_team++;
-            if (g.team_rank == 0) log_job_end(&r, k, njobs, g.team_id, fm_mpi_wtime() - tj);
-            if (g.team_rank == 0) {
+            if (g->team_rank == 0) log_job_end(&r, k, njobs, g->team_id, fm_mpi_wtime() - tj);
+            if (g->team_rank == 0) {
                 const size_t nb = fm_result_bits_bytes(&r);
                 const int with_bits = nb > 0 && bits_sent + nb <= bits_share;
                 if (with_bits) bits_sent += nb;
-                fm_result_pack(&r, with_bits, &mine, &mine_len);
+                fm_result_pack(&r, with_bits, &sh->mine, &sh->mine_len);
             }
             fm_result_free(&r);
         }
-    if (rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
+    if (c->rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* the jobs are over: rank 0 speaks again */
     stopped |= fm_stopsig_term();
     fm_sched_finish(&s);
-    double stats[3] = {busy, s.idle_seconds, njob_team};
+    sh->stats[0] = busy;
+    sh->stats[1] = s.idle_seconds;
+    sh->stats[2] = njob_team;
     fm_sched_free(&s);
+}
 
-    /* The gather and the report. */
+/* Rank 0: the results packed in all (the final gather) into res; their
+ * number into *n. FM_ERR when one cannot be unpacked (those before it stay). */
+static int run_unpack(const run_ctx *c, const unsigned char *all, size_t all_len, fm_job_result *res, int *n) {
+    int rc = FM_OK;
+    *n = 0;
+    for (size_t pos = 0; pos < all_len && *n < c->njobs;) {
+        size_t used;
+        if (fm_result_unpack(&res[*n], all + pos, all_len - pos, &used) != FM_OK) {
+            rc = FM_ERR;
+            break;
+        }
+        pos += used;
+        (*n)++;
+    }
+    int with = 0, without = 0;
+    for (int i = 0; i < *n; i++)
+        if (res[i].mask.n) {
+            if (res[i].mask.t[0].bits) with++;
+            else without++;
+        }
+    fm_log("final gather: %zu bytes; %d mask(s) came with their bits, %d stay in the run directory "
+           "(--gather-budget %lld)",
+           all_len, with, without, c->opt.budget);
+    return rc;
+}
+
+/* Rank 0: a "not run" record for each job no team claimed (the run was
+ * stopped by SIGTERM), appended to res (while grc is FM_OK). */
+static void run_not_run(const run_ctx *c, int grc, fm_job_result *res, int *n) {
+    char *got = fm_xcalloc((size_t)c->njobs + 1, 1);
+    for (int i = 0; i < *n; i++) {
+        json_int_t ix = json_integer_value(json_object_get(res[i].rec, "index"));
+        if (ix >= 0 && ix < c->njobs) got[ix] = 1;
+    }
+    for (int i = 0; i < c->njobs && grc == FM_OK; i++)
+        if (!got[i]) {
+            res[*n].rec = fm_job_record(&c->jobs[i]);
+            json_object_set_new(res[*n].rec, "status", json_string("not run"));
+            json_object_set_new(res[*n].rec, "error",
+                                json_string("not run: the run was stopped by SIGTERM; run it again to continue"));
+            (*n)++;
+        }
+    free(got);
+}
+
+/* Rank 0: the teams' figures (every rank's three, allstats), the wall time
+ * and the baseline's into run.json. Returns the wall time. */
+static double run_timing(run_ctx *c, const double *allstats) {
+    json_t *teams = json_array();
+    for (int t = 0; t < c->g.nteams; t++) {
+        const double *st = allstats + 3 * (size_t)t * c->g.team_size;
+        json_t *o = json_object();
+        json_object_set_new(o, "busy_seconds", json_real(st[0]));
+        json_object_set_new(o, "idle_seconds", json_real(st[1]));
+        json_object_set_new(o, "jobs", json_integer((json_int_t)st[2]));
+        json_array_append_new(teams, o);
+    }
+    json_object_set_new(c->run, "teams", teams);
+    double wall = fm_mpi_wtime() - c->t_start;
+    json_object_set_new(c->run, "wall_seconds", json_real(wall));
+    const char *baseline = c->opt.baseline;
+    if (baseline) {
+        char *bp = fm_path_join(baseline, "run.json");
+        json_t *b = NULL;
+        if (fm_json_read(bp, &b) == FM_OK && json_is_number(json_object_get(b, "wall_seconds")))
+            json_object_set_new(c->run, "baseline_wall_seconds", json_real(json_number_value(json_object_get(b, "wall_seconds"))));
+        else
+            fm_log("--baseline %s: no run.json with wall_seconds; no speedup reported", baseline);
+        json_decref(b);
+        free(bp);
+    }
+    return wall;
+}
+
+/* Rank 0: the failures into run.json, run.json and the report written, the
+ * last lines. Returns the exit status. */
+static int run_report(run_ctx *c, int grc, fm_job_result *res, int n, double wall) {
+    json_t *fails = json_object();
+    int nfail = 0;
+    for (int i = 0; i < n; i++)
+        if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done")) {
+            nfail++;
+            json_object_set(fails, json_string_value(json_object_get(res[i].rec, "name")),
+                            json_object_get(res[i].rec, "error"));
+        }
+    json_object_set_new(c->run, "failures", fails);
+    char *p = fm_path_join(c->jf.out, "run.json");
+    int wrc = fm_json_write(p, c->run);
+    free(p);
+    if (grc == FM_OK && n != c->njobs) {
+        fm_fail("final gather: %d of %d job results reached rank 0", n, c->njobs);
+        grc = FM_ERR;
+    }
+    if (grc == FM_OK && wrc == FM_OK && fm_report_write(c->jf.out, res, n, c->run) == FM_OK) {
+        fm_log("%s: %d job(s), %d failed, %.1f s; report in %s/report", c->jf.name, n, nfail, wall, c->jf.out);
+        for (int i = 0; i < n; i++)
+            if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done"))
+                fprintf(stderr, "finemask: failed: %s: %s\n", json_string_value(json_object_get(res[i].rec, "name")),
+                        json_string_value(json_object_get(res[i].rec, "error")));
+        return nfail ? 1 : 0;
+    }
+    fm_cli_fail();
+    return 1;
+}
+
+/* The final gather of every rank's share and, on rank 0, run.json and the
+ * report. Returns rank 0's exit status (1 elsewhere). */
+static int run_finish(run_ctx *c, run_share *sh) {
+    const int rank = c->rank;
+    int status = 1;
     unsigned char *all = NULL;
     size_t all_len = 0;
-    double *allstats = rank == 0 ? fm_xmalloc(sizeof(double) * 3 * (size_t)g.world_size) : NULL;
-    fm_gather_doubles(stats, 3, allstats);
-    int grc = fm_gather_bytes(mine, mine_len, &all, &all_len);
-    free(mine);
+    double *allstats = rank == 0 ? fm_xmalloc(sizeof(double) * 3 * (size_t)c->g.world_size) : NULL;
+    fm_gather_doubles(sh->stats, 3, allstats);
+    int grc = fm_gather_bytes(sh->mine, sh->mine_len, &all, &all_len);
+    free(sh->mine);
     if (rank == 0 && grc == FM_OK) {
-        fm_job_result *res = fm_xcalloc((size_t)njobs + 1, sizeof *res);
+        fm_job_result *res = fm_xcalloc((size_t)c->njobs + 1, sizeof *res);
         int n = 0;
-        for (size_t pos = 0; pos < all_len && n < njobs;) {
-            size_t used;
-            if (fm_result_unpack(&res[n], all + pos, all_len - pos, &used) != FM_OK) {
-                grc = FM_ERR;
-                break;
-            }
-            pos += used;
-            n++;
-        }
-        int with = 0, without = 0;
-        for (int i = 0; i < n; i++)
-            if (res[i].mask.n) {
-                if (res[i].mask.t[0].bits) with++;
-                else without++;
-            }
-        fm_log("final gather: %zu bytes; %d mask(s) came with their bits, %d stay in the run directory "
-               "(--gather-budget %lld)",
-               all_len, with, without, budget);
-        /* Jobs no team claimed (the run was stopped by SIGTERM). */
-        char *got = fm_xcalloc((size_t)njobs + 1, 1);
-        for (int i = 0; i < n; i++) {
-            json_int_t ix = json_integer_value(json_object_get(res[i].rec, "index"));
-            if (ix >= 0 && ix < njobs) got[ix] = 1;
-        }
-        for (int i = 0; i < njobs && grc == FM_OK; i++)
-            if (!got[i]) {
-                res[n].rec = fm_job_record(&jobs[i]);
-                json_object_set_new(res[n].rec, "status", json_string("not run"));
-                json_object_set_new(res[n].rec, "error",
-                                    json_string("not run: the run was stopped by SIGTERM; run it again to continue"));
-                n++;
-            }
-        free(got);
-        json_t *teams = json_array(), *fails = json_object();
-        for (int t = 0; t < g.nteams; t++) {
-            const double *st = allstats + 3 * (size_t)t * g.team_size;
-            json_t *o = json_object();
-            json_object_set_new(o, "busy_seconds", json_real(st[0]));
-            json_object_set_new(o, "idle_seconds", json_real(st[1]));
-            json_object_set_new(o, "jobs", json_integer((json_int_t)st[2]));
-            json_array_append_new(teams, o);
-        }
-        json_object_set_new(run, "teams", teams);
-        double wall = fm_mpi_wtime() - t_start;
-        json_object_set_new(run, "wall_seconds", json_real(wall));
-        if (baseline) {
-            char *bp = fm_path_join(baseline, "run.json");
-            json_t *b = NULL;
-            if (fm_json_read(bp, &b) == FM_OK && json_is_number(json_object_get(b, "wall_seconds")))
-                json_object_set_new(run, "baseline_wall_seconds", json_real(json_number_value(json_object_get(b, "wall_seconds"))));
-            else
-                fm_log("--baseline %s: no run.json with wall_seconds; no speedup reported", baseline);
-            json_decref(b);
-            free(bp);
-        }
-        int nfail = 0;
-        for (int i = 0; i < n; i++)
-            if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done")) {
-                nfail++;
-                json_object_set(fails, json_string_value(json_object_get(res[i].rec, "name")),
-                                json_object_get(res[i].rec, "error"));
-            }
-        json_object_set_new(run, "failures", fails);
-        char *p = fm_path_join(jf.out, "run.json");
-        int wrc = fm_json_write(p, run);
-        free(p);
-        if (grc == FM_OK && n != njobs) {
-            fm_fail("final gather: %d of %d job results reached rank 0", n, njobs);
-            grc = FM_ERR;
-        }
-        if (grc == FM_OK && wrc == FM_OK && fm_report_write(jf.out, res, n, run) == FM_OK) {
-            fm_log("%s: %d job(s), %d failed, %.1f s; report in %s/report", jf.name, n, nfail, wall, jf.out);
-            for (int i = 0; i < n; i++)
-                if (strcmp(json_string_value(json_object_get(res[i].rec, "status")), "done"))
-                    fprintf(stderr, "finemask: failed: %s: %s\n", json_string_value(json_object_get(res[i].rec, "name")),
-                            json_string_value(json_object_get(res[i].rec, "error")));
-            status = nfail ? 1 : 0;
-        } else {
-            fm_cli_fail();
-        }
+        grc = run_unpack(c, all, all_len, res, &n);
+        run_not_run(c, grc, res, &n);
+        double wall = run_timing(c, allstats);
+        status = run_report(c, grc, res, n, wall);
         for (int i = 0; i < n; i++) fm_result_free(&res[i]);
         free(res);
     } else if (rank == 0) {
@@ -705,25 +768,61 @@ int fm_cmd_run(int argc, char **argv) {
     }
     free(all);
     free(allstats);
-    json_decref(run);
+    return status;
+}
+
+/* Everything after MPI is up: the sweep and its report. Returns the exit
+ * status (everyone's is rank 0's) or -1 on a failure before the sweep
+ * (rank 0 reports it). */
+static int run_sweep_and_report(run_ctx *c) {
+    if (run_setup(c) != FM_OK) return -1;
+    run_order(c);
+    c->run = run_json(c);
+    if (run_announce(c) != FM_OK) {
+        json_decref(c->run);
+        return -1;
+    }
+    run_share sh = {0};
+    run_sweep(c, &sh);
+    int status = run_finish(c, &sh);
+    json_decref(c->run);
     /* Everyone exits with rank 0's verdict. */
     double st = status;
     fm_bcast_doubles(&st, 1);
-    status = (int)st;
-    free(order);
-    free(jobs);
-    fm_grid_free(&g);
-    fm_jobfile_free(&jf);
+    return (int)st;
+}
+
+int fm_cmd_run(int argc, char **argv) {
+    run_ctx c = {0};
+    int rc = run_parse(argc, argv, &c.opt);
+    if (rc >= 0) return rc;
+    if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
+    /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
+     * that arrives while a job loads or tokenizes, or between jobs, stays
+     * pending until the job's training loop saves its state at the next step
+     * (and stops, for SIGTERM; a team whose rank saw SIGTERM claims no more
+     * jobs). Neither kills a rank, whenever it arrives. */
+    fm_stopsig stopsig = {0};
+    fm_stopsig_catch(&stopsig);
+    c.rank = fm_mpi_world_rank();
+    c.verbosity = fm_verbosity;
+    if (c.rank != 0 && fm_verbosity == 1) fm_verbosity = 0; /* rank 0 speaks for the run, others only errors */
+    c.t_start = fm_mpi_wtime();
+    int status = 1;
+    if (fm_jobfile_read(&c.jf, argv[optind]) != FM_OK) {
+        if (c.rank == 0) fm_cli_fail();
+    } else {
+        status = run_sweep_and_report(&c);
+        if (status < 0) {
+            status = 1;
+            if (c.rank == 0) fm_cli_fail();
+        }
+        free(c.order);
+        free(c.jobs);
+        if (c.have_grid) fm_grid_free(&c.g);
+        fm_jobfile_free(&c.jf);
+    }
     fm_mpi_finalize();
     fm_stopsig_restore(&stopsig);
     return status;
-fail:
-    if (rank == 0) fm_cli_fail();
-    free(order);
-    free(jobs);
-    if (have_grid) fm_grid_free(&g);
-    fm_jobfile_free(&jf);
-    fm_mpi_finalize();
-    fm_stopsig_restore(&stopsig);
-    return 1;
 }
