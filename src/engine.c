@@ -144,7 +144,7 @@ static int one_step(fm_strategy *s, fm_engine *e, fm_step_out *out) {
     return FM_OK;
 }
 
-static int one_apply(fm_strategy *s, fm_engine *e, double *norm, double *factor) {
+int fm_strategy_apply_whole(fm_strategy *s, fm_engine *e, double *norm, double *factor) {
     (void)s;
     *factor = fm_trainer_apply(&e->tr, norm);
     return FM_OK;
@@ -162,7 +162,7 @@ fm_strategy *fm_strategy_one(fm_engine *e) {
     const fm_config *c = &e->m->cfg;
     o->s.name = "one";
     o->s.step = one_step;
-    o->s.apply = one_apply;
+    o->s.apply = fm_strategy_apply_whole;
     o->s.destroy = one_destroy;
     o->acts = fm_acts_new(c, e->c.batch, e->c.seq, 0, c->num_hidden_layers);
     fm_batch_buf_alloc(&o->bb, e->c.batch, e->c.seq);

@@ -87,12 +87,6 @@ static int rep_step(fm_strategy *s, fm_engine *e, fm_step_out *out) {
     return e->c.scale == FM_SCALE_ROWS ? step_rows(r, e, out) : step_count(r, e, np, out);
 }
 
-static int rep_apply(fm_strategy *s, fm_engine *e, double *norm, double *factor) {
-    (void)s;
-    *factor = fm_trainer_apply(&e->tr, norm);
-    return FM_OK;
-}
-
 static void rep_destroy(fm_strategy *s) {
     replicas *r = (replicas *)s;
     if (r->acts) fm_acts_free(r->acts);
@@ -114,7 +108,7 @@ fm_strategy *fm_strategy_replicas(fm_engine *e) {
     r->s.name = "replicas";
     r->s.split = 1;
     r->s.step = rep_step;
-    r->s.apply = rep_apply;
+    r->s.apply = fm_strategy_apply_whole;
     r->s.destroy = rep_destroy;
     r->acts = fm_acts_new(c, rows, e->c.seq, 0, c->num_hidden_layers);
     fm_batch_buf_alloc(&r->bb, rows, e->c.seq);

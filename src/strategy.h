@@ -28,6 +28,9 @@ struct fm_strategy {
 fm_strategy *fm_strategy_one(fm_engine *e);
 fm_strategy *fm_strategy_replicas(fm_engine *e);
 fm_strategy *fm_strategy_pipeline(fm_engine *e);
+/* The apply of a strategy whose every rank holds the whole model and its
+ * summed gradients (one process, replicas): fm_trainer_apply. */
+int fm_strategy_apply_whole(fm_strategy *s, fm_engine *e, double *norm, double *factor);
 
 /* Shared by the strategies. */
 /* Fill bb with rows[0..n) (global example0) through the engine's fill. */
