@@ -305,6 +305,22 @@ static json_t *find_group(json_t *groups, const char *task, const char *mode, co
  * below it (the paper's supermasks are within about two points). */
 #define FM_CLAIM_CLOSE 0.02
 
+/* One control of the claims: when group g exists, its score goes into r[key]
+ * and whether the supermask's score s beats it into r["beats_" key], they are
+ * counted (*n controls, *b beaten), and cell gets "score (s - score)";
+ * otherwise cell keeps "-". */
+static void against(json_t *r, json_t *g, double s, const char *key, int *n, int *b, char *cell, size_t cap) {
+    snprintf(cell, cap, "-");
+    if (!g) return;
+    double x = nget(g, "score_mean");
+    char beats[32];
+    snprintf(beats, sizeof beats, "beats_%s", key);
+    json_object_set_new(r, key, json_real(x));
+    json_object_set_new(r, beats, json_boolean(s > x));
+    (*n)++, *b += s > x;
+    snprintf(cell, cap, "%.4f (%+.4f)", x, s - x);
+}
+
 /* The paper's claims as measured, when the sweep has the conditions: per
  * task with full fine-tuning and a supermask over the pre-trained weights,
  * the gap (full - supermask), and against supermasks of the same variant
@@ -339,29 +355,11 @@ static json_t *claims(json_t *groups, FILE *m) {
         json_object_set_new(r, "close", json_boolean(gap <= FM_CLAIM_CLOSE));
         close += gap <= FM_CLAIM_CLOSE;
         gaps += gap;
-        char shs[48] = "-", rds[48] = "-", hos[56] = "";
-        if (sh) {
-            double x = nget(sh, "score_mean");
-            json_object_set_new(r, "shuffled", json_real(x));
-            json_object_set_new(r, "beats_shuffled", json_boolean(s > x));
-            nsh++, bsh += s > x;
-            snprintf(shs, sizeof shs, "%.4f (%+.4f)", x, s - x);
-        }
-        if (rd) {
-            double x = nget(rd, "score_mean");
-            json_object_set_new(r, "random", json_real(x));
-            json_object_set_new(r, "beats_random", json_boolean(s > x));
-            nrd++, brd += s > x;
-            snprintf(rds, sizeof rds, "%.4f (%+.4f)", x, s - x);
-        }
-        if (any_head) snprintf(hos, sizeof hos, " - |");
-        if (ho) {
-            double x = nget(ho, "score_mean");
-            json_object_set_new(r, "head_only", json_real(x));
-            json_object_set_new(r, "beats_head_only", json_boolean(s > x));
-            nho++, bho += s > x;
-            snprintf(hos, sizeof hos, " %.4f (%+.4f) |", x, s - x);
-        }
+        char shs[48], rds[48], hos[48], hocol[56] = "";
+        against(r, sh, s, "shuffled", &nsh, &bsh, shs, sizeof shs);
+        against(r, rd, s, "random", &nrd, &brd, rds, sizeof rds);
+        against(r, ho, s, "head_only", &nho, &bho, hos, sizeof hos);
+        if (any_head) snprintf(hocol, sizeof hocol, " %s |", hos);
         if (!json_array_size(rows))
             fprintf(m, "\n## Claims as measured\n\n"
                        "Does a supermask over the pre-trained weights come close to full fine-tuning (gap = full - "
@@ -372,7 +370,7 @@ static json_t *claims(json_t *groups, FILE *m) {
                     FM_CLAIM_CLOSE, any_head ? ", and training the task head alone over frozen pre-trained weights" : "",
                     var, any_head ? " head only |" : "", any_head ? "---|" : "");
         fprintf(m, "| %s | %.4f | %.4f | %+.4f | %s | %s | %s |%s\n", task, f, s, gap,
-                gap <= FM_CLAIM_CLOSE ? "yes" : "no", shs, rds, hos);
+                gap <= FM_CLAIM_CLOSE ? "yes" : "no", shs, rds, hocol);
         json_array_append_new(rows, r);
     }
     size_t nt = json_array_size(rows);
