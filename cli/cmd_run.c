@@ -57,6 +57,12 @@ static void usage(FILE *f) {
             "                     its team-size/S replicas sum their gradients\n"
             "  --micro-batches M  micro-batches per replica's share of a batch in the pipeline\n"
             "                     (default: [layout] micro_batches, 1)\n"
+            "  --pipeline-schedule gpipe|1f1b  the order of the micro-batches' forwards and\n"
+            "                     backwards (default: [layout] pipeline_schedule, 1f1b): gpipe runs\n"
+            "                     every forward, then every backward, keeping M micro-batches'\n"
+            "                     activations per stage; 1f1b (with flush) alternates forwards and\n"
+            "                     backwards after a warm-up, keeping at most S. Both update once per\n"
+            "                     step and give the same results up to float rounding\n"
             "  --threads N        threads per rank (default: [layout] threads, else BLIS_NUM_THREADS...)\n"
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
@@ -307,10 +313,18 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     /* The evaluations are split over the team: each rank's dev examples. */
     by = gather_by_rank(p, pp, (uint64_t)hk->eval_examples, 1);
     if (by) json_object_set_new(c, "eval_examples_by_rank", by);
+    /* The training activations each rank held: a pipeline stage's
+     * micro-batch sets (GPipe M, 1F1B at most S - s) and their bytes. */
+    by = gather_by_rank(p, pp, (uint64_t)hk->acts_sets, 1);
+    if (by) json_object_set_new(c, "acts_sets_by_rank", by);
+    by = gather_by_rank(p, pp, (uint64_t)hk->acts_bytes, 1);
+    if (by) json_object_set_new(c, "acts_bytes_by_rank", by);
     json_object_set_new(c, "eval_share_bytes", json_integer((json_int_t)pp->share_bytes));
     json_object_set_new(c, "eval_share_seconds", json_real(pp->share_seconds));
     json_object_set_new(c, "replicas", json_integer(g->nreplicas));
     json_object_set_new(c, "stages", json_integer(g->nstages));
+    if (g->nstages > 1)
+        json_object_set_new(c, "pipeline_schedule", json_string(fm_pipe_schedule_names[p->jf->pipeline_schedule]));
     json_object_set_new(c, "team", json_integer(g->team_id));
     return c;
 }
@@ -366,7 +380,8 @@ static int job_train(const job_files *p, fm_ft_opts *o, int quiet_jobs, double t
      * norm terms and, before evaluations and writes, their tensors. */
     fm_mpi_comm mc;
     fm_mpi_comm_team(&mc, g);
-    fm_ft_hooks hk = {.comm = &mc.comm, .micro_batches = p->jf->micro_batches};
+    fm_ft_hooks hk = {
+        .comm = &mc.comm, .micro_batches = p->jf->micro_batches, .pipeline_schedule = p->jf->pipeline_schedule};
     o->hooks = &hk;
     fm_clear_error();
     if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
@@ -429,6 +444,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
 /* run's command line: its own options (the job file's overrides). */
 typedef struct {
     const char *out, *model, *data, *baseline;
+    int schedule; /* -1: the job file's */
     long long team_size, stages, threads, maxex, micro, budget;
     int quiet_jobs;
 } run_opts;
@@ -441,10 +457,10 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         {"stages", required_argument, 0, 'S'},     {"threads", required_argument, 0, 't'},
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
-        {"gather-budget", required_argument, 0, 'B'},
+        {"gather-budget", required_argument, 0, 'B'}, {"pipeline-schedule", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
     };
-    *o = (run_opts){.maxex = -1, .budget = 256LL << 20};
+    *o = (run_opts){.maxex = -1, .budget = 256LL << 20, .schedule = -1};
     optind = 0;
     opterr = 0;
     for (int ch; (ch = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
@@ -461,6 +477,10 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &o->threads); break;
         case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &o->maxex); break;
         case 'B': rc = fm_opt_long("--gather-budget", optarg, 0, 1LL << 30, &o->budget); break;
+        case 'P':
+            o->schedule = fm_opt_enum_value(fm_pipe_schedule_names, 2, optarg);
+            if (o->schedule < 0) rc = fm_fail("--pipeline-schedule: expected gpipe or 1f1b, found '%s'", optarg);
+            break;
         case 'h': usage(stdout); return 0;
         default:
             fm_fail("run: unknown or incomplete option '%s' (see finemask run --help)", argv[optind - 1]);
@@ -501,6 +521,7 @@ static int run_setup(run_ctx *c) {
     if (o->team_size) jf->team_size = (int)o->team_size;
     if (o->stages) jf->stages = (int)o->stages;
     if (o->micro) jf->micro_batches = (int)o->micro;
+    if (o->schedule >= 0) jf->pipeline_schedule = (fm_pipe_schedule)o->schedule;
     if (o->threads) jf->threads = (int)o->threads;
     if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
     if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
@@ -552,6 +573,7 @@ static json_t *run_json(const run_ctx *c) {
     json_object_set_new(layout, "replicas", json_integer(g->nreplicas));
     json_object_set_new(layout, "threads", json_integer(c->jf.threads));
     json_object_set_new(layout, "micro_batches", json_integer(c->jf.micro_batches));
+    json_object_set_new(layout, "pipeline_schedule", json_string(fm_pipe_schedule_names[c->jf.pipeline_schedule]));
     json_object_set_new(run, "layout", layout);
     json_t *jl = json_array(), *ol = json_array();
     for (int i = 0; i < c->njobs; i++) {

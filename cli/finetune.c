@@ -312,6 +312,7 @@ static int ft_config(ft_job *j, const fm_ft_opts *o) {
     c->batch = o->batch_size;
     c->seq = o->max_seq_length;
     c->micro_batches = j->hk ? j->hk->micro_batches : 1;
+    c->schedule = j->hk ? j->hk->pipeline_schedule : FM_PIPE_GPIPE;
     c->cls_only_last = 1;
     c->scale = FM_SCALE_ROWS;
     c->comm = j->comm;
@@ -338,6 +339,7 @@ static int ft_engine(ft_job *j) {
     j->ec.fill_ctx = (void *)j->c.task;
     if (fm_engine_init(&j->e, &j->c.model, &j->ec) != FM_OK) return FM_ERR;
     j->e_ready = 1;
+    if (j->hk) j->hk->acts_bytes = fm_engine_acts_bytes(&j->e, &j->hk->acts_sets);
     const fm_model *m = &j->c.model;
     const int supermask = to->mode == FM_TRAIN_SUPERMASK;
     fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",

@@ -31,6 +31,10 @@
 typedef struct fm_ft_hooks {
     const fm_comm *comm; /* NULL: one process */
     int micro_batches;   /* pipeline: micro-batches per replica's rows of a step */
+    fm_pipe_schedule pipeline_schedule; /* pipeline: GPipe or 1F1B (src/pipesched.h) */
+    /* output: the training activations this rank held (fm_engine_acts_bytes) */
+    size_t acts_bytes;
+    int acts_sets;
     int64_t eval_examples; /* output: dev examples this rank forwarded, all evaluations together */
     /* Outputs: metrics.json's object (a new reference, the caller decrefs),
      * the training loop's seconds and examples in this session, not counting

@@ -297,6 +297,10 @@ static int handler(void *user, const char *section, const char *name, const char
         ok = train_key(s, &jf->train, name, v);
     } else if (mode_index(section) >= 0) {
         ok = mode_key(s, mode_index(section), name, v);
+    } else if (!strcmp(section, "layout") && !strcmp(name, "pipeline_schedule")) {
+        int i = fm_opt_enum_value(fm_pipe_schedule_names, 2, v);
+        if (i < 0) ok = bad_name(s, name, fm_pipe_schedule_names, 2, v);
+        else jf->pipeline_schedule = (fm_pipe_schedule)i;
     } else if (!strcmp(section, "layout")) {
         long long x;
         int *dst = !strcmp(name, "team_size")       ? &jf->team_size
@@ -305,7 +309,9 @@ static int handler(void *user, const char *section, const char *name, const char
                    : !strcmp(name, "threads")       ? &jf->threads
                                                     : NULL;
         if (!dst)
-            ok = perr(s, "unknown key '%s' in section [layout] (expected team_size, stages, micro_batches or threads)",
+            ok = perr(s,
+                      "unknown key '%s' in section [layout] (expected team_size, stages, micro_batches, "
+                      "pipeline_schedule or threads)",
                       name);
         else if (parse_int(v, 1, 1 << 20, &x) != FM_OK)
             ok = perr(s, "%s: expected an integer >= 1, found '%s'", name, v);
@@ -350,6 +356,7 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     snprintf(jf->ranking, sizeof jf->ranking, "%s", fm_init_rank_names[dflt.init_rank]);
     for (int i = 0; i < 3; i++) jf->mode_lr[i] = jf->mode_epochs[i] = -1;
     jf->team_size = jf->stages = jf->micro_batches = 1;
+    jf->pipeline_schedule = FM_PIPE_1F1B;
     parse_state s = {.jf = jf};
     const char *slash = strrchr(path, '/');
     s.dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : fm_xstrdup(".");

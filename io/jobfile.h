@@ -25,6 +25,7 @@
  *                 adam_beta2 max_grad_norm dropout max_train_examples
  *                 eval_batch_size log_every shuffle
  *   [layout]      team_size stages micro_batches threads
+ *                 pipeline_schedule        gpipe or 1f1b (default 1f1b)
  *
  * Every unknown section or key, repeated key and bad value is an error
  * naming the file and the line. */
@@ -34,6 +35,7 @@
 #include <stdint.h>
 
 #include "opts.h"
+#include "pipesched.h"
 
 #define FM_JOB_MAX_LIST 64
 
@@ -76,6 +78,7 @@ typedef struct {
     char mode_weights[3][3][16];
     /* layout */
     int team_size, stages, micro_batches, threads;
+    fm_pipe_schedule pipeline_schedule;
 } fm_jobfile;
 
 /* Default hyperparameters: the table's, BERT's recipe (lr 2e-5, batch 32, 3 epochs, ...). */

@@ -33,6 +33,21 @@ int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send) {
     return FM_OK;
 }
 
+int fm_pipe_p2p_exchange(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr) {
+    fm_pipe *p = ctx;
+    int peer = p->stage + dir;
+    if (peer < 0 || peer >= p->nstages || ns > INT_MAX || nr > INT_MAX)
+        return fm_fail("pipeline: stage %d has no stage %d to exchange %zu and %zu floats with", p->stage, peer, ns,
+                       nr);
+    double t0 = MPI_Wtime();
+    int rc = MPI_Sendrecv(sbuf, (int)ns, MPI_FLOAT, peer, 0, rbuf, (int)nr, MPI_FLOAT, peer, 0, p->comm,
+                          MPI_STATUS_IGNORE);
+    p->seconds += MPI_Wtime() - t0;
+    p->bytes_sent += 4 * (uint64_t)ns;
+    if (rc != MPI_SUCCESS) return fm_fail("pipeline: exchange with stage %d failed (MPI error %d)", peer, rc);
+    return FM_OK;
+}
+
 /* Sum x[0..n) of `type` (of `size` bytes) over comm, in chunks. */
 static int sum(fm_pipe *p, MPI_Comm comm, void *x, size_t n, MPI_Datatype type, size_t size, const char *what) {
     double t0 = MPI_Wtime();

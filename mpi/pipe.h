@@ -1,7 +1,8 @@
 /* pipe.h: what the pipeline stages of a team exchange: the point-to-point
  * messages between neighbouring stages of one replica (activations forward,
- * their gradients backward), blocking MPI_Send/MPI_Recv in the synchronous
- * GPipe order; the small sums a stage needs beyond its own gradient sum (the
+ * their gradients backward), blocking MPI_Send/MPI_Recv, and MPI_Sendrecv
+ * where a stage sends to the neighbour it next receives from (the schedules
+ * of src/pipesched.h); the small sums a stage needs beyond its own gradient sum (the
  * loss and signal flags over the team, the per-tensor norm terms over the stages
  * of a replica); and the broadcasts that give every stage the tensors the
  * others own. Bytes and time are counted. Plugs into the engine's fm_comm table (comm.h). */
@@ -17,7 +18,7 @@ typedef struct {
     MPI_Comm team; /* every rank of the team (fm_grid.team) */
     int stage, nstages;
     uint64_t bytes_sent;   /* p2p: bytes this rank sent */
-    double seconds;        /* p2p: time in MPI_Send/MPI_Recv */
+    double seconds;        /* p2p: time in MPI_Send/MPI_Recv/MPI_Sendrecv */
     uint64_t sum_bytes;    /* payload bytes of this rank's sums (fm_pipe_team_sum, fm_pipe_stages_sum) */
     uint64_t sum_calls;
     double sum_seconds;
@@ -30,6 +31,10 @@ typedef struct {
 void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team);
 /* fm_comm.p2p: dir +1 the next stage, -1 the previous one. */
 int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send);
+/* fm_comm.p2p_exchange: send sbuf[0..ns) to neighbour dir and receive
+ * rbuf[0..nr) from it at once (MPI_Sendrecv), so that two neighbours
+ * sending to each other never both wait in a send. */
+int fm_pipe_p2p_exchange(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr);
 /* fm_comm.team_sum: sum x[0..n) in place over the team (blocking). */
 int fm_pipe_team_sum(void *ctx, float *x, size_t n);
 /* Sum x[0..n) doubles in place over the team (blocking). */

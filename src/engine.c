@@ -41,6 +41,13 @@ fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb) {
     return e->s->acts;
 }
 
+size_t fm_engine_acts_bytes(const fm_engine *e, int *sets) {
+    const fm_strategy *s = e->s;
+    const int own = s->acts_sets > 0;
+    if (sets) *sets = own ? s->acts_sets : s->acts != NULL;
+    return own ? s->acts_bytes : s->acts ? fm_acts_bytes(s->acts) : 0;
+}
+
 int fm_engine_share_rows(const fm_engine *e) {
     const int R = e->c.comm ? e->c.comm->nreplicas : 1;
     return (e->c.batch + R - 1) / R;

@@ -25,8 +25,9 @@
  *   replicas   data-parallel replicas: rows split by replica, the backward
  *              layer by layer with each layer's gradients summed as soon as
  *              they are complete (bucketed, overlapped; strat_replicas.c)
- *   pipeline   pipeline stages (and replicas of each stage): GPipe over
- *              micro-batches, activations passed with p2p (strat_pipeline.c)
+ *   pipeline   pipeline stages (and replicas of each stage): GPipe or 1F1B
+ *              with flush over micro-batches (pipesched.h), activations
+ *              passed with p2p (strat_pipeline.c)
  *
  * src/ calls no MPI: mpi/ fills an fm_comm with its functions (mpi/comm.h).
  * Results do not depend on the strategy beyond float summation order of the
@@ -39,6 +40,7 @@
 
 #include "dataset.h"
 #include "model.h"
+#include "pipesched.h"
 #include "train.h"
 
 /* The communication of one team (the ranks that run one job): replica
@@ -59,6 +61,9 @@ typedef struct fm_comm {
     /* Pipeline: send (send = 1) or receive n floats to or from the
      * neighbouring stage (dir +1 the next, -1 the previous). */
     int (*p2p)(void *ctx, int dir, float *buf, size_t n, int send);
+    /* Pipeline: send sbuf[0..ns) to the neighbouring stage dir and receive
+     * rbuf[0..nr) from it, both at once (neither waits for the other). */
+    int (*p2p_exchange)(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr);
     /* Sum n floats in place over the whole team (blocking). */
     int (*team_sum)(void *ctx, float *x, size_t n);
     /* Sum n doubles in place over the stages of this replica (blocking). */
@@ -94,6 +99,7 @@ typedef struct {
     int batch;              /* rows of a whole step (every replica together) */
     int seq;                /* tokens per row at most */
     int micro_batches;      /* pipeline: micro-batches per replica's share */
+    fm_pipe_schedule schedule; /* pipeline: their order (pipesched.h) */
     int cls_only_last;      /* fm_pass.cls_only_last of training passes */
     fm_scale scale;
     /* The training data and how rows become a batch. */
@@ -163,6 +169,10 @@ int fm_engine_sparsity(fm_engine *e, fm_sparsity *sp);
  * this process's rows of a step (fm_engine_share_rows), for a caller's own
  * forward passes between steps (an evaluation); NULL on a pipeline stage. */
 fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb);
+/* Bytes of the training activations this process holds (the strategy's:
+ * a batch's over the whole model, or a pipeline stage's micro-batch sets),
+ * and in *sets (may be NULL) how many sets. */
+size_t fm_engine_acts_bytes(const fm_engine *e, int *sets);
 /* The most rows of a step one replica computes. */
 int fm_engine_share_rows(const fm_engine *e);
 

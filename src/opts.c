@@ -13,6 +13,7 @@ const char *const fm_train_mode_names[3] = {"full", "freeze", "supermask"};
 const char *const fm_weights_names[3] = {"pretrained", "shuffled", "random"};
 const char *const fm_ste_names[2] = {"sigmoid", "identity"};
 const char *const fm_init_rank_names[2] = {"global", "tensor"};
+const char *const fm_pipe_schedule_names[2] = {"gpipe", "1f1b"};
 
 /* Per kind: how a default is set, the descriptor's kind, default and names. */
 #define FM_OPT_SETDEF_STR(o, f, d) (o)->f = d;

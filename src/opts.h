@@ -45,6 +45,8 @@ extern const char *const fm_train_mode_names[3];
 extern const char *const fm_weights_names[3];
 extern const char *const fm_ste_names[2];
 extern const char *const fm_init_rank_names[2];
+/* fm_pipe_schedule (pipesched.h): a pipeline's order of forwards and backwards. */
+extern const char *const fm_pipe_schedule_names[2];
 
 #define FM_OPT_RESUME 1u
 #define FM_OPT_NODEF 2u

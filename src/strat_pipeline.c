@@ -2,9 +2,14 @@
  * rank is stage s of S of its replica and holds encoder layers
  * [L*s/S, L*(s+1)/S) (stage 0 also the embeddings, the last also the pooler
  * and heads; fm_layout_stage). Its replica's rows of a step are cut into M
- * micro-batches that go through a synchronous GPipe schedule: every forward,
- * then every backward in reverse, then the update; activations and their
- * gradients travel with fm_comm.p2p. A stage owns the tensors it holds (and
+ * micro-batches that go through a synchronous schedule (pipesched.h): GPipe
+ * (every forward, then every backward in reverse) or 1F1B with flush
+ * (warm-up forwards, then one forward and one backward in turn, then the
+ * last backwards), then the update; activations and their gradients travel
+ * with fm_comm.p2p, and with p2p_exchange where a stage sends to the
+ * neighbour it next receives from. A stage allocates as many micro-batch
+ * activation sets as its schedule keeps alive (GPipe M, 1F1B at most S-s)
+ * and uses them as a ring. A stage owns the tensors it holds (and
  * their nu and moments): the gradient sums cover only those, over the
  * replicas of the stage, per layer as the last backward completes it; the
  * loss and signal flags are summed over the team; the update covers only the
@@ -16,91 +21,153 @@
 #include <stdlib.h>
 
 #include "fm.h"
+#include "pipesched.h"
 #include "strategy.h"
 
 typedef struct {
     fm_strategy s;
     int M, l0, l1;
-    fm_acts **acts;    /* [M] micro-batch k's activations of this stage's layers */
-    fm_batch_buf *mbb; /* [M] */
-    float *xa, *xb;    /* (micro-batch rows, T, H) */
+    fm_pipe_schedule sch;
+    int sets;          /* activation sets: the schedule's ring (fm_pipe_sched_sets) */
+    fm_acts **acts;    /* [sets] micro-batch j's activations of this stage's layers in slot j % sets */
+    fm_batch_buf *mbb; /* [sets] */
+    float *x[2];       /* (micro-batch rows, T, H): an op's input and output, in turns */
+    fm_pipe_op *ops;   /* [2M] this step's schedule */
+    int *mk;           /* [M] the micro-batches with rows, in order */
 } pipeline;
 
-/* This stage's share of the step for its replica's rows e->rows[0..nr)
- * (global indices e->lo.. within the step): the backward of the first
- * micro-batch with rows (the last one run) goes layer by layer, and the
- * gradients of each layer this stage holds are summed over the replicas of
- * the stage as soon as they are complete. */
-static int pipe_step(fm_strategy *st, fm_engine *e, fm_step_out *out) {
-    pipeline *p = (pipeline *)st;
+/* A stage's way through one step's ops: the output held back to go with
+ * the next op's receive (pipesched.h), and the loss of the last stage. */
+typedef struct {
+    const float *pend;
+    size_t pend_n;
+    double loss;
+} pipe_run;
+
+/* Op o's input into in[0..n): received from its neighbour, in one exchange
+ * with the held-back output when there is one; nothing when o makes its own. */
+static int op_input(const fm_comm *cm, pipe_run *r, const fm_pipe_op *o, float *in, size_t n) {
+    if (!o->recv) return FM_OK;
+    const float *pend = r->pend;
+    r->pend = NULL;
+    if (pend) return cm->p2p_exchange(cm->ctx, o->recv, pend, r->pend_n, in, n);
+    return cm->p2p(cm->ctx, o->recv, in, n, 0);
+}
+
+/* Op o's output out[0..n) to its neighbour, now or with the next receive. */
+static int op_output(const fm_comm *cm, pipe_run *r, const fm_pipe_op *o, float *out, size_t n) {
+    if (!o->send) return FM_OK;
+    if (o->send_later) {
+        r->pend = out;
+        r->pend_n = n;
+        return FM_OK;
+    }
+    return cm->p2p(cm->ctx, o->send, out, n, 1);
+}
+
+/* Rows [*a, *b) of this replica's nr rows are micro-batch k's. */
+static void mb_rows(int nr, int M, int k, int *a, int *b) {
+    *a = nr * k / M;
+    *b = nr * (k + 1) / M;
+}
+
+/* The forward of o's micro-batch (the j-th with rows) in ring slot j % sets. */
+static int pipe_forward(pipeline *p, fm_engine *e, pipe_run *r, const fm_pipe_op *o, float *in, float *out) {
     fm_model *m = e->m;
     const fm_comm *cm = e->c.comm;
-    const int L = m->cfg.num_hidden_layers, S = cm->nstages, s = cm->stage, M = p->M;
-    const int l0 = p->l0, l1 = p->l1, H = m->cfg.hidden_size, nr = e->nrows;
-    const float scale = (float)(1.0 / e->nb);
+    const int S = cm->nstages, s = cm->stage, slot = o->k % p->sets;
     const fm_pass pass = fm_engine_pass(e);
-    float *xa = p->xa, *xb = p->xb;
-    double loss = 0;
-    /* The first micro-batch with rows: the last of the backward. */
-    int kfin = -1;
-    for (int k = 0; k < M && kfin < 0; k++)
-        if (nr * (k + 1) / M > nr * k / M) kfin = k;
-    for (int k = 0; k < M; k++) {
-        int a = nr * k / M, b = nr * (k + 1) / M;
-        if (b == a) continue;
-        fm_engine_fill(e, &p->mbb[k], e->rows + a, b - a, e->lo + a);
-        fm_batch *bt = &p->mbb[k].b;
-        size_t n = (size_t)bt->B * bt->T * H;
-        if (s == 0) fm_embed_forward(m, p->acts[k], bt, &pass, xa);
-        else if (cm->p2p(cm->ctx, -1, xa, n, 0) != FM_OK) return FM_ERR;
-        fm_encoder_forward(m, p->acts[k], bt, &pass, l0, l1, xa, xb);
-        if (s == S - 1) loss += fm_head_forward(m, p->acts[k], bt, &pass, xb, NULL);
-        else if (cm->p2p(cm->ctx, +1, xb, n, 1) != FM_OK) return FM_ERR;
+    int a, b;
+    mb_rows(e->nrows, p->M, p->mk[o->k], &a, &b);
+    fm_engine_fill(e, &p->mbb[slot], e->rows + a, b - a, e->lo + a);
+    fm_batch *bt = &p->mbb[slot].b;
+    const size_t n = (size_t)bt->B * bt->T * m->cfg.hidden_size;
+    if (s == 0) fm_embed_forward(m, p->acts[slot], bt, &pass, in);
+    else if (op_input(cm, r, o, in, n) != FM_OK) return FM_ERR;
+    fm_encoder_forward(m, p->acts[slot], bt, &pass, p->l0, p->l1, in, out);
+    if (s == S - 1) r->loss += fm_head_forward(m, p->acts[slot], bt, &pass, out, NULL);
+    else if (op_output(cm, r, o, out, n) != FM_OK) return FM_ERR;
+    return FM_OK;
+}
+
+/* The backward of o's micro-batch. The last one of the step (fin) goes
+ * layer by layer (the same arithmetic), and the gradients of each layer
+ * this stage holds are summed over the replicas of the stage as soon as
+ * they are complete. */
+static int pipe_backward(pipeline *p, fm_engine *e, pipe_run *r, const fm_pipe_op *o, int fin, float *in,
+                         float *out) {
+    fm_model *m = e->m;
+    const fm_comm *cm = e->c.comm;
+    const int L = m->cfg.num_hidden_layers, S = cm->nstages, s = cm->stage, slot = o->k % p->sets;
+    const fm_pass pass = fm_engine_pass(e);
+    fm_acts *ac = p->acts[slot];
+    fm_batch *bt = &p->mbb[slot].b;
+    const size_t n = (size_t)bt->B * bt->T * m->cfg.hidden_size;
+    if (s == S - 1) {
+        fm_head_backward(m, ac, bt, &pass, (float)(1.0 / e->nb), in);
+        if (fin && fm_engine_sum_layer(e, L) != FM_OK) return FM_ERR;
+    } else if (op_input(cm, r, o, in, n) != FM_OK) {
+        return FM_ERR;
     }
-    for (int k = M - 1; k >= 0; k--) {
-        int a = nr * k / M, b = nr * (k + 1) / M;
-        if (b == a) continue;
-        const int fin = k == kfin;
-        fm_batch *bt = &p->mbb[k].b;
-        size_t n = (size_t)bt->B * bt->T * H;
-        if (s == S - 1) {
-            fm_head_backward(m, p->acts[k], bt, &pass, scale, xa);
-            if (fin && fm_engine_sum_layer(e, L) != FM_OK) return FM_ERR;
-        } else if (cm->p2p(cm->ctx, +1, xa, n, 0) != FM_OK) {
-            return FM_ERR;
+    float *dx = out;
+    if (!fin) {
+        fm_encoder_backward(m, ac, bt, &pass, p->l0, p->l1, in, out);
+    } else {
+        float *dout = in, *din = out;
+        for (int l = p->l1 - 1; l >= p->l0; l--) {
+            fm_encoder_backward(m, ac, bt, &pass, l, l + 1, dout, din);
+            float *t = dout;
+            dout = din;
+            din = t;
+            if (fm_engine_sum_layer(e, l) != FM_OK) return FM_ERR;
+            if (cm->progress) cm->progress(cm->ctx);
         }
-        float *dx = xb;
-        if (!fin) {
-            fm_encoder_backward(m, p->acts[k], bt, &pass, l0, l1, xa, xb);
-        } else {
-            /* layer by layer (the same arithmetic), each layer's sum started at once */
-            float *dout = xa, *din = xb;
-            for (int l = l1 - 1; l >= l0; l--) {
-                fm_encoder_backward(m, p->acts[k], bt, &pass, l, l + 1, dout, din);
-                float *t = dout;
-                dout = din;
-                din = t;
-                if (fm_engine_sum_layer(e, l) != FM_OK) return FM_ERR;
-                if (cm->progress) cm->progress(cm->ctx);
-            }
-            dx = dout;
-        }
-        if (s == 0) {
-            fm_embed_backward(m, p->acts[k], bt, &pass, dx);
-            if (fin && fm_engine_sum_layer(e, -1) != FM_OK) return FM_ERR;
-        } else if (cm->p2p(cm->ctx, -1, dx, n, 1) != FM_OK) {
-            return FM_ERR;
-        }
+        dx = dout;
     }
-    if (kfin < 0) {
+    if (s == 0) {
+        fm_embed_backward(m, ac, bt, &pass, dx);
+        if (fin && fm_engine_sum_layer(e, -1) != FM_OK) return FM_ERR;
+        return FM_OK;
+    }
+    return op_output(cm, r, o, dx, n);
+}
+
+/* This stage's share of the step for its replica's rows e->rows[0..nr)
+ * (global indices e->lo.. within the step): the micro-batches with rows go
+ * through the schedule's ops (pipesched.h), each op taking its input in one
+ * of two buffers and leaving its output in the other; the gradients of each
+ * layer are summed over the replicas as the step's last backward completes
+ * them. */
+static int pipe_step(fm_strategy *st, fm_engine *e, fm_step_out *out) {
+    pipeline *p = (pipeline *)st;
+    const fm_comm *cm = e->c.comm;
+    const int L = e->m->cfg.num_hidden_layers, S = cm->nstages, s = cm->stage;
+    int nk = 0;
+    for (int k = 0; k < p->M; k++) {
+        int a, b;
+        mb_rows(e->nrows, p->M, k, &a, &b);
+        if (b > a) p->mk[nk++] = k;
+    }
+    pipe_run r = {0};
+    if (nk > 0) {
+        fm_pipe_sched_ops(p->sch, S, s, nk, p->ops);
+        for (int i = 0; i < 2 * nk; i++) {
+            const fm_pipe_op *o = &p->ops[i];
+            /* the input goes where the held-back output is not */
+            float *in = r.pend == p->x[0] ? p->x[1] : p->x[0], *o_out = in == p->x[0] ? p->x[1] : p->x[0];
+            int rc = o->backward ? pipe_backward(p, e, &r, o, i == 2 * nk - 1, in, o_out)
+                                 : pipe_forward(p, e, &r, o, in, o_out);
+            if (rc != FM_OK) return FM_ERR;
+        }
+    } else {
         /* No rows on this replica: its zeros join the sums, in the same order. */
         if (s == S - 1 && fm_engine_sum_layer(e, L) != FM_OK) return FM_ERR;
-        for (int l = l1 - 1; l >= l0; l--)
+        for (int l = p->l1 - 1; l >= p->l0; l--)
             if (fm_engine_sum_layer(e, l) != FM_OK) return FM_ERR;
         if (s == 0 && fm_engine_sum_layer(e, -1) != FM_OK) return FM_ERR;
     }
     if (cm->sum_wait(cm->ctx) != FM_OK) return FM_ERR;
-    float extra[3] = {(float)loss, (float)out->term, (float)out->usr1};
+    float extra[3] = {(float)r.loss, (float)out->term, (float)out->usr1};
     if (cm->team_sum(cm->ctx, extra, 3) != FM_OK) return FM_ERR;
     out->loss = extra[0] / e->nb;
     out->term = extra[1];
@@ -189,27 +256,59 @@ static int pipe_sync(fm_strategy *st, fm_engine *e, fm_sync_what what) {
 
 static void pipe_destroy(fm_strategy *st) {
     pipeline *p = (pipeline *)st;
-    for (int k = 0; k < p->M; k++) {
+    for (int k = 0; k < p->sets; k++) {
         if (p->acts[k]) fm_acts_free(p->acts[k]);
         fm_batch_buf_free(&p->mbb[k]);
     }
     free(p->acts);
     free(p->mbb);
-    fm_free_aligned(p->xa);
-    fm_free_aligned(p->xb);
+    free(p->ops);
+    free(p->mk);
+    fm_free_aligned(p->x[0]);
+    fm_free_aligned(p->x[1]);
     free(p);
+}
+
+/* The schedule's buffers: as many activation and batch sets as it keeps
+ * micro-batches alive (GPipe M, 1F1B at most S - s), each for the largest
+ * micro-batch of a replica's share over this stage's layers, and the two
+ * buffers the ops pass between them. */
+static void pipe_alloc(pipeline *p, const fm_engine *e) {
+    const fm_comm *cm = e->c.comm;
+    const fm_config *cfg = &e->m->cfg;
+    const int M = p->M, mb = (fm_engine_share_rows(e) + M - 1) / M;
+    p->sets = fm_pipe_sched_sets(p->sch, cm->nstages, cm->stage, M);
+    p->acts = fm_xcalloc((size_t)p->sets, sizeof *p->acts);
+    p->mbb = fm_xcalloc((size_t)p->sets, sizeof *p->mbb);
+    p->s.acts_sets = p->sets;
+    p->s.acts_bytes = 0;
+    for (int k = 0; k < p->sets; k++) {
+        p->acts[k] = fm_acts_new(cfg, mb, e->c.seq, p->l0, p->l1);
+        fm_batch_buf_alloc(&p->mbb[k], mb, e->c.seq);
+        p->s.acts_bytes += fm_acts_bytes(p->acts[k]);
+    }
+    for (int i = 0; i < 2; i++) p->x[i] = fm_xalloc_floats((size_t)mb * e->c.seq * cfg->hidden_size);
+    p->ops = fm_xcalloc(2 * (size_t)M, sizeof *p->ops);
+    p->mk = fm_xcalloc((size_t)M, sizeof *p->mk);
+    fm_debug("pipeline stage %d of %d: %s over %d micro-batches of up to %d rows: %d activation sets, %zu bytes",
+             cm->stage, cm->nstages, p->sch == FM_PIPE_1F1B ? "1F1B" : "GPipe", M, mb, p->sets, p->s.acts_bytes);
 }
 
 fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     const fm_comm *cm = e->c.comm;
     fm_model *m = e->m;
     const int L = m->cfg.num_hidden_layers, S = cm->nstages, M = e->c.micro_batches;
-    if (!cm->sum_start || !cm->sum_wait || !cm->p2p || !cm->team_sum || !cm->stages_sum || !cm->bcast) {
-        fm_fail("pipeline stages: the caller gave no p2p, team_sum, stages_sum or bcast");
+    if (!cm->sum_start || !cm->sum_wait || !cm->p2p || !cm->p2p_exchange || !cm->team_sum || !cm->stages_sum ||
+        !cm->bcast) {
+        fm_fail("pipeline stages: the caller gave no p2p, p2p_exchange, team_sum, stages_sum or bcast");
         return NULL;
     }
     if (M < 1 || M > e->c.batch) {
         fm_fail("micro_batches %d: expected 1 to the batch size %d", M, e->c.batch);
+        return NULL;
+    }
+    if (e->c.schedule != FM_PIPE_GPIPE && e->c.schedule != FM_PIPE_1F1B) {
+        fm_fail("pipeline schedule %d: expected GPipe or 1F1B", (int)e->c.schedule);
         return NULL;
     }
     if (e->c.scale != FM_SCALE_ROWS) {
@@ -234,17 +333,9 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     p->s.sparsity = pipe_sparsity;
     p->s.destroy = pipe_destroy;
     p->M = M;
+    p->sch = e->c.schedule;
     p->l0 = L * cm->stage / S;
     p->l1 = L * (cm->stage + 1) / S;
-    /* the largest micro-batch of a replica's share */
-    const int mb = (fm_engine_share_rows(e) + M - 1) / M;
-    p->acts = fm_xcalloc((size_t)M, sizeof *p->acts);
-    p->mbb = fm_xcalloc((size_t)M, sizeof *p->mbb);
-    for (int k = 0; k < M; k++) {
-        p->acts[k] = fm_acts_new(&m->cfg, mb, e->c.seq, p->l0, p->l1);
-        fm_batch_buf_alloc(&p->mbb[k], mb, e->c.seq);
-    }
-    p->xa = fm_xalloc_floats((size_t)mb * e->c.seq * m->cfg.hidden_size);
-    p->xb = fm_xalloc_floats((size_t)mb * e->c.seq * m->cfg.hidden_size);
+    pipe_alloc(p, e);
     return &p->s;
 }

@@ -21,6 +21,10 @@ struct fm_strategy {
      * process's rows of a step, or NULL (a pipeline stage) */
     fm_acts *acts;
     fm_batch_buf *bb;
+    /* a pipeline stage's activations for training: how many micro-batch
+     * sets and their bytes (0: just acts above) */
+    int acts_sets;
+    size_t acts_bytes;
     void (*destroy)(fm_strategy *s);
 };
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Layout invariance: the same jobs (a supermask and a full fine-tuning on a
 # generated task, tiny random BERT) on 1 rank, on 2 data-parallel replicas, on
-# 2 pipeline stages (2 micro-batches) and on 2 replicas x 2 stages (3
-# micro-batches) give the same metrics and log losses (to 1e-5) and masks
-# that differ in at most 1e-4 of their entries; the same layout twice gives
-# byte-identical run directories and science; rank 0's communication per step is
+# 2 pipeline stages (4 micro-batches) and on 2 replicas x 2 stages (3
+# micro-batches), each pipeline under the GPipe and the 1F1B schedule, give
+# the same metrics and log losses (to 1e-5) and masks that differ in at most
+# 1e-4 of their entries; the same layout twice (2 replicas; 2 stages with
+# 1F1B) gives byte-identical run directories (and science); a pipeline stage
+# holds as many micro-batches' activations as its schedule keeps alive (GPipe
+# M; 1F1B min(S-s, M), never more than S, and at most S/M of GPipe's bytes); rank 0's communication per step is
 # what the layout says: a pipeline stage sums the gradients of the layers it
 # holds only; and the evaluations are split over the team's ranks (each
 # forwards a share of the dev batches, together exactly what 1 rank forwards).
@@ -41,8 +44,16 @@ mpi=("$mpiexec" --oversubscribe --bind-to none)
 "$bin" -q run "$work/job.ini" --out "$work/r1"
 "${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/r2" --team-size 2
 "${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/r2b" --team-size 2
-"${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/s2" --team-size 2 --stages 2 --micro-batches 2
-"${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/q4" --team-size 4 --stages 2 --micro-batches 3
+"${mpi[@]}" -n 2 "$bin" -q run "$work/job.ini" --out "$work/s2" --team-size 2 --stages 2 --micro-batches 4 \
+  --pipeline-schedule gpipe
+"${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/q4" --team-size 4 --stages 2 --micro-batches 3 \
+  --pipeline-schedule gpipe
+# 1F1B, the default (the job file's [layout] key for the 2-stage run)
+cp "$work/job.ini" "$work/job1f1b.ini"
+echo "pipeline_schedule = 1f1b" >> "$work/job1f1b.ini"
+"${mpi[@]}" -n 2 "$bin" -q run "$work/job1f1b.ini" --out "$work/s2f" --team-size 2 --stages 2 --micro-batches 4
+"${mpi[@]}" -n 2 "$bin" -q run "$work/job1f1b.ini" --out "$work/s2fb" --team-size 2 --stages 2 --micro-batches 4
+"${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/q4f" --team-size 4 --stages 2 --micro-batches 3
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys, numpy as np
@@ -54,7 +65,8 @@ def st(path):
     return {k: np.frombuffer(d[v['data_offsets'][0]:v['data_offsets'][1]], dtype=np.uint8)
             for k, v in h.items() if k != '__metadata__' and v['dtype'] == 'U8'}
 bad = 0
-for lay, what in [('r2', '2 replicas'), ('s2', '2 stages'), ('q4', '2 replicas x 2 stages')]:
+for lay, what in [('r2', '2 replicas'), ('s2', '2 stages'), ('q4', '2 replicas x 2 stages'),
+                  ('s2f', '2 stages 1F1B'), ('q4f', '2 replicas x 2 stages 1F1B')]:
     for job in ['SST-2.supermask.s30.seed7', 'SST-2.full.seed7']:
         a = json.load(open(f'{w}/r1/{job}/metrics.json')); b = json.load(open(f'{w}/{lay}/{job}/metrics.json'))
         for k in ['score', 'final_loss', 'steps']:
@@ -105,7 +117,7 @@ def stage(k, S): return 0 if layer(k) < 0 else S - 1 if layer(k) >= L else max(s
 glob = 'embeddings.*_embeddings.weight,encoder.layer.*.attention.self.*.weight,encoder.layer.*.dense.weight,pooler.dense.weight'
 masked = {k for k in ten if any(fnmatch.fnmatchcase(k, g) for g in glob.split(','))}
 bad = 0
-for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2)]:
+for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2), ('s2f', 1, 2), ('q4f', 2, 2)]:
     for job in ['SST-2.full.seed7', 'SST-2.supermask.s30.seed7']:
         c = json.load(open(f'{w}/{lay}/{job}/compute.json')); steps = json.load(open(f'{w}/{lay}/{job}/metrics.json'))['steps']
         want = []
@@ -133,9 +145,39 @@ for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2)]:
         print(f'{lay}: {job}: dev examples forwarded per rank {ev} ({evals} evaluation(s) of 48)')
 sys.exit(bad)
 PY
+# Activation sets per stage (compute.json, every rank's in team rank order
+# replica x S + stage): GPipe keeps all M micro-batches' activations, 1F1B
+# min(S - s, M) of them (at most S), and so at most S/M of GPipe's bytes.
+/usr/bin/python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+bad = 0
+def acts(lay):
+    c = json.load(open(f'{w}/{lay}/SST-2.full.seed7/compute.json'))
+    return c.get('acts_sets_by_rank'), c.get('acts_bytes_by_rank'), c.get('pipeline_schedule')
+for lay, R, S, M, sch, gp in [('s2', 1, 2, 4, 'gpipe', None), ('q4', 2, 2, 3, 'gpipe', None),
+                             ('s2f', 1, 2, 4, '1f1b', 's2'), ('q4f', 2, 2, 3, '1f1b', 'q4')]:
+    sets, nbytes, got = acts(lay)
+    want = [M if sch == 'gpipe' else min(S - r % S, M) for r in range(R * S)]
+    print(f'{lay}: {got}, activation sets per rank {sets}, bytes {nbytes}')
+    if got != sch or sets != want:
+        print(f'FAIL {lay}: schedule {got}, activation sets per rank {sets}; expected {sch}, {want}'); bad = 1
+    if sch == '1f1b' and (not sets or max(sets) > S):
+        print(f'FAIL {lay}: 1F1B holds more than S = {S} activation sets'); bad = 1
+    if gp:
+        g = acts(gp)[1]
+        for r in range(R * S):
+            if nbytes[r] * M > S * g[r]:
+                print(f'FAIL {lay}: rank {r} holds {nbytes[r]} bytes of activations, GPipe {g[r]}: more than S/M'); bad = 1
+        print(f'{lay}: 1F1B / GPipe activation bytes per rank: {[round(a / b, 3) for a, b in zip(nbytes, g)]} (S/M = {S / M:.3f})')
+sys.exit(bad)
+PY
 # Same layout twice: every deterministic file byte-identical.
 diff -r -x compute.json -x run.json -x 'report*' -x '*.csv' -x 'fig*' "$work/r2" "$work/r2b" \
   || { echo "FAIL: two runs of the same layout differ"; exit 1; }
+diff -r -x compute.json -x run.json -x 'report*' -x '*.csv' -x 'fig*' "$work/s2f" "$work/s2fb" \
+  || { echo "FAIL: two runs of 2 stages under 1F1B differ"; exit 1; }
+cmp "$work/s2f/report/science.json" "$work/s2fb/report/science.json" || { echo "FAIL: science differs (1F1B)"; exit 1; }
 cmp "$work/r2/report/science.json" "$work/r2b/report/science.json" || { echo "FAIL: science differs"; exit 1; }
 # 1 rank and 2 replicas: the same science up to float rounding (every number
 # within 1e-5, relative to its size where that is above 1: an L1 distance sums

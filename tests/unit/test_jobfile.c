@@ -77,6 +77,7 @@ static const char *full_text =
     "team_size = 4\n"
     "stages = 2\n"
     "micro_batches = 8\n"
+    "pipeline_schedule = gpipe\n"
     "threads = 3\n";
 
 static void test_parse_all_keys(void **state) {
@@ -121,6 +122,7 @@ static void test_parse_all_keys(void **state) {
     assert_int_equal(jf.team_size, 4);
     assert_int_equal(jf.stages, 2);
     assert_int_equal(jf.micro_batches, 8);
+    assert_int_equal(jf.pipeline_schedule, FM_PIPE_GPIPE);
     assert_int_equal(jf.threads, 3);
 
     fm_job *jobs;
@@ -163,6 +165,8 @@ static void test_defaults_and_name(void **state) {
     assert_true(jf.sparsities[0] == 0);
     assert_int_equal(jf.team_size, 1);
     assert_int_equal(jf.stages, 1);
+    assert_int_equal(jf.micro_batches, 1);
+    assert_int_equal(jf.pipeline_schedule, FM_PIPE_1F1B);
     assert_true(jf.train.lr == 2e-5);
     assert_int_equal(jf.train.batch_size, 32);
     assert_true(jf.train.epochs == 3);
@@ -219,6 +223,9 @@ static void test_errors(void **state) {
     expect_error(HEAD "[train]\nepochs=\n", ":8: epochs: empty value");
     expect_error(HEAD "[layout]\nteam_size=0\n", ":8: team_size: expected an integer >= 1");
     expect_error(HEAD "[layout]\nnodes=2\n", ":8: unknown key 'nodes' in section [layout]");
+    expect_error(HEAD "[layout]\npipeline_schedule=1F1B\n", ":8: pipeline_schedule: expected gpipe or 1f1b, found '1F1B'");
+    expect_error(HEAD "[layout]\npipeline_schedule=1f1b\npipeline_schedule=gpipe\n",
+                 ":9: key 'pipeline_schedule' given twice");
     expect_error(HEAD "[layout\nthreads=2\n", ":7: expected [section], key = value or a comment");
     expect_error(HEAD "this is not a key\n", ":7: expected [section], key = value or a comment");
     {
