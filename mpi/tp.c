@@ -198,7 +198,11 @@ static int block_of(int n, int unit, int P) {
 }
 
 fm_tp_layer *fm_tp_layer_new(const fm_tp_grid *g, const fm_config *c, int B, int T) {
-    assert(c->num_attention_heads >= g->size);
+    if (c->num_attention_heads < g->size) {
+        fm_fail("tensor parallelism over %d ranks: the model has %d attention heads, fewer than the ranks",
+                g->size, c->num_attention_heads);
+        return NULL;
+    }
     fm_tp_layer *L = fm_xcalloc(1, sizeof *L);
     L->g = g;
     L->cfg = *c;

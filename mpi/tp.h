@@ -95,7 +95,8 @@ typedef enum {
 typedef struct fm_tp_layer fm_tp_layer;
 
 /* A tensor-parallel encoder layer of config c over g, for batches up to
- * (B, T): parameters and gradients (zeroed) of its share, activations. */
+ * (B, T): parameters and gradients (zeroed) of its share, activations.
+ * NULL with a message (fm_last_error) when g has more ranks than c heads. */
 fm_tp_layer *fm_tp_layer_new(const fm_tp_grid *g, const fm_config *c, int B, int T);
 void fm_tp_layer_free(fm_tp_layer *L);
 /* Its parameters and gradients (pointers into the layer). */

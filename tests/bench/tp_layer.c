@@ -164,12 +164,17 @@ int main(int argc, char **argv) {
     fm_tp_grid g;
     fm_tp_grid_init(&g, MPI_COMM_WORLD);
     fm_tp_layer *L = fm_tp_layer_new(&g, &c, B, T);
+    if (!L) {
+        if (rank == 0) fprintf(stderr, "bench_tp_layer: %s\n", fm_last_error());
+        MPI_Abort(MPI_COMM_WORLD, 2);
+    }
     fm_tp_layer_scatter(L, &m.w.layer[0]);
     fm_tp_layer_set_sum(L, FM_TP_PSGEMM); /* allocates psgemm's buffer; set per round below */
 
     double *t1 = calloc((size_t)reps, sizeof *t1), *tP = calloc((size_t)reps, sizeof *tP);
     double *tar = calloc((size_t)reps, sizeof *tar), *tpg = calloc((size_t)reps, sizeof *tpg);
     double sent_ar = 0, sent_pg = 0;
+    double *sar = calloc((size_t)reps, sizeof *sar), *spg = calloc((size_t)reps, sizeof *spg);
     fm_tp_counters c0, c1;
     fm_tp_layer_counters(L, &c0);
     for (int r = -1; r < reps; r++) { /* round -1 warms up */
@@ -188,12 +193,17 @@ int main(int argc, char **argv) {
         for (int how = 0; how < 2; how++) {
             fm_tp_layer_set_sum(L, how ? FM_TP_PSGEMM : FM_TP_ALLREDUCE);
             MPI_Barrier(MPI_COMM_WORLD);
+            fm_tp_counters k0, k1;
+            fm_tp_layer_counters(L, &k0);
             double s0 = sent, t0 = MPI_Wtime();
             fm_tp_layer_forward(L, &batch, &pass, 0, x, y);
             fm_tp_layer_backward(L, &batch, &pass, 0, dy, dx);
             double t = MPI_Wtime() - t0, s = sent - s0;
             PMPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            fm_tp_layer_counters(L, &k1);
+            double ts = k1.seconds - k0.seconds; /* rank 0's time in the sums */
             if (r >= 0) (how ? tpg : tar)[r] = t;
+            if (r >= 0) (how ? spg : sar)[r] = ts;
             if (r == 0) *(how ? &sent_pg : &sent_ar) = s;
             if (r == -1 && how == 0) fm_tp_layer_counters(L, &c1);
         }
@@ -216,6 +226,8 @@ int main(int argc, char **argv) {
         if (one_pt) printf("  one rank, %d threads    %8.4f s  (%.4f)\n", size, mP, tP[0]);
         printf("  tp %d, allreduce        %8.4f s  (%.4f)\n", size, mar, tar[0]);
         printf("  tp %d, psgemm + bcast   %8.4f s  (%.4f)\n", size, mpg, tpg[0]);
+        printf("rank 0's time inside the sums, medians: allreduce %.4f s, psgemm + bcast %.4f s\n", median(sar, reps),
+               median(spg, reps));
         printf("ratios of medians: tp-allreduce / one-1t %.3f; tp-psgemm / tp-allreduce %.3f\n", mar / m1, mpg / mar);
         if (one_pt) printf("ratio of medians: tp-allreduce / one-%dt %.3f\n", size, mar / mP);
         printf("sums per layer step: %llu of %llu bytes each (payload %.2f MiB per rank)\n",
@@ -240,6 +252,8 @@ int main(int argc, char **argv) {
     free(tP);
     free(tar);
     free(tpg);
+    free(sar);
+    free(spg);
     fm_tp_layer_free(L);
     fm_tp_grid_free(&g);
     if (a) fm_acts_free(a);

@@ -12,5 +12,7 @@ shift
 bench=$build/bench_tp_layer
 [ -x "$bench" ] || { echo "tp_layer.sh: $bench not built (cmake --build $build --target bench_tp_layer)" >&2; exit 1; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 BLIS_NUM_THREADS=1 OMP_NUM_THREADS=1
-echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu=$(lscpu | sed -n 's/^Model name: *//p')
+fam=$(lscpu | sed -n 's/^CPU family: *//p')
+echo "CPU: $cpu (family $fam), $(nproc --all) cores; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 mpiexec -n 2 --oversubscribe --bind-to none "$bench" "$@"

@@ -112,6 +112,11 @@ static void run(fm_tp_sum how, const fm_config *c, fm_model *m, const fm_tp_grid
 
     /* P ranks */
     fm_tp_layer *L = fm_tp_layer_new(g, c, B, T);
+    if (!L) {
+        printf("rank %d: %s\n", rank, fm_last_error());
+        failures++;
+        return;
+    }
     fm_tp_layer_set_sum(L, how);
     fm_tp_layer_scatter(L, &m->w.layer[0]);
     const char *tag = how == FM_TP_PSGEMM ? "psgemm" : "allreduce";
