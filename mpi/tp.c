@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fastmath.h"
 #include "fm.h"
 #include "layers.h"
+#include "rng.h"
 
 /* ---- grids ----------------------------------------------------------------------------- */
 
@@ -116,6 +118,20 @@ void fm_tp_gather(const fm_tp_grid *g, const fm_tp_dist *d, const float *local, 
     float dummy = 0.0f;
     psgemr2d_(&d->in, &d->out, local ? local : &dummy, &one, &one, d->desc, g->rank == 0 ? whole : &dummy, &one,
               &one, d->whole, &g->col);
+}
+
+void fm_tp_mask_sample(const fm_tp_grid *g, const fm_tp_dist *d, float *eff, const float *theta, const float *nu,
+                       uint64_t seed, uint64_t key, uint32_t stream) {
+    const int lld = d->lr > 1 ? d->lr : 1;
+#pragma omp parallel for schedule(static)
+    for (int j = 0; j < d->lc; j++) {
+        const uint64_t o = (uint64_t)fm_tp_dist_gcol(d, g, j);
+        for (int i = 0; i < d->lr; i++) {
+            const size_t l = (size_t)j * lld + i;
+            const uint64_t e = o * (uint64_t)d->in + (uint64_t)fm_tp_dist_grow(d, g, i);
+            eff[l] = fm_rng_uniform(seed, FM_RNG_MASK, key, stream, e) < fm_sigmoid(nu[l]) ? theta[l] : 0.0f;
+        }
+    }
 }
 
 /* ---- the layer ------------------------------------------------------------------------- */
@@ -309,6 +325,14 @@ void fm_tp_layer_scatter(fm_tp_layer *L, const fm_layer_view *whole) {
     MPI_Bcast(L->w.f, L->H, MPI_FLOAT, 0, L->g->comm);
     FM_TP_WHOLE(BCAST)
 #undef BCAST
+}
+
+const fm_tp_dist *fm_tp_layer_dist(const fm_tp_layer *L, const char *field) {
+#define FIND(d, f)                                                                                                   \
+    if (!strcmp(field, #f)) return &L->d;
+    FM_TP_SPLIT(FIND)
+#undef FIND
+    return NULL;
 }
 
 void fm_tp_layer_gather(const fm_tp_layer *L, int grads, fm_layer_view *whole) {

@@ -76,6 +76,20 @@ void fm_tp_scatter(const fm_tp_grid *g, const fm_tp_dist *d, const float *whole,
  * NULL elsewhere), by psgemr2d. Collective over g. */
 void fm_tp_gather(const fm_tp_grid *g, const fm_tp_dist *d, const float *local, float *whole);
 
+typedef struct fm_tp_layer fm_tp_layer;
+
+/* A supermask's sample on a share: eff (d's local share) = theta where the
+ * Bernoulli draw of sigmoid(nu) keeps the entry, +0 elsewhere (theta, nu:
+ * local shares under d). Entry (o, i) of the (out, in) tensor draws
+ * fm_rng_uniform(seed, FM_RNG_MASK, key, stream, o * in + i), as
+ * fm_trainer_sample draws the whole tensor whose index in the model's
+ * layout is stream: the shares of the ranks are the whole sample split. */
+void fm_tp_mask_sample(const fm_tp_grid *g, const fm_tp_dist *d, float *eff, const float *theta, const float *nu,
+                       uint64_t seed, uint64_t key, uint32_t stream);
+/* The descriptors of a layer's split tensors, by fm_layer_view field name
+ * ("wq", "bq", ..., "wo"); NULL for a tensor every rank holds whole. */
+const fm_tp_dist *fm_tp_layer_dist(const fm_tp_layer *L, const char *field);
+
 /* One rank's share of an encoder layer's tensors (fm_layer_view's names). */
 typedef struct {
     float *wq, *bq, *wk, *bk, *wv, *bv; /* (Hl, H), (Hl): rows of the local heads */
@@ -91,8 +105,6 @@ typedef enum {
     FM_TP_ALLREDUCE = 0, /* local sgemm, then MPI_Allreduce of (B,T,H) */
     FM_TP_PSGEMM = 1,    /* psgemm_ (K split over the P x 1 grid, C on rank 0), then MPI_Bcast */
 } fm_tp_sum;
-
-typedef struct fm_tp_layer fm_tp_layer;
 
 /* A tensor-parallel encoder layer of config c over g, for batches up to
  * (B, T): parameters and gradients (zeroed) of its share, activations.

@@ -15,7 +15,11 @@
  *   2. that the gathered parameters are the original bytes (memcmp), and
  *      each rank's local share holds, element by element, the entries of
  *      the whole tensor that the block-cyclic map assigns it;
- *   3. a second pass (gradients accumulate) doubles them, within 1e-5.
+ *   3. a second pass (gradients accumulate) doubles them, within 1e-5;
+ *   4. supermask: each rank's sample of its shares (fm_tp_mask_sample) is
+ *      its part of the trainer's materialised theta~ * mu, bit for bit, and
+ *      the layer on those shares gives the one-rank output and input
+ *      gradient within 1e-5.
  * A mismatch prints the tensor and the error and fails. */
 #include <math.h>
 #include <stddef.h>
@@ -29,6 +33,7 @@
 #include "model.h"
 #include "rng.h"
 #include "tp.h"
+#include "train.h"
 
 static int rank, failures;
 
@@ -201,6 +206,87 @@ static void run(fm_tp_sum how, const fm_config *c, fm_model *m, const fm_tp_grid
     fm_free_aligned(dx);
 }
 
+/* Supermask: the trainer samples mu over the whole model and materialises
+ * theta~ * mu of layer 0 (the one-rank reference runs on it); each rank
+ * samples its own shares with fm_tp_mask_sample from its shares of theta~
+ * and nu. Every share must be the trainer's materialised tensor's part bit
+ * for bit, and the layer's output and input gradient within 1e-5. */
+static void run_supermask(const fm_config *c, const fm_model *m0, const fm_tp_grid *g) {
+    const int B = 2, T = 9, H = c->hidden_size, BT = B * T;
+    const size_t BTH = (size_t)BT * H;
+    const uint64_t key = 3;
+    fm_model m;
+    fm_model_alloc(&m, c);
+    memcpy(m.params, m0->params, m.lay.numel * sizeof *m.params);
+    fm_trainer_opts o;
+    fm_trainer_opts_default(&o);
+    o.mode = FM_TRAIN_SUPERMASK;
+    o.seed = 41;
+    fm_trainer t;
+    if (fm_trainer_init(&t, &m, &o) != FM_OK) {
+        printf("rank %d supermask: trainer: %s\n", rank, fm_last_error());
+        failures++;
+        fm_model_free(&m);
+        return;
+    }
+    fm_rng_normals(8, FM_RNG_DATA, 0, 50, t.nu, m.lay.numel); /* about half the entries kept */
+    fm_view nu;
+    fm_view_bind(&nu, &m.lay, &m.cfg, t.nu);
+    fm_tp_layer *L = fm_tp_layer_new(g, c, B, T);
+    fm_tp_layer_scatter(L, &m.w.layer[0]); /* theta~ */
+    fm_tp_view *lv = fm_tp_layer_params(L);
+    static const char *masked[] = {"wq", "wk", "wv", "wd", "wi", "wo"};
+    float *lfield[6] = {lv->wq, lv->wk, lv->wv, lv->wd, lv->wi, lv->wo};
+    const fm_layer_view *wt = &m.w.layer[0], *nt = &nu.layer[0];
+    const float *theta[6] = {wt->wq, wt->wk, wt->wv, wt->wd, wt->wi, wt->wo};
+    const float *nuw[6] = {nt->wq, nt->wk, nt->wv, nt->wd, nt->wi, nt->wo};
+    uint32_t stream[6];
+    for (int k = 0; k < 6; k++) {
+        const fm_tensor *x = fm_model_tensor_at(&m, theta[k]);
+        stream[k] = (uint32_t)(x - m.lay.t);
+        const fm_tp_dist *d = fm_tp_layer_dist(L, masked[k]);
+        size_t n = fm_tp_dist_numel(d);
+        float *lnu = fm_xalloc_floats(n), *eff = fm_xalloc_floats(n);
+        fm_tp_scatter(g, d, nuw[k], lnu);
+        fm_tp_mask_sample(g, d, eff, lfield[k], lnu, o.seed, key, stream[k]);
+        memcpy(lfield[k], eff, n * sizeof *eff);
+        fm_free_aligned(lnu);
+        fm_free_aligned(eff);
+    }
+    fm_trainer_sample(&t, FM_SAMPLE_TRAIN, key);
+    fm_trainer_materialise(&t, 0);
+    const float *whole[6] = {wt->wq, wt->wk, wt->wv, wt->wd, wt->wi, wt->wo};
+    for (int k = 0; k < 6; k++)
+        if (!share_ok(g, fm_tp_layer_dist(L, masked[k]), whole[k], lfield[k])) {
+            printf("rank %d supermask: the share of %s is not its part of the trainer's masked tensor\n", rank,
+                   masked[k]);
+            failures++;
+        }
+
+    float mask[2 * 9];
+    for (int i = 0; i < BT; i++) mask[i] = i % T < T - 2 * (i / T) ? 1.0f : 0.0f;
+    fm_batch batch = {.B = B, .T = T, .attn_mask = mask, .example0 = 0};
+    fm_pass pass = {.seed = 5, .step = key, .training = 1};
+    float *x = fm_xalloc_floats(BTH), *dy = fm_xalloc_floats(BTH), *y_ref = fm_xalloc_floats(BTH);
+    float *dx_ref = fm_xalloc_floats(BTH), *y = fm_xalloc_floats(BTH), *dx = fm_xalloc_floats(BTH);
+    fill(x, BTH, 200, 1.0f, 0.0f);
+    fill(dy, BTH, 201, 1.0f, 0.0f);
+    fm_acts *a = fm_acts_new(c, B, T, 0, 1);
+    fm_encoder_forward(&m, a, &batch, &pass, 0, 1, x, y_ref);
+    fm_encoder_backward(&m, a, &batch, &pass, 0, 1, dy, dx_ref);
+    fm_acts_free(a);
+    fm_tp_layer_forward(L, &batch, &pass, 0, x, y);
+    fm_tp_layer_backward(L, &batch, &pass, 0, dy, dx);
+    check("supermask output", y, y_ref, BTH, 1e-5, 0);
+    check("supermask d input", dx, dx_ref, BTH, 1e-5, 0);
+    float *fs[] = {x, dy, y_ref, dx_ref, y, dx};
+    for (int i = 0; i < 6; i++) fm_free_aligned(fs[i]);
+    fm_tp_layer_free(L);
+    fm_view_free(&nu);
+    fm_trainer_free(&t);
+    fm_model_free(&m);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -230,6 +316,7 @@ int main(int argc, char **argv) {
     fm_tp_grid_init(&g, MPI_COMM_WORLD);
     run(FM_TP_ALLREDUCE, &c, &m, &g);
     run(FM_TP_PSGEMM, &c, &m, &g);
+    run_supermask(&c, &m, &g);
     fm_tp_grid_free(&g);
     fm_model_free(&m);
 
