@@ -29,7 +29,7 @@ base_acc=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["score"])
 echo "fully fine-tuned tiny model: dev accuracy $base_acc"
 
 sm=(--model "$work/ft/model" "${common[@]}" --mode supermask --init-sparsity 0.5 --max-train-examples 3200
-    --epochs 1 --lr 1e-3 --mask-lr 0.5 --samples 3 --log-every 25)
+    --epochs 1 --lr 1e-3 --mask-lr 0.5 --ste sigmoid --samples 3 --log-every 25)
 start=$(date +%s%N)
 "$bin" -q train "${sm[@]}" --out "$work/sm1"
 end=$(date +%s%N)
