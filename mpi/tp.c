@@ -349,17 +349,6 @@ void fm_tp_layer_gather(const fm_tp_layer *L, int grads, fm_layer_view *whole) {
 
 /* ---- forward and backward -------------------------------------------------------------- */
 
-static fm_drop mkdrop(const fm_batch *b, const fm_pass *p, int layer, fm_drop_site site, float prob) {
-    fm_drop d;
-    memset(&d, 0, sizeof d);
-    d.p = (p && p->training) ? prob : 0.0f;
-    d.seed = p ? p->seed : 0;
-    d.step = p ? p->step : 0;
-    d.stream = fm_dropout_stream(layer, site);
-    d.example0 = b->example0;
-    return d;
-}
-
 /* x (n floats) = its sum over the ranks, whole on every rank. */
 static void sum_all(fm_tp_layer *L, float *x, size_t n) {
     if (L->g->size == 1) return;
@@ -409,9 +398,9 @@ void fm_tp_layer_forward(fm_tp_layer *L, const fm_batch *b, const fm_pass *p, in
     const int Pp = c->max_position_embeddings;
     assert(B <= L->B && T <= L->T && x_out != x_in);
     const fm_tp_view *w = &L->w;
-    fm_drop dp = mkdrop(b, p, layer, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(b, p, layer, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(b, p, layer, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, layer, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, layer, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, layer, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
 
     memcpy(L->inp, x_in, (size_t)BT * H * sizeof *x_in);
     /* column-parallel: this rank's heads */
@@ -438,9 +427,9 @@ void fm_tp_layer_backward(fm_tp_layer *L, const fm_batch *b, const fm_pass *p, i
     const int B = b->B, T = b->T, H = L->H, Hl = L->Hl, Il = L->Il, BT = B * T;
     const size_t BTH = (size_t)BT * H;
     const fm_tp_view *w = &L->w, *g = &L->gr;
-    fm_drop dp = mkdrop(b, p, layer, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(b, p, layer, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(b, p, layer, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, layer, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, layer, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, layer, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
 
     /* LayerNorm 2 and dropout, whole */
     fm_layernorm_backward(L->d1, g->ln2_g, g->ln2_b, dx_out, L->res2, L->mean2, L->rstd2, w->ln2_g, BT, H);

@@ -267,8 +267,7 @@ static float *G(const fm_model *m, float *gp) {
     return (!t || t->needs_grad) ? gp : NULL;
 }
 
-static fm_drop mkdrop(const fm_model *m, const fm_batch *b, const fm_pass *p, int layer, fm_drop_site site,
-                      float prob) {
+fm_drop fm_pass_drop(const fm_batch *b, const fm_pass *p, int layer, fm_drop_site site, float prob) {
     fm_drop d;
     memset(&d, 0, sizeof d);
     d.p = (p && p->training) ? prob : 0.0f;
@@ -276,7 +275,6 @@ static fm_drop mkdrop(const fm_model *m, const fm_batch *b, const fm_pass *p, in
     d.step = p ? p->step : 0;
     d.stream = fm_dropout_stream(layer, site);
     d.example0 = b->example0;
-    (void)m;
     return d;
 }
 
@@ -308,7 +306,7 @@ void fm_embed_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
     fm_embed_sum_forward(a->emb_sum, b->ids, b->type_ids, m->w.word, m->w.pos, m->w.type, B, T, H);
     fm_layernorm_forward(x, a->emb_mean, a->emb_rstd, a->emb_sum, m->w.emb_ln_g, m->w.emb_ln_b, BT, H,
                          c->layer_norm_eps);
-    fm_drop d = mkdrop(m, b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
+    fm_drop d = fm_pass_drop(b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
     fm_dropout_residual_forward(x, a->emb_bits, x, NULL, NULL, BT, H, T, c->max_position_embeddings, &d);
 }
 
@@ -317,7 +315,7 @@ void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass
     assert(a->embed);
     const int B = b->B, T = b->T, H = c->hidden_size, BT = B * T;
     weights_for(m, -1);
-    fm_drop d = mkdrop(m, b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
+    fm_drop d = fm_pass_drop(b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
     fm_dropout_backward(a->emb_d, dx, a->emb_bits, BT, H, &d);
     fm_layernorm_backward(a->emb_d, G(m, m->g.emb_ln_g), G(m, m->g.emb_ln_b), a->emb_d, a->emb_sum, a->emb_mean,
                           a->emb_rstd, m->w.emb_ln_g, BT, H);
@@ -353,9 +351,9 @@ static void layer_forward_cls(fm_model *m, fm_acts *a, const fm_batch *b, const 
     const int BT = B * T, P = c->max_position_embeddings;
     const fm_layer_view *w = &m->w.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
     float *xc = a->d3;
 
     fm_linear_forward_cls(la->q, la->inp, (ptrdiff_t)T * H, w->wq, w->bq, B, T, H, H);
@@ -385,9 +383,9 @@ static void layer_backward_cls(fm_model *m, fm_acts *a, const fm_batch *b, const
     const fm_layer_view *w = &m->w.layer[l];
     const fm_layer_view *g = &m->g.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
     float *dc = a->d3;
 
     gather_cls(dc, dout, B, T, H);
@@ -423,9 +421,9 @@ static void layer_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_p
     }
     const fm_layer_view *w = &m->w.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
 
     fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, H);
     fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, H);
@@ -456,9 +454,9 @@ static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_
     const fm_layer_view *w = &m->w.layer[l];
     const fm_layer_view *g = &m->g.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = mkdrop(m, b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = mkdrop(m, b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = mkdrop(m, b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
 
     /* LayerNorm 2: d1 = d res2 */
     fm_layernorm_backward(a->d1, G(m, g->ln2_g), G(m, g->ln2_b), dout, la->res2, la->mean2, la->rstd2, w->ln2_g, BT,
@@ -532,7 +530,7 @@ float fm_head_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
     fm_tanh_forward(a->pooled, a->pooled, NULL, B, H);
     a->head_loss = 0;
     if (NL <= 0) return 0.0f;
-    fm_drop d = mkdrop(m, b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
+    fm_drop d = fm_pass_drop(b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
     fm_dropout_residual_forward(a->pdrop, a->head_bits, a->pooled, NULL, NULL, B, H, 1, 1, &d);
     fm_linear_forward(a->logits, a->pdrop, H, m->w.cls_w, m->w.cls_b, B, H, NL);
     if (logits) memcpy(logits, a->logits, (size_t)B * NL * sizeof *logits);
@@ -558,7 +556,7 @@ void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
         fm_crossentropy_backward(a->dlogits, a->hprobs, b->labels, scale, B, NL);
     else
         fm_mse_backward(a->dlogits, a->logits, b->targets, scale, B);
-    fm_drop d = mkdrop(m, b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
+    fm_drop d = fm_pass_drop(b, p, c->num_hidden_layers, FM_SITE_HEAD, c->hidden_dropout_prob);
     fm_linear_backward(a->hd0, 0, G(m, m->g.cls_w), G(m, m->g.cls_b), a->dlogits, a->pdrop, H, m->w.cls_w, B, H, NL);
     fm_dropout_backward(a->hd0, a->hd0, a->head_bits, B, H, &d);
     fm_tanh_backward(a->hd0, a->hd0, a->pooled, (size_t)B * H);

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "layers.h"
 #include "params.h"
 
 typedef struct fm_model fm_model;
@@ -71,6 +72,11 @@ typedef struct {
      * position. */
     int cls_only_last;
 } fm_pass;
+
+/* The dropout of site `site` of layer `layer` (-1: the embeddings) in pass
+ * p over batch b, at rate prob while training (0 otherwise, and with p NULL):
+ * keyed by p's seed and step, the site's stream and b's example0. */
+fm_drop fm_pass_drop(const fm_batch *b, const fm_pass *p, int layer, fm_drop_site site, float prob);
 
 /* Activations saved by the forward for the backward, for batches up to
  * (B, T), covering the embeddings (when l0 == 0), encoder layers [l0, l1)
