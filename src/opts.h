@@ -116,7 +116,7 @@ extern const char *const fm_pipe_schedule_names[2];
       "write the first batch's gradients (safetensors, parameter names)")                                             \
     X(INT, threads, 0, "threads", "N", 1, 4096, NULL, NULL, NULL, FM_OPT_NODEF,                                       \
       "threads (default: BLIS_NUM_THREADS, OMP_NUM_THREADS or all cores)")                                            \
-    X(STE, ste, FM_STE_SIGMOID, "ste", "F", 0, 0, "ste", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,                   \
+    X(STE, ste, FM_STE_IDENTITY, "ste", "F", 0, 0, "ste", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,                  \
       "straight-through gradient to nu: dL/dtheta*theta~*sigmoid'(nu)\n"                                              \
       "(sigmoid) or dL/dtheta*theta~ (identity)")                                                                     \
     X(F64, init_sparsity, 0, "init-sparsity", "S", 0, 1, "init_sparsity", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,  \
@@ -131,8 +131,9 @@ extern const char *const fm_pipe_schedule_names[2];
       "(default: every weight matrix of the embeddings, encoder, pooler)")                                            \
     X(STR, mask_layers, NULL, "mask-layers", "LIST", 0, 0, "mask_layers", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,  \
       "mask only these encoder layers, e.g. 0-3,8")                                                                   \
-    X(F64, mask_lr, 1e-2, "mask-lr", "X", 0, 1e6, "mask_lr", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,               \
-      "peak learning rate of nu, AdamW without weight decay")                                                         \
+    X(F64, mask_lr, 0.3, "mask-lr", "X", 0, 1e6, "mask_lr", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,                \
+      "peak learning rate of nu, AdamW without weight decay (nu moves\n"                                              \
+      "at most about X a step: X x steps must pass --nu-init to flip)")                                               \
     X(F64, head_lr, -1, "head-lr", "X", 0, 1e6, "head_lr", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK | FM_OPT_NODEF,  \
       "peak learning rate of the task head (default --lr)")                                                           \
     X(INT, samples, 10, "samples", "N", 0, 1000000, "samples", NULL, NULL, FM_OPT_RESUME | FM_OPT_G_MASK,             \

@@ -93,13 +93,14 @@ trial() { # trial NAME ARGS...: one run unless done; prints "NAME score"
     || { echo "trial $name failed" >&2; tail "$tune/$name.err" >&2; return 1; }
 }
 score() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["score"])' "$tune/$1/metrics.json"; }
+gt() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$1" "$2"; }
 best_of() { # best_of PREFIX VALUE...: the value whose trial scored highest (the first on a tie)
   local prefix=$1 best="" bs=-1 v s
   shift
   for v in "$@"; do
     s=$(score "$prefix$v")
     printf '%s\t%s\n' "$prefix$v" "$s" >> "$tune/tune.tsv"
-    if python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' "$s" "$bs"; then best=$v bs=$s; fi
+    if gt "$s" "$bs"; then best=$v bs=$s; fi
   done
   echo "$best"
 }
@@ -115,23 +116,21 @@ parallel() { # parallel CMD...: run the commands (one per argument) two at a tim
 if [ ! -s "$tune/best.env" ]; then
   stage tune
   : > "$tune/tune.tsv"
-  lrs=(0.003 0.01 0.03 0.1 0.3)
+  lrs=(0.003 0.01 0.03 0.1 0.3 1)
   cmds=()
-  for x in "${lrs[@]}"; do cmds+=("trial mlr$x --mask-lr $x"); done
+  for x in "${lrs[@]}"; do cmds+=("trial mlr$x --mask-lr $x --ste sigmoid"); done
   parallel "${cmds[@]}"
   mlr=$(best_of mlr "${lrs[@]}")
   parallel "trial ste-identity --mask-lr $mlr --ste identity"
-  ste=sigmoid
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' \
-    "$(score ste-identity)" "$(score "mlr$mlr")" && ste=identity
+  ste=sigmoid base=mlr$mlr
+  gt "$(score ste-identity)" "$(score "mlr$mlr")" && ste=identity base=ste-identity
   printf 'ste-identity\t%s\n' "$(score ste-identity)" >> "$tune/tune.tsv"
   nus=(1 2)
   cmds=()
   for x in "${nus[@]}"; do cmds+=("trial nu$x --mask-lr $mlr --ste $ste --nu-init $x"); done
   parallel "${cmds[@]}"
   nu=$(best_of nu "${nus[@]}")
-  python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > float(sys.argv[2]) else 1)' \
-    "$(score "nu$nu")" "$(score "mlr$mlr")" || nu=5
+  gt "$(score "nu$nu")" "$(score "$base")" || nu=5
   printf 'mask_lr=%s\nste=%s\nnu_init=%s\n' "$mlr" "$ste" "$nu" > "$tune/best.env"
   done_stage
 fi
