@@ -14,6 +14,9 @@ static int team_sum_doubles(void *ctx, double *x, size_t n) {
 static int p2p(void *ctx, int dir, float *buf, size_t n, int send) {
     return fm_pipe_p2p(&((fm_mpi_comm *)ctx)->pipe, dir, buf, n, send);
 }
+static int p2p_stage(void *ctx, int peer, void *buf, size_t n, int send) {
+    return fm_pipe_p2p_stage(&((fm_mpi_comm *)ctx)->pipe, peer, buf, n, send);
+}
 static int team_sum(void *ctx, float *x, size_t n) { return fm_pipe_team_sum(&((fm_mpi_comm *)ctx)->pipe, x, n); }
 static int stages_sum(void *ctx, double *x, size_t n) {
     return fm_pipe_stages_sum(&((fm_mpi_comm *)ctx)->pipe, x, n);
@@ -35,6 +38,7 @@ static void fill(fm_mpi_comm *c) {
     t->sum_wait = sum_wait;
     t->team_sum_doubles = team_sum_doubles;
     t->p2p = p2p;
+    t->p2p_stage = p2p_stage;
     t->team_sum = team_sum;
     t->stages_sum = stages_sum;
     t->bcast = bcast;

@@ -30,6 +30,11 @@ typedef struct {
 void fm_pipe_init(fm_pipe *p, MPI_Comm comm, MPI_Comm team);
 /* fm_comm.p2p: dir +1 the next stage, -1 the previous one. */
 int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send);
+/* fm_comm.p2p_stage: send (send = 1) or receive n bytes to or from stage
+ * `peer` of this replica (a message of its own tag, apart from p2p's);
+ * counted with the broadcasts (bcast_bytes, bcast_seconds) as the copies
+ * that assemble a file from the stages' tensors. */
+int fm_pipe_p2p_stage(void *ctx, int peer, void *buf, size_t n, int send);
 /* fm_comm.team_sum: sum x[0..n) in place over the team (blocking). */
 int fm_pipe_team_sum(void *ctx, float *x, size_t n);
 /* Sum x[0..n) doubles in place over the team (blocking). */
