@@ -538,8 +538,14 @@ static inline uint64_t attn_counter(const fm_drop *d, int b, int h, int i, int A
     return (((uint64_t)(d->example0 + b) * (uint64_t)A + (uint64_t)h) * (uint64_t)P + (uint64_t)i) * (uint64_t)P;
 }
 
-FM_HOT void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k, const float *v,
+void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k, const float *v,
                           const float *mask, int B, int T, int H, int A, int P, const fm_drop *d) {
+    fm_attention_forward_heads(ctx, probs, bits, q, k, v, mask, B, T, H, A, A, 0, 1, P, d);
+}
+
+FM_HOT void fm_attention_forward_heads(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
+                                       const float *v, const float *mask, int B, int T, int H, int A, int Aall,
+                                       int h0, int hstep, int P, const fm_drop *d) {
     const int hs = H / A, nw = fm_bits_words(T), on = fm_drop_on(d);
     const float alpha = 1.0f / sqrtf((float)hs), scale = on ? 1.0f / (1.0f - d->p) : 1.0f;
 #pragma omp parallel
@@ -561,7 +567,8 @@ FM_HOT void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const
                 softmax_row(row, T);
                 if (on) {
                     uint64_t *br = bits + ((size_t)bh * T + i) * nw;
-                    fm_dropout_bits(br, d->seed, d->step, d->stream, attn_counter(d, b, h, i, A, P), T, d->p);
+                    fm_dropout_bits(br, d->seed, d->step, d->stream, attn_counter(d, b, h0 + h * hstep, i, Aall, P),
+                                    T, d->p);
                     drop_row(pd + (size_t)i * T, row, br, T, scale);
                 }
             }

@@ -159,6 +159,13 @@ void fm_bias_backward(float *db, const float *dout, int M, int N);
  * when d is on. mask (B,T) or NULL for all ones. */
 void fm_attention_forward(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k, const float *v,
                           const float *mask, int B, int T, int H, int A, int P, const fm_drop *d);
+/* The same over A of a model's Aall heads (a tensor-parallel rank's share):
+ * q, k, v, ctx (B,T,H) hold those A heads of size H/A side by side, local
+ * head h being the model's head h0 + h*hstep, whose dropout counters it
+ * draws. fm_attention_forward is this with Aall = A, h0 = 0, hstep = 1. */
+void fm_attention_forward_heads(float *ctx, float *probs, uint64_t *bits, const float *q, const float *k,
+                                const float *v, const float *mask, int B, int T, int H, int A, int Aall, int h0,
+                                int hstep, int P, const fm_drop *d);
 /* dq, dk, dv (B,T,H) from dctx (B,T,H) and what the forward saved. */
 void fm_attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                            const uint64_t *bits, const float *q, const float *k, const float *v, int B, int T, int H,
