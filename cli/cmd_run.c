@@ -281,7 +281,8 @@ static json_t *gather_by_rank(const job_files *p, const fm_pipe *pp, uint64_t x,
  * payload of every allreduce of the training steps (the gradient sums,
  * grad_bytes, and the small sums: loss and signal flags, and on a pipeline
  * the norm and sparsity terms); sync_bytes: the pipeline's broadcasts of
- * owned tensors (evaluations, checkpoints, the end); p2p_bytes_sent:
+ * owned tensors (over whole models) or the copies that assemble the files
+ * from the stages' tensors (checkpoints, the end); p2p_bytes_sent:
  * activations and their gradients. Collective over the team. */
 static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_ft_hooks *hk, const fm_job_result *r,
                            double wall) {
@@ -319,6 +320,11 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     if (by) json_object_set_new(c, "acts_sets_by_rank", by);
     by = gather_by_rank(p, pp, (uint64_t)hk->acts_bytes, 1);
     if (by) json_object_set_new(c, "acts_bytes_by_rank", by);
+    /* Each rank's peak resident memory when the job had written its files
+     * (this job's or an earlier one's peak; before the run's own analyses of
+     * the job, such as the distances, which rank 0 computes), in bytes. */
+    by = gather_by_rank(p, pp, (uint64_t)hk->peak_rss, 1);
+    if (by) json_object_set_new(c, "peak_rss_bytes_by_rank", by);
     json_object_set_new(c, "eval_share_bytes", json_integer((json_int_t)pp->share_bytes));
     json_object_set_new(c, "eval_share_seconds", json_real(pp->share_seconds));
     json_object_set_new(c, "replicas", json_integer(g->nreplicas));

@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "fileio.h"
 #include "fm.h"
+#include "gather.h"
 #include "maskfile.h"
 #include "modeldir.h"
 #include "optim.h"
@@ -41,6 +42,11 @@ void fm_ft_threads(int n) {
 }
 
 int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout) {
+    return fm_ft_load_stage(c, model_dir, task_name, seed, dropout, 0, 1);
+}
+
+int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout,
+                     int stage, int nstages) {
     memset(c, 0, sizeof *c);
     c->task = fm_glue_task_find(task_name);
     if (!c->task) return FM_ERR;
@@ -48,6 +54,8 @@ int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint6
     fm_load_opts_default(&lo);
     lo.num_labels = c->task->num_labels;
     lo.with_mlm = 0;
+    lo.stage = stage;
+    lo.nstages = nstages;
     fm_load_info info;
     if (fm_modeldir_load(model_dir, &lo, &c->model, &info) != FM_OK) return FM_ERR;
     c->head_loaded = info.head_present;
@@ -56,16 +64,19 @@ int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint6
         c->model.cfg.hidden_dropout_prob = (float)dropout;
         c->model.cfg.attention_probs_dropout_prob = (float)dropout;
     }
-    c->fingerprint = fm_params_fingerprint(&c->model.lay, c->model.params);
+    if (!c->model.own) c->fingerprint = fm_params_fingerprint(&c->model.lay, c->model.params);
+    const fm_tensor *w = fm_layout_find(&c->model.lay, "classifier.weight");
     if (!c->head_loaded) {
         /* A new task head: N(0, initializer_range^2) weights, zero bias, as
-         * BertForSequenceClassification initialises it. */
-        const fm_tensor *w = fm_layout_find(&c->model.lay, "classifier.weight");
-        float *p = c->model.params + w->offset;
-        fm_rng_normals(seed, FM_RNG_HEAD, 0, 0, p, w->numel);
-        for (size_t i = 0; i < w->numel; i++) p[i] *= c->model.cfg.initializer_range;
+         * BertForSequenceClassification initialises it (by the stage that
+         * holds it). */
+        float *p = fm_model_holds(&c->model, (int)(w - c->model.lay.t)) ? c->model.params + w->offset : NULL;
         const fm_tensor *b = fm_layout_find(&c->model.lay, "classifier.bias");
-        memset(c->model.params + b->offset, 0, b->numel * sizeof(float));
+        if (p) {
+            fm_rng_normals(seed, FM_RNG_HEAD, 0, 0, p, w->numel);
+            for (size_t i = 0; i < w->numel; i++) p[i] *= c->model.cfg.initializer_range;
+            memset(c->model.params + b->offset, 0, b->numel * sizeof(float));
+        }
         fm_log("%s: no task head with %d label(s) in the checkpoint; created one (seed %" PRIu64 ")", model_dir,
                c->task->num_labels, seed);
     }
@@ -381,7 +392,11 @@ static int ft_decide(ft_job *j) {
 /* The model (with its controls and frozen set) and the encoded task. */
 static int ft_load(ft_job *j) {
     const fm_ft_opts *o = j->o;
-    if (fm_ft_load(&j->c, o->model_dir, o->task, o->seed, o->dropout) != FM_OK) return FM_ERR;
+    /* a pipeline stage loads its own tensors only */
+    const fm_comm *cm = j->comm;
+    if (fm_ft_load_stage(&j->c, o->model_dir, o->task, o->seed, o->dropout, cm ? cm->stage : 0,
+                         cm ? cm->nstages : 1) != FM_OK)
+        return FM_ERR;
     j->c_ready = 1;
     fm_model *m = &j->c.model;
     const fm_glue_task *task = j->c.task;
@@ -436,6 +451,47 @@ static int ft_files(ft_job *j) {
     return rc;
 }
 
+/* The entries of array x (m's layout, in layout order, as modeldir.h saves
+ * them) and the stage that holds each, for a gather. */
+static void layout_entries(const fm_model *m, const float *x, int nstages, fm_st_entry **ep, int **ownerp) {
+    const fm_layout *lay = &m->lay;
+    fm_st_entry *e = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *e);
+    int *owner = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *owner);
+    for (int i = 0; i < lay->n; i++) {
+        const fm_tensor *t = &lay->t[i];
+        e[i].name = t->name;
+        e[i].dtype = FM_ST_F32;
+        e[i].ndim = t->ndim;
+        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        e[i].data = x + t->offset;
+        owner[i] = fm_layout_stage(t, m->cfg.num_hidden_layers, nstages);
+    }
+    *ep = e;
+    *ownerp = owner;
+}
+
+/* Evaluation on pipeline stages that hold their own tensors only: replica
+ * r forwards its share of whole batches through its stages
+ * (fm_engine_logits), its last stage shares the logits with the team, and
+ * every rank computes the same report. Each rank counts the dev examples
+ * that went through its layers. */
+static int predict_stages(ft_job *j, const fm_dataset *d, float *logits, fm_glue_report *r) {
+    const fm_comm *cm = j->comm;
+    const int R = cm->nreplicas, batch = j->o->eval_batch_size;
+    const int64_t nb = (d->n + batch - 1) / batch;
+    const int64_t b0 = nb * cm->replica / R, b1 = nb * (cm->replica + 1) / R;
+    const int row0 = (int)(b0 * batch), row1 = (int)(b1 * batch < d->n ? b1 * batch : d->n);
+    const size_t NL = (size_t)j->c.model.cfg.num_labels;
+    if (fm_engine_logits(&j->e, d, batch, row0, row1, logits) != FM_OK) return FM_ERR;
+    if (j->hk) j->hk->eval_examples += row1 > row0 ? row1 - row0 : 0;
+    const int last = cm->stage == cm->nstages - 1 && row1 > row0;
+    if (cm->team_share(cm->ctx, logits, (size_t)d->n * NL, last ? (size_t)row0 * NL : 0, last ? (size_t)row1 * NL : 0) !=
+        FM_OK)
+        return FM_ERR;
+    fm_ft_score(&j->c, d, logits, r);
+    return FM_OK;
+}
+
 /* fm_ft_predict over the team (fm_comm.team_share): this rank forwards its
  * share of whole batches, and every rank gets every logit, so every rank
  * computes the same report. */
@@ -443,6 +499,7 @@ static int predict(ft_job *j, const fm_dataset *d, float *logits, fm_glue_report
     const fm_comm *cm = j->comm;
     const int size = cm ? cm->nreplicas * cm->nstages : 1, batch = j->o->eval_batch_size;
     fm_ft_ctx *c = &j->c;
+    if (!fm_engine_whole(&j->e)) return predict_stages(j, d, logits, r);
     if (size <= 1 || !cm->team_share) {
         fm_ft_predict(c, d, batch, logits, r);
         if (j->hk) j->hk->eval_examples += d->n;
@@ -474,7 +531,27 @@ static int ft_dump_grads(void *ctx, int64_t step) {
     if (step != 0 || !o->dump_grads) return FM_OK;
     if (fm_engine_sync(&j->e, FM_SYNC_GRADS) != FM_OK) return FM_ERR;
     const fm_model *m = &j->c.model;
-    int ok = !j->writer || fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) == FM_OK;
+    int ok;
+    if (!fm_engine_whole(&j->e)) {
+        /* assembled from the stages' gradients (gather.h) */
+        const fm_comm *cm = j->comm;
+        uint64_t fp = 0;
+        ok = cm->replica != 0 || fm_gather_fingerprint(cm, m, m->grads, &fp) == FM_OK;
+        if (ok && cm->replica == 0) {
+            fm_st_entry *e;
+            int *owner;
+            layout_entries(m, m->grads, cm->nstages, &e, &owner);
+            fm_gather g;
+            fm_gather_init(&g, cm, e, owner, m->lay.n);
+            ok = !j->writer || fm_save_tensors_fetch(o->dump_grads, &m->lay, fm_gather_fetch, &g, fp) == FM_OK;
+            if (fm_gather_finish(&g) != FM_OK) ok = 0;
+            fm_gather_free(&g);
+            free(e);
+            free(owner);
+        }
+    } else {
+        ok = !j->writer || fm_save_tensors(o->dump_grads, &m->lay, m->grads, NULL, 0) == FM_OK;
+    }
     if (fm_engine_agree(&j->e, ok) != FM_OK) return FM_ERR;
     if (j->writer) fm_log("first batch's gradients written to %s", o->dump_grads);
     return FM_OK;
@@ -589,8 +666,43 @@ static int ft_evaluate(void *ctx, int64_t step0) {
     return FM_OK;
 }
 
+/* A checkpoint from pipeline stages that hold their own tensors only: every
+ * rank of replica 0 takes part (gather.h), the writer writes. */
+static int ft_write_state_stages(ft_job *j, const fm_trainer *tr) {
+    const fm_comm *cm = j->comm;
+    const fm_model *m = tr->m;
+    if (cm->replica != 0) return FM_OK;
+    fm_st_entry *e;
+    char **names;
+    int *tensor;
+    const int n = fm_trainstate_entries(tr, &e, &names, &tensor);
+    int *owner = fm_xcalloc((size_t)(n ? n : 1), sizeof *owner);
+    uint32_t *crc = fm_xcalloc((size_t)(n ? n : 1), sizeof *crc);
+    for (int k = 0; k < n; k++) owner[k] = fm_layout_stage(&m->lay.t[tensor[k]], m->cfg.num_hidden_layers, cm->nstages);
+    int rc = fm_gather_crcs(cm, e, owner, n, crc);
+    fm_gather g;
+    fm_gather_init(&g, cm, e, owner, n);
+    if (rc == FM_OK) {
+        if (j->writer) {
+            rc = fm_jsonl_sync(&j->log, &j->pr.log_bytes);
+            if (rc == FM_OK)
+                rc = fm_trainstate_write_fetch(j->state_path, tr, &j->pr, j->opts_json, fm_gather_fetch, &g, crc);
+        }
+        if (fm_gather_finish(&g) != FM_OK) rc = FM_ERR;
+    }
+    fm_gather_free(&g);
+    for (int k = 0; k < n; k++) free(names[k]);
+    free(names);
+    free(e);
+    free(tensor);
+    free(owner);
+    free(crc);
+    return rc;
+}
+
 static int ft_write_state(void *ctx, const fm_trainer *tr) {
     ft_job *j = ctx;
+    if (!fm_engine_whole(&j->e)) return ft_write_state_stages(j, tr);
     if (fm_jsonl_sync(&j->log, &j->pr.log_bytes) != FM_OK) return FM_ERR;
     return fm_trainstate_write(j->state_path, tr, &j->pr, j->opts_json);
 }
@@ -758,8 +870,11 @@ static int ft_dev_scores(ft_job *j, json_t *met) {
     return FM_OK;
 }
 
-/* The writer's mask.safetensors (supermask) or model/ (the other modes). */
-static int ft_write_weights(ft_job *j) {
+/* The writer's mask.safetensors (supermask) or model/ (the other modes).
+ * From pipeline stages (ft_write_stages): head holds the task head, and g
+ * fetches every tensor of the model whose fingerprint is fp; else (NULL)
+ * the writer's model holds them all. */
+static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t fp) {
     const fm_ft_opts *o = j->o;
     const fm_model *m = &j->c.model;
     int rc;
@@ -775,7 +890,7 @@ static int ft_write_weights(ft_job *j) {
         meta.model_fingerprint = j->c.fingerprint;
         rc = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
         if (rc == FM_OK) rc = fm_test_fail_write("mask", path);
-        if (rc == FM_OK) rc = fm_maskfile_write(path, &j->e.tr.sample, &meta, &m->lay, m->params);
+        if (rc == FM_OK) rc = fm_maskfile_write(path, &j->e.tr.sample, &meta, &m->lay, head ? head : m->params);
         fm_maskfile_meta_free(&meta);
         free(path);
         return rc;
@@ -783,10 +898,43 @@ static int ft_write_weights(ft_job *j) {
     char *path = fm_path_join(o->out_dir, "model");
     fm_save_opts so = {.vocab = fm_file_exists(j->c.vocab_path) ? j->c.vocab_path : NULL,
                        .tokenizer_from = j->c.model_dir,
-                       .extra = &j->c.extra};
+                       .extra = &j->c.extra,
+                       .fetch = g ? fm_gather_fetch : NULL,
+                       .fetch_ctx = g,
+                       .fingerprint = fp};
     rc = fm_test_fail_write("model", path);
     if (rc == FM_OK) rc = fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so);
     free(path);
+    return rc;
+}
+
+/* The weights from pipeline stages that hold their own tensors only: every
+ * rank of replica 0 takes part (gather.h), the writer writes. The writer's
+ * result is returned on the writer; the others return whether their part
+ * of the collectives went through. */
+static int ft_write_stages(ft_job *j) {
+    const fm_comm *cm = j->comm;
+    fm_model *m = &j->c.model;
+    if (cm->replica != 0) return FM_OK;
+    if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
+        float *head = NULL;
+        int rc = fm_gather_mask(cm, m, &j->e.tr.sample, &head);
+        if (rc == FM_OK && j->writer) rc = ft_write_weights(j, head, NULL, 0);
+        fm_gather_mask_done(cm, m, &j->e.tr.sample, head);
+        return rc;
+    }
+    uint64_t fp = 0;
+    if (fm_gather_fingerprint(cm, m, m->params, &fp) != FM_OK) return FM_ERR;
+    fm_st_entry *e;
+    int *owner;
+    layout_entries(m, m->params, cm->nstages, &e, &owner);
+    fm_gather g;
+    fm_gather_init(&g, cm, e, owner, m->lay.n);
+    int rc = j->writer ? ft_write_weights(j, NULL, &g, fp) : FM_OK;
+    if (fm_gather_finish(&g) != FM_OK) rc = FM_ERR;
+    fm_gather_free(&g);
+    free(e);
+    free(owner);
     return rc;
 }
 
@@ -795,10 +943,14 @@ static int ft_write_weights(ft_job *j) {
  * The team learns whether the writer could. */
 static int ft_write(ft_job *j) {
     int ok = 1;
+    if (!fm_engine_whole(&j->e)) {
+        ok = ft_write_stages(j) == FM_OK;
+    } else if (j->writer) {
+        ok = ft_write_weights(j, NULL, NULL, 0) == FM_OK;
+    }
     if (j->writer) {
         char *path = fm_path_join(j->o->out_dir, "metrics.json");
-        ok = ft_write_weights(j) == FM_OK && fm_test_fail_write("metrics", path) == FM_OK &&
-             fm_json_write(path, j->metrics) == FM_OK;
+        ok = ok && fm_test_fail_write("metrics", path) == FM_OK && fm_json_write(path, j->metrics) == FM_OK;
         free(path);
         if (ok && fm_file_exists(j->state_path) && unlink(j->state_path) != 0)
             ok = fm_fail("%s: cannot remove: %s", j->state_path, strerror(errno)) == FM_OK;
@@ -834,7 +986,12 @@ static void ft_free(ft_job *j) {
 /* Set the job up on every rank; the team starts the loop only when every
  * rank could (the others learn that this rank could not). */
 static int ft_setup(ft_job *j) {
-    int ok = ft_load(j) == FM_OK && ft_engine(j) == FM_OK && ft_files(j) == FM_OK;
+    if (fm_comm_agree(j->comm, ft_load(j) == FM_OK) != FM_OK) return FM_ERR;
+    /* Every rank has its model: collectives may follow (a stage's part of
+     * the fingerprint, of the initial ranking). */
+    if (j->c.model.own && fm_gather_fingerprint(j->comm, &j->c.model, j->c.model.params, &j->c.fingerprint) != FM_OK)
+        return FM_ERR;
+    int ok = ft_engine(j) == FM_OK && ft_files(j) == FM_OK;
     return fm_comm_agree(j->comm, ok);
 }
 
@@ -860,6 +1017,7 @@ int fm_finetune(const fm_ft_opts *o) {
         j.hk->metrics = json_incref(j.metrics);
         j.hk->train_seconds = t_train;
         j.hk->examples = j.pr.examples - examples0; /* this session's, as train_seconds */
+        j.hk->peak_rss = fm_peak_rss();
     }
     /* Times go to the log only, so that the run directory is the same bits on every run. */
     if (rc == FM_OK)

@@ -45,6 +45,7 @@ typedef struct fm_ft_hooks {
     int interrupted; /* stopped by SIGTERM after writing its state (resume continues it) */
     int term_seen;   /* a SIGTERM arrived while the job ran (interrupted or not) */
     int diverged;    /* stopped at a step whose loss or gradient norm was not finite (metrics says so) */
+    size_t peak_rss; /* this process's peak resident memory when the job's files were written, in bytes */
 } fm_ft_hooks;
 
 /* fm_ft_opts, the options of a job, is generated from the option table
@@ -65,6 +66,11 @@ typedef struct {
 /* Load model_dir for task_name (a task head with the task's label count, created
  * from seed when the checkpoint has none), and its vocab.txt. */
 int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout);
+/* The same for pipeline stage `stage` of `nstages` (nstages > 1): the model
+ * holds that stage's tensors only (fm_model_alloc_stage), and fingerprint is
+ * left 0 (it needs every stage's tensors: gather.h's fm_gather_fingerprint). */
+int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout,
+                     int stage, int nstages);
 void fm_ft_free(fm_ft_ctx *c);
 
 /* Read and encode one split of the task; the glue set is kept in *set (the

@@ -15,6 +15,8 @@
 void fm_load_opts_default(fm_load_opts *o) {
     o->num_labels = -1;
     o->with_mlm = -1;
+    o->stage = 0;
+    o->nstages = 1;
 }
 
 void fm_load_info_free(fm_load_info *info) {
@@ -72,7 +74,7 @@ static int classify_extra(const fm_st_file *f, const char *name, const char *can
 /* fm_load_tensors; skip_head: the file's classifier.* is ignored (a caller
  * asked for a different number of labels than the file's head has). */
 static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
-                        fm_load_info *info, int skip_head) {
+                        const unsigned char *own, fm_load_info *info, int skip_head) {
     fm_load_info local;
     if (!info) info = &local;
     info->head_present = 0;
@@ -115,7 +117,7 @@ static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout
             break;
         }
         src[ti] = st;
-        if (params && (rc = fm_st_to_float(f, st, params + t->offset)) != FM_OK) break;
+        if (params && (!own || own[ti]) && (rc = fm_st_to_float(f, st, params + t->offset)) != FM_OK) break;
         info->n_loaded++;
         if (st->dtype != FM_ST_F32) info->n_converted++;
     }
@@ -152,7 +154,7 @@ static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout
 
 int fm_load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
                     fm_load_info *info) {
-    return load_tensors(f, c, lay, params, info, 0);
+    return load_tensors(f, c, lay, params, NULL, info, 0);
 }
 
 static int file_has_prefix(const fm_st_file *f, const char *prefix) {
@@ -210,8 +212,8 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     int skip_head = 0;
     if (rc == FM_OK) rc = fm_modeldir_resolve(cpath, &c, &x, &f, o, &skip_head);
     if (rc == FM_OK) {
-        fm_model_alloc(m, &c);
-        rc = load_tensors(&f, &c, &m->lay, m->params, info, skip_head);
+        fm_model_alloc_stage(m, &c, o->stage, o->nstages);
+        rc = load_tensors(&f, &c, &m->lay, m->params, m->own, info, skip_head);
         if (rc != FM_OK) {
             fm_model_free(m);
             memset(m, 0, sizeof *m);
@@ -235,10 +237,14 @@ static uint64_t crc64(uint64_t crc, const unsigned char *p, uint64_t n) {
 }
 
 uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {
-    uint64_t crc = 0;
+    return fm_params_fingerprint_part(0, lay, params, NULL);
+}
+
+uint64_t fm_params_fingerprint_part(uint64_t crc, const fm_layout *lay, const float *params,
+                                    const unsigned char *own) {
     for (int i = 0; i < lay->n; i++) {
         const fm_tensor *t = &lay->t[i];
-        if (t->flags & (FM_T_HEAD | FM_T_MLM)) continue;
+        if ((t->flags & (FM_T_HEAD | FM_T_MLM)) || (own && !own[i])) continue;
         crc = crc64(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
         unsigned char shape[16];
         for (int d = 0; d < t->ndim; d++)
@@ -249,7 +255,9 @@ uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {
     return crc;
 }
 
-int fm_save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta) {
+/* fm_save_tensors, with the data from fetch when it is given. */
+static int save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta,
+                        const fm_save_opts *o) {
     fm_st_entry *e = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *e);
     char(*names)[128] = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *names);
     for (int i = 0; i < lay->n; i++) {
@@ -259,21 +267,32 @@ int fm_save_tensors(const char *path, const fm_layout *lay, const float *params,
         e[i].dtype = FM_ST_F32;
         e[i].ndim = t->ndim;
         for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
-        e[i].data = params + t->offset;
+        e[i].data = o && o->fetch ? NULL : params + t->offset;
     }
     fm_st_meta *all = fm_xcalloc((size_t)nmeta + 2, sizeof *all);
     char fp[32];
-    snprintf(fp, sizeof fp, "%016" PRIx64, fm_params_fingerprint(lay, params));
+    snprintf(fp, sizeof fp, "%016" PRIx64, o && o->fetch ? o->fingerprint : fm_params_fingerprint(lay, params));
     all[0].key = "format";
     all[0].value = "pt";
     all[1].key = "finemask.fingerprint";
     all[1].value = fp;
     for (int i = 0; i < nmeta; i++) all[2 + i] = meta[i];
-    int rc = fm_st_write(path, e, lay->n, all, nmeta + 2);
+    int rc = o && o->fetch ? fm_st_write_fetch(path, e, lay->n, all, nmeta + 2, o->fetch, o->fetch_ctx)
+                           : fm_st_write(path, e, lay->n, all, nmeta + 2);
     free(all);
     free(names);
     free(e);
     return rc;
+}
+
+int fm_save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta) {
+    return save_tensors(path, lay, params, meta, nmeta, NULL);
+}
+
+int fm_save_tensors_fetch(const char *path, const fm_layout *lay, fm_st_fetch fetch, void *ctx,
+                          uint64_t fingerprint) {
+    fm_save_opts so = {.fetch = fetch, .fetch_ctx = ctx, .fingerprint = fingerprint};
+    return save_tensors(path, lay, NULL, NULL, 0, &so);
 }
 
 static int copy_file(const char *from, const char *to) {
@@ -291,7 +310,7 @@ int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, 
                      const fm_save_opts *o) {
     if (fm_mkdirs(dir) != FM_OK) return FM_ERR;
     char *cpath = fm_path_join(dir, FM_MODEL_CONFIG), *wpath = fm_path_join(dir, FM_MODEL_WEIGHTS);
-    int rc = fm_save_tensors(wpath, lay, params, o ? o->meta : NULL, o ? o->nmeta : 0);
+    int rc = save_tensors(wpath, lay, params, o ? o->meta : NULL, o ? o->nmeta : 0, o);
     if (rc == FM_OK) rc = fm_hfconfig_write(cpath, c, o ? o->extra : NULL);
     if (rc == FM_OK && o && o->vocab) {
         char *vpath = fm_path_join(dir, FM_MODEL_VOCAB);

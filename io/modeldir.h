@@ -33,9 +33,11 @@ typedef struct {
     int num_labels; /* -1: as config.json says (or, when it says nothing, as the file's classifier.weight);
                        >= 0: this many (0: no task head) */
     int with_mlm;   /* -1: the MLM head when the file has one; 0: never; 1: required */
+    int stage, nstages; /* nstages > 1: the model of pipeline stage `stage` (fm_model_alloc_stage), which
+                           reads its own tensors only; every tensor of the file is checked all the same */
 } fm_load_opts;
 
-/* num_labels = with_mlm = -1. */
+/* num_labels = with_mlm = -1, one stage. */
 void fm_load_opts_default(fm_load_opts *o);
 
 typedef struct {
@@ -78,6 +80,12 @@ void fm_hf_name(char out[128], const fm_tensor *t);
  * nmeta extra metadata pairs (format = pt and the fingerprint are added). */
 int fm_save_tensors(const char *path, const fm_layout *lay, const float *params, const fm_st_meta *meta, int nmeta);
 
+/* The same with tensor i's bytes from fetch(ctx, i) (safetensors.h), for
+ * an array whose tensors lie on several pipeline stages; fingerprint is the
+ * array's (fm_params_fingerprint_part over the stages). */
+int fm_save_tensors_fetch(const char *path, const fm_layout *lay, fm_st_fetch fetch, void *ctx,
+                          uint64_t fingerprint);
+
 typedef struct {
     const char *vocab;        /* vocab.txt to copy into the directory, or NULL */
     const char *tokenizer_from; /* a model directory whose tokenizer.json and tokenizer_config.json
@@ -85,6 +93,13 @@ typedef struct {
     const fm_hfextra *extra;  /* label names / task for config.json, or NULL */
     const fm_st_meta *meta;   /* extra safetensors metadata, or NULL */
     int nmeta;
+    /* A model whose tensors lie elsewhere (pipeline stages): fetch gives the
+     * bytes of layout tensor i in turn (safetensors.h), and fingerprint is
+     * the model's (fm_params_fingerprint_part over the stages); params is
+     * then not read. NULL: params holds every tensor. */
+    fm_st_fetch fetch;
+    void *fetch_ctx;
+    uint64_t fingerprint;
 } fm_save_opts;
 
 /* Create dir if needed and write config.json and model.safetensors (each
@@ -100,5 +115,11 @@ int fm_modeldir_save(const char *dir, const fm_config *c, const fm_layout *lay, 
  * float32. Equal weights give equal fingerprints whatever the file's dtype or
  * name prefix; used to tie a mask to the model it was trained on. */
 uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params);
+/* The same computation continued from crc over the tensors i with own[i]
+ * only: the fingerprint of a model whose tensors lie on pipeline stages is
+ * each stage's part in stage order, each continuing from the previous
+ * stage's value (a stage's tensors are contiguous in the layout). */
+uint64_t fm_params_fingerprint_part(uint64_t crc, const fm_layout *lay, const float *params,
+                                    const unsigned char *own);
 
 #endif

@@ -465,7 +465,14 @@ static size_t entry_bytes(const fm_st_entry *e) {
     return numel * fm_st_dtype_size(e->dtype);
 }
 
+static const void *own_data(void *ctx, int i) { return ((const fm_st_entry *)ctx)[i].data; }
+
 int fm_st_write(const char *path, const fm_st_entry *t, int n, const fm_st_meta *meta, int nmeta) {
+    return fm_st_write_fetch(path, t, n, meta, nmeta, own_data, (void *)t);
+}
+
+int fm_st_write_fetch(const char *path, const fm_st_entry *t, int n, const fm_st_meta *meta, int nmeta,
+                      fm_st_fetch fetch, void *ctx) {
     char *text;
     size_t hlen;
     uint64_t dlen;
@@ -479,7 +486,11 @@ int fm_st_write(const char *path, const fm_st_entry *t, int n, const fm_st_meta 
     }
     int rc = fm_atomic_write(&f, len8, 8);
     if (rc == FM_OK) rc = fm_atomic_write(&f, text, hlen);
-    for (int i = 0; i < n && rc == FM_OK; i++) rc = fm_atomic_write(&f, t[i].data, entry_bytes(&t[i]));
+    for (int i = 0; i < n && rc == FM_OK; i++) {
+        const size_t k = entry_bytes(&t[i]);
+        const void *d = fetch(ctx, i);
+        rc = d || !k ? fm_atomic_write(&f, d, k) : FM_ERR;
+    }
     free(text);
     if (rc != FM_OK) {
         fm_atomic_abort(&f);

@@ -122,6 +122,16 @@ typedef struct {
  * a bad shape, or an I/O failure. */
 int fm_st_write(const char *path, const fm_st_entry *t, int n, const fm_st_meta *meta, int nmeta);
 
+/* The bytes of entry i of a file being written (fm_st_write_fetch calls it
+ * for i = 0, 1, ... in turn, once each, and stops at the first failure);
+ * valid until the next call. NULL: the data could not be had (the write
+ * fails; the callback records why). */
+typedef const void *(*fm_st_fetch)(void *ctx, int i);
+/* fm_st_write with entry i's data from fetch(ctx, i) instead of t[i].data,
+ * so that the tensors need not all be in memory at once. */
+int fm_st_write_fetch(const char *path, const fm_st_entry *t, int n, const fm_st_meta *meta, int nmeta,
+                      fm_st_fetch fetch, void *ctx);
+
 /* The same file built in memory (free *out with free()); for tests and fuzz seeds. */
 int fm_st_serialize(const fm_st_entry *t, int n, const fm_st_meta *meta, int nmeta, unsigned char **out,
                     size_t *len);

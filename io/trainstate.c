@@ -59,13 +59,17 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
 
 /* The metadata "crc32c": a JSON object of each tensor's name and the CRC-32C
  * of its bytes (8 hex digits), as compact text (free with free()). */
-static char *crc_json(const fm_st_entry *e, int n) {
+static size_t entry_bytes(const fm_st_entry *e) {
+    size_t bytes = fm_st_dtype_size(e->dtype);
+    for (int d = 0; d < e->ndim; d++) bytes *= (size_t)e->shape[d];
+    return bytes;
+}
+
+static char *crc_json(const fm_st_entry *e, int n, const uint32_t *given) {
     json_t *o = json_object();
     for (int i = 0; i < n; i++) {
-        size_t bytes = fm_st_dtype_size(e[i].dtype);
-        for (int d = 0; d < e[i].ndim; d++) bytes *= (size_t)e[i].shape[d];
         char crc[16];
-        snprintf(crc, sizeof crc, "%08" PRIx32, fm_crc32c(e[i].data, bytes));
+        snprintf(crc, sizeof crc, "%08" PRIx32, given ? given[i] : fm_crc32c(e[i].data, entry_bytes(&e[i])));
         json_object_set_new(o, e[i].name, json_string(crc));
     }
     char *s = json_dumps(o, JSON_COMPACT);
@@ -74,13 +78,32 @@ static char *crc_json(const fm_st_entry *e, int n) {
 }
 
 int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta_in, int nmeta_in) {
+    return fm_state_write_fetch(path, e, names, n, meta_in, nmeta_in, NULL, NULL, NULL);
+}
+
+int fm_state_write_fetch(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta_in,
+                         int nmeta_in, fm_st_fetch fetch, void *ctx, const uint32_t *crc) {
     /* the caller's metadata, and every tensor's CRC-32C (checked by fm_state_open) */
-    char *crcs = crc_json(e, n);
+    char *crcs = crc_json(e, n, fetch ? crc : NULL);
     fm_st_meta *meta = fm_xcalloc((size_t)nmeta_in + 1, sizeof *meta);
     memcpy(meta, meta_in, sizeof *meta * (size_t)nmeta_in);
     meta[nmeta_in] = (fm_st_meta){"crc32c", crcs};
     const int nmeta = nmeta_in + 1;
     calls++;
+    unsigned char **held = NULL;
+    if (fetch && (enospc_countdown() || kill_countdown())) {
+        /* The test hooks below cut a file built in memory: every entry's
+         * bytes fetched first (tests only; a state's size at most). */
+        held = fm_xcalloc((size_t)(n ? n : 1), sizeof *held);
+        for (int i = 0; i < n; i++) {
+            const size_t k = entry_bytes(&e[i]);
+            const void *d = fetch(ctx, i);
+            held[i] = fm_xmalloc(k ? k : 1);
+            if (d && k) memcpy(held[i], d, k);
+            e[i].data = held[i];
+        }
+        fetch = NULL;
+    }
     int rc = FM_ERR, done = 0;
     if (enospc_countdown()) {
         /* Test hook: the disk fills up half-way through the temporary file;
@@ -111,7 +134,9 @@ int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const 
         }
         free(buf);
     }
-    if (!done) rc = fm_st_write(path, e, n, meta, nmeta);
+    if (!done) rc = fetch ? fm_st_write_fetch(path, e, n, meta, nmeta, fetch, ctx) : fm_st_write(path, e, n, meta, nmeta);
+    for (int i = 0; held && i < n; i++) free(held[i]);
+    free(held);
     for (int i = 0; i < n; i++) free(names[i]);
     free(names);
     free(e);
@@ -192,10 +217,11 @@ int fm_state_load(const fm_st_file *f, const char *kind, const fm_tensor *x, flo
     return FM_OK;
 }
 
-int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options) {
+int fm_trainstate_entries(const fm_trainer *t, fm_st_entry **ep, char ***namesp, int **tensorp) {
     const fm_layout *lay = &t->m->lay;
     fm_st_entry *e = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *e);
     char **names = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *names);
+    int *tensor = fm_xcalloc((size_t)lay->n * 3 + 1, sizeof *tensor);
     int n = 0;
     for (int i = 0; i < lay->n; i++) {
         const char *kind;
@@ -204,8 +230,28 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
         const fm_tensor *x = &lay->t[i];
         const char *kinds[3] = {kind, "adam_m", "adam_v"};
         const float *data[3] = {src, t->mom1 + x->offset, t->mom2 + x->offset};
-        for (int k = 0; k < 3; k++) n = fm_state_add(e, names, n, kinds[k], x, data[k]);
+        for (int k = 0; k < 3; k++) {
+            tensor[n] = i;
+            n = fm_state_add(e, names, n, kinds[k], x, data[k]);
+        }
     }
+    *ep = e;
+    *namesp = names;
+    *tensorp = tensor;
+    return n;
+}
+
+int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options) {
+    return fm_trainstate_write_fetch(path, t, p, options, NULL, NULL, NULL);
+}
+
+int fm_trainstate_write_fetch(const char *path, const fm_trainer *t, const fm_train_progress *p,
+                              const char *options, fm_st_fetch fetch, void *ctx, const uint32_t *crc) {
+    fm_st_entry *e;
+    char **names;
+    int *tensor;
+    const int n = fm_trainstate_entries(t, &e, &names, &tensor);
+    free(tensor);
     char step[32], logb[32], wl[64], wn[32], ex[32], ll[64];
     snprintf(step, sizeof step, "%" PRId64, p->step);
     snprintf(logb, sizeof logb, "%lld", p->log_bytes);
@@ -218,7 +264,7 @@ int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_pr
         {"log_bytes", logb},          {"window_loss", wl}, {"window_n", wn},
         {"examples", ex},             {"last_loss", ll},   {"options", (char *)options},
     };
-    return fm_state_write(path, e, names, n, meta, (int)(sizeof meta / sizeof *meta));
+    return fm_state_write_fetch(path, e, names, n, meta, (int)(sizeof meta / sizeof *meta), fetch, ctx, crc);
 }
 
 int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options) {
@@ -245,7 +291,7 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
     for (int i = 0; i < lay->n; i++) {
         const char *kind;
         float *dst;
-        if (!arrays_of(t, i, &kind, &dst)) continue;
+        if (!arrays_of(t, i, &kind, &dst) || !fm_model_holds(t->m, i)) continue;
         const fm_tensor *x = &lay->t[i];
         if (fm_state_load(&f, kind, x, dst) || fm_state_load(&f, "adam_m", x, t->mom1 + x->offset) ||
             fm_state_load(&f, "adam_v", x, t->mom2 + x->offset))

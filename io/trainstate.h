@@ -41,9 +41,20 @@ typedef struct {
  * then fails as on a full disk ("write failed: No space left on device"),
  * removing the temporary file. */
 int fm_trainstate_write(const char *path, const fm_trainer *t, const fm_train_progress *p, const char *options);
+/* The tensors of t's state file in file order: *e (data pointing into t's
+ * arrays, where t's model holds them), *names (each entry's name) and
+ * *tensor (the layout tensor of each); returns their count. Free the three
+ * with free(), and each names[i] too. */
+int fm_trainstate_entries(const fm_trainer *t, fm_st_entry **e, char ***names, int **tensor);
+/* fm_trainstate_write with entry i's bytes from fetch(ctx, i) (safetensors.h)
+ * and its CRC-32C crc[i] given, for a trainer whose tensors lie on several
+ * pipeline stages. */
+int fm_trainstate_write_fetch(const char *path, const fm_trainer *t, const fm_train_progress *p,
+                              const char *options, fm_st_fetch fetch, void *ctx, const uint32_t *crc);
 /* Read path into t (set up with the same options) and p. FM_ERR naming the
  * file and tensor for a missing or misshapen tensor, or options that differ
- * from `options`. */
+ * from `options`. A pipeline stage's trainer (its model holds some tensors
+ * only) reads its own tensors. */
 int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, const char *options);
 
 /* ---- shared by the state files (this one and ptstate.h) ---- */
@@ -57,6 +68,10 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
  * process with SIGKILL; with FINEMASK_TEST_ENOSPC_IN_CHECKPOINT=K it fails
  * there with ENOSPC instead (the temporary file removed). */
 int fm_state_write(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta);
+/* The same with entry i's bytes from fetch(ctx, i) and its CRC-32C crc[i]
+ * (fetch NULL: from e[i].data, and crc computed). */
+int fm_state_write_fetch(const char *path, fm_st_entry *e, char **names, int n, const fm_st_meta *meta, int nmeta,
+                         fm_st_fetch fetch, void *ctx, const uint32_t *crc);
 /* Open a state file and check it is whole: a valid safetensors file whose
  * every tensor has the CRC-32C fm_state_write recorded (metadata "crc32c": a
  * JSON object of tensor name -> 8 hex digits; a file without it, from an

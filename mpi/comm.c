@@ -17,6 +17,9 @@ static int p2p(void *ctx, int dir, float *buf, size_t n, int send) {
 static int p2p_exchange(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr) {
     return fm_pipe_p2p_exchange(&((fm_mpi_comm *)ctx)->pipe, dir, sbuf, ns, rbuf, nr);
 }
+static int p2p_stage(void *ctx, int peer, void *buf, size_t n, int send) {
+    return fm_pipe_p2p_stage(&((fm_mpi_comm *)ctx)->pipe, peer, buf, n, send);
+}
 static int team_sum(void *ctx, float *x, size_t n) { return fm_pipe_team_sum(&((fm_mpi_comm *)ctx)->pipe, x, n); }
 static int stages_sum(void *ctx, double *x, size_t n) {
     return fm_pipe_stages_sum(&((fm_mpi_comm *)ctx)->pipe, x, n);
@@ -39,6 +42,7 @@ static void fill(fm_mpi_comm *c) {
     t->team_sum_doubles = team_sum_doubles;
     t->p2p = p2p;
     t->p2p_exchange = p2p_exchange;
+    t->p2p_stage = p2p_stage;
     t->team_sum = team_sum;
     t->stages_sum = stages_sum;
     t->bcast = bcast;

@@ -48,6 +48,24 @@ int fm_pipe_p2p_exchange(void *ctx, int dir, const float *sbuf, size_t ns, float
     return FM_OK;
 }
 
+int fm_pipe_p2p_stage(void *ctx, int peer, void *buf, size_t n, int send) {
+    fm_pipe *p = ctx;
+    if (peer < 0 || peer >= p->nstages || peer == p->stage)
+        return fm_fail("pipeline: stage %d has no stage %d to exchange %zu bytes with", p->stage, peer, n);
+    double t0 = MPI_Wtime();
+    for (size_t off = 0; off < n || off == 0; off += CHUNK) {
+        size_t k = n - off < CHUNK ? n - off : CHUNK;
+        int rc = send ? MPI_Send((char *)buf + off, (int)k, MPI_BYTE, peer, 1, p->comm)
+                      : MPI_Recv((char *)buf + off, (int)k, MPI_BYTE, peer, 1, p->comm, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return fm_fail("pipeline: %zu bytes %s stage %d failed (MPI error %d)", k, send ? "to" : "from", peer, rc);
+        p->bcast_bytes += (uint64_t)k;
+        if (n == 0) break;
+    }
+    p->bcast_seconds += MPI_Wtime() - t0;
+    return FM_OK;
+}
+
 /* Sum x[0..n) of `type` (of `size` bytes) over comm, in chunks. */
 static int sum(fm_pipe *p, MPI_Comm comm, void *x, size_t n, MPI_Datatype type, size_t size, const char *what) {
     double t0 = MPI_Wtime();

@@ -35,6 +35,11 @@ int fm_pipe_p2p(void *ctx, int dir, float *buf, size_t n, int send);
  * rbuf[0..nr) from it at once (MPI_Sendrecv), so that two neighbours
  * sending to each other never both wait in a send. */
 int fm_pipe_p2p_exchange(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr);
+/* fm_comm.p2p_stage: send (send = 1) or receive n bytes to or from stage
+ * `peer` of this replica (a message of its own tag, apart from p2p's);
+ * counted with the broadcasts (bcast_bytes, bcast_seconds) as the copies
+ * that assemble a file from the stages' tensors. */
+int fm_pipe_p2p_stage(void *ctx, int peer, void *buf, size_t n, int send);
 /* fm_comm.team_sum: sum x[0..n) in place over the team (blocking). */
 int fm_pipe_team_sum(void *ctx, float *x, size_t n);
 /* Sum x[0..n) doubles in place over the team (blocking). */

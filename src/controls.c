@@ -87,7 +87,7 @@ void fm_weights_shuffle(fm_model *m, uint64_t seed) {
     float *tmp = NULL;
     for (int i = 0; i < m->lay.n; i++) {
         const fm_tensor *t = &m->lay.t[i];
-        if (!pretrained(t)) continue;
+        if (!pretrained(t) || !fm_model_holds(m, i)) continue;
         if (t->numel > cap) {
             cap = t->numel;
             perm = fm_xrealloc(perm, cap * sizeof *perm);

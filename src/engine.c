@@ -11,9 +11,17 @@ int fm_engine_init(fm_engine *e, fm_model *m, const fm_engine_cfg *c) {
     memset(e, 0, sizeof *e);
     e->c = *c;
     e->m = m;
-    if (fm_trainer_init(&e->tr, m, &c->train) != FM_OK) return FM_ERR;
-    e->tr_ready = 1;
     const fm_comm *cm = c->comm;
+    fm_trainer_opts to = c->train;
+    if (m->own && cm && cm->nstages > 1) {
+        /* a stage's model: the initial ranking's sums over the stages */
+        to.stages_sum = cm->stages_sum;
+        to.stages_ctx = cm->ctx;
+        to.stage = cm->stage;
+        to.nstages = cm->nstages;
+    }
+    if (fm_trainer_init(&e->tr, m, &to) != FM_OK) return FM_ERR;
+    e->tr_ready = 1;
     if (cm && cm->nstages > 1) e->s = fm_strategy_pipeline(e);
     else if (cm && cm->nreplicas > 1) e->s = fm_strategy_replicas(e);
     else e->s = fm_strategy_one(e);
@@ -102,6 +110,13 @@ int fm_engine_step(fm_engine *e, fm_step_out *out) {
 
 int fm_engine_apply(fm_engine *e, double *norm, double *factor) { return e->s->apply(e->s, e, norm, factor); }
 
+int fm_engine_whole(const fm_engine *e) { return !e->m->own; }
+
+int fm_engine_logits(fm_engine *e, const fm_dataset *d, int batch, int row0, int row1, float *logits) {
+    if (!e->s->logits) return fm_fail("%s: every rank holds the whole model; evaluate it there", e->s->name);
+    return e->s->logits(e->s, e, d, batch, row0, row1, logits);
+}
+
 int fm_engine_sync(fm_engine *e, fm_sync_what what) { return e->s->sync ? e->s->sync(e->s, e, what) : FM_OK; }
 
 int fm_engine_sparsity(fm_engine *e, fm_sparsity *sp) {
@@ -121,7 +136,7 @@ int fm_engine_writer(const fm_engine *e) { return !e->c.comm || e->c.comm->team_
 
 int fm_engine_save(fm_engine *e, int (*write)(void *ctx, const fm_trainer *tr), void *ctx) {
     if (fm_engine_sync(e, FM_SYNC_STATE) != FM_OK) return FM_ERR;
-    int ok = !fm_engine_writer(e) || write(ctx, &e->tr) == FM_OK;
+    int ok = (!fm_engine_writer(e) && fm_engine_whole(e)) || write(ctx, &e->tr) == FM_OK;
     return fm_engine_agree(e, ok);
 }
 

@@ -64,6 +64,9 @@ typedef struct fm_comm {
     /* Pipeline: send sbuf[0..ns) to the neighbouring stage dir and receive
      * rbuf[0..nr) from it, both at once (neither waits for the other). */
     int (*p2p_exchange)(void *ctx, int dir, const float *sbuf, size_t ns, float *rbuf, size_t nr);
+    /* Send (send = 1) or receive n bytes to or from stage `peer` of this
+     * replica (blocking; apart from p2p's messages). */
+    int (*p2p_stage)(void *ctx, int peer, void *buf, size_t n, int send);
     /* Sum n floats in place over the whole team (blocking). */
     int (*team_sum)(void *ctx, float *x, size_t n);
     /* Sum n doubles in place over the stages of this replica (blocking). */
@@ -165,6 +168,20 @@ int fm_engine_sync(fm_engine *e, fm_sync_what what);
 /* The trainer's sparsities, from every rank's terms where they are split. */
 int fm_engine_sparsity(fm_engine *e, fm_sparsity *sp);
 
+/* 1 when every rank holds the whole model (one process, replicas, or
+ * pipeline stages over a whole model); 0 on pipeline stages whose models
+ * hold their own tensors only (fm_model_alloc_stage): nothing is copied
+ * between them, an evaluation runs through the stages (fm_engine_logits)
+ * and files are assembled from the stages' tensors. */
+int fm_engine_whole(const fm_engine *e);
+/* Pipelined evaluation (fm_engine_whole 0), collective over the stages of
+ * this replica: rows [row0, row1) of d, in batches of up to `batch` rows,
+ * forwarded without dropout through every stage's layers (activations
+ * passed on with fm_comm.p2p), the last stage's task head writing their
+ * logits to logits + row0 * num_labels (the other stages write nothing).
+ * The same logits as the whole model's forward on one process. */
+int fm_engine_logits(fm_engine *e, const fm_dataset *d, int batch, int row0, int row1, float *logits);
+
 /* The strategy's activations and batch buffer over the whole model, for
  * this process's rows of a step (fm_engine_share_rows), for a caller's own
  * forward passes between steps (an evaluation); NULL on a pipeline stage. */
@@ -182,7 +199,10 @@ int fm_engine_agree(const fm_engine *e, int ok);
 int fm_engine_writer(const fm_engine *e);
 
 /* A checkpoint: every rank gets the whole state (fm_engine_sync), the writer
- * calls write(ctx, &e->tr) and the team agrees on its result. */
+ * calls write(ctx, &e->tr) and the team agrees on its result. On pipeline
+ * stages whose models hold their own tensors only (fm_engine_whole 0) every
+ * rank calls write: the writer assembles the file from the stages' tensors
+ * and the others send theirs (cli/gather.h). */
 int fm_engine_save(fm_engine *e, int (*write)(void *ctx, const fm_trainer *tr), void *ctx);
 /* Loading is every rank's: read(ctx, &e->tr) fills the trainer's state (on a
  * pipeline every stage reads it all and keeps using its own tensors). */

@@ -59,6 +59,14 @@ char *fm_xstrdup(const char *s);
 /* 64-byte aligned, zeroed allocation or die; free with fm_free_aligned. */
 float *fm_xalloc_floats(size_t n);
 void fm_free_aligned(void *p);
+/* n floats of which only [begin, end) is memory (zeroed): the rest is
+ * reserved address space without access, so that touching it faults
+ * (SIGSEGV) instead of quietly growing the process. The pages that hold
+ * begin and end - 1 are whole pages of memory, so up to a page's worth of
+ * floats beside the range is accessible too. Offsets stay those of the
+ * whole array. Free with fm_free_floats_part(p, n). */
+float *fm_xalloc_floats_part(size_t n, size_t begin, size_t end);
+void fm_free_floats_part(float *p, size_t n);
 /* Try to allocate: NULL and a recorded error on failure, for sizes a user
  * input decides (a header length, a tensor size). */
 void *fm_try_malloc(size_t n);

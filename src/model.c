@@ -191,21 +191,51 @@ size_t fm_acts_bytes(const fm_acts *a) { return a->bytes + a->mlm_cap * sizeof(f
 
 /* ---- the model ------------------------------------------------------------------ */
 
-void fm_model_alloc(fm_model *m, const fm_config *c) {
+void fm_model_alloc(fm_model *m, const fm_config *c) { fm_model_alloc_stage(m, c, 0, 1); }
+
+void fm_model_alloc_stage(fm_model *m, const fm_config *c, int stage, int nstages) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     fm_layout_build(&m->lay, c);
-    m->params = fm_xalloc_floats(m->lay.numel);
-    m->grads = fm_xalloc_floats(m->lay.numel);
+    if (nstages > 1) {
+        const int L = c->num_hidden_layers;
+        m->own = fm_xcalloc((size_t)(m->lay.n ? m->lay.n : 1), 1);
+        m->own_begin = m->lay.numel;
+        for (int i = 0; i < m->lay.n; i++) {
+            const fm_tensor *t = &m->lay.t[i];
+            if (fm_layout_stage(t, L, nstages) != stage) continue;
+            m->own[i] = 1;
+            if (t->offset < m->own_begin) m->own_begin = t->offset;
+            if (t->offset + t->numel > m->own_end) m->own_end = t->offset + t->numel;
+        }
+        if (m->own_end < m->own_begin) m->own_begin = m->own_end = 0;
+    } else {
+        m->own_end = m->lay.numel;
+    }
+    m->params = fm_model_alloc_floats(m);
+    m->grads = fm_model_alloc_floats(m);
     fm_view_bind(&m->w, &m->lay, c, m->params);
     fm_view_bind(&m->g, &m->lay, c, m->grads);
+}
+
+float *fm_model_alloc_floats(const fm_model *m) {
+    if (!m->own) return fm_xalloc_floats(m->lay.numel);
+    return fm_xalloc_floats_part(m->lay.numel, m->own_begin, m->own_end);
+}
+
+void fm_model_free_floats(const fm_model *m, float *p) {
+    if (m->own)
+        fm_free_floats_part(p, m->lay.numel);
+    else
+        fm_free_aligned(p);
 }
 
 void fm_model_free(fm_model *m) {
     fm_view_free(&m->w);
     fm_view_free(&m->g);
-    fm_free_aligned(m->params);
-    fm_free_aligned(m->grads);
+    fm_model_free_floats(m, m->params);
+    fm_model_free_floats(m, m->grads);
+    free(m->own);
     fm_layout_free(&m->lay);
     memset(m, 0, sizeof *m);
 }
@@ -221,7 +251,7 @@ void fm_model_init_tensors(fm_model *m, uint64_t seed, unsigned skip_flags) {
     const float std = m->cfg.initializer_range;
     for (int i = 0; i < m->lay.n; i++) {
         const fm_tensor *t = &m->lay.t[i];
-        if (t->flags & skip_flags) continue;
+        if ((t->flags & skip_flags) || !fm_model_holds(m, i)) continue;
         float *p = m->params + t->offset;
         if (t->flags & FM_T_MATRIX) {
             fm_rng_normals(seed, FM_RNG_INIT, 0, (uint32_t)i, p, t->numel);
@@ -237,7 +267,9 @@ void fm_model_init_tensors(fm_model *m, uint64_t seed, unsigned skip_flags) {
     }
 }
 
-void fm_model_zero_grads(fm_model *m) { memset(m->grads, 0, m->lay.numel * sizeof *m->grads); }
+void fm_model_zero_grads(fm_model *m) {
+    memset(m->grads + m->own_begin, 0, (m->own_end - m->own_begin) * sizeof *m->grads);
+}
 
 const fm_tensor *fm_model_tensor_at(const fm_model *m, const float *p) {
     size_t off;

@@ -34,6 +34,14 @@ struct fm_model {
     fm_layout lay;
     float *params; /* (lay.numel) */
     float *grads;  /* (lay.numel) */
+    /* A pipeline stage's model (fm_model_alloc_stage) holds its own tensors
+     * only: own[i] says whether it holds tensor i, and params, grads (and a
+     * trainer's nu and moments) are memory over [own_begin, own_end) only,
+     * the elements of its tensors, and address space without access
+     * elsewhere (fm_xalloc_floats_part): the views of the other tensors
+     * point where a read faults. own is NULL when the model is whole. */
+    unsigned char *own; /* [lay.n] or NULL */
+    size_t own_begin, own_end;
     fm_view w;     /* views into params: what the forward reads */
     fm_view g;     /* views into grads */
     fm_weights_fn weights_fn; /* NULL: none (fm_model_alloc) */
@@ -90,7 +98,16 @@ size_t fm_acts_bytes(const fm_acts *a);
 
 /* Allocate params and grads (zeroed) for config c and bind the views. */
 void fm_model_alloc(fm_model *m, const fm_config *c);
+/* The same for pipeline stage `stage` of `nstages` (fm_layout_stage): only
+ * its tensors' elements are memory. nstages <= 1 is fm_model_alloc. */
+void fm_model_alloc_stage(fm_model *m, const fm_config *c, int stage, int nstages);
 void fm_model_free(fm_model *m);
+/* 1 when m holds tensor i (always, for a whole model). */
+static inline int fm_model_holds(const fm_model *m, int i) { return !m->own || m->own[i]; }
+/* A float array of m's layout, memory where m holds its tensors (zeroed);
+ * free with fm_model_free_floats. */
+float *fm_model_alloc_floats(const fm_model *m);
+void fm_model_free_floats(const fm_model *m, float *p);
 /* BERT's initialisation: matrices and embeddings N(0, initializer_range^2)
  * from rng.h (purpose FM_RNG_INIT, stream = tensor index), LayerNorm gains
  * 1, every bias 0. Deterministic in seed. */

@@ -14,10 +14,16 @@
  * replicas of the stage, per layer as the last backward completes it; the
  * loss and signal flags are summed over the team; the update covers only the
  * owned tensors, with the global norm from per-tensor terms summed over the
- * stages (which also serve the sparsities); and fm_engine_sync copies every
- * owned tensor from its stage to the others before anything reads the whole
- * model. Every stage still allocates the whole model's parameters; only the
- * activations are per stage. */
+ * stages (which also serve the sparsities).
+ *
+ * A stage's model normally holds its own tensors only (fm_model_alloc_stage:
+ * parameters, gradients, and the trainer's nu, moments and sample are memory
+ * for those tensors alone): then nothing is copied between the stages, an
+ * evaluation runs pipelined (pipe_logits: each stage forwards its layers and
+ * passes the activations on, the last computes the logits), and files are
+ * assembled from the stages' tensors by the writer (cli/gather.h). Over a
+ * whole model on every stage, fm_engine_sync copies every owned tensor from
+ * its stage to the others before anything reads the whole model. */
 #include <stdlib.h>
 
 #include "fm.h"
@@ -230,6 +236,7 @@ static int pipe_sync(fm_strategy *st, fm_engine *e, fm_sync_what what) {
     (void)st;
     const fm_trainer *tr = &e->tr;
     const fm_model *m = e->m;
+    if (m->own) return FM_OK; /* each stage holds its own tensors only: nothing to copy */
     const int n = m->lay.n, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
     unsigned char *sel = fm_xmalloc((size_t)(n ? n : 1));
     int rc = FM_OK;
@@ -251,6 +258,46 @@ static int pipe_sync(fm_strategy *st, fm_engine *e, fm_sync_what what) {
         if (rc == FM_OK) rc = bcast_owned(e, sel, tr->mom2);
     }
     free(sel);
+    return rc;
+}
+
+/* Evaluation through the stages of this replica (fm_engine_logits): per
+ * batch, stage 0 embeds, every stage forwards its layers and passes the
+ * hidden states on, the last stage's head writes the logits. Blocking
+ * messages let stage s forward batch k + 1 while stage s + 1 forwards k. */
+static int pipe_logits(fm_strategy *st, fm_engine *e, const fm_dataset *d, int batch, int row0, int row1,
+                       float *logits) {
+    pipeline *p = (pipeline *)st;
+    fm_model *m = e->m;
+    const fm_comm *cm = e->c.comm;
+    const int S = cm->nstages, s = cm->stage, H = m->cfg.hidden_size, NL = m->cfg.num_labels;
+    if (row1 <= row0) return FM_OK;
+    fm_acts *a = fm_acts_new(&m->cfg, batch, d->max_len, p->l0, p->l1);
+    fm_batch_buf bb;
+    fm_batch_buf_alloc(&bb, batch, d->max_len);
+    int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch);
+    float *xa = fm_xalloc_floats((size_t)batch * d->max_len * H);
+    float *xb = fm_xalloc_floats((size_t)batch * d->max_len * H);
+    const fm_pass pass = {.seed = 0, .step = 0, .training = 0, .cls_only_last = 1};
+    int rc = FM_OK;
+    for (int i = row0; i < row1 && rc == FM_OK; i += batch) {
+        const int B = row1 - i < batch ? row1 - i : batch;
+        for (int j = 0; j < B; j++) rows[j] = i + j;
+        fm_batch_fill(&bb, d, rows, B, 1, 0);
+        bb.b.labels = NULL;
+        bb.b.targets = NULL;
+        const size_t n = (size_t)bb.b.B * bb.b.T * H;
+        if (s == 0) fm_embed_forward(m, a, &bb.b, &pass, xa);
+        else if ((rc = cm->p2p(cm->ctx, -1, xa, n, 0)) != FM_OK) break;
+        fm_encoder_forward(m, a, &bb.b, &pass, p->l0, p->l1, xa, xb);
+        if (s == S - 1) fm_head_forward(m, a, &bb.b, &pass, xb, logits + (size_t)i * NL);
+        else rc = cm->p2p(cm->ctx, +1, xb, n, 1);
+    }
+    fm_free_aligned(xa);
+    fm_free_aligned(xb);
+    free(rows);
+    fm_batch_buf_free(&bb);
+    fm_acts_free(a);
     return rc;
 }
 
@@ -331,6 +378,7 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     p->s.apply = pipe_apply;
     p->s.sync = pipe_sync;
     p->s.sparsity = pipe_sparsity;
+    if (m->own) p->s.logits = pipe_logits;
     p->s.destroy = pipe_destroy;
     p->M = M;
     p->sch = e->c.schedule;

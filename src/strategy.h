@@ -15,6 +15,8 @@ struct fm_strategy {
     int (*apply)(fm_strategy *s, fm_engine *e, double *norm, double *factor);
     /* give every rank what `what` names (NULL: nothing to do) */
     int (*sync)(fm_strategy *s, fm_engine *e, fm_sync_what what);
+    /* fm_engine_logits (NULL: every rank holds the whole model) */
+    int (*logits)(fm_strategy *s, fm_engine *e, const fm_dataset *d, int batch, int row0, int row1, float *logits);
     /* the trainer's sparsities (NULL: fm_trainer_sparsity) */
     int (*sparsity)(fm_strategy *s, fm_engine *e, fm_sparsity *sp);
     /* activations and a batch buffer over the whole model for up to this

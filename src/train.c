@@ -116,14 +116,21 @@ int fm_trainer_init(fm_trainer *t, fm_model *m, const fm_trainer_opts *o) {
             t->nu_lay.t[i].trains = t->masked_of[i] >= 0;
             t->head_lay.t[i].trains = (lay->t[i].flags & FM_T_HEAD) != 0;
         }
-        t->nu = fm_xalloc_floats(lay->numel);
+        /* a pipeline stage keeps the bits of its own tensors only */
+        for (int i = 0; i < lay->n; i++)
+            if (t->masked_of[i] >= 0 && !fm_model_holds(m, i)) {
+                free(t->sample.t[t->masked_of[i]].bits);
+                t->sample.t[t->masked_of[i]].bits = NULL;
+            }
+        t->nu = fm_model_alloc_floats(m);
         fm_trainer_init_nu(t, o->init_sparsity, o->init_rank);
         fm_trainer_sample(t, FM_SAMPLE_DET, 0);
         m->weights_fn = hook;
         m->weights_ctx = t;
     }
-    t->mom1 = fm_xalloc_floats(lay->numel);
-    t->mom2 = fm_xalloc_floats(lay->numel);
+    t->mom1 = fm_model_alloc_floats(m);
+    t->mom2 = fm_model_alloc_floats(m);
+    if (m->own) fm_trainer_own(t, m->own);
     return FM_OK;
 }
 
@@ -134,9 +141,11 @@ void fm_trainer_free(fm_trainer *t) {
         fm_view_free(&t->m->w);
         fm_view_bind(&t->m->w, &t->m->lay, &t->m->cfg, t->m->params);
     }
-    fm_free_aligned(t->mom1);
-    fm_free_aligned(t->mom2);
-    fm_free_aligned(t->nu);
+    if (t->m) {
+        fm_model_free_floats(t->m, t->mom1);
+        fm_model_free_floats(t->m, t->mom2);
+        if (t->nu) fm_model_free_floats(t->m, t->nu);
+    }
     fm_free_aligned(t->scratch);
     fm_mask_free(&t->sample);
     free(t->masked_of);
@@ -156,7 +165,7 @@ FM_HOT void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) 
     const uint32_t purpose = kind == FM_SAMPLE_EVAL ? FM_RNG_MASK_EVAL : FM_RNG_MASK;
     for (int i = 0; i < lay->n; i++) {
         int k = t->masked_of[i];
-        if (k < 0 || (kind == FM_SAMPLE_TRAIN && t->own && !t->own[i])) continue;
+        if (k < 0 || (kind == FM_SAMPLE_TRAIN && t->own && !t->own[i]) || !fm_model_holds(t->m, i)) continue;
         fm_mask_tensor *mt = &t->sample.t[k];
         const float *nu = t->nu + lay->t[i].offset;
         const long n = (long)mt->numel, nchunks = (n + CHUNK - 1) / CHUNK;
@@ -347,16 +356,31 @@ typedef struct {
     size_t n;
 } seg;
 
+/* Sum a histogram over the stages of o (nothing to do without them). */
+static void hist_sum(const fm_trainer_opts *o, size_t *hist, size_t n) {
+    if (!o || !o->stages_sum) return;
+    double *x = fm_xmalloc(sizeof(double) * n);
+    for (size_t i = 0; i < n; i++) x[i] = (double)hist[i];
+    /* a failed sum is the communication's to report: the next collective fails too */
+    if (o->stages_sum(o->stages_ctx, x, n) == FM_OK)
+        for (size_t i = 0; i < n; i++) hist[i] = (size_t)x[i];
+    free(x);
+}
+
 /* Set nu over segs: -v for the k smallest |x| (ties: earlier segment, then
  * earlier element, first), +v for the rest. Radix selection on the bits of
- * |x|: two 16-bit histogram passes find the k-th key, a third assigns. */
-static void rank_assign(const seg *s, int ns, size_t k, float v) {
+ * |x|: two 16-bit histogram passes find the k-th key, a third assigns. With
+ * o's stages_sum the segments are this stage's part of a ranking over every
+ * stage's (the histograms and the ties of earlier stages summed over them;
+ * o NULL: these segments alone). */
+static void rank_assign(const seg *s, int ns, size_t k, float v, const fm_trainer_opts *o) {
     size_t *hist = fm_xcalloc(65536, sizeof(size_t));
     uint32_t thr = 0;
     size_t less = 0;
     if (k > 0) {
         for (int q = 0; q < ns; q++)
             for (size_t j = 0; j < s[q].n; j++) hist[absbits(s[q].p[j]) >> 16]++;
+        hist_sum(o, hist, 65536);
         uint32_t hi = 0;
         for (; hi < 65536; hi++) {
             if (less + hist[hi] >= k) break;
@@ -368,6 +392,7 @@ static void rank_assign(const seg *s, int ns, size_t k, float v) {
                 uint32_t a = absbits(s[q].p[j]);
                 if ((a >> 16) == hi) hist[a & 0xffff]++;
             }
+        hist_sum(o, hist, 65536);
         uint32_t lo = 0;
         for (; lo < 65536; lo++) {
             if (less + hist[lo] >= k) break;
@@ -375,8 +400,17 @@ static void rank_assign(const seg *s, int ns, size_t k, float v) {
         }
         thr = (hi << 16) | lo;
     }
-    /* k - less entries equal to thr go to -v, in order. */
+    /* k - less entries equal to thr go to -v, in order (the earlier stages' first). */
     size_t ties = k > 0 ? k - less : 0;
+    if (k > 0 && o && o->stages_sum) {
+        size_t *eq = fm_xcalloc((size_t)o->nstages, sizeof(size_t)), before = 0;
+        for (int q = 0; q < ns; q++)
+            for (size_t j = 0; j < s[q].n; j++) eq[o->stage] += absbits(s[q].p[j]) == thr;
+        hist_sum(o, eq, (size_t)o->nstages);
+        for (int st = 0; st < o->stage; st++) before += eq[st];
+        ties = ties > before ? ties - before : 0;
+        free(eq);
+    }
     for (int q = 0; q < ns; q++)
         for (size_t j = 0; j < s[q].n; j++) {
             uint32_t a = absbits(s[q].p[j]);
@@ -398,14 +432,16 @@ void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
     seg *sg = fm_xmalloc(sizeof(seg) * (size_t)lay->n);
     int ns = 0;
     for (int i = 0; i < lay->n; i++) {
-        if (t->masked_of[i] < 0) continue;
+        if (t->masked_of[i] < 0 || !fm_model_holds(t->m, i)) continue;
         const fm_tensor *x = &lay->t[i];
         sg[ns++] = (seg){t->m->params + x->offset, t->nu + x->offset, x->numel};
     }
     if (rank == FM_RANK_GLOBAL) {
-        rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init);
+        rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init,
+                    t->m->own ? &t->o : NULL);
     } else {
-        for (int q = 0; q < ns; q++) rank_assign(&sg[q], 1, (size_t)llround(s * (double)sg[q].n), (float)t->o.nu_init);
+        for (int q = 0; q < ns; q++)
+            rank_assign(&sg[q], 1, (size_t)llround(s * (double)sg[q].n), (float)t->o.nu_init, NULL);
     }
     free(sg);
 }

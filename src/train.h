@@ -66,6 +66,14 @@ typedef struct {
     double init_sparsity;    /* supermask: fraction of nu set to -nu_init */
     double nu_init;          /* supermask: magnitude of the initial nu (5) */
     fm_init_rank init_rank;
+    /* A pipeline stage's trainer, whose model holds its own tensors only
+     * (fm_model_alloc_stage): the initial ranking over every stage's
+     * tensors needs sums over the stages: stages_sum(stages_ctx, x, n) sums
+     * n doubles in place over them, and this is stage `stage` of `nstages`.
+     * NULL for a whole model. */
+    int (*stages_sum)(void *ctx, double *x, size_t n);
+    void *stages_ctx;
+    int stage, nstages;
 } fm_trainer_opts;
 
 /* Full fine-tuning with BERT's AdamW defaults; supermask defaults: ste
@@ -78,10 +86,13 @@ typedef struct {
     fm_model *m;       /* the model (not owned; outlives the trainer) */
     fm_trainer_opts o;
     int64_t step;      /* updates applied so far */
+    /* Full-size arrays (lay.numel), memory only where the model holds its
+     * tensors (fm_model_alloc_floats): */
     float *mom1, *mom2; /* (lay.numel) AdamW moments: of the params, or of nu and the head */
     /* supermask only: */
     float *nu;         /* (lay.numel) scores; used where a tensor is masked */
-    fm_mask sample;    /* mu of the current step (or an evaluation sample), packed bits */
+    fm_mask sample;    /* mu of the current step (or an evaluation sample), packed bits (bits NULL
+                          for the tensors a pipeline stage's model does not hold) */
     int *masked_of;    /* [lay.n] index into sample.t, or -1 */
     float ***fields;   /* [lay.n] the m->w field that points at a masked tensor */
     fm_layout nu_lay;  /* copy of m->lay: trains = masked */
@@ -95,7 +106,9 @@ typedef struct {
 } fm_trainer;
 
 /* Set up training of m (whose layout already says which tensors train: see
- * fm_freeze) with o. Supermask: mask the tensors o->mask_glob and
+ * fm_freeze) with o. When m holds some tensors only (a pipeline stage), the
+ * trainer owns those (fm_trainer_own with m->own) and allocates nothing for
+ * the others. Supermask: mask the tensors o->mask_glob and
  * o->mask_layers name (FM_ERR with a message when they name none), make
  * every other tensor but the task head frozen, initialise nu from
  * o->init_sparsity and install the weights hook. */

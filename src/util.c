@@ -1,12 +1,15 @@
 /* util.c: errors, logging, allocation and timing (see fm.h). */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS, MAP_NORESERVE */
 #include "fm.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <time.h>
 
 int fm_verbosity = 1;
@@ -109,6 +112,27 @@ float *fm_xalloc_floats(size_t n) {
 }
 
 void fm_free_aligned(void *p) { free(p); }
+
+float *fm_xalloc_floats_part(size_t n, size_t begin, size_t end) {
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t bytes = ((n ? n : 1) * sizeof(float) + page - 1) / page * page;
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) die_oom(bytes);
+    if (end > begin) {
+        size_t b = begin * sizeof(float) / page * page;
+        size_t e = (end * sizeof(float) + page - 1) / page * page;
+        if (e > bytes) e = bytes;
+        /* anonymous pages read as zero, as fm_xalloc_floats's do */
+        if (mprotect((char *)p + b, e - b, PROT_READ | PROT_WRITE) != 0) die_oom(e - b);
+    }
+    return p;
+}
+
+void fm_free_floats_part(float *p, size_t n) {
+    if (!p) return;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    munmap(p, ((n ? n : 1) * sizeof(float) + page - 1) / page * page);
+}
 
 void *fm_try_malloc(size_t n) {
     void *p = malloc(n ? n : 1);

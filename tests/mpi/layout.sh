@@ -10,7 +10,9 @@
 # M; 1F1B min(S-s, M), never more than S, and at most S/M of GPipe's bytes); rank 0's communication per step is
 # what the layout says: a pipeline stage sums the gradients of the layers it
 # holds only; and the evaluations are split over the team's ranks (each
-# forwards a share of the dev batches, together exactly what 1 rank forwards).
+# replica forwards a share of the dev batches, together exactly what 1 rank
+# forwards; on stages, which hold their own layers only, every stage of a
+# replica forwards that replica's share through its layers).
 # Usage: layout.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
@@ -131,17 +133,24 @@ for lay, R, S in [('r2', 2, 1), ('s2', 1, 2), ('q4', 2, 2), ('s2f', 1, 2), ('q4f
         if job.startswith('SST-2.full') and got != [p for _, p in want]:  # (supermask adds the sparsity terms at log steps)
             print(f'FAIL {lay} {job}: {got} bytes per step per rank, expected {[p for _, p in want]}'); bad = 1
         print(f'{lay}: {job}: bytes per step per rank {got} (rank 0: {c.get("grad_bytes", 0) // steps} of gradients)')
-        # Evaluations: 48 dev examples in 6 batches of 8, per evaluation. Each
-        # rank forwards its share of whole batches; together they forward what
-        # 1 rank does, and every rank takes part.
+        # Evaluations: 48 dev examples in 6 batches of 8, per evaluation.
+        # Replicas forward their shares of whole batches; together they forward
+        # what 1 rank does, and every rank takes part. Pipeline stages hold
+        # their own layers only: each stage of a replica forwards the
+        # replica's share through its layers (the evaluation is pipelined).
         one = json.load(open(f'{w}/r1/{job}/compute.json')).get('eval_examples_by_rank')
         ev = c.get('eval_examples_by_rank')
         evals = 1 + (json.load(open(f'{w}/r1/{job}/metrics.json')).get('samples', 0) if 'supermask' in job else 0)
         if one != [48 * evals]:
             print(f'FAIL {job}: 1 rank forwarded {one} dev examples, expected [{48 * evals}]'); bad = 1
-        if not ev or len(ev) != R * S or sum(ev) != 48 * evals or min(ev) < 8 * evals:
-            print(f'FAIL {lay} {job}: dev examples forwarded per rank {ev}; expected {R * S} shares of 6 batches '
-                  f'of 8 per evaluation ({evals}), summing to {48 * evals}'); bad = 1
+        if S == 1:
+            good = ev and len(ev) == R and sum(ev) == 48 * evals and min(ev) >= 8 * evals
+        else:
+            good = ev and len(ev) == R * S and sum(ev) == S * 48 * evals and min(ev) >= 8 * evals and \
+                all(ev[r * S + k] == ev[r * S] for r in range(R) for k in range(S))
+        if not good:
+            print(f'FAIL {lay} {job}: dev examples forwarded per rank {ev}; expected {R} shares of 6 batches '
+                  f'of 8 per evaluation ({evals}), summing to {48 * evals}, each forwarded by all {S} stages of its replica'); bad = 1
         print(f'{lay}: {job}: dev examples forwarded per rank {ev} ({evals} evaluation(s) of 48)')
 sys.exit(bad)
 PY

@@ -11,12 +11,21 @@
  *      trainer (bit for bit), leave every other tensor's parameters, scores,
  *      moments and sample as they were, draw the same training sample of
  *      their own tensors, and their summed sparsity terms give the one
- *      trainer's sparsities. */
+ *      trainer's sparsities;
+ *   4. the same with each stage's trainer over a stage's model
+ *      (fm_model_alloc_stage, per-tensor initial ranking): it holds its own
+ *      tensors only, and parameters, gradients, moments and scores of the
+ *      others are address space without memory, where a read faults (checked
+ *      in a child process). */
+#define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fm.h"
 #include "model.h"
@@ -85,11 +94,28 @@ static int same(const float *a, const float *b, const fm_tensor *x) {
     return memcmp(a + x->offset, b + x->offset, x->numel * sizeof(float)) == 0;
 }
 
-static void run_stages(fm_train_mode mode, int S) {
+/* 1 when reading p in a child process kills it with SIGSEGV. */
+static int faults(const float *p) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGSEGV, SIG_DFL); /* not cmocka's handler */
+        volatile float x = *(volatile const float *)p;
+        (void)x;
+        _exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV;
+}
+
+/* staged: each stage's model holds its own tensors only (fm_model_alloc_stage). */
+static void run_stages(fm_train_mode mode, int S, int staged) {
     fm_model m0, ms[3], init;
     fm_trainer t0, ts[3];
     fm_trainer_opts o;
     opts(&o, mode);
+    /* without a stages_sum, a stage's model ranks its own tensors alone: per tensor, as one process */
+    if (staged) o.init_rank = FM_RANK_TENSOR;
     const int sm = mode == FM_TRAIN_SUPERMASK;
     tiny(&m0);
     tiny(&init);
@@ -97,10 +123,41 @@ static void run_stages(fm_train_mode mode, int S) {
     const int n = m0.lay.n;
     unsigned char *own = fm_xmalloc((size_t)n);
     for (int s = 0; s < S; s++) {
-        tiny(&ms[s]);
+        for (int i = 0; i < n; i++) own[i] = fm_layout_stage(&m0.lay.t[i], L, S) == s;
+        if (staged) {
+            fm_model_alloc_stage(&ms[s], &init.cfg, s, S);
+            assert_non_null(ms[s].own);
+            for (int i = 0; i < n; i++) {
+                const fm_tensor *x = &init.lay.t[i];
+                assert_int_equal(ms[s].own[i], own[i]);
+                if (own[i]) memcpy(ms[s].params + x->offset, init.params + x->offset, x->numel * sizeof(float));
+            }
+        } else {
+            tiny(&ms[s]);
+        }
         assert_int_equal(fm_trainer_init(&ts[s], &ms[s], &o), FM_OK);
-        for (int i = 0; i < n; i++) own[i] = fm_layout_stage(&ms[s].lay.t[i], L, S) == s;
         fm_trainer_own(&ts[s], own);
+    }
+    if (staged) {
+        /* the other stages' tensors have no memory: a read far enough from
+         * the stage's own range (whole pages away) faults */
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE) / sizeof(float);
+        int checked = 0;
+        for (int s = 0; s < S; s++) {
+            const fm_model *m = &ms[s];
+            for (int i = 0; i < n; i++) {
+                const fm_tensor *x = &m->lay.t[i];
+                const size_t mid = x->offset + x->numel / 2;
+                if (m->own[i] || (mid + page >= m->own_begin && mid < m->own_end + page)) continue;
+                assert_true(faults(m->params + mid));
+                assert_true(faults(m->grads + mid));
+                assert_true(faults(ts[s].mom1 + mid) && faults(ts[s].mom2 + mid));
+                if (sm) assert_true(faults(ts[s].nu + mid));
+                if (sm && ts[s].masked_of[i] >= 0) assert_null(ts[s].sample.t[ts[s].masked_of[i]].bits);
+                checked++;
+            }
+        }
+        assert_true(checked > 0);
     }
     float *nu0 = sm ? fm_xalloc_floats(m0.lay.numel) : NULL;
     if (sm) memcpy(nu0, t0.nu, m0.lay.numel * sizeof(float));
@@ -163,7 +220,7 @@ static void run_stages(fm_train_mode mode, int S) {
                     assert_true(same(ms[s].params, m0.params, x));
                     assert_true(same(ts[s].mom1, t0.mom1, x) && same(ts[s].mom2, t0.mom2, x));
                     if (sm) assert_true(same(ts[s].nu, t0.nu, x));
-                } else {
+                } else if (!staged) {
                     /* untouched: the initial parameters, scores and sample, zero moments */
                     assert_true(same(ms[s].params, init.params, x));
                     for (size_t j = 0; j < x->numel; j++)
@@ -171,7 +228,7 @@ static void run_stages(fm_train_mode mode, int S) {
                     if (sm) assert_true(same(ts[s].nu, nu0, x));
                 }
                 int k = sm ? t0.masked_of[i] : -1;
-                if (k >= 0) {
+                if (k >= 0 && (!staged || ts[s].own[i])) {
                     const uint8_t *want = ts[s].own[i] ? t0.sample.t[k].bits : bits0[k];
                     assert_memory_equal(ts[s].sample.t[k].bits, want, (t0.sample.t[k].numel + 7) / 8);
                 }
@@ -214,14 +271,26 @@ static void run_stages(fm_train_mode mode, int S) {
 
 static void test_full_stages(void **state) {
     (void)state;
-    run_stages(FM_TRAIN_FULL, 2);
-    run_stages(FM_TRAIN_FULL, 3);
+    run_stages(FM_TRAIN_FULL, 2, 0);
+    run_stages(FM_TRAIN_FULL, 3, 0);
 }
 
 static void test_supermask_stages(void **state) {
     (void)state;
-    run_stages(FM_TRAIN_SUPERMASK, 2);
-    run_stages(FM_TRAIN_SUPERMASK, 3);
+    run_stages(FM_TRAIN_SUPERMASK, 2, 0);
+    run_stages(FM_TRAIN_SUPERMASK, 3, 0);
+}
+
+static void test_full_stage_models(void **state) {
+    (void)state;
+    run_stages(FM_TRAIN_FULL, 2, 1);
+    run_stages(FM_TRAIN_FULL, 3, 1);
+}
+
+static void test_supermask_stage_models(void **state) {
+    (void)state;
+    run_stages(FM_TRAIN_SUPERMASK, 2, 1);
+    run_stages(FM_TRAIN_SUPERMASK, 3, 1);
 }
 
 int main(void) {
@@ -230,6 +299,8 @@ int main(void) {
         cmocka_unit_test(test_norm_parts),
         cmocka_unit_test(test_full_stages),
         cmocka_unit_test(test_supermask_stages),
+        cmocka_unit_test(test_full_stage_models),
+        cmocka_unit_test(test_supermask_stage_models),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
