@@ -41,6 +41,8 @@ fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb) {
     return e->s->acts;
 }
 
+size_t fm_engine_acts_bytes(const fm_engine *e) { return e->s->bytes ? e->s->bytes(e->s) : 0; }
+
 int fm_engine_share_rows(const fm_engine *e) {
     const int R = e->c.comm ? e->c.comm->nreplicas : 1;
     return (e->c.batch + R - 1) / R;
@@ -150,6 +152,8 @@ int fm_strategy_apply_whole(fm_strategy *s, fm_engine *e, double *norm, double *
     return FM_OK;
 }
 
+static size_t one_bytes(const fm_strategy *s) { return fm_acts_bytes(((const one_strategy *)s)->acts); }
+
 static void one_destroy(fm_strategy *s) {
     one_strategy *o = (one_strategy *)s;
     if (o->acts) fm_acts_free(o->acts);
@@ -163,6 +167,7 @@ fm_strategy *fm_strategy_one(fm_engine *e) {
     o->s.name = "one";
     o->s.step = one_step;
     o->s.apply = fm_strategy_apply_whole;
+    o->s.bytes = one_bytes;
     o->s.destroy = one_destroy;
     o->acts = fm_acts_new(c, e->c.batch, e->c.seq, 0, c->num_hidden_layers);
     fm_batch_buf_alloc(&o->bb, e->c.batch, e->c.seq);

@@ -165,6 +165,10 @@ int fm_engine_sparsity(fm_engine *e, fm_sparsity *sp);
 fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb);
 /* The most rows of a step one replica computes. */
 int fm_engine_share_rows(const fm_engine *e);
+/* Bytes of the activations the strategy holds on this process (its
+ * activation sets, fm_acts_bytes, and the buffers of a layer's input or
+ * output it keeps beside them), for `finemask bench`. */
+size_t fm_engine_acts_bytes(const fm_engine *e);
 
 /* Collective: FM_OK when every rank of the team passes ok != 0 (one process: ok). */
 int fm_engine_agree(const fm_engine *e, int ok);

@@ -24,6 +24,7 @@ typedef struct {
     fm_acts **acts;    /* [M] micro-batch k's activations of this stage's layers */
     fm_batch_buf *mbb; /* [M] */
     float *xa, *xb;    /* (micro-batch rows, T, H) */
+    size_t x_bytes;    /* of each */
 } pipeline;
 
 /* This stage's share of the step for its replica's rows e->rows[0..nr)
@@ -187,6 +188,14 @@ static int pipe_sync(fm_strategy *st, fm_engine *e, fm_sync_what what) {
     return rc;
 }
 
+/* Every micro-batch's activations of this stage's layers, and xa, xb. */
+static size_t pipe_bytes(const fm_strategy *st) {
+    const pipeline *p = (const pipeline *)st;
+    size_t n = 2 * p->x_bytes;
+    for (int k = 0; k < p->M; k++) n += fm_acts_bytes(p->acts[k]);
+    return n;
+}
+
 static void pipe_destroy(fm_strategy *st) {
     pipeline *p = (pipeline *)st;
     for (int k = 0; k < p->M; k++) {
@@ -232,6 +241,7 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     p->s.apply = pipe_apply;
     p->s.sync = pipe_sync;
     p->s.sparsity = pipe_sparsity;
+    p->s.bytes = pipe_bytes;
     p->s.destroy = pipe_destroy;
     p->M = M;
     p->l0 = L * cm->stage / S;
@@ -246,5 +256,6 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     }
     p->xa = fm_xalloc_floats((size_t)mb * e->c.seq * m->cfg.hidden_size);
     p->xb = fm_xalloc_floats((size_t)mb * e->c.seq * m->cfg.hidden_size);
+    p->x_bytes = (size_t)mb * e->c.seq * m->cfg.hidden_size * sizeof(float);
     return &p->s;
 }

@@ -21,6 +21,8 @@ struct fm_strategy {
      * process's rows of a step, or NULL (a pipeline stage) */
     fm_acts *acts;
     fm_batch_buf *bb;
+    /* bytes of the activations and activation-sized buffers it holds */
+    size_t (*bytes)(const fm_strategy *s);
     void (*destroy)(fm_strategy *s);
 };
 
