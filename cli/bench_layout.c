@@ -244,11 +244,10 @@ static void lay_print_table(const lay_job *j, const double *all, int n, const fm
 
 /* This rank's figures to rank 0, which prints them. */
 static void lay_report(lay_job *j) {
-    const int n = j->g.world_size, L = j->cfg.num_hidden_layers;
+    const int n = j->g.world_size;
     fm_bench_share s, w;
     fm_bench_share_of(&j->m, &j->e.tr, j->g.stage_idx, j->o->stages, &s);
     fm_bench_share_of(&j->m, &j->e.tr, 0, 1, &w);
-    (void)L;
     j->f[F_STAGE] = j->g.stage_idx;
     j->f[F_REPLICA] = j->g.replica_idx;
     j->f[F_PARAMS] = s.params;
