@@ -1,52 +1,74 @@
 /* cmd_bench.c: `finemask bench`: time a fine-tuning step (forward, backward,
  * optimiser) on synthetic tokens, and BLIS's sgemm on the step's own GEMM
- * shapes in the same run, so the two rates can be compared. */
+ * shapes in the same run, so the two rates can be compared; with the peak
+ * resident memory beside the arithmetic of what the step holds. Under an MPI
+ * launcher, a layout's steps and every rank's memory (bench_layout.c). */
 #include <getopt.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "blas.h"
 #include "cli.h"
 #include "config.h"
 #include "fm.h"
+#include "fileio.h"
+#include "hfconfig.h"
 #include "model.h"
 #include "optim.h"
 #include "opts.h"
 #include "rng.h"
 #include "train.h"
+#include "world.h"
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
 }
 
-static double median(double *v, int n) {
+double fm_bench_median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static void bench_usage(FILE *f) {
     fprintf(f,
-            "usage: finemask bench [--config PRESET] [--batch B] [--seq T] [--mode full|freeze|supermask] [--steps N]\n"
-            "                      [--threads N] [--json]\n"
+            "usage: finemask bench [--config PRESET|FILE] [--layers N] [--batch B] [--seq T]\n"
+            "                      [--mode full|freeze|supermask] [--steps N] [--threads N] [--json]\n"
+            "       mpiexec -n RANKS finemask bench ... [--stages S] [--tensor-parallel P] [--micro-batches M]\n"
+            "                      [--eval-batch E]\n"
             "\n"
             "Times training steps of a BERT model on synthetic tokens and prints, per phase,\n"
             "the median time, the achieved GEMM GFLOP/s of the step, and BLIS's sgemm GFLOP/s\n"
-            "on the same GEMM shapes measured in the same run, plus the peak resident memory.\n"
+            "on the same GEMM shapes measured in the same run, plus the peak resident memory\n"
+            "beside the bytes of parameters, gradients, AdamW moments, nu/masks and activations.\n"
+            "Under mpiexec, the ranks run the steps in a layout (RANKS / (S x P) data-parallel\n"
+            "replicas of S pipeline stages) and rank 0 prints every rank's peak resident memory\n"
+            "beside the same arithmetic for that rank's share; no GEMM comparison then.\n"
             "\n"
-            "  --config PRESET  tiny, mini, small, medium, base (default) or large\n"
+            "  --config PRESET  tiny, mini, small, medium, base (default) or large, or a\n"
+            "                   HuggingFace config.json\n"
+            "  --layers N       N encoder layers instead of the config's (a model's width on a\n"
+            "                   machine too small for its depth)\n"
             "  --batch B        sequences per step (default 8)\n"
             "  --seq T          tokens per sequence (default 128)\n"
             "  --mode MODE      full (default): every parameter trains;\n"
             "                   freeze: embeddings frozen (no gradient computed for them);\n"
             "                   supermask: scores nu over every default-masked matrix (50%% initial\n"
             "                   sparsity), a Bernoulli sample each step, head trained\n"
-            "  --steps N        timed steps after one warm-up step (default 5)\n"
+            "  --steps N        timed steps after one warm-up step (default 5; under mpiexec 0\n"
+            "                   runs the warm-up step alone, which reaches the peak memory)\n"
             "  --threads N      threads for BLIS and the element-wise loops (default: BLIS_NUM_THREADS,\n"
             "                   else OMP_NUM_THREADS, else all cores)\n"
-            "  --json           print one JSON object instead of the table\n");
+            "  --json           print one JSON object instead of the table\n"
+            "  --stages S       pipeline stages (default 1; RANKS must be a multiple of S x P)\n"
+            "  --tensor-parallel P  ranks that split each layer's matrices (default 1; only 1 until\n"
+            "                   tensor parallelism is built)\n"
+            "  --micro-batches M  micro-batches of each replica's share under a pipeline (default 1)\n"
+            "  --eval-batch E   rows of the evaluation pass whose forward-only activations are\n"
+            "                   measured (default 32, as train's --eval-batch-size)\n");
 }
 
 /* Replay the recorded GEMM shapes with their call counts; returns seconds. */
@@ -70,21 +92,20 @@ static double replay_gemms(const fm_gemm_shape *shapes, int nshapes, float *a, f
     return fm_now() - t0;
 }
 
-/* bench's command line. */
-typedef struct {
-    const char *preset, *mode;
-    int B, T, steps, threads, json, mode_v;
-} bench_opts;
+typedef fm_bench_opts bench_opts;
 
 /* The command line into o, checked. Returns -1 to go on, else the exit status. */
 static int bench_parse(int argc, char **argv, bench_opts *o) {
-    *o = (bench_opts){.preset = "base", .mode = "full", .B = 8, .T = 128, .steps = 5};
+    *o = (bench_opts){.preset = "base", .mode = "full", .B = 8, .T = 128, .steps = 5, .stages = 1,
+                      .tensor_parallel = 1, .micro_batches = 1, .eval_batch = 32};
     static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'}, {"batch", required_argument, 0, 'b'},
-        {"seq", required_argument, 0, 's'},    {"mode", required_argument, 0, 'm'},
-        {"steps", required_argument, 0, 'n'},  {"threads", required_argument, 0, 't'},
-        {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"config", required_argument, 0, 'c'},          {"batch", required_argument, 0, 'b'},
+        {"seq", required_argument, 0, 's'},             {"mode", required_argument, 0, 'm'},
+        {"steps", required_argument, 0, 'n'},           {"threads", required_argument, 0, 't'},
+        {"json", no_argument, 0, 'j'},                  {"help", no_argument, 0, 'h'},
+        {"layers", required_argument, 0, 'L'},          {"stages", required_argument, 0, 'S'},
+        {"tensor-parallel", required_argument, 0, 'P'}, {"micro-batches", required_argument, 0, 'M'},
+        {"eval-batch", required_argument, 0, 'E'},      {0, 0, 0, 0},
     };
     optind = 1;
     int ch;
@@ -97,6 +118,11 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         case 'n': o->steps = atoi(optarg); break;
         case 't': o->threads = atoi(optarg); break;
         case 'j': o->json = 1; break;
+        case 'L': o->layers = atoi(optarg); break;
+        case 'S': o->stages = atoi(optarg); break;
+        case 'P': o->tensor_parallel = atoi(optarg); break;
+        case 'M': o->micro_batches = atoi(optarg); break;
+        case 'E': o->eval_batch = atoi(optarg); break;
         case 'h': bench_usage(stdout); return 0;
         default: bench_usage(stderr); return 1;
         }
@@ -105,8 +131,12 @@ static int bench_parse(int argc, char **argv, bench_opts *o) {
         fm_fail("bench: unexpected argument '%s'", argv[optind]);
         return fm_cli_fail();
     }
-    if (o->B <= 0 || o->T <= 1 || o->steps <= 0) {
-        fm_fail("bench: --batch and --steps must be positive and --seq at least 2");
+    if (o->B <= 0 || o->T <= 1 || o->steps < 0) {
+        fm_fail("bench: --batch must be positive, --steps at least 0 and --seq at least 2");
+        return fm_cli_fail();
+    }
+    if (o->stages < 1 || o->tensor_parallel < 1 || o->micro_batches < 1 || o->eval_batch < 1 || o->layers < 0) {
+        fm_fail("bench: --stages, --tensor-parallel, --micro-batches, --eval-batch and --layers must be positive");
         return fm_cli_fail();
     }
     o->mode_v = fm_opt_enum_value(fm_train_mode_names, 3, o->mode);
@@ -207,7 +237,7 @@ static void bench_steps(bench_job *b) {
         }
         if (!b->o.json) fm_log("bench: step %d/%d: %.3f s (loss %.4f)", s + 1, steps, t3 - t0, loss / B);
     }
-    b->mf = median(tf, steps), b->mb = median(tb, steps), b->mo = median(to, steps), b->ms = median(ts, steps);
+    b->mf = fm_bench_median(tf, steps), b->mb = fm_bench_median(tb, steps), b->mo = fm_bench_median(to, steps), b->ms = fm_bench_median(ts, steps);
     b->rss = fm_peak_rss(); /* of the training steps, before the GEMM replay's buffers */
     free(tf);
     free(tb);
@@ -236,7 +266,7 @@ static double bench_sgemm(int threads) {
     fm_free_aligned(ga);
     fm_free_aligned(gb);
     fm_free_aligned(gc);
-    return median(tg, 5);
+    return fm_bench_median(tg, 5);
 }
 
 /* The figures on standard output: one JSON object, or the table. */
@@ -244,15 +274,25 @@ static void bench_print(const bench_job *b, double mg) {
     const bench_opts *o = &b->o;
     const double step_gflops = b->step_flops / b->ms / 1e9, gemm_gflops = b->step_flops / mg / 1e9;
     const double rss_mib = (double)b->rss / 1048576.0, acts_mib = (double)fm_acts_bytes(b->acts) / 1048576.0;
+    const int L = b->cfg.num_hidden_layers;
+    fm_bench_share w;
+    fm_bench_share_of(&b->m, &b->tr, 0, 1, &w);
+    w.acts = (double)fm_acts_bytes(b->acts);
+    const double mib = 1048576.0, share = w.params + w.grads + w.moments + w.nu + w.acts;
+    const double ev_f = (double)fm_acts_size(&b->cfg, o->eval_batch, o->T, 0, L, 1) / mib,
+                 ev_t = (double)fm_acts_size(&b->cfg, o->eval_batch, o->T, 0, L, 0) / mib;
     if (o->json) {
         printf("{\"config\": \"%s\", \"batch\": %d, \"seq\": %d, \"mode\": \"%s\", \"threads\": %d, "
                "\"blis_arch\": \"%s\", \"blis_arch_id\": %d, \"steps\": %d, \"forward_s\": %.6f, \"backward_s\": %.6f, "
                "\"optimizer_s\": %.6f, \"step_s\": %.6f, \"gemm_gflop_per_step\": %.3f, \"step_gflops\": %.2f, "
                "\"sgemm_only_s\": %.6f, \"sgemm_gflops\": %.2f, \"fraction_of_sgemm\": %.4f, "
-               "\"peak_rss_mib\": %.1f, \"acts_mib\": %.1f}\n",
+               "\"peak_rss_mib\": %.1f, \"acts_mib\": %.1f, \"layers\": %d, \"params_mib\": %.1f, \"grads_mib\": %.1f, "
+               "\"moments_mib\": %.1f, \"nu_masks_mib\": %.1f, \"share_mib\": %.1f, \"eval_batch\": %d, "
+               "\"eval_acts_forward_only_mib\": %.1f, \"eval_acts_training_kind_mib\": %.1f}\n",
                o->preset, o->B, o->T, o->mode, o->threads, fm_blas_arch(), fm_blas_arch_id(), o->steps, b->mf, b->mb,
                b->mo, b->ms, b->step_flops / 1e9, step_gflops, mg, gemm_gflops, step_gflops / gemm_gflops, rss_mib,
-               acts_mib);
+               acts_mib, L, w.params / mib, w.grads / mib, w.moments / mib, w.nu / mib, share / mib, o->eval_batch, ev_f,
+               ev_t);
         return;
     }
     printf("finemask bench: BERT-%s, batch %d x %d tokens, mode %s, %d thread(s), BLIS kernels %s\n", o->preset, o->B,
@@ -265,6 +305,10 @@ static void bench_print(const bench_job *b, double mg) {
     printf("  sgemm only  %9.3f s   same shapes, %.1f GFLOP/s (BLIS alone)\n", mg, gemm_gflops);
     printf("  step rate / sgemm rate: %.1f%%\n", 100.0 * step_gflops / gemm_gflops);
     printf("  peak resident memory: %.1f MiB (activations %.1f MiB)\n", rss_mib, acts_mib);
+    printf("  arithmetic: params %.1f + grads %.1f + AdamW moments %.1f + nu/masks %.1f + activations %.1f = %.1f MiB\n",
+           w.params / mib, w.grads / mib, w.moments / mib, w.nu / mib, acts_mib, share / mib);
+    printf("  an evaluation's activations at %d x %d: %.1f MiB forward-only, %.1f MiB as a training set\n",
+           o->eval_batch, o->T, ev_f, ev_t);
 }
 
 static void bench_free(bench_job *b) {
@@ -277,22 +321,47 @@ static void bench_free(bench_job *b) {
     fm_model_free(&b->m);
 }
 
+/* The model's configuration: a preset or a config.json, --layers, two labels. */
+static int bench_config(const bench_opts *o, fm_config *c) {
+    if (fm_config_preset(o->preset, c) != FM_OK) {
+        if (!fm_file_exists(o->preset))
+            return fm_fail("bench: --config: '%s' is neither a preset (tiny, mini, small, medium, base, large) nor a "
+                           "file",
+                           o->preset);
+        if (fm_hfconfig_read(o->preset, c, NULL) != FM_OK) return FM_ERR;
+    }
+    if (o->layers > 0) c->num_hidden_layers = o->layers;
+    c->num_labels = 2;
+    if (o->T > c->max_position_embeddings)
+        return fm_fail("bench: --seq %d exceeds max_position_embeddings %d", o->T, c->max_position_embeddings);
+    if (o->stages > c->num_hidden_layers)
+        return fm_fail("bench: --stages %d for %d encoder layers: expected at most one stage per layer", o->stages,
+                       c->num_hidden_layers);
+    return FM_OK;
+}
+
 int fm_cmd_bench(int argc, char **argv) {
     bench_job b = {0};
     int rc = bench_parse(argc, argv, &b.o);
     if (rc >= 0) return rc;
-    if (fm_config_preset(b.o.preset, &b.cfg) != FM_OK) return fm_cli_fail();
-    b.cfg.num_labels = 2;
-    if (b.o.T > b.cfg.max_position_embeddings) {
-        fm_fail("bench: --seq %d exceeds max_position_embeddings %d", b.o.T, b.cfg.max_position_embeddings);
-        return fm_cli_fail();
-    }
+    if (bench_config(&b.o, &b.cfg) != FM_OK) return fm_cli_fail();
     if (b.o.threads > 0) {
         omp_set_num_threads(b.o.threads);
         fm_blas_set_threads(b.o.threads);
     }
     b.o.threads = fm_blas_threads();
     omp_set_num_threads(b.o.threads);
+    fm_world w;
+    if (fm_world_init(&w) != FM_OK) return fm_cli_fail();
+    if (w.mpi) return fm_bench_layout(&b.o, &b.cfg);
+    if (b.o.stages > 1 || b.o.tensor_parallel > 1) {
+        fm_fail("bench: --stages and --tensor-parallel need the ranks of an MPI launcher (mpiexec -n RANKS)");
+        return fm_cli_fail();
+    }
+    if (b.o.steps == 0) {
+        fm_fail("bench: --steps 0 (the warm-up step alone, for memory) needs an MPI launcher (mpiexec -n RANKS)");
+        return fm_cli_fail();
+    }
     if (bench_setup(&b) != FM_OK) return fm_cli_fail();
     bench_steps(&b);
     double mg = bench_sgemm(b.o.threads);

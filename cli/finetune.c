@@ -177,9 +177,11 @@ void fm_ft_logits(fm_ft_ctx *c, const fm_dataset *d, int batch_size, int row0, i
     fm_model *m = &c->model;
     const int NL = m->cfg.num_labels;
     if (row1 <= row0) return;
-    fm_acts *acts = fm_acts_new(&m->cfg, batch_size, d->max_len, 0, m->cfg.num_hidden_layers);
+    /* forward-only activations for the largest batch these rows make */
+    const int cap = row1 - row0 < batch_size ? row1 - row0 : batch_size;
+    fm_acts *acts = fm_acts_new_forward(&m->cfg, cap, d->max_len, 0, m->cfg.num_hidden_layers);
     fm_batch_buf bb;
-    fm_batch_buf_alloc(&bb, batch_size, d->max_len);
+    fm_batch_buf_alloc(&bb, cap, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch_size);
     fm_pass pass = {.seed = 0, .step = 0, .training = 0, .cls_only_last = 1};
     for (int i = row0; i < row1; i += batch_size) {
@@ -350,7 +352,7 @@ static int ft_engine(ft_job *j) {
     j->ec.fill_ctx = (void *)j->c.task;
     if (fm_engine_init(&j->e, &j->c.model, &j->ec) != FM_OK) return FM_ERR;
     j->e_ready = 1;
-    if (j->hk) j->hk->acts_bytes = fm_engine_acts_bytes(&j->e, &j->hk->acts_sets);
+    if (j->hk) j->hk->acts_bytes = fm_engine_acts_bytes(&j->e, &j->hk->acts_sets, NULL);
     const fm_model *m = &j->c.model;
     const int supermask = to->mode == FM_TRAIN_SUPERMASK;
     fm_log("%s: %d training examples, %" PRId64 " steps of %d (%.3g epochs), %zu parameters train%s, %d thread(s)",

@@ -49,11 +49,12 @@ fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb) {
     return e->s->acts;
 }
 
-size_t fm_engine_acts_bytes(const fm_engine *e, int *sets) {
+size_t fm_engine_acts_bytes(const fm_engine *e, int *sets, size_t *buffers) {
     const fm_strategy *s = e->s;
-    const int own = s->acts_sets > 0;
-    if (sets) *sets = own ? s->acts_sets : s->acts != NULL;
-    return own ? s->acts_bytes : s->acts ? fm_acts_bytes(s->acts) : 0;
+    size_t b = 0, n = s->bytes ? s->bytes(s, &b) : 0;
+    if (sets) *sets = s->acts_sets > 0 ? s->acts_sets : s->acts != NULL;
+    if (buffers) *buffers = b;
+    return n;
 }
 
 int fm_engine_share_rows(const fm_engine *e) {
@@ -172,6 +173,11 @@ int fm_strategy_apply_whole(fm_strategy *s, fm_engine *e, double *norm, double *
     return FM_OK;
 }
 
+static size_t one_bytes(const fm_strategy *s, size_t *buffers) {
+    *buffers = 0;
+    return fm_acts_bytes(((const one_strategy *)s)->acts);
+}
+
 static void one_destroy(fm_strategy *s) {
     one_strategy *o = (one_strategy *)s;
     if (o->acts) fm_acts_free(o->acts);
@@ -185,6 +191,7 @@ fm_strategy *fm_strategy_one(fm_engine *e) {
     o->s.name = "one";
     o->s.step = one_step;
     o->s.apply = fm_strategy_apply_whole;
+    o->s.bytes = one_bytes;
     o->s.destroy = one_destroy;
     o->acts = fm_acts_new(c, e->c.batch, e->c.seq, 0, c->num_hidden_layers);
     fm_batch_buf_alloc(&o->bb, e->c.batch, e->c.seq);

@@ -186,10 +186,12 @@ int fm_engine_logits(fm_engine *e, const fm_dataset *d, int batch, int row0, int
  * this process's rows of a step (fm_engine_share_rows), for a caller's own
  * forward passes between steps (an evaluation); NULL on a pipeline stage. */
 fm_acts *fm_engine_acts(fm_engine *e, fm_batch_buf **bb);
-/* Bytes of the training activations this process holds (the strategy's:
- * a batch's over the whole model, or a pipeline stage's micro-batch sets),
- * and in *sets (may be NULL) how many sets. */
-size_t fm_engine_acts_bytes(const fm_engine *e, int *sets);
+/* Bytes of the training activations the strategy holds on this process (a
+ * batch's over the whole model, or a pipeline stage's micro-batch sets:
+ * fm_acts_bytes); in *sets how many activation sets, and in *buffers the
+ * bytes of the buffers of a layer's input or output it keeps beside them
+ * (either may be NULL). */
+size_t fm_engine_acts_bytes(const fm_engine *e, int *sets, size_t *buffers);
 /* The most rows of a step one replica computes. */
 int fm_engine_share_rows(const fm_engine *e);
 

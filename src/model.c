@@ -31,14 +31,16 @@ struct fm_acts {
     fm_config cfg;
     int B, T, l0, l1;
     int embed, head, mlm; /* which parts this set covers */
+    int forward_only;     /* fm_acts_new_forward: no backward */
+    int dry;              /* fm_acts_size: count the bytes, allocate no buffer */
     size_t bytes;
     void **allocs; /* every allocation, for fm_acts_free */
     int nallocs, capallocs;
 
     layer_acts *lay; /* [l1 - l0] */
-    /* backward scratch of the encoder */
+    /* backward scratch of the encoder (d3 and gI are also the forward's) */
     float *d1, *d2, *d3, *dq, *dk, *dv; /* (B,T,H) */
-    float *e0, *e1;                     /* (B,T,H) gradients between layers */
+    float *e0, *e1;                     /* (B,T,H) gradients between layers, at first use */
     float *dI, *gI;                     /* (B,T,I) gradient and recomputed GELU */
 
     /* embeddings */
@@ -62,31 +64,102 @@ struct fm_acts {
     float *mlm_probs;                                                /* (n,V), grown on demand */
     size_t mlm_cap;                                                  /* floats in mlm_probs */
 
-    /* whole-model gradients */
+    /* whole-model gradients: dmlm with the MLM head, dtop and demb at the
+     * first fm_model_backward */
     float *dtop, *dmlm, *demb; /* (B,T,H) */
 };
 
 /* ---- allocation --------------------------------------------------------------- */
 
 static void *track(fm_acts *a, void *p, size_t bytes) {
+    a->bytes += bytes;
+    if (!p) return NULL;
     if (a->nallocs == a->capallocs) {
         a->capallocs = a->capallocs ? 2 * a->capallocs : 64;
         a->allocs = fm_xrealloc(a->allocs, (size_t)a->capallocs * sizeof *a->allocs);
     }
     a->allocs[a->nallocs++] = p;
-    a->bytes += bytes;
     return p;
 }
 
-static float *falloc(fm_acts *a, size_t n) { return track(a, fm_xalloc_floats(n), n * sizeof(float)); }
+static float *falloc(fm_acts *a, size_t n) {
+    return track(a, a->dry ? NULL : fm_xalloc_floats(n), n * sizeof(float));
+}
 
 static uint64_t *balloc(fm_acts *a, size_t rows, int n) {
     size_t words = rows * (size_t)fm_bits_words(n);
     /* fm_xalloc_floats gives aligned zeroed storage; two floats per word. */
-    return track(a, fm_xalloc_floats(2 * words), words * sizeof(uint64_t));
+    return track(a, a->dry ? NULL : fm_xalloc_floats(2 * words), words * sizeof(uint64_t));
 }
 
-fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) {
+/* One encoder layer's saved tensors, input included. */
+static void layer_alloc(fm_acts *a, layer_acts *la, size_t BT, int H, int A, int I, int T) {
+    const size_t BTH = BT * H;
+    la->inp = falloc(a, BTH);
+    la->q = falloc(a, BTH);
+    la->k = falloc(a, BTH);
+    la->v = falloc(a, BTH);
+    la->probs = falloc(a, BT * A * T);
+    la->pbits = balloc(a, BT * A, T);
+    la->ctx = falloc(a, BTH);
+    la->res1 = falloc(a, BTH);
+    la->mean1 = falloc(a, BT);
+    la->rstd1 = falloc(a, BT);
+    la->bits1 = balloc(a, BT, H);
+    la->y1 = falloc(a, BTH);
+    la->pre = falloc(a, BT * I);
+    la->res2 = falloc(a, BTH);
+    la->mean2 = falloc(a, BT);
+    la->rstd2 = falloc(a, BT);
+    la->bits2 = balloc(a, BT, H);
+}
+
+/* The encoder layers' part: for training every layer's saved tensors and the
+ * backward scratch; forward-only one layer's tensors that every layer
+ * reuses in turn, the inputs alternating between two buffers so that a
+ * layer never writes its output over its own input. */
+static void encoder_alloc(fm_acts *a, size_t BT, int H, int A, int I, int T) {
+    const int nl = a->l1 - a->l0;
+    const size_t BTH = BT * H, BTI = BT * I;
+    a->lay = track(a, fm_xcalloc((size_t)(nl > 0 ? nl : 1), sizeof *a->lay), (size_t)nl * sizeof *a->lay);
+    if (nl == 0) return;
+    if (a->forward_only) {
+        layer_alloc(a, &a->lay[0], BT, H, A, I, T);
+        float *other = nl > 1 ? falloc(a, BTH) : NULL;
+        for (int i = 1; i < nl; i++) {
+            a->lay[i] = a->lay[0];
+            if (i % 2) a->lay[i].inp = other;
+        }
+        a->d3 = falloc(a, BTH); /* the [CLS]-only layer's scratch */
+        a->gI = falloc(a, BTI); /* the GELU output */
+        return;
+    }
+    for (int i = 0; i < nl; i++) layer_alloc(a, &a->lay[i], BT, H, A, I, T);
+    a->d1 = falloc(a, BTH);
+    a->d2 = falloc(a, BTH);
+    a->d3 = falloc(a, BTH);
+    a->dq = falloc(a, BTH);
+    a->dk = falloc(a, BTH);
+    a->dv = falloc(a, BTH);
+    a->dI = falloc(a, BTI);
+    a->gI = falloc(a, BTI);
+}
+
+/* The task head's part (the pooler and classifier). */
+static void head_alloc(fm_acts *a, int B, int H, size_t NL) {
+    a->cls = falloc(a, (size_t)B * H);
+    a->pooled = falloc(a, (size_t)B * H);
+    a->pdrop = falloc(a, (size_t)B * H);
+    a->head_bits = balloc(a, (size_t)B, H);
+    a->logits = falloc(a, (size_t)B * NL);
+    a->hprobs = falloc(a, (size_t)B * NL);
+    if (a->forward_only) return;
+    a->hd0 = falloc(a, (size_t)B * H);
+    a->hd1 = falloc(a, (size_t)B * H);
+    a->dlogits = falloc(a, (size_t)B * NL);
+}
+
+static fm_acts *acts_new(const fm_config *c, int B, int T, int l0, int l1, int forward_only, int dry) {
     assert(B > 0 && T > 0 && T <= c->max_position_embeddings);
     assert(0 <= l0 && l0 <= l1 && l1 <= c->num_hidden_layers);
     fm_acts *a = fm_xcalloc(1, sizeof *a);
@@ -95,81 +168,58 @@ fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) {
     a->T = T;
     a->l0 = l0;
     a->l1 = l1;
-    const int L = c->num_hidden_layers, H = c->hidden_size, A = c->num_attention_heads, I = c->intermediate_size;
-    const size_t BT = (size_t)B * T, BTH = BT * H, BTI = BT * I;
+    a->forward_only = forward_only;
+    a->dry = dry;
+    const int L = c->num_hidden_layers, H = c->hidden_size;
+    const size_t BT = (size_t)B * T, BTH = BT * H;
     a->embed = l0 == 0;
     a->head = l1 == L;
     a->mlm = a->head && c->with_mlm;
-    int nl = l1 - l0;
-    a->lay = track(a, fm_xcalloc((size_t)(nl > 0 ? nl : 1), sizeof *a->lay), (size_t)nl * sizeof *a->lay);
-    for (int i = 0; i < nl; i++) {
-        layer_acts *la = &a->lay[i];
-        la->inp = falloc(a, BTH);
-        la->q = falloc(a, BTH);
-        la->k = falloc(a, BTH);
-        la->v = falloc(a, BTH);
-        la->probs = falloc(a, BT * A * T);
-        la->pbits = balloc(a, BT * A, T);
-        la->ctx = falloc(a, BTH);
-        la->res1 = falloc(a, BTH);
-        la->mean1 = falloc(a, BT);
-        la->rstd1 = falloc(a, BT);
-        la->bits1 = balloc(a, BT, H);
-        la->y1 = falloc(a, BTH);
-        la->pre = falloc(a, BTI);
-        la->res2 = falloc(a, BTH);
-        la->mean2 = falloc(a, BT);
-        la->rstd2 = falloc(a, BT);
-        la->bits2 = balloc(a, BT, H);
-    }
-    if (nl > 0) {
-        a->d1 = falloc(a, BTH);
-        a->d2 = falloc(a, BTH);
-        a->d3 = falloc(a, BTH);
-        a->dq = falloc(a, BTH);
-        a->dk = falloc(a, BTH);
-        a->dv = falloc(a, BTH);
-        a->e0 = falloc(a, BTH);
-        a->e1 = falloc(a, BTH);
-        a->dI = falloc(a, BTI);
-        a->gI = falloc(a, BTI);
-    }
+    encoder_alloc(a, BT, H, c->num_attention_heads, c->intermediate_size, T);
     if (a->embed) {
         a->emb_sum = falloc(a, BTH);
         a->emb_mean = falloc(a, BT);
         a->emb_rstd = falloc(a, BT);
         a->emb_bits = balloc(a, BT, H);
-        a->emb_d = falloc(a, BTH);
+        if (!forward_only) a->emb_d = falloc(a, BTH);
     }
-    if (a->head) {
-        const size_t NL = (size_t)(c->num_labels > 0 ? c->num_labels : 1);
-        a->xfinal = falloc(a, BTH);
-        a->cls = falloc(a, (size_t)B * H);
-        a->pooled = falloc(a, (size_t)B * H);
-        a->pdrop = falloc(a, (size_t)B * H);
-        a->head_bits = balloc(a, (size_t)B, H);
-        a->logits = falloc(a, (size_t)B * NL);
-        a->hprobs = falloc(a, (size_t)B * NL);
-        a->hd0 = falloc(a, (size_t)B * H);
-        a->hd1 = falloc(a, (size_t)B * H);
-        a->dlogits = falloc(a, (size_t)B * NL);
-        a->dtop = falloc(a, BTH);
-        a->demb = falloc(a, BTH);
-    }
+    if (a->head) head_alloc(a, B, H, (size_t)(c->num_labels > 0 ? c->num_labels : 1));
+    if (a->embed && a->head) a->xfinal = falloc(a, BTH); /* fm_model_forward's */
     if (a->mlm) {
-        a->mlm_rows = track(a, fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
-        a->mlm_lab = track(a, fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
+        a->mlm_rows = track(a, dry ? NULL : fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
+        a->mlm_lab = track(a, dry ? NULL : fm_xcalloc(BT, sizeof(int32_t)), BT * sizeof(int32_t));
         a->mlm_x = falloc(a, BTH);
         a->mlm_pre = falloc(a, BTH);
         a->mlm_act = falloc(a, BTH);
         a->mlm_out = falloc(a, BTH);
         a->mlm_mean = falloc(a, BT);
         a->mlm_rstd = falloc(a, BT);
-        a->mlm_d0 = falloc(a, BTH);
-        a->mlm_d1 = falloc(a, BTH);
-        a->dmlm = falloc(a, BTH);
+        if (!forward_only) {
+            a->mlm_d0 = falloc(a, BTH);
+            a->mlm_d1 = falloc(a, BTH);
+            a->dmlm = falloc(a, BTH);
+        }
     }
     return a;
+}
+
+fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) { return acts_new(c, B, T, l0, l1, 0, 0); }
+
+fm_acts *fm_acts_new_forward(const fm_config *c, int B, int T, int l0, int l1) {
+    return acts_new(c, B, T, l0, l1, 1, 0);
+}
+
+size_t fm_acts_size(const fm_config *c, int B, int T, int l0, int l1, int forward_only) {
+    fm_acts *a = acts_new(c, B, T, l0, l1, forward_only, 1);
+    size_t bytes = a->bytes;
+    fm_acts_free(a);
+    return bytes;
+}
+
+/* *slot, allocated (n floats) at its first use and held until fm_acts_free. */
+static float *at_first_use(fm_acts *a, float **slot, size_t n) {
+    if (!*slot) *slot = falloc(a, n);
+    return *slot;
 }
 
 void fm_acts_free(fm_acts *a) {
@@ -344,7 +394,7 @@ void fm_embed_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
 
 void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, const float *dx) {
     const fm_config *c = &m->cfg;
-    assert(a->embed);
+    assert(a->embed && !a->forward_only);
     const int B = b->B, T = b->T, H = c->hidden_size, BT = B * T;
     weights_for(m, -1);
     fm_drop d = fm_pass_drop(b, p, -1, FM_SITE_EMBED, c->hidden_dropout_prob);
@@ -535,7 +585,7 @@ void fm_encoder_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pas
 
 void fm_encoder_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,
                          const float *dx_out, float *dx_in) {
-    assert(a->l0 <= l0 && l0 <= l1 && l1 <= a->l1);
+    assert(a->l0 <= l0 && l0 <= l1 && l1 <= a->l1 && !a->forward_only);
     const size_t BTH = (size_t)b->B * b->T * m->cfg.hidden_size;
     if (l0 == l1) {
         if (dx_in != dx_out) memcpy(dx_in, dx_out, BTH * sizeof *dx_in);
@@ -543,7 +593,8 @@ void fm_encoder_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pa
     }
     const float *dout = dx_out;
     for (int l = l1 - 1; l >= l0; l--) {
-        float *din = l == l0 ? dx_in : ((l1 - 1 - l) % 2 == 0 ? a->e0 : a->e1);
+        float *din = l == l0 ? dx_in : at_first_use(a, (l1 - 1 - l) % 2 == 0 ? &a->e0 : &a->e1,
+                                                              (size_t)a->B * a->T * m->cfg.hidden_size);
         layer_backward(m, a, b, p, l, dout, din);
         dout = din;
     }
@@ -579,7 +630,7 @@ float fm_head_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass 
 
 void fm_head_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale, float *dx) {
     const fm_config *c = &m->cfg;
-    assert(a->head);
+    assert(a->head && !a->forward_only);
     const int B = b->B, T = b->T, H = c->hidden_size, NL = c->num_labels;
     memset(dx, 0, (size_t)B * T * H * sizeof *dx);
     if (NL <= 0 || !a->head_loss) return;
@@ -636,7 +687,7 @@ float fm_mlm_forward(fm_model *m, fm_acts *a, const fm_batch *b, const float *x,
 
 void fm_mlm_backward(fm_model *m, fm_acts *a, const fm_batch *b, float scale, float *dx) {
     const fm_config *c = &m->cfg;
-    assert(a->mlm);
+    assert(a->mlm && !a->forward_only);
     const int BT = b->B * b->T, H = c->hidden_size, V = c->vocab_size, n = a->mlm_n;
     memset(dx, 0, (size_t)BT * H * sizeof *dx);
     if (n == 0) return;
@@ -658,12 +709,13 @@ float fm_model_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass
     const fm_config *c = &m->cfg;
     const int L = c->num_hidden_layers;
     assert(a->l0 == 0 && a->l1 == L);
-    float *x0 = L > 0 ? a->lay[0].inp : a->xfinal;
+    float *xfinal = a->xfinal;
+    float *x0 = L > 0 ? a->lay[0].inp : xfinal;
     fm_embed_forward(m, a, b, p, x0);
-    fm_encoder_forward(m, a, b, p, 0, L, x0, a->xfinal);
+    fm_encoder_forward(m, a, b, p, 0, L, x0, xfinal);
     double loss = 0;
-    if (c->num_labels > 0) loss += fm_head_forward(m, a, b, p, a->xfinal, logits);
-    if (a->mlm) loss += fm_mlm_forward(m, a, b, a->xfinal, NULL);
+    if (c->num_labels > 0) loss += fm_head_forward(m, a, b, p, xfinal, logits);
+    if (a->mlm) loss += fm_mlm_forward(m, a, b, xfinal, NULL);
     return (float)loss;
 }
 
@@ -682,8 +734,10 @@ void fm_top_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *
 
 void fm_model_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, float scale) {
     const int L = m->cfg.num_hidden_layers;
-    assert(a->l0 == 0 && a->l1 == L);
-    fm_top_backward(m, a, b, p, scale, a->dtop);
-    fm_encoder_backward(m, a, b, p, 0, L, a->dtop, a->demb);
-    fm_embed_backward(m, a, b, p, a->demb);
+    assert(a->l0 == 0 && a->l1 == L && !a->forward_only);
+    const size_t BTH = (size_t)a->B * a->T * m->cfg.hidden_size;
+    float *dtop = at_first_use(a, &a->dtop, BTH), *demb = at_first_use(a, &a->demb, BTH);
+    fm_top_backward(m, a, b, p, scale, dtop);
+    fm_encoder_backward(m, a, b, p, 0, L, dtop, demb);
+    fm_embed_backward(m, a, b, p, demb);
 }

@@ -91,10 +91,23 @@ fm_drop fm_pass_drop(const fm_batch *b, const fm_pass *p, int layer, fm_drop_sit
  * and the heads (when l1 == L). */
 typedef struct fm_acts fm_acts;
 
+/* For training: every layer's saved tensors and the backward's scratch. The
+ * gradient buffers of fm_model_backward and those between the layers of a
+ * multi-layer fm_encoder_backward are allocated at their first use, so a
+ * caller that runs the backward in pieces (layer by layer) does not hold
+ * them. */
 fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1);
+/* For evaluation: forward passes only (no backward may use it). One layer's
+ * tensors serve every layer in turn, and there is no backward scratch and no
+ * gradient buffer: about (1 + 1/L') of one layer's share instead of L' layers'
+ * (L' = l1 - l0). The forward computes the same bits as with fm_acts_new. */
+fm_acts *fm_acts_new_forward(const fm_config *c, int B, int T, int l0, int l1);
 void fm_acts_free(fm_acts *a);
-/* Bytes held by a. */
+/* Bytes held by a (those allocated at first use once they are). */
 size_t fm_acts_bytes(const fm_acts *a);
+/* What fm_acts_bytes of a new set (fm_acts_new, or fm_acts_new_forward when
+ * forward_only) is, without allocating it. */
+size_t fm_acts_size(const fm_config *c, int B, int T, int l0, int l1, int forward_only);
 
 /* Allocate params and grads (zeroed) for config c and bind the views. */
 void fm_model_alloc(fm_model *m, const fm_config *c);

@@ -40,6 +40,7 @@ typedef struct {
     float *x[2];       /* (micro-batch rows, T, H): an op's input and output, in turns */
     fm_pipe_op *ops;   /* [2M] this step's schedule */
     int *mk;           /* [M] the micro-batches with rows, in order */
+    size_t x_bytes;    /* of each x */
 } pipeline;
 
 /* A stage's way through one step's ops: the output held back to go with
@@ -272,7 +273,7 @@ static int pipe_logits(fm_strategy *st, fm_engine *e, const fm_dataset *d, int b
     const fm_comm *cm = e->c.comm;
     const int S = cm->nstages, s = cm->stage, H = m->cfg.hidden_size, NL = m->cfg.num_labels;
     if (row1 <= row0) return FM_OK;
-    fm_acts *a = fm_acts_new(&m->cfg, batch, d->max_len, p->l0, p->l1);
+    fm_acts *a = fm_acts_new_forward(&m->cfg, batch, d->max_len, p->l0, p->l1);
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, batch, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch);
@@ -299,6 +300,15 @@ static int pipe_logits(fm_strategy *st, fm_engine *e, const fm_dataset *d, int b
     fm_batch_buf_free(&bb);
     fm_acts_free(a);
     return rc;
+}
+
+/* The activation sets of this stage's layers; the two x the buffers. */
+static size_t pipe_bytes(const fm_strategy *st, size_t *buffers) {
+    const pipeline *p = (const pipeline *)st;
+    size_t n = 0;
+    *buffers = 2 * p->x_bytes;
+    for (int k = 0; k < p->sets; k++) n += fm_acts_bytes(p->acts[k]);
+    return n;
 }
 
 static void pipe_destroy(fm_strategy *st) {
@@ -328,17 +338,18 @@ static void pipe_alloc(pipeline *p, const fm_engine *e) {
     p->acts = fm_xcalloc((size_t)p->sets, sizeof *p->acts);
     p->mbb = fm_xcalloc((size_t)p->sets, sizeof *p->mbb);
     p->s.acts_sets = p->sets;
-    p->s.acts_bytes = 0;
     for (int k = 0; k < p->sets; k++) {
         p->acts[k] = fm_acts_new(cfg, mb, e->c.seq, p->l0, p->l1);
         fm_batch_buf_alloc(&p->mbb[k], mb, e->c.seq);
-        p->s.acts_bytes += fm_acts_bytes(p->acts[k]);
     }
+    p->x_bytes = (size_t)mb * e->c.seq * cfg->hidden_size * sizeof(float);
     for (int i = 0; i < 2; i++) p->x[i] = fm_xalloc_floats((size_t)mb * e->c.seq * cfg->hidden_size);
     p->ops = fm_xcalloc(2 * (size_t)M, sizeof *p->ops);
     p->mk = fm_xcalloc((size_t)M, sizeof *p->mk);
+    size_t buffers;
+    const size_t bytes = pipe_bytes(&p->s, &buffers);
     fm_debug("pipeline stage %d of %d: %s over %d micro-batches of up to %d rows: %d activation sets, %zu bytes",
-             cm->stage, cm->nstages, p->sch == FM_PIPE_1F1B ? "1F1B" : "GPipe", M, mb, p->sets, p->s.acts_bytes);
+             cm->stage, cm->nstages, p->sch == FM_PIPE_1F1B ? "1F1B" : "GPipe", M, mb, p->sets, bytes);
 }
 
 fm_strategy *fm_strategy_pipeline(fm_engine *e) {
@@ -379,6 +390,7 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e) {
     p->s.sync = pipe_sync;
     p->s.sparsity = pipe_sparsity;
     if (m->own) p->s.logits = pipe_logits;
+    p->s.bytes = pipe_bytes;
     p->s.destroy = pipe_destroy;
     p->M = M;
     p->sch = e->c.schedule;

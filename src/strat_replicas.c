@@ -15,6 +15,7 @@ typedef struct {
     fm_acts *acts;
     fm_batch_buf bb;
     float *dx0, *dx1; /* (rows, T, H): the gradient of a layer's output and input */
+    size_t dx_bytes;  /* of each */
 } replicas;
 
 /* The backward from the heads' gradient in r->dx0, layer by layer, each
@@ -87,6 +88,13 @@ static int rep_step(fm_strategy *s, fm_engine *e, fm_step_out *out) {
     return e->c.scale == FM_SCALE_ROWS ? step_rows(r, e, out) : step_count(r, e, np, out);
 }
 
+/* The whole model's activations for this replica's rows; dx0, dx1 the buffers. */
+static size_t rep_bytes(const fm_strategy *s, size_t *buffers) {
+    const replicas *r = (const replicas *)s;
+    *buffers = 2 * r->dx_bytes;
+    return fm_acts_bytes(r->acts);
+}
+
 static void rep_destroy(fm_strategy *s) {
     replicas *r = (replicas *)s;
     if (r->acts) fm_acts_free(r->acts);
@@ -109,11 +117,13 @@ fm_strategy *fm_strategy_replicas(fm_engine *e) {
     r->s.split = 1;
     r->s.step = rep_step;
     r->s.apply = fm_strategy_apply_whole;
+    r->s.bytes = rep_bytes;
     r->s.destroy = rep_destroy;
     r->acts = fm_acts_new(c, rows, e->c.seq, 0, c->num_hidden_layers);
     fm_batch_buf_alloc(&r->bb, rows, e->c.seq);
     r->dx0 = fm_xalloc_floats((size_t)rows * e->c.seq * c->hidden_size);
     r->dx1 = fm_xalloc_floats((size_t)rows * e->c.seq * c->hidden_size);
+    r->dx_bytes = (size_t)rows * e->c.seq * c->hidden_size * sizeof(float);
     r->s.acts = r->acts;
     r->s.bb = &r->bb;
     return &r->s;

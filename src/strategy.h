@@ -23,10 +23,11 @@ struct fm_strategy {
      * process's rows of a step, or NULL (a pipeline stage) */
     fm_acts *acts;
     fm_batch_buf *bb;
-    /* a pipeline stage's activations for training: how many micro-batch
-     * sets and their bytes (0: just acts above) */
+    /* a pipeline stage's activation sets for training (0: just acts above) */
     int acts_sets;
-    size_t acts_bytes;
+    /* bytes of the activation sets it holds, and in *buffers those of the
+     * activation-sized buffers of a layer's input or output beside them */
+    size_t (*bytes)(const fm_strategy *s, size_t *buffers);
     void (*destroy)(fm_strategy *s);
 };
 

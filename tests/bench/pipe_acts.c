@@ -45,7 +45,7 @@ static int stage_acts(fm_model *m, int B, int T, int S, int s, int M, fm_pipe_sc
     c.train.mode = FM_TRAIN_FULL;
     fm_engine e;
     if (fm_engine_init(&e, m, &c) != FM_OK) return FM_ERR;
-    *bytes = fm_engine_acts_bytes(&e, sets);
+    *bytes = fm_engine_acts_bytes(&e, sets, NULL);
     fm_engine_free(&e);
     return FM_OK;
 }

@@ -23,7 +23,9 @@
  * micro-batches draws the same dropout masks. With fm_pass.cls_only_last
  * (the last layer at [CLS] only) the gradients pass the same central
  * differences, and the [CLS] output, logits, loss and gradients equal the
- * full computation's bit for bit (whole model and two stages, dropout on). */
+ * full computation's bit for bit (whole model and two stages, dropout on).
+ * Forward-only activations (fm_acts_new_forward) give the training set's
+ * logits and loss bit for bit, in fewer bytes. */
 #include <float.h>
 #include <math.h>
 #include <omp.h>
@@ -742,6 +744,57 @@ static void test_acts_bytes(void **state) {
     fm_acts_free(s1);
 }
 
+/* Evaluation on forward-only activations (fm_acts_new_forward): the same
+ * logits and loss, bit for bit, as on training activations, for both heads,
+ * the MLM head, 1 to 4 layers, with and without [CLS]-only last layer and
+ * dropout, on a second batch through the same set too; and fewer bytes than
+ * the training set (under half from 4 layers on). */
+static void forward_only_case(int L, int num_labels, int mlm, int cls_only, int training) {
+    fm_config c;
+    tiny_config(&c, FM_GELU_ERF, num_labels, mlm);
+    c.num_hidden_layers = L;
+    fm_model m;
+    tiny_model(&m, &c, 5 + (uint64_t)L);
+    fm_batch b = tiny_batch(num_labels);
+    fm_pass p = {.seed = 3, .step = 2, .training = training, .cls_only_last = cls_only};
+    fm_acts *tr = fm_acts_new(&c, B, T, 0, L), *fw = fm_acts_new_forward(&c, B, T, 0, L);
+    /* the sizes without allocating are the new sets' own */
+    assert_int_equal(fm_acts_size(&c, B, T, 0, L, 0), fm_acts_bytes(tr));
+    assert_int_equal(fm_acts_size(&c, B, T, 0, L, 1), fm_acts_bytes(fw));
+    float lt[B * 3], lf[B * 3], lf2[B * 3];
+    memset(lt, 0, sizeof lt);
+    memset(lf, 0xff, sizeof lf);
+    memset(lf2, 0xff, sizeof lf2);
+    const float losst = fm_model_forward(&m, tr, &b, &p, lt);
+    const float lossf = fm_model_forward(&m, fw, &b, &p, lf);
+    assert_memory_equal(&losst, &lossf, sizeof losst);
+    assert_memory_equal(lt, lf, (size_t)B * num_labels * sizeof(float));
+    /* the set reused: a shorter batch, then the first again */
+    fm_batch b2 = b;
+    b2.B = B - 1;
+    fm_model_forward(&m, fw, &b2, &p, lf2);
+    const float lossf2 = fm_model_forward(&m, fw, &b, &p, lf2);
+    assert_memory_equal(&lossf2, &lossf, sizeof lossf);
+    assert_memory_equal(lt, lf2, (size_t)B * num_labels * sizeof(float));
+    const size_t bt = fm_acts_bytes(tr), bf = fm_acts_bytes(fw);
+    if (getenv("FM_TEST_VERBOSE")) print_message("L=%d: training activations %zu bytes, forward-only %zu\n", L, bt, bf);
+    assert_true(bf < bt);
+    if (L >= 4) assert_true(2 * bf < bt);
+    fm_acts_free(tr);
+    fm_acts_free(fw);
+    fm_model_free(&m);
+}
+
+static void test_acts_forward_only(void **state) {
+    (void)state;
+    for (int L = 1; L <= 4; L++) {
+        forward_only_case(L, 3, 0, 0, 0);
+        forward_only_case(L, 2, 0, 1, 0);
+        forward_only_case(L, 1, 0, 1, 1);
+        forward_only_case(L, 3, 1, 0, 1);
+    }
+}
+
 int main(void) {
     omp_set_num_threads(1);
     const struct CMUnitTest tests[] = {
@@ -757,6 +810,7 @@ int main(void) {
         cmocka_unit_test(test_microbatches_same_masks),
         cmocka_unit_test(test_init_weights),
         cmocka_unit_test(test_acts_bytes),
+        cmocka_unit_test(test_acts_forward_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

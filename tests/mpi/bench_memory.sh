@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# `finemask bench` under mpiexec (cli/bench_layout.c): every rank's peak
+# resident memory beside the arithmetic of its share, for a layout. On the
+# mini preset (4 layers, H 256), batch 8 x 32, full and supermask modes, on 1
+# rank, 2 data-parallel replicas and 2 pipeline stages, it checks that
+#   - every rank reports, and its measured peak is at least its share's bytes
+#     (the share is what it must hold; the process holds more);
+#   - a replica's activations are about half of one rank's (its B/2 rows);
+#   - the stages' parameter, gradient and moment shares add up to the whole
+#     model's (nu/masks to at least it: each stage materialises its own
+#     pieces' masked weights) and each is smaller than it; each stage's
+#     activations are smaller than one rank's;
+#   - an evaluation's forward-only activations are under half of a training
+#     set's for the same rows;
+#   - a layout the ranks cannot make, and --tensor-parallel (not built yet),
+#     are refused with a message.
+# Usage: bench_memory.sh FINEMASK MPIEXEC SOURCE_DIR.
+set -euo pipefail
+bin=$1 mpiexec=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mpi() { "$mpiexec" --oversubscribe --bind-to none -n "$@"; }
+common=(--config mini --batch 8 --seq 32 --steps 1 --threads 1 --eval-batch 16 --json)
+for mode in full supermask; do
+  mpi 1 "$bin" bench "${common[@]}" --mode $mode > "$work/$mode.1.json" 2> "$work/err" || { cat "$work/err"; exit 1; }
+  mpi 2 "$bin" bench "${common[@]}" --mode $mode > "$work/$mode.r2.json" 2> "$work/err" || { cat "$work/err"; exit 1; }
+  mpi 2 "$bin" bench "${common[@]}" --mode $mode --stages 2 > "$work/$mode.s2.json" 2> "$work/err" \
+    || { cat "$work/err"; exit 1; }
+done
+python3 - "$work" <<'PY'
+import json, sys
+w = sys.argv[1]
+fail = []
+def check(ok, what):
+    if not ok: fail.append(what)
+for mode in ("full", "supermask"):
+    one, rep, st = (json.load(open(f"{w}/{mode}.{k}.json")) for k in ("1", "r2", "s2"))
+    check(one["strategy"] == "one" and rep["strategy"] == "replicas" and st["strategy"] == "pipeline",
+          f"{mode}: strategies {one['strategy']}, {rep['strategy']}, {st['strategy']}")
+    check(len(one["per_rank"]) == 1 and len(rep["per_rank"]) == 2 and len(st["per_rank"]) == 2, f"{mode}: ranks missing")
+    check(rep["replicas"] == 2 and st["stages"] == 2 and st["replicas"] == 1, f"{mode}: layout fields")
+    for j in (one, rep, st):
+        for r in j["per_rank"]:
+            check(r["peak_rss_mib"] >= r["share_mib"] > 0,
+                  f"{mode} {j['strategy']} rank {r['rank']}: peak {r['peak_rss_mib']} MiB below its share {r['share_mib']}")
+    a1 = one["per_rank"][0]["acts_mib"]
+    for r in rep["per_rank"]:
+        check(0.4 * a1 <= r["acts_mib"] <= 0.6 * a1, f"{mode} replica {r['rank']}: activations {r['acts_mib']} of {a1}")
+        check(r["params_mib"] == one["per_rank"][0]["params_mib"], f"{mode} replica: params share")
+    for k in ("params", "grads", "moments", "nu_masks"):
+        whole = st["whole_model_mib"][k]
+        parts = [r[k + "_mib"] for r in st["per_rank"]]
+        # nu/masks: each stage also holds one piece's masked weights of its own
+        check((abs(sum(parts) - whole) <= 0.15 if k != "nu_masks" else sum(parts) >= whole - 0.15)
+              and (whole == 0 or max(parts) < whole), f"{mode} stages: {k} shares {parts} against the whole {whole}")
+    check((mode == "supermask") == (st["whole_model_mib"]["nu_masks"] > 0), f"{mode}: nu/masks")
+    for r in st["per_rank"]:
+        check(r["acts_mib"] < a1, f"{mode} stage {r['stage']}: activations {r['acts_mib']} not below one rank's {a1}")
+    check("peak_rss_eval_mib" in one["per_rank"][0] and "peak_rss_eval_mib" not in st["per_rank"][0],
+          f"{mode}: the evaluation pass runs where the whole model does")
+    check(2 * one["eval_acts_forward_only_mib"] < one["eval_acts_training_kind_mib"],
+          f"{mode}: forward-only {one['eval_acts_forward_only_mib']} MiB not under half of {one['eval_acts_training_kind_mib']}")
+    print(f"{mode}: peak per rank, MiB: 1 rank {[r['peak_rss_mib'] for r in one['per_rank']]}, "
+          f"2 replicas {[r['peak_rss_mib'] for r in rep['per_rank']]}, 2 stages {[r['peak_rss_mib'] for r in st['per_rank']]}; "
+          f"activations {a1} -> {[r['acts_mib'] for r in rep['per_rank']]} (replicas), "
+          f"{[r['acts_mib'] for r in st['per_rank']]} (stages); evaluation forward-only "
+          f"{one['eval_acts_forward_only_mib']} against {one['eval_acts_training_kind_mib']} MiB")
+if fail:
+    print("FAIL:\n  " + "\n  ".join(fail))
+    sys.exit(1)
+PY
+# refused layouts
+if mpi 2 "$bin" bench --config mini --stages 3 --steps 1 > /dev/null 2> "$work/err"; then
+  echo "FAIL: 3 stages on 2 ranks accepted"; exit 1
+fi
+grep -q 'do not split into replicas of 3 stage' "$work/err" || { echo "FAIL: no message for 3 stages on 2 ranks"; cat "$work/err"; exit 1; }
+if mpi 2 "$bin" bench --config mini --tensor-parallel 2 --steps 1 > /dev/null 2> "$work/err"; then
+  echo "FAIL: --tensor-parallel 2 accepted"; exit 1
+fi
+grep -q 'tensor parallelism is not built yet' "$work/err" || { echo "FAIL: no message for --tensor-parallel"; cat "$work/err"; exit 1; }
+if "$bin" bench --config mini --stages 2 --steps 1 > /dev/null 2> "$work/err"; then
+  echo "FAIL: --stages 2 without mpiexec accepted"; exit 1
+fi
+grep -q 'need the ranks of an MPI launcher' "$work/err" || { echo "FAIL: no message for --stages without mpiexec"; cat "$work/err"; exit 1; }
+echo "PASS"
