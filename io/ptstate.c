@@ -69,36 +69,6 @@ static int meta_counts(const fm_st_file *f, int64_t *c) {
     return FM_OK;
 }
 
-/* FM_OK when the option objects `saved` (from path) and `cur` hold the same
- * keys and values; otherwise an error naming the first difference. */
-static int compare_options(const char *path, const char *saved, const char *cur) {
-    json_error_t err;
-    json_t *a = json_loads(saved ? saved : "", 0, &err), *b = json_loads(cur, 0, &err);
-    int rc = FM_OK;
-    if (!json_is_object(a) || !json_is_object(b)) {
-        rc = fm_fail("%s: metadata \"options\": expected a JSON object, found \"%s\"", path, saved ? saved : "");
-        goto done;
-    }
-    const char *key = fm_json_first_difference(a, b, NULL);
-    if (!key) goto done;
-    json_t *va = json_object_get(a, key), *vb = json_object_get(b, key);
-    if (!vb) {
-        rc = fm_fail("%s: option %s differs: the state was written with it, this run has none", path, key);
-        goto done;
-    }
-    char *sa = va ? json_dumps(va, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    char *sb = json_dumps(vb, JSON_ENCODE_ANY | JSON_COMPACT);
-    rc = fm_fail("%s: option %s differs: the state was written with %s, this run has %s; resume with the same "
-                 "options (or start over with --force instead of --resume)",
-                 path, key, sa ? sa : "(none)", sb ? sb : "?");
-    free(sa);
-    free(sb);
-done:
-    json_decref(a);
-    json_decref(b);
-    return rc;
-}
-
 int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float *mom1, float *mom2,
                     fm_pt_progress *p, const char *options) {
     fm_st_file f;
@@ -109,7 +79,8 @@ int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float
         fm_fail("%s: expected format \"finemask-pretrain-state\", found \"%s\"", path, fmt ? fmt : "");
         goto done;
     }
-    if (compare_options(path, fm_st_meta_get(&f, "options"), options) != FM_OK) goto done;
+    static const char *const paths[] = {"corpus", "vocab", NULL};
+    if (fm_options_agree(path, fm_st_meta_get(&f, "options"), options, paths) != FM_OK) goto done;
     int64_t lb = 0, ranks = 0;
     if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) ||
         fm_state_meta_f64(&f, "window_loss", &p->window_loss) || fm_state_meta_i64(&f, "window_n", &p->window_n) ||

@@ -161,6 +161,60 @@ static int skipped(const char *key, const char *const *skip) {
     return 0;
 }
 
+/* 1 when a and b are one file's names (both resolve to the same path). */
+static int same_file(const json_t *a, const json_t *b) {
+    if (!json_is_string(a) || !json_is_string(b)) return 0;
+    char *ra = realpath(json_string_value(a), NULL), *rb = realpath(json_string_value(b), NULL);
+    const int same = ra && rb && !strcmp(ra, rb);
+    free(ra);
+    free(rb);
+    return same;
+}
+
+/* 1 when the values a and b of a path key name the same files. */
+static int same_files(const json_t *a, const json_t *b) {
+    if (!json_is_array(a) || !json_is_array(b)) return same_file(a, b);
+    if (json_array_size(a) != json_array_size(b)) return 0;
+    for (size_t i = 0; i < json_array_size(a); i++)
+        if (!json_equal(json_array_get(a, i), json_array_get(b, i)) &&
+            !same_file(json_array_get(a, i), json_array_get(b, i)))
+            return 0;
+    return 1;
+}
+
+int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys) {
+    json_error_t err;
+    json_t *a = json_loads(saved ? saved : "", 0, &err), *b = json_loads(cur, 0, &err);
+    int rc = FM_OK;
+    if (!json_is_object(a) || !json_is_object(b)) {
+        rc = fm_fail("%s: metadata \"options\": expected a JSON object, found \"%s\"", path, saved ? saved : "");
+        goto done;
+    }
+    /* the saved spelling where both name the same files */
+    for (int i = 0; path_keys && path_keys[i]; i++) {
+        json_t *va = json_object_get(a, path_keys[i]), *vb = json_object_get(b, path_keys[i]);
+        if (va && vb && !json_equal(va, vb) && same_files(va, vb)) json_object_set(b, path_keys[i], va);
+    }
+    const char *key = fm_json_first_difference(a, b, NULL);
+    if (!key) goto done;
+    json_t *va = json_object_get(a, key), *vb = json_object_get(b, key);
+    if (!vb) {
+        rc = fm_fail("%s: option %s differs: the state was written with it, this run has none", path, key);
+        goto done;
+    }
+    char *sa = va ? json_dumps(va, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+    char *sb = json_dumps(vb, JSON_ENCODE_ANY | JSON_COMPACT);
+    rc = fm_fail("%s: option %s differs: the state was written with %s, this run has %s; resume with the same "
+                 "options (or start over with --force instead of --resume)",
+                 path, key, sa ? sa : "(none)", sb ? sb : "?");
+    free(sa);
+    free(sb);
+done:
+    json_decref(a);
+    json_decref(b);
+    return rc;
+}
+
 const char *fm_json_first_difference(const json_t *a, const json_t *b, const char *const *skip) {
     const char *key;
     json_t *v;

@@ -16,6 +16,13 @@ int fm_json_read(const char *path, json_t **obj);
  * leaving out the keys in skip (NULL-terminated; or NULL); NULL when they
  * agree. The key belongs to a or b. */
 const char *fm_json_first_difference(const json_t *a, const json_t *b, const char *const *skip);
+/* FM_OK when the option objects `saved` (JSON text read from path, e.g. a
+ * state file's "options") and `cur` (this run's) agree. The keys in
+ * path_keys (NULL-terminated, or NULL) hold file names, or arrays of them:
+ * two spellings of one existing file agree (runs/x and ./runs/../runs/x).
+ * Otherwise an error naming path, the first option that differs and both
+ * values, and how to go on. */
+int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys);
 
 /* An append-only JSON-lines log; each line is flushed as it is written. */
 typedef struct {

@@ -15,6 +15,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "maskfile.h"
+#include "runfiles.h"
 #include "safetensors.h"
 
 /* The arrays of tensor i: its kind ("param" or "nu") and source, or 0 when
@@ -276,11 +277,8 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
         fm_fail("%s: expected format \"finemask-state\", found \"%s\"", path, fmt ? fmt : "");
         goto done;
     }
-    if (!opts || strcmp(opts, options) != 0) {
-        fm_fail("%s: the state was written by a run with other options (%s); resume with the same options", path,
-                opts ? opts : "none recorded");
-        goto done;
-    }
+    static const char *const paths[] = {"model", "data", NULL};
+    if (fm_options_agree(path, opts, options, paths) != FM_OK) goto done;
     int64_t lb = 0;
     if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) || fm_state_meta_f64(&f, "window_loss", &p->window_loss) ||
         fm_state_meta_i64(&f, "window_n", &p->window_n) || fm_state_meta_i64(&f, "examples", &p->examples) ||

@@ -139,6 +139,29 @@ static void test_options_differ(void **state) {
     tu_assert_contains(fm_last_error(), "option steps differs");
 }
 
+/* Path options compare as files: another spelling of the same corpus file
+ * resumes; another file of the same content does not. */
+static void test_options_paths(void **state) {
+    fixture *fx = *state;
+    char a[4200], a2[4300], b[4200], saved[8600], cur[8700];
+    snprintf(a, sizeof a, "%s/a.txt", fx->dir);
+    snprintf(a2, sizeof a2, "%s/./../%s/a.txt", fx->dir, strrchr(fx->dir, '/') + 1);
+    snprintf(b, sizeof b, "%s/b.txt", fx->dir);
+    assert_int_equal(fm_write_file_atomic(a, "x\n", 2), FM_OK);
+    assert_int_equal(fm_write_file_atomic(b, "x\n", 2), FM_OK);
+    snprintf(saved, sizeof saved, "{\"corpus\":[\"%s\"],\"vocab\":\"%s\",\"lr\":0.002}", a, a);
+    assert_int_equal(fm_ptstate_write(fx->path, &fx->lay, fx->p, fx->m, fx->v, &fx->pr, saved), FM_OK);
+    fm_pt_progress pr;
+    snprintf(cur, sizeof cur, "{\"corpus\":[\"%s\"],\"vocab\":\"%s\",\"lr\":0.002}", a2, a2);
+    assert_int_equal(fm_ptstate_read(fx->path, &fx->lay, fx->p, fx->m, fx->v, &pr, cur), FM_OK);
+    snprintf(cur, sizeof cur, "{\"corpus\":[\"%s\"],\"vocab\":\"%s\",\"lr\":0.002}", b, a2);
+    assert_int_equal(fm_ptstate_read(fx->path, &fx->lay, fx->p, fx->m, fx->v, &pr, cur), FM_ERR);
+    tu_assert_contains(fm_last_error(), "option corpus differs");
+    snprintf(cur, sizeof cur, "{\"corpus\":[\"%s\"],\"vocab\":\"%s\",\"lr\":0.003}", a2, a2);
+    assert_int_equal(fm_ptstate_read(fx->path, &fx->lay, fx->p, fx->m, fx->v, &pr, cur), FM_ERR);
+    tu_assert_contains(fm_last_error(), "option lr differs: the state was written with 0.002, this run has 0.003");
+}
+
 /* A truncated file, or a tensor of another shape, is refused naming the file. */
 static void test_damaged(void **state) {
     fixture *fx = *state;
@@ -199,6 +222,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_corrupt_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_options_differ, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_options_paths, setup, teardown),
         cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
