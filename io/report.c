@@ -232,6 +232,11 @@ static int load_bits(const char *run_dir, fm_job_result *res, const int *idx, in
     return FM_OK;
 }
 
+/* A group of Figure 3's curves: supermasks over the pre-trained weights. */
+static int fig3_group(const json_t *g) {
+    return !strcmp(sget(g, "mode"), "supermask") && !strcmp(sget(g, "weights"), "pretrained");
+}
+
 /* Group key: task|mode|variant|weights. */
 static void group_key(char *out, size_t cap, const json_t *rec) {
     snprintf(out, cap, "%s|%s|%s|%s", sget(rec, "task"), sget(rec, "mode"), sget(rec, "variant"),
@@ -780,7 +785,9 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
 
     /* Figures (science; gnuplot output is not compared). */
     {
-        /* Figure 3: score against sparsity, a line per task. */
+        /* Figure 3: score against sparsity, a line per task, over the
+         * pre-trained weights only (the shuffled and random controls are
+         * other curves, not points of this one). */
         char *dat = NULL;
         size_t datn = 0;
         FILE *d = open_memstream(&dat, &datn);
@@ -788,17 +795,17 @@ int fm_report_write(const char *run_dir, fm_job_result *res, int n, const json_t
         json_t *gs = json_object_get(sci, "groups");
         for (size_t i = 0; i < json_array_size(gs); i++) {
             json_t *g = json_array_get(gs, i);
-            if (strcmp(sget(g, "mode"), "supermask")) continue;
+            if (!fig3_group(g)) continue;
             int first = 1;
             for (size_t k = 0; k < i; k++) {
                 json_t *h = json_array_get(gs, k);
-                first &= !(!strcmp(sget(h, "mode"), "supermask") && !strcmp(sget(h, "task"), sget(g, "task")));
+                first &= !(fig3_group(h) && !strcmp(sget(h, "task"), sget(g, "task")));
             }
             if (!first) continue;
             fprintf(d, "%s\"%s\"\n", blocks ? "\n\n" : "", sget(g, "task"));
             for (size_t k = i; k < json_array_size(gs); k++) {
                 json_t *h = json_array_get(gs, k);
-                if (strcmp(sget(h, "mode"), "supermask") || strcmp(sget(h, "task"), sget(g, "task"))) continue;
+                if (!fig3_group(h) || strcmp(sget(h, "task"), sget(g, "task"))) continue;
                 double x = nget(h, "final_sparsity_mean");
                 if (isnan(x)) x = atof(sget(h, "variant") + 1) / 100;
                 double sd = nget(h, "score_std"); /* null for one job: no error bar */

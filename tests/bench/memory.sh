@@ -6,10 +6,10 @@
 # measured peak (getrusage's ru_maxrss, after the training steps; "+eval"
 # after an evaluation pass as well, on ranks that run the whole model) and
 # the bytes of the parameters, gradients, AdamW moments, nu/masks and
-# activations its share of the model and of the batch needs. Today every
-# rank allocates the whole model's parameters, gradients and moments, so the
-# measured peak of a stage stays near one rank's: these are the figures to
-# compare once stages own their layers.
+# activations its share of the model and of the batch needs. A replica
+# holds the whole model; a pipeline stage holds its own layers' parameters,
+# gradients, moments and nu (the first also the embeddings), so S stages
+# together hold about one rank's memory plus each process's own overhead.
 #
 # Usage: memory.sh FINEMASK [MPIEXEC]
 # Environment:
@@ -22,8 +22,10 @@
 #               alone, which reaches the peak; no timing then)
 #   LAYERS      "large=8" etc.: encoder layers instead of a preset's own (a
 #               model's width on a machine too small for its depth)
-#   BUDGET_MIB  a run is skipped when ranks x the 1-rank peak exceeds it
-#               (default 14000: the machine's other work keeps the rest)
+#   BUDGET_MIB  a run is skipped when its estimate exceeds it: ranks x the
+#               1-rank peak for replicas, 1.2 x the 1-rank peak + 300 MiB a
+#               rank for stages (default 14000: the machine's other work
+#               keeps the rest)
 #   OUT         directory for each run's JSON (default: a temporary one)
 set -euo pipefail
 bin=$1 mpiexec=${2:-mpiexec}
@@ -74,8 +76,10 @@ for model in $models; do
       for split in $splits; do
         s=1
         [ "$split" = stages ] && s=$n
-        if [ $((n * one)) -gt "$budget" ]; then
-          echo "| BERT-$model | $mode | $n | $split | skipped: $n x the 1-rank peak $one MiB exceeds BUDGET_MIB=$budget |||||||||||"
+        est=$((n * one))
+        [ "$split" = stages ] && est=$((one * 12 / 10 + 300 * n))
+        if [ "$est" -gt "$budget" ]; then
+          echo "| BERT-$model | $mode | $n | $split | skipped: estimated $est MiB (1-rank peak $one MiB) exceeds BUDGET_MIB=$budget |||||||||||"
           continue
         fi
         f=$(bench "$model" "$mode" "$n" "$s") || continue

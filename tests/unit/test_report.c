@@ -231,6 +231,17 @@ static void test_report_claims(void **state) {
     tu_assert_contains(md, "| MRPC | 0.8000 | 0.7000 | +0.1000 | no | - | - |");
     tu_assert_contains(md, "Close to full fine-tuning on 1 of 2 task(s) (mean gap +0.0550). Beats the shuffled "
                            "control on 1 of 1. Beats the random control on 0 of 1.");
+    /* Figure 3's curves: the supermasks over the pre-trained weights only. */
+    char *f3p = fm_path_join(rd, "fig3.dat"), *f3 = NULL;
+    size_t f3n;
+    assert_int_equal(fm_read_file(f3p, &f3, &f3n), FM_OK);
+    tu_assert_contains(f3, "\"RTE\"\n");
+    tu_assert_contains(f3, " 0.690000 ");
+    tu_assert_contains(f3, " 0.700000 ");
+    assert_null(strstr(f3, " 0.600000 "));
+    assert_null(strstr(f3, " 0.750000 "));
+    free(f3);
+    free(f3p);
     /* No head-only column without a freeze-all job (the table above); with
      * one, the column, "-" where a task has none, and the count. */
     assert_null(strstr(md, "head only"));
