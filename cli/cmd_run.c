@@ -175,13 +175,17 @@ static void job_opts(fm_ft_opts *o, const fm_job *j, const fm_jobfile *jf, const
 
 /* FM_OK when the finished job in dir ran with the options o would give it
  * (its options.json; the model and data paths aside, which may be spelled
- * differently); else an error naming the first option that differs. */
+ * differently, and the options that do not apply to its mode); else an
+ * error naming the first option that differs. */
 static int same_options(const char *dir, const fm_ft_opts *o) {
     char *want_s = fm_ft_opts_json(o), *path = fm_path_join(dir, "options.json");
     json_t *want = json_loads(want_s, 0, NULL), *have = NULL;
     int rc = fm_json_read(path, &have);
-    static const char *const paths[] = {"model", "data", NULL};
-    const char *key = rc == FM_OK && want ? fm_json_first_difference(have, want, paths) : NULL;
+    /* the paths, and what does not apply to the job's mode */
+    const char *skip[72] = {"model", "data"};
+    const char *const *unused = fm_ft_opts_unused(json_string_value(json_object_get(want, "mode")));
+    for (int i = 0, n = 2; unused[i] && n < 71; i++) skip[n++] = unused[i];
+    const char *key = rc == FM_OK && want ? fm_json_first_difference(have, want, skip) : NULL;
     if (key) {
         json_t *h = json_object_get(have, key), *v = json_object_get(want, key);
         char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;

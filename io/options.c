@@ -57,6 +57,20 @@ char *fm_opt_value_text(const fm_opt *r, const void *obj) {
     return s;
 }
 
+const char *const *fm_ft_opts_unused(const char *mode) {
+    static const char *mask_keys[64];
+    static const char *const none[] = {NULL};
+    if (!mode || !strcmp(mode, "supermask") || (strcmp(mode, "full") && strcmp(mode, "freeze"))) return none;
+    if (!mask_keys[0]) {
+        int n = 0;
+        for (int i = 0; i < fm_ft_opt_count && n < 63; i++)
+            if ((fm_ft_opt_table[i].flags & FM_OPT_G_MASK) && fm_ft_opt_table[i].key)
+                mask_keys[n++] = fm_ft_opt_table[i].key;
+        mask_keys[n] = NULL;
+    }
+    return mask_keys;
+}
+
 const fm_opt *fm_ft_opts_first_difference(const fm_ft_opts *a, const fm_ft_opts *b, const unsigned char *given) {
     for (int i = 0; i < fm_ft_opt_count; i++) {
         const fm_opt *r = &fm_ft_opt_table[i];

@@ -18,6 +18,12 @@ json_t *fm_opts_to_json(const fm_opt *table, int n, const void *obj);
  * keys, 17 significant digits; free with free()): what RUN_DIR/options.json
  * holds and the state file records. */
 char *fm_ft_opts_json(const fm_ft_opts *o);
+/* The options.json keys that do not apply to a run of the given mode (the
+ * supermask's options, FM_OPT_G_MASK, unless mode is "supermask"; also
+ * when mode is NULL or unknown, nothing), NULL-terminated: what comparing
+ * two runs' options leaves out, so that a new supermask default does not
+ * make a finished full fine-tuning look like another run. */
+const char *const *fm_ft_opts_unused(const char *mode);
 /* Read RUN_DIR/options.json into o (the other fields at their defaults,
  * out_dir = run_dir; strings point into *keep, which the caller
  * json_decref's after o's last use). FM_ERR naming the file and the key

@@ -80,7 +80,7 @@ int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float
         goto done;
     }
     static const char *const paths[] = {"corpus", "vocab", NULL};
-    if (fm_options_agree(path, fm_st_meta_get(&f, "options"), options, paths) != FM_OK) goto done;
+    if (fm_options_agree(path, fm_st_meta_get(&f, "options"), options, paths, NULL) != FM_OK) goto done;
     int64_t lb = 0, ranks = 0;
     if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) ||
         fm_state_meta_f64(&f, "window_loss", &p->window_loss) || fm_state_meta_i64(&f, "window_n", &p->window_n) ||

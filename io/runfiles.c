@@ -182,7 +182,8 @@ static int same_files(const json_t *a, const json_t *b) {
     return 1;
 }
 
-int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys) {
+int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys,
+                     const char *const *skip) {
     json_error_t err;
     json_t *a = json_loads(saved ? saved : "", 0, &err), *b = json_loads(cur, 0, &err);
     int rc = FM_OK;
@@ -195,7 +196,7 @@ int fm_options_agree(const char *path, const char *saved, const char *cur, const
         json_t *va = json_object_get(a, path_keys[i]), *vb = json_object_get(b, path_keys[i]);
         if (va && vb && !json_equal(va, vb) && same_files(va, vb)) json_object_set(b, path_keys[i], va);
     }
-    const char *key = fm_json_first_difference(a, b, NULL);
+    const char *key = fm_json_first_difference(a, b, skip);
     if (!key) goto done;
     json_t *va = json_object_get(a, key), *vb = json_object_get(b, key);
     if (!vb) {

@@ -20,9 +20,11 @@ const char *fm_json_first_difference(const json_t *a, const json_t *b, const cha
  * state file's "options") and `cur` (this run's) agree. The keys in
  * path_keys (NULL-terminated, or NULL) hold file names, or arrays of them:
  * two spellings of one existing file agree (runs/x and ./runs/../runs/x).
- * Otherwise an error naming path, the first option that differs and both
- * values, and how to go on. */
-int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys);
+ * The keys in skip (NULL-terminated, or NULL) are not compared. Otherwise
+ * an error naming path, the first option that differs and both values, and
+ * how to go on. */
+int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys,
+                     const char *const *skip);
 
 /* An append-only JSON-lines log; each line is flushed as it is written. */
 typedef struct {

@@ -15,6 +15,7 @@
 #include "fileio.h"
 #include "fm.h"
 #include "maskfile.h"
+#include "options.h"
 #include "runfiles.h"
 #include "safetensors.h"
 
@@ -278,7 +279,11 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
         goto done;
     }
     static const char *const paths[] = {"model", "data", NULL};
-    if (fm_options_agree(path, opts, options, paths) != FM_OK) goto done;
+    json_t *cur = json_loads(options, 0, NULL);
+    const char *const *unused = fm_ft_opts_unused(json_string_value(json_object_get(cur, "mode")));
+    const int agree = fm_options_agree(path, opts, options, paths, unused) == FM_OK;
+    json_decref(cur);
+    if (!agree) goto done;
     int64_t lb = 0;
     if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) || fm_state_meta_f64(&f, "window_loss", &p->window_loss) ||
         fm_state_meta_i64(&f, "window_n", &p->window_n) || fm_state_meta_i64(&f, "examples", &p->examples) ||

@@ -10,6 +10,7 @@
 #include "fm.h"
 #include "jobfile.h"
 #include "options.h"
+#include "runfiles.h"
 #include "opts.h"
 #include "testutil.h"
 
@@ -243,6 +244,36 @@ static void test_jobfile_keys(void **state) {
     free(dir);
 }
 
+/* The supermask's options do not apply to full fine-tuning or freezing: a
+ * state or finished job that differs in them only still agrees, while a
+ * supermask run's does not, and neither does a full run's other options. */
+static void test_unused_options(void **state) {
+    (void)state;
+    const char *const *u = fm_ft_opts_unused("full");
+    int has_mask_lr = 0, has_ste = 0, has_lr = 0;
+    for (int i = 0; u[i]; i++) {
+        has_mask_lr |= !strcmp(u[i], "mask_lr");
+        has_ste |= !strcmp(u[i], "ste");
+        has_lr |= !strcmp(u[i], "lr");
+    }
+    assert_true(has_mask_lr && has_ste && !has_lr);
+    assert_null(fm_ft_opts_unused("supermask")[0]);
+    assert_null(fm_ft_opts_unused(NULL)[0]);
+    const char *saved = "{\"mode\":\"full\",\"lr\":0.0001,\"mask_lr\":0.01,\"ste\":\"sigmoid\"}";
+    assert_int_equal(fm_options_agree("s", saved, "{\"mode\":\"full\",\"lr\":0.0001,\"mask_lr\":0.3,\"ste\":\"identity\"}",
+                                      NULL, fm_ft_opts_unused("full")),
+                     FM_OK);
+    assert_int_equal(fm_options_agree("s", saved, "{\"mode\":\"full\",\"lr\":0.0002,\"mask_lr\":0.01,\"ste\":\"sigmoid\"}",
+                                      NULL, fm_ft_opts_unused("full")),
+                     FM_ERR);
+    tu_assert_contains(fm_last_error(), "s: option lr differs: the state was written with 0.0001, this run has 0.0002");
+    const char *sm = "{\"mode\":\"supermask\",\"lr\":0.0001,\"mask_lr\":0.01}";
+    assert_int_equal(fm_options_agree("s", sm, "{\"mode\":\"supermask\",\"lr\":0.0001,\"mask_lr\":0.3}", NULL,
+                                      fm_ft_opts_unused("supermask")),
+                     FM_ERR);
+    tu_assert_contains(fm_last_error(), "option mask_lr differs");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
@@ -250,6 +281,7 @@ int main(void) {
         cmocka_unit_test(test_options_json),
         cmocka_unit_test(test_pt_options_json),
         cmocka_unit_test(test_jobfile_keys),
+        cmocka_unit_test(test_unused_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
