@@ -146,6 +146,14 @@ void fm_mmap_close(fm_mmap *m) {
     memset(m, 0, sizeof *m);
 }
 
+void fm_mmap_drop(const fm_mmap *m, const void *p, size_t len) {
+    const unsigned char *a = p, *base = m->data;
+    if (!base || a < base || a + len > base + m->len) return;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t b = ((size_t)(a - base) + page - 1) / page * page, e = (size_t)(a - base + len) / page * page;
+    if (e > b) madvise((void *)(base + b), e - b, MADV_DONTNEED);
+}
+
 int fm_mkdirs(const char *path) {
     char *p = fm_xstrdup(path);
     for (char *s = p + 1; *s; s++) {

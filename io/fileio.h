@@ -37,6 +37,11 @@ typedef struct {
 } fm_mmap;
 int fm_mmap_open(fm_mmap *m, const char *path);
 void fm_mmap_close(fm_mmap *m);
+/* Let the pages wholly inside [p, p + len) of m go from this process's
+ * memory (they are read again from the file when touched): a file read
+ * once, piece by piece, then does not stay resident as a whole. Nothing
+ * when p is not inside m. */
+void fm_mmap_drop(const fm_mmap *m, const void *p, size_t len);
 
 /* mkdir -p. */
 int fm_mkdirs(const char *path);

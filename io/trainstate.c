@@ -175,6 +175,8 @@ int fm_state_open(fm_st_file *f, const char *path) {
         const char *want = json_string_value(json_object_get(o, t->name));
         char have[16];
         snprintf(have, sizeof have, "%08" PRIx32, fm_crc32c(t->data, (size_t)(t->end - t->begin)));
+        /* checked: not kept resident (a pipeline stage reads its own tensors only, later) */
+        fm_mmap_drop(&f->map, t->data, (size_t)(t->end - t->begin));
         if (!want)
             rc = fm_fail("%s: tensor %s has no CRC-32C in the metadata", path, t->name);
         else if (strcmp(want, have) != 0)
