@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "fileio.h"
 #include "fm.h"
 #include "optparse.h"
 #include "pretrain.h"
@@ -43,7 +44,9 @@ int fm_cmd_pretrain(int argc, char **argv) {
     fm_pt_opts_default(&o);
     const char **corpus = fm_xcalloc((size_t)argc + 1, sizeof(char *));
     o.corpus = corpus;
-    fm_optparse_out po = {0};
+    unsigned char *given = fm_xcalloc((size_t)fm_pt_opt_count, 1);
+    fm_optparse_out po = {.given = given};
+    char *init_config = NULL;
     int status = 1;
     if (fm_optparse("pretrain", fm_pt_opt_table, fm_pt_opt_count, &o, argc, argv, &po) != FM_OK) {
         status = fm_cli_fail();
@@ -59,9 +62,22 @@ int fm_cmd_pretrain(int argc, char **argv) {
         status = fm_cli_fail();
         goto out;
     }
+    if (o.init) {
+        /* continued pre-training: the config is the model's own */
+        for (int i = 0; i < fm_pt_opt_count; i++)
+            if (given[i] && fm_pt_opt_table[i].name && !strcmp(fm_pt_opt_table[i].name, "config")) {
+                fm_fail("pretrain: --config and --init %s: the config is the model's (%s/config.json); give one of them",
+                        o.init, o.init);
+                status = fm_cli_fail();
+                goto out;
+            }
+        o.config = init_config = fm_path_join(o.init, "config.json");
+    }
     o.signals = 1;
     status = fm_pretrain(&o, NULL) == FM_OK ? 0 : fm_cli_fail();
 out:
+    free(init_config);
+    free(given);
     free(corpus);
     return status;
 }

@@ -189,6 +189,9 @@ static int make_config(fm_config *c, fm_hfextra *x, const fm_pt_opts *o, int voc
         if (fm_hfconfig_read(o->config, c, x) != FM_OK) return FM_ERR;
     }
     fm_clear_error();
+    if (o->init && c->vocab_size != vocab_size)
+        return fm_fail("--init %s: the model's vocab_size is %d, --vocab %s has %d tokens", o->init, c->vocab_size,
+                       o->vocab, vocab_size);
     c->vocab_size = vocab_size;
     c->with_mlm = 1;
     c->num_labels = 0;
@@ -330,12 +333,32 @@ static int pt_data(pt_job *j) {
     return FM_OK;
 }
 
-/* The model, freshly initialised, and its engine. */
+/* --init's weights into j->m: every tensor of the layout, the MLM head too. */
+static int pt_init_weights(pt_job *j) {
+    char *path = fm_path_join(j->o->init, FM_MODEL_WEIGHTS);
+    fm_st_file f;
+    int rc = fm_st_open(&f, path);
+    if (rc == FM_OK) {
+        fm_load_info info = {0};
+        rc = fm_load_tensors(&f, &j->c, &j->m.lay, j->m.params, &info);
+        if (rc == FM_OK)
+            fm_log("pretrain: continuing from %s (%d tensors, %d of them converted to float)", path, info.n_loaded,
+                   info.n_converted);
+        fm_load_info_free(&info);
+        fm_st_close(&f);
+    }
+    if (rc != FM_OK) fm_fail_prefix("--init: ");
+    free(path);
+    return rc;
+}
+
+/* The model, freshly initialised or from --init, and its engine. */
 static int pt_model(pt_job *j) {
     const fm_pt_opts *o = j->o;
     fm_model_alloc(&j->m, &j->c);
     j->model_ok = 1;
     fm_model_init_weights(&j->m, o->seed);
+    if (o->init && pt_init_weights(j) != FM_OK) return FM_ERR;
     for (int i = 0; i < j->m.lay.n; i++)
         if (!strncmp(j->m.lay.t[i].name, "pooler.", 7)) j->m.lay.t[i].trains = j->m.lay.t[i].needs_grad = 0; /* no NSP */
     j->ec.data = &j->d;
@@ -471,6 +494,7 @@ static json_t *pt_summary(const pt_job *j, double loss1, const fm_mlm_counts *k)
     json_object_set_new(s, "batch", json_integer(o->batch));
     json_object_set_new(s, "seq", json_integer(o->seq));
     json_object_set_new(s, "lr", json_real(o->lr));
+    if (o->init) json_object_set_new(s, "init", json_string(o->init));
     json_object_set_new(s, "warmup_steps", json_integer(j->ec.train.opt.warmup_steps));
     json_object_set_new(s, "seed", json_integer((json_int_t)o->seed));
     json_object_set_new(s, "mlm_prob", json_real(o->mlm_prob));

@@ -187,6 +187,8 @@ char *fm_pt_opts_json(const fm_pt_opts *o, const char *corpus_content) {
     for (int i = 0; i < fm_pt_opt_count; i++) {
         const fm_opt *r = &fm_pt_opt_table[i];
         if (!r->key) continue;
+        /* a run from a random initialisation records no "init" (as before it existed) */
+        if (!strcmp(r->key, "init") && !o->init) continue;
         json_object_set_new(j, r->key, row_json(r, o));
         if (r->kind == FM_OPT_LIST && !strcmp(r->field, "corpus"))
             json_object_set_new(j, "corpus-content", json_string(corpus_content));

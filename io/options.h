@@ -42,7 +42,7 @@ json_t *fm_ft_hyper_json(const fm_ft_opts *o);
 /* The options a resumed pre-training run must share with the run that saved
  * the state, as compact JSON text in the table's order (free with free());
  * corpus_content (a digest of the packed rows) follows the corpus list under
- * the key "corpus-content". */
+ * the key "corpus-content"; "init" only when there is one. */
 char *fm_pt_opts_json(const fm_pt_opts *o, const char *corpus_content);
 
 #endif

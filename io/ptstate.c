@@ -79,7 +79,7 @@ int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float
         fm_fail("%s: expected format \"finemask-pretrain-state\", found \"%s\"", path, fmt ? fmt : "");
         goto done;
     }
-    static const char *const paths[] = {"corpus", "vocab", NULL};
+    static const char *const paths[] = {"corpus", "vocab", "init", NULL};
     if (fm_options_agree(path, fm_st_meta_get(&f, "options"), options, paths, NULL) != FM_OK) goto done;
     int64_t lb = 0, ranks = 0;
     if (fm_state_meta_i64(&f, "step", &p->step) || fm_state_meta_i64(&f, "log_bytes", &lb) ||

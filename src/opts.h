@@ -157,6 +157,11 @@ extern const char *const fm_pipe_schedule_names[2];
     X(STR, config, "tiny", "config", "NAME|FILE", 0, 0, "config", NULL, NULL, FM_OPT_RESUME | FM_OPT_NODEF,           \
       "tiny (default), mini, small, medium, base, large, or a config.json;\n"                                         \
       "vocab_size is taken from --vocab")                                                                             \
+    X(STR, init, NULL, "init", "MODEL_DIR", 0, 0, "init", NULL, NULL, FM_OPT_RESUME | FM_OPT_NODEF,                   \
+      "continue pre-training a model directory (config.json and\n"                                                   \
+      "model.safetensors with its MLM head, as pretrain writes them)\n"                                              \
+      "instead of a random initialisation; the config is its, so\n"                                                  \
+      "no --config; its vocab_size must be --vocab's")                                                                \
     X(I64, steps, 1000, "steps", "N", 1, 1LL << 40, "steps", NULL, NULL, FM_OPT_RESUME, "optimiser steps")            \
     X(INT, batch, 32, "batch", "B", 1, 1 << 20, "batch", NULL, NULL, FM_OPT_RESUME, "rows per step, over all ranks")  \
     X(INT, seq, 128, "seq", "T", 8, 1 << 16, "seq", NULL, NULL, FM_OPT_RESUME, "tokens per row")                      \

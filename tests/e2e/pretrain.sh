@@ -3,7 +3,7 @@
 # corpus lowers the held-out MLM loss by a measured margin; the model
 # directory is what train reads; the same command gives the same bytes; two
 # MPI ranks give the same losses as one (when mpiexec is there); bad inputs
-# are refused with a message.
+# are refused with a message; --init continues a model's pre-training.
 # Usage: pretrain.sh FINEMASK_BIN SOURCE_DIR.
 set -euo pipefail
 bin=$1
@@ -95,4 +95,28 @@ expect_fail "max_position_embeddings" pretrain --corpus "$data/corpus.txt" --voc
 printf '\n\n' > "$work/empty.txt"
 expect_fail "no text" pretrain --corpus "$work/empty.txt" --vocab "$data/vocab.txt" --out "$work/m3"
 cmp "$work/m1/model.safetensors" "$work/m2/model.safetensors"
+
+# Continued pre-training (--init): the run starts from m1's weights, MLM head
+# included, so its held-out loss before the first step is m1's final one
+# (the same corpus, rows, held-out split and seed, which draws the held-out
+# rows' masks), and it goes on lowering it.
+cont=(--corpus "$data/corpus.txt" --vocab "$data/vocab.txt" --steps 100 --batch 16 --seq 32 --lr 1e-3
+      --warmup 0.05 --seed 3 --log-every 50)
+"$bin" pretrain "${cont[@]}" --init "$work/m1" --out "$work/c1" 2> "$work/logc"
+grep -q "continuing from $work/m1/model.safetensors" "$work/logc" || { echo "FAIL: no --init line"; cat "$work/logc"; exit 1; }
+python3 - "$work/m1" "$work/c1" <<'PY'
+import json, sys
+a, c = (json.load(open(d + "/pretrain.json")) for d in sys.argv[1:])
+assert abs(c["eval_loss_initial"] - a["eval_loss_final"]) < 1e-5, (a["eval_loss_final"], c["eval_loss_initial"])
+assert c["eval_loss_final"] < c["eval_loss_initial"], c
+assert c["init"] == sys.argv[1], c
+print(f"continued: {c['eval_loss_initial']:.4f} -> {c['eval_loss_final']:.4f}")
+PY
+cmp "$work/m1/config.json" "$work/c1/config.json"
+expect_fail "the config is the model's" pretrain "${cont[@]}" --init "$work/m1" --config tiny --out "$work/m3"
+head -n 200 "$data/vocab.txt" > "$work/small-vocab.txt"
+expect_fail "the model's vocab_size is" pretrain --corpus "$data/corpus.txt" --vocab "$work/small-vocab.txt" \
+  --init "$work/m1" --out "$work/m3"
+expect_fail "config.json" pretrain "${cont[@]}" --init "$work/nope" --out "$work/m3"
+[ ! -e "$work/m3" ] || { echo "FAIL: a refused run left $work/m3"; exit 1; }
 echo "pretrain e2e: OK"
