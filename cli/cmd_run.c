@@ -106,6 +106,8 @@ static json_t *as_written(json_t *obj) {
     return r ? r : json_object();
 }
 
+static const float *read_tensor(void *ctx, const fm_tensor *t) { return fm_modeldir_read(ctx, t); }
+
 /* Distances between the pre-trained model and a job's fine-tuned one (every
  * weight matrix, beside random initialisations; analysis.h), as JSON. */
 static int job_distance(const char *pretrained, const char *job_dir, uint64_t seed, json_t **out) {
@@ -113,21 +115,22 @@ static int job_distance(const char *pretrained, const char *job_dir, uint64_t se
     fm_load_opts_default(&o);
     o.with_mlm = 0;
     char *fine = fm_path_join(job_dir, "model");
-    fm_model a, b;
+    /* Tensor by tensor: two models of BERT-large would be 2.7 GB here. */
+    fm_modeldir_reader a, b;
     int rc = FM_ERR;
-    if (fm_modeldir_load(pretrained, &o, &a, NULL) != FM_OK) goto out;
-    if (fm_modeldir_load(fine, &o, &b, NULL) != FM_OK) {
-        fm_model_free(&a);
+    if (fm_modeldir_open(&a, pretrained, &o) != FM_OK) goto out;
+    if (fm_modeldir_open(&b, fine, &o) != FM_OK) {
+        fm_modeldir_close(&a);
         goto out;
     }
     fm_distance_report r;
-    rc = fm_distance_models(&r, &a.lay, a.params, &b.lay, b.params, NULL, seed);
+    rc = fm_distance_models_fetch(&r, &a.lay, read_tensor, &a, &b.lay, read_tensor, &b, NULL, seed);
     if (rc == FM_OK) {
         *out = fm_distance_json(&r);
         fm_distance_report_free(&r);
     }
-    fm_model_free(&a);
-    fm_model_free(&b);
+    fm_modeldir_close(&a);
+    fm_modeldir_close(&b);
 out:
     free(fine);
     return rc;

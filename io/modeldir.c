@@ -73,13 +73,15 @@ static int classify_extra(const fm_st_file *f, const char *name, const char *can
 
 /* fm_load_tensors; skip_head: the file's classifier.* is ignored (a caller
  * asked for a different number of labels than the file's head has). */
+/* keep: NULL, or the caller's [lay->n] array that receives each layout
+ * tensor's file tensor (NULL for an absent task head). */
 static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
-                        const unsigned char *own, fm_load_info *info, int skip_head) {
+                        const unsigned char *own, fm_load_info *info, int skip_head, const fm_st_tensor **keep) {
     fm_load_info local;
     if (!info) info = &local;
     info->head_present = 0;
     info->n_loaded = info->n_converted = info->n_skipped = 0;
-    const fm_st_tensor **src = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *src);
+    const fm_st_tensor **src = keep ? keep : fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *src);
     int rc = FM_OK, warned = 0;
     char canon[160], want[256], got[256], hf[128];
 
@@ -148,13 +150,13 @@ static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout
         }
     }
     info->head_present = rc == FM_OK && head_total > 0 && head_have == head_total;
-    free(src);
+    if (!keep) free(src);
     return rc;
 }
 
 int fm_load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
                     fm_load_info *info) {
-    return load_tensors(f, c, lay, params, NULL, info, 0);
+    return load_tensors(f, c, lay, params, NULL, info, 0, NULL);
 }
 
 static int file_has_prefix(const fm_st_file *f, const char *prefix) {
@@ -213,7 +215,7 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     if (rc == FM_OK) rc = fm_modeldir_resolve(cpath, &c, &x, &f, o, &skip_head);
     if (rc == FM_OK) {
         fm_model_alloc_stage(m, &c, o->stage, o->nstages);
-        rc = load_tensors(&f, &c, &m->lay, m->params, m->own, info, skip_head);
+        rc = load_tensors(&f, &c, &m->lay, m->params, m->own, info, skip_head, NULL);
         if (rc != FM_OK) {
             fm_model_free(m);
             memset(m, 0, sizeof *m);
@@ -228,6 +230,54 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     free(cpath);
     free(wpath);
     return rc;
+}
+
+int fm_modeldir_open(fm_modeldir_reader *r, const char *dir, const fm_load_opts *o) {
+    fm_load_opts def;
+    if (!o) {
+        fm_load_opts_default(&def);
+        o = &def;
+    }
+    memset(r, 0, sizeof *r);
+    char *cpath = fm_path_join(dir, FM_MODEL_CONFIG), *wpath = fm_path_join(dir, FM_MODEL_WEIGHTS);
+    fm_hfextra x;
+    memset(&x, 0, sizeof x);
+    int skip_head = 0, rc = fm_hfconfig_read(cpath, &r->c, &x);
+    if (rc == FM_OK) rc = fm_st_open(&r->f, wpath);
+    if (rc == FM_OK) rc = fm_modeldir_resolve(cpath, &r->c, &x, &r->f, o, &skip_head);
+    if (rc == FM_OK) {
+        fm_layout_build(&r->lay, &r->c);
+        r->src = fm_xcalloc((size_t)(r->lay.n ? r->lay.n : 1), sizeof *r->src);
+        /* every tensor checked now, none read */
+        rc = load_tensors(&r->f, &r->c, &r->lay, NULL, NULL, NULL, skip_head, r->src);
+    }
+    fm_hfextra_free(&x);
+    free(cpath);
+    free(wpath);
+    if (rc != FM_OK) fm_modeldir_close(r);
+    return rc;
+}
+
+const float *fm_modeldir_read(fm_modeldir_reader *r, const fm_tensor *t) {
+    const int i = (int)(t - r->lay.t);
+    if (i < 0 || i >= r->lay.n || !r->src[i]) {
+        fm_fail("%s: no tensor '%s' in this model", r->f.path, t->name);
+        return NULL;
+    }
+    if (t->numel > r->cap) {
+        fm_free_aligned(r->buf);
+        r->buf = fm_xalloc_floats(t->numel);
+        r->cap = t->numel;
+    }
+    return fm_st_to_float(&r->f, r->src[i], r->buf) == FM_OK ? r->buf : NULL;
+}
+
+void fm_modeldir_close(fm_modeldir_reader *r) {
+    if (r->src) fm_layout_free(&r->lay);
+    free(r->src);
+    fm_free_aligned(r->buf);
+    fm_st_close(&r->f);
+    memset(r, 0, sizeof *r);
 }
 
 /* ISA-L's generic code where its dispatcher would pick code the CPU lacks

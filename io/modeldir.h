@@ -72,6 +72,24 @@ int fm_modeldir_resolve(const char *cpath, fm_config *c, const fm_hfextra *x, co
  * fm_load_info_free. */
 int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_load_info *info);
 
+/* A model directory read one tensor at a time: the weights file mapped and
+ * every tensor checked as fm_modeldir_load checks them, none copied, so a
+ * pass over the tensors holds one of them (as floats) in memory. */
+typedef struct {
+    fm_config c;     /* as fm_modeldir_load resolves it */
+    fm_layout lay;   /* c's */
+    fm_st_file f;
+    const fm_st_tensor **src; /* [lay.n] each layout tensor's in f (NULL: an absent task head) */
+    float *buf;      /* the last tensor read */
+    size_t cap;      /* floats in buf */
+} fm_modeldir_reader;
+/* FM_ERR (nothing left open) with the errors fm_modeldir_load gives. */
+int fm_modeldir_open(fm_modeldir_reader *r, const char *dir, const fm_load_opts *o);
+/* Layout tensor t (of r->lay) as floats, converted as a load converts; valid
+ * until the next read. NULL with the error recorded (t absent). */
+const float *fm_modeldir_read(fm_modeldir_reader *r, const fm_tensor *t);
+void fm_modeldir_close(fm_modeldir_reader *r);
+
 /* The name a layout tensor has in a saved file ("bert." + name for the
  * encoder, embeddings and pooler; unchanged for the heads) into out. */
 void fm_hf_name(char out[128], const fm_tensor *t);

@@ -316,8 +316,16 @@ static void acc_merge(fm_dist_acc *dst, const fm_dist_acc *src) {
     dst->n += src->n;
 }
 
+/* A whole model's params array as a fetch: the tensor at its offset. */
+static const float *fetch_array(void *ctx, const fm_tensor *t) { return (const float *)ctx + t->offset; }
+
 int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *pa, const fm_layout *lb,
                        const float *pb, const char *glob, uint64_t seed) {
+    return fm_distance_models_fetch(r, la, fetch_array, (void *)pa, lb, fetch_array, (void *)pb, glob, seed);
+}
+
+int fm_distance_models_fetch(fm_distance_report *r, const fm_layout *la, fm_tensor_fetch fa, void *ca,
+                             const fm_layout *lb, fm_tensor_fetch fb, void *cb, const char *glob, uint64_t seed) {
     memset(r, 0, sizeof *r);
     r->seed = seed;
     /* Check everything first: which tensors, and that B has them. */
@@ -356,7 +364,12 @@ int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *
         row->fan_in = ta->ndim == 2 ? ta->shape[1] : ta->shape[0];
         const double c = 1.0 / sqrt((double)row->fan_in);
         const uint32_t stream = fm_name_stream(ta->name);
-        const float *a = pa + ta->offset, *b = pb + tb->offset;
+        const float *a = fa(ca, ta), *b = a ? fb(cb, tb) : NULL;
+        if (!a || !b) {
+            free(src);
+            fm_distance_report_free(r);
+            return FM_ERR;
+        }
         /* Chunks in parallel, each with its own sums, added in chunk order:
          * the result does not depend on the thread count. */
         const size_t nchunk = (ta->numel + CHUNK - 1) / CHUNK;

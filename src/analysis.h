@@ -159,6 +159,14 @@ typedef struct {
  * lacks a tensor or has another shape, or nothing matches. */
 int fm_distance_models(fm_distance_report *r, const fm_layout *la, const float *pa, const fm_layout *lb,
                        const float *pb, const char *glob, uint64_t seed);
+/* Tensor t's values (t->numel floats), valid until the next call with the
+ * same ctx; NULL with the error recorded. */
+typedef const float *(*fm_tensor_fetch)(void *ctx, const fm_tensor *t);
+/* The same, with each model's tensors fetched one at a time (fa(ca, t) for
+ * A's tensor t, fb(cb, t) for B's), so that neither model need be in memory
+ * whole: the same report, bit for bit. */
+int fm_distance_models_fetch(fm_distance_report *r, const fm_layout *la, fm_tensor_fetch fa, void *ca,
+                             const fm_layout *lb, fm_tensor_fetch fb, void *cb, const char *glob, uint64_t seed);
 void fm_distance_report_free(fm_distance_report *r);
 
 #endif

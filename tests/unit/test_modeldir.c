@@ -555,6 +555,40 @@ static void test_fingerprint(void **state) {
 
 /* ---- directories and the commands (these need fm_model_alloc) ---- */
 
+/* A reader gives each tensor as a load does, one at a time, and refuses
+ * what a load refuses. */
+static void test_modeldir_reader(void **state) {
+    fixture *fx = *state;
+    char out[4096];
+    snprintf(out, sizeof out, "%s/model-r", fx->dir);
+    fm_save_opts so = {0};
+    assert_int_equal(fm_modeldir_save(out, &fx->c, &fx->lay, fx->p, &so), FM_OK);
+    fm_model m;
+    assert_int_equal(fm_modeldir_load(out, NULL, &m, NULL), FM_OK);
+    fm_modeldir_reader r;
+    assert_int_equal(fm_modeldir_open(&r, out, NULL), FM_OK);
+    assert_int_equal(r.lay.n, m.lay.n);
+    assert_int_equal(r.lay.numel, m.lay.numel);
+    size_t most = 0;
+    for (int i = 0; i < r.lay.n; i++) {
+        const fm_tensor *t = &r.lay.t[i];
+        const float *v = fm_modeldir_read(&r, t);
+        assert_non_null(v);
+        assert_memory_equal(v, m.params + m.lay.t[i].offset, t->numel * sizeof(float));
+        if (t->numel > most) most = t->numel;
+    }
+    assert_int_equal(r.cap, most); /* one tensor's room, not the model's */
+    fm_modeldir_close(&r);
+    fm_model_free(&m);
+    /* a missing weights file is refused, naming it, and nothing stays open */
+    char w[4200];
+    snprintf(w, sizeof w, "%s/model.safetensors", out);
+    assert_int_equal(remove(w), 0);
+    assert_int_equal(fm_modeldir_open(&r, out, NULL), FM_ERR);
+    tu_assert_contains(fm_last_error(), "model.safetensors");
+    assert_null(r.src);
+}
+
 static void test_modeldir_roundtrip(void **state) {
     fixture *fx = *state;
     char vocab[4096], out[4096];
@@ -708,6 +742,7 @@ int main(void) {
     };
     const struct CMUnitTest dir_tests[] = {
         cmocka_unit_test_setup_teardown(test_modeldir_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_modeldir_reader, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cmd_init_inspect, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("hfconfig", config_tests, NULL, NULL);
