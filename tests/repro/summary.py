@@ -4,12 +4,12 @@
 usage: summary.py REPRO_DIR GLUE_DIR > results.md
 
 Reads what paper.sh and the reports left in REPRO_DIR (pretrain.json,
-times.tsv, tune/tune.tsv, repro/report/*.json|csv, repro-l0/report/) and the
+times.tsv, tune/tune.tsv, repro/report/*.json|csv, repro-l0/report/, seeds/report/) and the
 GLUE dev sets (for the majority-class scores, computed with the task's own
 metric), and prints: pre-training, stage times, tuning, the results table
 (Table 4's setting beside the controls), initial against final sparsity,
 sparsity per kind of matrix and per layer, cross-task mask overlaps against
-chance, and the L0-close table. Every number printed comes from those files.
+chance, the L0-close table, and the seed-noise table of jobs/repro-seeds.ini when it ran. Every number printed comes from those files.
 """
 import csv
 import json
@@ -178,6 +178,28 @@ def main():
         for (mode, var), xs in sorted(groups.items()):
             p(f"| {mode} {var} | {fmt(xs)} |")
         p()
+
+    sd = os.path.join(rd, "seeds", "report", "science.json")
+    if os.path.exists(sd):
+        _, sj = jobs_of(os.path.join(rd, "seeds", "report"))
+        tasks = [t for t in TASKS if any(j["task"] == t for j in sj)]
+        conds = [("full", "full", "pretrained"), ("supermask s0", "supermask", "pretrained"),
+                 ("s0 shuffled", "supermask", "shuffled"), ("s0 random", "supermask", "random")]
+        seeds = sorted({j["seed"] for j in sj})
+        p(f"## Seed noise (jobs/repro-seeds.ini: seeds {', '.join(map(str, seeds))}; mean ± std)\n")
+        p("| task (metric) | " + " | ".join(c[0] for c in conds) + " | supermask - shuffled | supermask - random |")
+        p("|---|" + "---|" * (len(conds) + 2))
+        for t in tasks:
+            cells = [fmt(pick(sj, t, m, w, "s0" if m == "supermask" else None)) for _, m, w in conds]
+            sm = {j["seed"]: j["score"] for j in sj if j["task"] == t and j["mode"] == "supermask"
+                  and j.get("weights") == "pretrained" and j.get("variant") == "s0"}
+            diffs = []
+            for w in ("shuffled", "random"):
+                other = {j["seed"]: j["score"] for j in sj if j["task"] == t and j["mode"] == "supermask"
+                         and j.get("weights") == w and j.get("variant") == "s0"}
+                diffs.append(fmt([sm[k] - other[k] for k in sm if k in other]))
+            p(f"| {t} ({METRIC[t]}) | " + " | ".join(cells + diffs) + " |")
+        p("\nThe last two columns are paired by seed (the same data order and head initialisation).\n")
 
 
 if __name__ == "__main__":
