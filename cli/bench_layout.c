@@ -84,7 +84,7 @@ typedef struct {
 /* The grid, the model (random weights), the data and the engine. */
 static int lay_setup(lay_job *j) {
     const fm_bench_opts *o = j->o;
-    if (fm_grid_init(&j->g, fm_mpi_world_size(), o->stages) != FM_OK) return FM_ERR;
+    if (fm_grid_init(&j->g, fm_mpi_world_size(), o->stages, o->tensor_parallel) != FM_OK) return FM_ERR;
     j->have_grid = 1;
     fm_mpi_comm_team(&j->mc, &j->g);
     j->have_comm = 1;

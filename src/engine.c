@@ -12,6 +12,8 @@ int fm_engine_init(fm_engine *e, fm_model *m, const fm_engine_cfg *c) {
     e->c = *c;
     e->m = m;
     const fm_comm *cm = c->comm;
+    if (cm && cm->ntp > 1)
+        return fm_fail("--tensor-parallel %d: the engine does not split layers yet; expected 1", cm->ntp);
     fm_trainer_opts to = c->train;
     if (m->own && cm && cm->nstages > 1) {
         /* a stage's model: the initial ranking's sums over the stages */
