@@ -13,7 +13,7 @@ typedef struct {
     int B, T, steps, threads, json, mode_v;
     int layers;          /* > 0: num_hidden_layers overridden */
     int stages;          /* pipeline stages (--stages) */
-    int tensor_parallel; /* ranks per layer's matrices (--tensor-parallel; 1 until it is built) */
+    int tensor_parallel; /* ranks per layer's matrices (--tensor-parallel) */
     int micro_batches;   /* per replica's share, under a pipeline */
     int eval_batch;      /* rows of the evaluation pass */
 } fm_bench_opts;
@@ -37,8 +37,9 @@ typedef struct {
     double acts;    /* activations */
 } fm_bench_share;
 
-/* The share of stage `stage` of `stages` (1: the whole model) of m trained
- * by tr (its mode and masked tensors); acts is left 0. */
+/* The share of stage `stage` of `stages` of m trained by tr (its mode and
+ * masked tensors): on a tensor-parallel shard its shares; stages 0: the
+ * whole model (whole tensors). acts is left 0. */
 void fm_bench_share_of(const fm_model *m, const fm_trainer *tr, int stage, int stages, fm_bench_share *s);
 
 #endif

@@ -21,13 +21,15 @@
 #include "rng.h"
 
 void fm_bench_share_of(const fm_model *m, const fm_trainer *tr, int stage, int stages, fm_bench_share *s) {
+    /* stages 0: the whole model's (whole tensors even on a tensor-parallel shard) */
+    const int whole = stages == 0;
     const int L = m->cfg.num_hidden_layers, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
     double piece[4096] = {0}; /* masked floats of each piece: embeddings, layers, heads */
     memset(s, 0, sizeof *s);
     for (int i = 0; i < m->lay.n; i++) {
         const fm_tensor *t = &m->lay.t[i];
         if (stages > 1 && fm_layout_stage(t, L, stages) != stage) continue;
-        const double n = (double)t->numel, f = sizeof(float);
+        const double n = (double)(whole ? t->whole_numel : t->numel), f = sizeof(float);
         const int masked = sm && tr->masked_of[i] >= 0;
         s->params += n * f;
         if (t->trains || t->needs_grad) s->grads += n * f;
@@ -66,7 +68,8 @@ static int64_t synth_fill(void *ctx, fm_batch_buf *bb, const fm_dataset *d, cons
 }
 
 /* One rank's figures, gathered to rank 0 in this order. */
-enum { F_STAGE, F_REPLICA, F_RSS, F_RSS_EVAL, F_PARAMS, F_GRADS, F_MOM, F_NU, F_ACTS, F_STEP, F_OPT, F_N };
+enum { F_STAGE, F_REPLICA, F_TP, F_RSS, F_RSS_EVAL, F_PARAMS, F_GRADS, F_MOM, F_NU, F_ACTS, F_STEP, F_OPT,
+       F_TP_BYTES, F_TP_SECONDS, F_N };
 
 typedef struct {
     const fm_bench_opts *o;
@@ -84,11 +87,13 @@ typedef struct {
 /* The grid, the model (random weights), the data and the engine. */
 static int lay_setup(lay_job *j) {
     const fm_bench_opts *o = j->o;
-    if (fm_grid_init(&j->g, fm_mpi_world_size(), o->stages) != FM_OK) return FM_ERR;
+    if (fm_grid_init(&j->g, fm_mpi_world_size(), o->stages, o->tensor_parallel) != FM_OK) return FM_ERR;
     j->have_grid = 1;
     fm_mpi_comm_team(&j->mc, &j->g);
     j->have_comm = 1;
-    fm_model_alloc_stage(&j->m, &j->cfg, j->g.stage_idx, j->g.nstages);
+    /* a tensor-parallel rank allocates its shares only (random weights: the values do not matter here) */
+    if (j->g.ntp > 1) fm_model_alloc_shard(&j->m, &j->cfg, j->g.tp_idx, j->g.ntp);
+    else fm_model_alloc_stage(&j->m, &j->cfg, j->g.stage_idx, j->g.nstages);
     j->have_model = 1;
     fm_model_init_weights(&j->m, 1);
     if (o->mode_v == FM_TRAIN_FREEZE)
@@ -136,6 +141,8 @@ static int lay_steps(lay_job *j) {
         if (rc == FM_OK && !j->o->json && j->g.world_rank == 0)
             fm_log("bench: step %d/%d: %.3f s (loss %.4f)", s + 1, steps, t2 - t0, out.loss);
     }
+    j->f[F_TP_BYTES] = (double)j->mc.tp.sum_bytes / (steps + 1); /* per step, the warm-up's too */
+    j->f[F_TP_SECONDS] = j->mc.tp.sum_seconds / (steps + 1);
     j->f[F_STEP] = steps ? fm_bench_median(ts, steps) : 0;
     j->f[F_OPT] = steps ? fm_bench_median(to, steps) : 0;
     j->f[F_RSS] = (double)fm_peak_rss();
@@ -152,11 +159,11 @@ static int lay_steps(lay_job *j) {
 static void lay_eval(lay_job *j) {
     const fm_bench_opts *o = j->o;
     const int E = o->eval_batch, L = j->cfg.num_hidden_layers;
-    j->eval_fwd = (double)fm_acts_size(&j->cfg, E, o->T, 0, L, 1);
-    j->eval_train = (double)fm_acts_size(&j->cfg, E, o->T, 0, L, 0);
+    j->eval_fwd = (double)fm_acts_size_for(&j->m, E, o->T, 0, L, 1);
+    j->eval_train = (double)fm_acts_size_for(&j->m, E, o->T, 0, L, 0);
     j->f[F_RSS_EVAL] = -1;
     if (o->stages > 1) return;
-    fm_acts *a = fm_acts_new_forward(&j->cfg, E, o->T, 0, L);
+    fm_acts *a = fm_acts_new_for(&j->m, E, o->T, 0, L, 1);
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, E, o->T);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)E);
@@ -197,8 +204,10 @@ static void lay_print_json(const lay_job *j, const double *all, int n, const fm_
     for (int r = 0; r < n; r++) {
         const double *f = all + (size_t)r * F_N;
         const double sum = f[F_PARAMS] + f[F_GRADS] + f[F_MOM] + f[F_NU] + f[F_ACTS];
-        printf("%s{\"rank\": %d, \"stage\": %d, \"replica\": %d, \"peak_rss_mib\": %.1f, ", r ? ", " : "", r,
-               (int)f[F_STAGE], (int)f[F_REPLICA], MIB(f[F_RSS]));
+        printf("%s{\"rank\": %d, \"stage\": %d, \"replica\": %d, \"tp\": %d, \"peak_rss_mib\": %.1f, "
+               "\"tp_sum_bytes_per_step\": %.0f, \"tp_sum_s_per_step\": %.6f, ",
+               r ? ", " : "", r, (int)f[F_STAGE], (int)f[F_REPLICA], (int)f[F_TP], MIB(f[F_RSS]), f[F_TP_BYTES],
+               f[F_TP_SECONDS]);
         if (f[F_RSS_EVAL] >= 0) printf("\"peak_rss_eval_mib\": %.1f, ", MIB(f[F_RSS_EVAL]));
         printf("\"params_mib\": %.1f, \"grads_mib\": %.1f, \"moments_mib\": %.1f, \"nu_masks_mib\": %.1f, "
                "\"acts_mib\": %.1f, \"share_mib\": %.1f, \"step_s\": %.6f}",
@@ -223,20 +232,27 @@ static void lay_print_table(const lay_job *j, const double *all, int n, const fm
         printf("  the warm-up step alone (--steps 0): no timing\n");
     printf("  memory per rank, MiB: measured peak resident (after the steps; after an evaluation too) beside\n"
            "  the arithmetic of this rank's share (parameters, their gradients, AdamW moments, nu/masks, activations)\n");
-    printf("  %4s %5s %7s %9s %9s | %9s %9s %9s %9s %9s %9s\n", "rank", "stage", "replica", "peak", "peak+eval",
-           "params", "grads", "moments", "nu/masks", "acts", "share");
+    printf("  %4s %5s %7s %3s %9s %9s | %9s %9s %9s %9s %9s %9s\n", "rank", "stage", "replica", "tp", "peak",
+           "peak+eval", "params", "grads", "moments", "nu/masks", "acts", "share");
     for (int r = 0; r < n; r++) {
         const double *f = all + (size_t)r * F_N;
         const double sum = f[F_PARAMS] + f[F_GRADS] + f[F_MOM] + f[F_NU] + f[F_ACTS];
         char ev[32] = "-";
         if (f[F_RSS_EVAL] >= 0) snprintf(ev, sizeof ev, "%.1f", MIB(f[F_RSS_EVAL]));
-        printf("  %4d %5d %7d %9.1f %9s | %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", r, (int)f[F_STAGE],
-               (int)f[F_REPLICA], MIB(f[F_RSS]), ev, MIB(f[F_PARAMS]), MIB(f[F_GRADS]), MIB(f[F_MOM]), MIB(f[F_NU]),
+        printf("  %4d %5d %7d %3d %9.1f %9s | %9.1f %9.1f %9.1f %9.1f %9.1f %9.1f\n", r, (int)f[F_STAGE],
+               (int)f[F_REPLICA], (int)f[F_TP], MIB(f[F_RSS]), ev, MIB(f[F_PARAMS]), MIB(f[F_GRADS]), MIB(f[F_MOM]), MIB(f[F_NU]),
                MIB(f[F_ACTS]), MIB(sum));
     }
     printf("  the whole model, for comparison: params %.1f, grads %.1f, moments %.1f, "
            "nu/masks %.1f MiB\n",
            MIB(w->params), MIB(w->grads), MIB(w->moments), MIB(w->nu));
+    if (o->tensor_parallel > 1) {
+        const double per_layer = all[F_TP_BYTES] / j->cfg.num_hidden_layers;
+        printf("  tensor-parallel sums, rank 0: %.2f MiB per step (%.2f MiB per layer: 4 sums of batch x seq x "
+               "hidden floats = %.2f MiB), %.3f s per step in them\n",
+               MIB(all[F_TP_BYTES]), MIB(per_layer), MIB(4.0 * o->B * o->T * j->cfg.hidden_size * sizeof(float)),
+               all[F_TP_SECONDS]);
+    }
     printf("  an evaluation's activations at %d x %d: %.1f MiB forward-only, %.1f MiB as a training set "
            "(%.1f MiB saved)\n",
            o->eval_batch, o->T, MIB(j->eval_fwd), MIB(j->eval_train), MIB(j->eval_train - j->eval_fwd));
@@ -247,9 +263,10 @@ static void lay_report(lay_job *j) {
     const int n = j->g.world_size;
     fm_bench_share s, w;
     fm_bench_share_of(&j->m, &j->e.tr, j->g.stage_idx, j->o->stages, &s);
-    fm_bench_share_of(&j->m, &j->e.tr, 0, 1, &w);
+    fm_bench_share_of(&j->m, &j->e.tr, 0, 0, &w);
     j->f[F_STAGE] = j->g.stage_idx;
     j->f[F_REPLICA] = j->g.replica_idx;
+    j->f[F_TP] = j->g.tp_idx;
     j->f[F_PARAMS] = s.params;
     j->f[F_GRADS] = s.grads;
     j->f[F_MOM] = s.moments;
@@ -273,10 +290,15 @@ int fm_bench_layout(const fm_bench_opts *o, const fm_config *cfg) {
     j.o = o;
     j.cfg = *cfg;
     const int size = fm_mpi_world_size();
-    if (o->tensor_parallel != 1) {
-        /* The hook for tensor parallelism: a team of replicas x stages x
-         * tensor_parallel ranks once the layers can be split. */
-        fm_fail("bench: --tensor-parallel %d: tensor parallelism is not built yet; expected 1", o->tensor_parallel);
+    if (o->tensor_parallel > 1 && o->stages > 1) {
+        fm_fail("bench: --tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
+                "built; use one or the other",
+                o->tensor_parallel, o->stages);
+        return fm_cli_fail();
+    }
+    if (o->tensor_parallel > 1 && cfg->num_attention_heads % o->tensor_parallel) {
+        fm_fail("bench: --tensor-parallel %d: BERT-%s has %d attention heads; expected a divisor of them",
+                o->tensor_parallel, o->preset, cfg->num_attention_heads);
         return fm_cli_fail();
     }
     if (size % (o->stages * o->tensor_parallel) != 0) {

@@ -64,8 +64,8 @@ static void bench_usage(FILE *f) {
             "                   else OMP_NUM_THREADS, else all cores)\n"
             "  --json           print one JSON object instead of the table\n"
             "  --stages S       pipeline stages (default 1; RANKS must be a multiple of S x P)\n"
-            "  --tensor-parallel P  ranks that split each layer's matrices (default 1; only 1 until\n"
-            "                   tensor parallelism is built)\n"
+            "  --tensor-parallel P  ranks that split each layer's matrices (default 1; P must divide\n"
+            "                   the heads; not with --stages): each holds and trains its shares only\n"
             "  --micro-batches M  micro-batches of each replica's share under a pipeline (default 1)\n"
             "  --eval-batch E   rows of the evaluation pass whose forward-only activations are\n"
             "                   measured (default 32, as train's --eval-batch-size)\n");
@@ -276,7 +276,7 @@ static void bench_print(const bench_job *b, double mg) {
     const double rss_mib = (double)b->rss / 1048576.0, acts_mib = (double)fm_acts_bytes(b->acts) / 1048576.0;
     const int L = b->cfg.num_hidden_layers;
     fm_bench_share w;
-    fm_bench_share_of(&b->m, &b->tr, 0, 1, &w);
+    fm_bench_share_of(&b->m, &b->tr, 0, 0, &w);
     w.acts = (double)fm_acts_bytes(b->acts);
     const double mib = 1048576.0, share = w.params + w.grads + w.moments + w.nu + w.acts;
     const double ev_f = (double)fm_acts_size(&b->cfg, o->eval_batch, o->T, 0, L, 1) / mib,

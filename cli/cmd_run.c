@@ -55,6 +55,14 @@ static void usage(FILE *f) {
             "                     holds a contiguous slice of encoder layers (the first also the\n"
             "                     embeddings, the last the pooler and head) and updates only those;\n"
             "                     its team-size/S replicas sum their gradients\n"
+            "  --tensor-parallel P  ranks per stage that split each encoder layer's matrices\n"
+            "                     (default: [layout] tensor_parallel, 1): Q, K, V and the\n"
+            "                     intermediate dense by output feature (whole heads), the two\n"
+            "                     output denses by input feature; each rank holds, trains and\n"
+            "                     masks its shares only, and the P ranks sum four activations of\n"
+            "                     batch x sequence x hidden floats per layer and step. P must\n"
+            "                     divide the model's attention heads and the team size divide\n"
+            "                     into stages x P; the team's replicas are team-size/(S x P)\n"
             "  --micro-batches M  micro-batches per replica's share of a batch in the pipeline\n"
             "                     (default: [layout] micro_batches, 1)\n"
             "  --pipeline-schedule gpipe|1f1b  the order of the micro-batches' forwards and\n"
@@ -268,7 +276,7 @@ static json_t *job_skipped(const job_files *p, const fm_ft_opts *o, fm_job_resul
     return compute;
 }
 
-/* Every rank's x, in team rank order (replica x stages + stage), divided by
+/* Every rank's x, in team rank order ((replica x stages + stage) x tp + tp rank), divided by
  * div, as a JSON array on team rank 0 (NULL elsewhere or on a failure). */
 static json_t *gather_by_rank(const job_files *p, const fm_pipe *pp, uint64_t x, uint64_t div) {
     const fm_grid *g = p->g;
@@ -336,6 +344,7 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     json_object_set_new(c, "eval_share_seconds", json_real(pp->share_seconds));
     json_object_set_new(c, "replicas", json_integer(g->nreplicas));
     json_object_set_new(c, "stages", json_integer(g->nstages));
+    if (g->ntp > 1) json_object_set_new(c, "tensor_parallel", json_integer(g->ntp));
     if (g->nstages > 1)
         json_object_set_new(c, "pipeline_schedule", json_string(fm_pipe_schedule_names[p->jf->pipeline_schedule]));
     json_object_set_new(c, "team", json_integer(g->team_id));
@@ -458,7 +467,7 @@ static int run_job(const fm_job *j, const fm_jobfile *jf, const char *out, const
 typedef struct {
     const char *out, *model, *data, *baseline;
     int schedule; /* -1: the job file's */
-    long long team_size, stages, threads, maxex, micro, budget;
+    long long team_size, stages, tp, threads, maxex, micro, budget;
     int quiet_jobs;
 } run_opts;
 
@@ -471,7 +480,8 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
         {"gather-budget", required_argument, 0, 'B'}, {"pipeline-schedule", required_argument, 0, 'P'},
-        {"help", no_argument, 0, 'h'},             {0, 0, 0, 0},
+        {"tensor-parallel", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     *o = (run_opts){.maxex = -1, .budget = 256LL << 20, .schedule = -1};
     optind = 0;
@@ -486,6 +496,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         case 'q': o->quiet_jobs = 1; break;
         case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &o->team_size); break;
         case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &o->stages); break;
+        case 'p': rc = fm_opt_long("--tensor-parallel", optarg, 1, 1 << 20, &o->tp); break;
         case 'm': rc = fm_opt_long("--micro-batches", optarg, 1, 1 << 20, &o->micro); break;
         case 't': rc = fm_opt_long("--threads", optarg, 1, 4096, &o->threads); break;
         case 'x': rc = fm_opt_long("--max-train-examples", optarg, 0, 1LL << 40, &o->maxex); break;
@@ -533,12 +544,17 @@ static int run_setup(run_ctx *c) {
     if (o->data) free(jf->data), jf->data = fm_xstrdup(o->data);
     if (o->team_size) jf->team_size = (int)o->team_size;
     if (o->stages) jf->stages = (int)o->stages;
+    if (o->tp) jf->tensor_parallel = (int)o->tp;
     if (o->micro) jf->micro_batches = (int)o->micro;
     if (o->schedule >= 0) jf->pipeline_schedule = (fm_pipe_schedule)o->schedule;
     if (o->threads) jf->threads = (int)o->threads;
     if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
     if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
-    if (fm_grid_init(&c->g, jf->team_size, jf->stages) != FM_OK) return FM_ERR;
+    if (jf->stages > 1 && jf->tensor_parallel > 1)
+        return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
+                       "built; use one or the other",
+                       jf->tensor_parallel, jf->stages);
+    if (fm_grid_init(&c->g, jf->team_size, jf->stages, jf->tensor_parallel) != FM_OK) return FM_ERR;
     c->have_grid = 1;
     /* Each team's first rank speaks for its jobs (their lines, and the line
      * that ends each), named "[team N]" when there are several teams. */
@@ -584,6 +600,7 @@ static json_t *run_json(const run_ctx *c) {
     json_object_set_new(layout, "teams", json_integer(g->nteams));
     json_object_set_new(layout, "stages", json_integer(g->nstages));
     json_object_set_new(layout, "replicas", json_integer(g->nreplicas));
+    json_object_set_new(layout, "tensor_parallel", json_integer(g->ntp));
     json_object_set_new(layout, "threads", json_integer(c->jf.threads));
     json_object_set_new(layout, "micro_batches", json_integer(c->jf.micro_batches));
     json_object_set_new(layout, "pipeline_schedule", json_string(fm_pipe_schedule_names[c->jf.pipeline_schedule]));
@@ -609,8 +626,9 @@ static int run_announce(const run_ctx *c) {
         char *p = fm_path_join(c->jf.out, "run.json");
         bad = fm_mkdirs(c->jf.out) != FM_OK || fm_json_write(p, c->run) != FM_OK;
         free(p);
-        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s)); output %s", c->jf.name,
-               c->njobs, g->nteams, g->team_size, g->nstages, g->nreplicas, c->jf.out);
+        fm_log("%s: %d job(s) over %d team(s) of %d rank(s) (%d stage(s) x %d replica(s) x %d tensor-parallel); "
+               "output %s",
+               c->jf.name, c->njobs, g->nteams, g->team_size, g->nstages, g->nreplicas, g->ntp, c->jf.out);
         if (g->world_size % g->team_size)
             fm_log("warning: %d rank(s) do not make a whole team of %d and stay idle", g->world_size % g->team_size,
                    g->team_size);

@@ -179,7 +179,7 @@ void fm_ft_logits(fm_ft_ctx *c, const fm_dataset *d, int batch_size, int row0, i
     if (row1 <= row0) return;
     /* forward-only activations for the largest batch these rows make */
     const int cap = row1 - row0 < batch_size ? row1 - row0 : batch_size;
-    fm_acts *acts = fm_acts_new_forward(&m->cfg, cap, d->max_len, 0, m->cfg.num_hidden_layers);
+    fm_acts *acts = fm_acts_new_for(m, cap, d->max_len, 0, m->cfg.num_hidden_layers, 1);
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, cap, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch_size);
@@ -391,6 +391,23 @@ static int ft_decide(ft_job *j) {
     return FM_OK;
 }
 
+/* A tensor-parallel rank keeps its shares of the model (fm_model_shard):
+ * the whole model, read, frozen and controlled as on one process, is
+ * replaced by them (the whole one is freed before anything else is
+ * allocated; its fingerprint is kept). */
+static int tp_shard(ft_job *j) {
+    const fm_comm *cm = j->comm;
+    const int A = j->c.model.cfg.num_attention_heads;
+    if (A % cm->ntp)
+        return fm_fail("--tensor-parallel %d: %s has %d attention heads; expected a divisor of them (a rank holds "
+                       "whole heads)",
+                       cm->ntp, j->o->model_dir, A);
+    fm_model whole = j->c.model;
+    fm_model_shard(&j->c.model, &whole, cm->tp, cm->ntp);
+    fm_model_free(&whole);
+    return FM_OK;
+}
+
 /* The model (with its controls and frozen set) and the encoded task. */
 static int ft_load(ft_job *j) {
     const fm_ft_opts *o = j->o;
@@ -407,6 +424,7 @@ static int ft_load(ft_job *j) {
     /* The controls: the pre-trained weights permuted within each tensor, or random. */
     if (j->weights == 1) fm_weights_shuffle(m, o->seed);
     if (j->weights == 2) fm_weights_randomize(m, o->seed);
+    if (cm && cm->ntp > 1 && tp_shard(j) != FM_OK) return FM_ERR;
     j->ndev = dev_splits(task, o->data_dir, j->seen[1], j->dsplit);
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&j->c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples,
@@ -421,8 +439,11 @@ static int ft_load(ft_job *j) {
     return FM_OK;
 }
 
+static int ft_read_state_tp(ft_job *j, fm_trainer *tr);
+
 static int ft_read_state(void *ctx, fm_trainer *tr) {
     ft_job *j = ctx;
+    if (j->c.model.lay.tp_size > 1) return ft_read_state_tp(j, tr);
     return fm_trainstate_read(j->state_path, tr, &j->pr, j->opts_json);
 }
 
@@ -499,7 +520,11 @@ static int predict_stages(ft_job *j, const fm_dataset *d, float *logits, fm_glue
  * computes the same report. */
 static int predict(ft_job *j, const fm_dataset *d, float *logits, fm_glue_report *r) {
     const fm_comm *cm = j->comm;
+    /* Tensor-parallel ranks forward the same rows together (their layers
+     * sum over them), and rank 0 of them shares the logits. */
+    const int ntp = cm && cm->ntp > 1 ? cm->ntp : 1, tp0 = !cm || ntp == 1 || cm->tp == 0;
     const int size = cm ? cm->nreplicas * cm->nstages : 1, batch = j->o->eval_batch_size;
+    const int me = cm ? cm->team_rank / ntp : 0;
     fm_ft_ctx *c = &j->c;
     if (!fm_engine_whole(&j->e)) return predict_stages(j, d, logits, r);
     if (size <= 1 || !cm->team_share) {
@@ -508,12 +533,13 @@ static int predict(ft_job *j, const fm_dataset *d, float *logits, fm_glue_report
         return FM_OK;
     }
     const int64_t nb = (d->n + batch - 1) / batch;
-    const int64_t b0 = nb * cm->team_rank / size, b1 = nb * (cm->team_rank + 1) / size;
+    const int64_t b0 = nb * me / size, b1 = nb * (me + 1) / size;
     const int row0 = (int)(b0 * batch), row1 = (int)(b1 * batch < d->n ? b1 * batch : d->n);
     const size_t NL = (size_t)c->model.cfg.num_labels;
     fm_ft_logits(c, d, batch, row0, row1, logits);
     j->hk->eval_examples += row1 - row0;
-    if (cm->team_share(cm->ctx, logits, (size_t)d->n * NL, (size_t)row0 * NL, (size_t)row1 * NL) != FM_OK)
+    if (cm->team_share(cm->ctx, logits, (size_t)d->n * NL, tp0 ? (size_t)row0 * NL : 0, tp0 ? (size_t)row1 * NL : 0) !=
+        FM_OK)
         return FM_ERR;
     fm_ft_score(c, d, logits, r);
     return FM_OK;
@@ -531,6 +557,7 @@ static int ft_dump_grads(void *ctx, int64_t step) {
     ft_job *j = ctx;
     const fm_ft_opts *o = j->o;
     if (step != 0 || !o->dump_grads) return FM_OK;
+    if (j->c.model.lay.tp_size > 1) return fm_fail("--dump-grads: not written from tensor-parallel shares");
     if (fm_engine_sync(&j->e, FM_SYNC_GRADS) != FM_OK) return FM_ERR;
     const fm_model *m = &j->c.model;
     int ok;
@@ -702,8 +729,11 @@ static int ft_write_state_stages(ft_job *j, const fm_trainer *tr) {
     return rc;
 }
 
+static int ft_write_state_tp(ft_job *j);
+
 static int ft_write_state(void *ctx, const fm_trainer *tr) {
     ft_job *j = ctx;
+    if (j->c.model.lay.tp_size > 1) return ft_write_state_tp(j);
     if (!fm_engine_whole(&j->e)) return ft_write_state_stages(j, tr);
     if (fm_jsonl_sync(&j->log, &j->pr.log_bytes) != FM_OK) return FM_ERR;
     return fm_trainstate_write(j->state_path, tr, &j->pr, j->opts_json);
@@ -829,7 +859,8 @@ static int ft_mask_metrics(ft_job *j, json_t *met) {
         return FM_ERR;
     }
     size_t bits_bytes = 0;
-    for (int k = 0; k < tr->sample.n; k++) bits_bytes += (tr->sample.t[k].numel + 7) / 8;
+    for (int k = 0; k < tr->sample.n; k++) /* the whole tensors' (a tensor-parallel rank samples its shares) */
+        bits_bytes += (fm_layout_find(lay, tr->sample.t[k].name)->whole_numel + 7) / 8;
     const fm_tensor *hw = fm_layout_find(lay, "classifier.weight"), *hb = fm_layout_find(lay, "classifier.bias");
     json_object_set_new(met, "samples", json_integer(o->samples));
     json_object_set_new(met, "score_samples", arr);
@@ -876,9 +907,9 @@ static int ft_dev_scores(ft_job *j, json_t *met) {
  * From pipeline stages (ft_write_stages): head holds the task head, and g
  * fetches every tensor of the model whose fingerprint is fp; else (NULL)
  * the writer's model holds them all. */
-static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t fp) {
+static int ft_write_weights_of(ft_job *j, const fm_model *m, const fm_mask *sample, const float *head, fm_gather *g,
+                               uint64_t fp) {
     const fm_ft_opts *o = j->o;
-    const fm_model *m = &j->c.model;
     int rc;
     if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
         char *path = fm_path_join(o->out_dir, "mask.safetensors");
@@ -892,7 +923,7 @@ static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t
         meta.model_fingerprint = j->c.fingerprint;
         rc = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
         if (rc == FM_OK) rc = fm_test_fail_write("mask", path);
-        if (rc == FM_OK) rc = fm_maskfile_write(path, &j->e.tr.sample, &meta, &m->lay, head ? head : m->params);
+        if (rc == FM_OK) rc = fm_maskfile_write(path, sample, &meta, &m->lay, head ? head : m->params);
         fm_maskfile_meta_free(&meta);
         free(path);
         return rc;
@@ -907,6 +938,163 @@ static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t
     rc = fm_test_fail_write("model", path);
     if (rc == FM_OK) rc = fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so);
     free(path);
+    return rc;
+}
+
+static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t fp) {
+    return ft_write_weights_of(j, &j->c.model, &j->e.tr.sample, head, g, fp);
+}
+
+/* ---- tensor parallelism: the files from the shares ----
+ *
+ * The writer (tensor-parallel rank 0 of replica 0) assembles a whole-layout
+ * copy of what a file holds: each split tensor gathered from the ranks'
+ * shares by psgemr2d (fm_comm.tp_gather), the whole ones its own, into a
+ * model and trainer over the whole layout that the one-process writers
+ * take as they are, so the files have one process's bytes. A resume reads
+ * the state into such a copy on every rank and keeps its shares. The copy
+ * lives while the file is written or read. */
+typedef struct {
+    fm_model m;    /* the whole layout (trains as the shard's) and params */
+    fm_trainer tr; /* nu, moments and a sample over it; masked_of borrowed */
+} tp_whole;
+
+/* A whole copy of the engine's model for j (its arrays zeroed): params;
+ * nu when supermask; the moments when state. */
+static void tp_whole_init(tp_whole *w, ft_job *j, int state) {
+    const fm_model *m = &j->c.model;
+    const fm_trainer *tr = &j->e.tr;
+    memset(w, 0, sizeof *w);
+    w->m.cfg = m->cfg;
+    w->m.lay = m->whole;
+    w->m.lay.t = fm_xmalloc(sizeof *w->m.lay.t * (size_t)(m->whole.n ? m->whole.n : 1));
+    for (int i = 0; i < m->whole.n; i++) {
+        w->m.lay.t[i] = m->whole.t[i];
+        w->m.lay.t[i].trains = m->lay.t[i].trains;
+        w->m.lay.t[i].needs_grad = m->lay.t[i].needs_grad;
+    }
+    w->m.own_end = w->m.lay.numel;
+    w->m.params = fm_xalloc_floats(w->m.lay.numel);
+    w->tr.m = &w->m;
+    w->tr.o = tr->o;
+    w->tr.step = tr->step;
+    w->tr.masked_of = tr->masked_of;
+    w->tr.masked_numel = tr->masked_numel;
+    if (tr->o.mode == FM_TRAIN_SUPERMASK) {
+        w->tr.nu = fm_xalloc_floats(w->m.lay.numel);
+        fm_mask_create(&w->tr.sample, &w->m.lay, tr->o.mask_glob ? tr->o.mask_glob : FM_MASK_DEFAULT_GLOB,
+                       tr->o.mask_layers);
+    }
+    if (state) {
+        w->tr.mom1 = fm_xalloc_floats(w->m.lay.numel);
+        w->tr.mom2 = fm_xalloc_floats(w->m.lay.numel);
+    }
+}
+
+static void tp_whole_free(tp_whole *w) {
+    fm_free_aligned(w->m.params);
+    fm_free_aligned(w->tr.nu);
+    fm_free_aligned(w->tr.mom1);
+    fm_free_aligned(w->tr.mom2);
+    fm_mask_free(&w->tr.sample);
+    fm_layout_free(&w->m.lay);
+    memset(w, 0, sizeof *w);
+}
+
+/* Array x of the shard layout into whole (the whole layout; the writer's,
+ * NULL elsewhere) for the tensors i with sel[i]. Collective over the
+ * tensor-parallel ranks of the stage. */
+static int tp_gather_array(const fm_comm *cm, const fm_model *m, const unsigned char *sel, const float *x,
+                           float *whole) {
+    for (int i = 0; i < m->lay.n; i++) {
+        if (!sel[i]) continue;
+        const fm_tensor *t = &m->lay.t[i], *w = &m->whole.t[i];
+        float *dst = whole ? whole + w->offset : NULL;
+        if (t->split == FM_SPLIT_NONE) {
+            if (dst) memcpy(dst, x + t->offset, t->numel * sizeof *dst);
+            continue;
+        }
+        if (cm->tp_gather(cm->ctx, t->split, t->nb, w->whole_shape[0], t->ndim > 1 ? w->whole_shape[1] : 1,
+                          x + t->offset, dst) != FM_OK)
+            return FM_ERR;
+    }
+    return FM_OK;
+}
+
+/* What the files need gathered into w (the writer's; NULL elsewhere): every
+ * parameter (a model directory holds them all; a mask file the head), nu
+ * of the masked tensors, and with state the moments of what trains or is
+ * masked. */
+static int tp_gather_all(ft_job *j, tp_whole *w, int state) {
+    const fm_comm *cm = j->comm;
+    const fm_model *m = &j->c.model;
+    const fm_trainer *tr = &j->e.tr;
+    const int n = m->lay.n, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
+    unsigned char *sel = fm_xmalloc((size_t)(n ? n : 1));
+    memset(sel, 1, (size_t)n);
+    int rc = tp_gather_array(cm, m, sel, m->params, w ? w->m.params : NULL);
+    if (rc == FM_OK && sm) {
+        for (int i = 0; i < n; i++) sel[i] = tr->masked_of[i] >= 0;
+        rc = tp_gather_array(cm, m, sel, tr->nu, w ? w->tr.nu : NULL);
+    }
+    if (rc == FM_OK && state) {
+        for (int i = 0; i < n; i++) sel[i] = m->lay.t[i].trains || (sm && tr->masked_of[i] >= 0);
+        rc = tp_gather_array(cm, m, sel, tr->mom1, w ? w->tr.mom1 : NULL);
+        if (rc == FM_OK) rc = tp_gather_array(cm, m, sel, tr->mom2, w ? w->tr.mom2 : NULL);
+    }
+    free(sel);
+    return rc;
+}
+
+/* The final weights from the shares; the writer's result on the writer. */
+static int ft_write_tp(ft_job *j) {
+    const fm_comm *cm = j->comm;
+    if (cm->replica != 0) return FM_OK;
+    tp_whole w;
+    if (cm->tp == 0) tp_whole_init(&w, j, 0);
+    int rc = tp_gather_all(j, cm->tp == 0 ? &w : NULL, 0);
+    if (cm->tp == 0) {
+        /* the deterministic mask, as the current sample is when the files are written */
+        if (rc == FM_OK) fm_trainer_sample(&w.tr, FM_SAMPLE_DET, 0);
+        if (rc == FM_OK && j->writer) rc = ft_write_weights_of(j, &w.m, &w.tr.sample, NULL, NULL, 0);
+        tp_whole_free(&w);
+    }
+    return rc;
+}
+
+/* A checkpoint from the shares. */
+static int ft_write_state_tp(ft_job *j) {
+    const fm_comm *cm = j->comm;
+    if (cm->replica != 0) return FM_OK;
+    tp_whole w;
+    if (cm->tp == 0) tp_whole_init(&w, j, 1);
+    int rc = tp_gather_all(j, cm->tp == 0 ? &w : NULL, 1);
+    if (cm->tp == 0) {
+        if (rc == FM_OK && j->writer) rc = fm_jsonl_sync(&j->log, &j->pr.log_bytes);
+        if (rc == FM_OK && j->writer) rc = fm_trainstate_write(j->state_path, &w.tr, &j->pr, j->opts_json);
+        tp_whole_free(&w);
+    }
+    return rc;
+}
+
+/* A resume on a tensor-parallel rank: the state read whole, its shares kept. */
+static int ft_read_state_tp(ft_job *j, fm_trainer *tr) {
+    tp_whole w;
+    tp_whole_init(&w, j, 1);
+    const fm_model *m = &j->c.model;
+    int rc = fm_trainstate_read(j->state_path, &w.tr, &j->pr, j->opts_json);
+    for (int i = 0; i < m->lay.n && rc == FM_OK; i++) {
+        const fm_tensor *t = &m->lay.t[i];
+        const size_t wo = m->whole.t[i].offset;
+        const int masked = tr->o.mode == FM_TRAIN_SUPERMASK && tr->masked_of[i] >= 0;
+        if (!masked && !t->trains) continue;
+        if (masked) fm_tensor_slice(&m->lay, t, w.tr.nu + wo, tr->nu + t->offset);
+        else fm_tensor_slice(&m->lay, t, w.m.params + wo, m->params + t->offset);
+        fm_tensor_slice(&m->lay, t, w.tr.mom1 + wo, tr->mom1 + t->offset);
+        fm_tensor_slice(&m->lay, t, w.tr.mom2 + wo, tr->mom2 + t->offset);
+    }
+    if (rc == FM_OK) tr->step = w.tr.step;
+    tp_whole_free(&w);
     return rc;
 }
 
@@ -945,7 +1133,9 @@ static int ft_write_stages(ft_job *j) {
  * The team learns whether the writer could. */
 static int ft_write(ft_job *j) {
     int ok = 1;
-    if (!fm_engine_whole(&j->e)) {
+    if (j->c.model.lay.tp_size > 1) {
+        ok = ft_write_tp(j) == FM_OK;
+    } else if (!fm_engine_whole(&j->e)) {
         ok = ft_write_stages(j) == FM_OK;
     } else if (j->writer) {
         ok = ft_write_weights(j, NULL, NULL, 0) == FM_OK;

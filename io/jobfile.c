@@ -307,11 +307,12 @@ static int handler(void *user, const char *section, const char *name, const char
                    : !strcmp(name, "stages")        ? &jf->stages
                    : !strcmp(name, "micro_batches") ? &jf->micro_batches
                    : !strcmp(name, "threads")       ? &jf->threads
+                   : !strcmp(name, "tensor_parallel") ? &jf->tensor_parallel
                                                     : NULL;
         if (!dst)
             ok = perr(s,
                       "unknown key '%s' in section [layout] (expected team_size, stages, micro_batches, "
-                      "pipeline_schedule or threads)",
+                      "tensor_parallel, pipeline_schedule or threads)",
                       name);
         else if (parse_int(v, 1, 1 << 20, &x) != FM_OK)
             ok = perr(s, "%s: expected an integer >= 1, found '%s'", name, v);
@@ -355,7 +356,7 @@ int fm_jobfile_read(fm_jobfile *jf, const char *path) {
     snprintf(jf->ste, sizeof jf->ste, "%s", fm_ste_names[dflt.ste]);
     snprintf(jf->ranking, sizeof jf->ranking, "%s", fm_init_rank_names[dflt.init_rank]);
     for (int i = 0; i < 3; i++) jf->mode_lr[i] = jf->mode_epochs[i] = -1;
-    jf->team_size = jf->stages = jf->micro_batches = 1;
+    jf->team_size = jf->stages = jf->micro_batches = jf->tensor_parallel = 1;
     jf->pipeline_schedule = FM_PIPE_1F1B;
     parse_state s = {.jf = jf};
     const char *slash = strrchr(path, '/');

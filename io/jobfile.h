@@ -25,6 +25,7 @@
  *                 adam_beta2 max_grad_norm dropout max_train_examples
  *                 eval_batch_size log_every shuffle
  *   [layout]      team_size stages micro_batches threads
+ *                 tensor_parallel          ranks that split each layer's matrices (1)
  *                 pipeline_schedule        gpipe or 1f1b (default 1f1b)
  *
  * Every unknown section or key, repeated key and bad value is an error
@@ -77,7 +78,7 @@ typedef struct {
     int mode_nweights[3];      /* per-mode weights override (0: [sweep] weights) */
     char mode_weights[3][3][16];
     /* layout */
-    int team_size, stages, micro_batches, threads;
+    int team_size, stages, micro_batches, threads, tensor_parallel;
     fm_pipe_schedule pipeline_schedule;
 } fm_jobfile;
 

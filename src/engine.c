@@ -7,11 +7,35 @@
 #include "fm.h"
 #include "strategy.h"
 
+/* Tensor parallelism runs on the replicas strategy (strat_replicas.c) over
+ * a model sharded for this rank (fm_model_shard); what it cannot do yet is
+ * refused here, naming the option. */
+static int tp_check(const fm_model *m, const fm_engine_cfg *c) {
+    const fm_comm *cm = c->comm;
+    const int P = cm->ntp, A = m->cfg.num_attention_heads;
+    if (A % P)
+        return fm_fail("--tensor-parallel %d: the model has %d attention heads; expected a divisor of them (a rank "
+                       "holds whole heads)",
+                       P, A);
+    if (cm->nstages > 1)
+        return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
+                       "built; use one or the other",
+                       P, cm->nstages);
+    if (c->scale != FM_SCALE_ROWS)
+        return fm_fail("--tensor-parallel %d: only fine-tuning (a task head's loss) runs tensor-parallel", P);
+    if (!cm->tp_sum || !cm->tp_sum_doubles || !cm->tp_gather)
+        return fm_fail("--tensor-parallel %d: the caller gave no tensor-parallel sums", P);
+    if (m->lay.tp_size != P || m->lay.tp_rank != cm->tp)
+        return fm_fail("--tensor-parallel %d: the model is not this rank's shard (rank %d of %d)", P, cm->tp, P);
+    return FM_OK;
+}
+
 int fm_engine_init(fm_engine *e, fm_model *m, const fm_engine_cfg *c) {
     memset(e, 0, sizeof *e);
     e->c = *c;
     e->m = m;
     const fm_comm *cm = c->comm;
+    if (cm && cm->ntp > 1 && tp_check(m, c) != FM_OK) return FM_ERR;
     fm_trainer_opts to = c->train;
     if (m->own && cm && cm->nstages > 1) {
         /* a stage's model: the initial ranking's sums over the stages */
@@ -20,10 +44,17 @@ int fm_engine_init(fm_engine *e, fm_model *m, const fm_engine_cfg *c) {
         to.stage = cm->stage;
         to.nstages = cm->nstages;
     }
+    if (cm && cm->ntp > 1) {
+        /* the layers' sums, and the initial ranking's over the ranks of a stage */
+        m->tp_sum = cm->tp_sum;
+        m->tp_ctx = cm->ctx;
+        to.tp_sum = cm->tp_sum_doubles;
+        to.tp_ctx = cm->ctx;
+    }
     if (fm_trainer_init(&e->tr, m, &to) != FM_OK) return FM_ERR;
     e->tr_ready = 1;
     if (cm && cm->nstages > 1) e->s = fm_strategy_pipeline(e);
-    else if (cm && cm->nreplicas > 1) e->s = fm_strategy_replicas(e);
+    else if (cm && (cm->nreplicas > 1 || cm->ntp > 1)) e->s = fm_strategy_replicas(e);
     else e->s = fm_strategy_one(e);
     if (!e->s) {
         fm_engine_free(e);
@@ -137,7 +168,9 @@ int fm_engine_writer(const fm_engine *e) { return !e->c.comm || e->c.comm->team_
 
 int fm_engine_save(fm_engine *e, int (*write)(void *ctx, const fm_trainer *tr), void *ctx) {
     if (fm_engine_sync(e, FM_SYNC_STATE) != FM_OK) return FM_ERR;
-    int ok = (!fm_engine_writer(e) && fm_engine_whole(e)) || write(ctx, &e->tr) == FM_OK;
+    /* stages and tensor-parallel shares: every rank takes part in the writer's gathers */
+    const int all = !fm_engine_whole(e) || (e->c.comm && e->c.comm->ntp > 1);
+    int ok = (!fm_engine_writer(e) && !all) || write(ctx, &e->tr) == FM_OK;
     return fm_engine_agree(e, ok);
 }
 

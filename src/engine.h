@@ -44,12 +44,14 @@
 #include "train.h"
 
 /* The communication of one team (the ranks that run one job): replica
- * `replica` of `nreplicas`, stage `stage` of `nstages` of that replica, team
- * rank team_rank = replica * nstages + stage (0 writes the files). Every
+ * `replica` of `nreplicas`, stage `stage` of `nstages` of that replica,
+ * tensor-parallel rank `tp` of `ntp` of that stage, team rank team_rank =
+ * (replica * nstages + stage) * ntp + tp (0 writes the files). Every
  * function returns FM_OK or FM_ERR with a message; all take ctx first. */
 typedef struct fm_comm {
     void *ctx;
     int replica, nreplicas, stage, nstages, team_rank;
+    int tp, ntp; /* ntp 0 or 1: no tensor parallelism */
     /* Start summing x[0..n) in place over the replicas of this stage (may
      * return before it is done); progress lets started sums move; wait
      * completes every started sum. */
@@ -80,6 +82,14 @@ typedef struct fm_comm {
     int (*agree)(void *ctx, int ok);
     /* v[0..n) from team rank 0 to every rank. */
     int (*decide)(void *ctx, int *v, int n);
+    /* Tensor parallelism (model.h's fm_tp): sum n floats (or doubles) in
+     * place over the ntp ranks of this stage; the same bits on each. */
+    int (*tp_sum)(void *ctx, float *x, size_t n);
+    int (*tp_sum_doubles)(void *ctx, double *x, size_t n);
+    /* Gather a tensor split over the ntp ranks (params.h's fm_tensor split,
+     * nb; whole shape out x in) from each rank's share `local` into `whole`
+     * on tp rank 0 (whole unused elsewhere). */
+    int (*tp_gather)(void *ctx, int split, int nb, int64_t out, int64_t in, const float *local, float *whole);
 } fm_comm;
 
 /* Fill the batch buffer bb with dataset rows rows[0..n), whose first row has

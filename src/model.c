@@ -92,16 +92,18 @@ static uint64_t *balloc(fm_acts *a, size_t rows, int n) {
     return track(a, a->dry ? NULL : fm_xalloc_floats(2 * words), words * sizeof(uint64_t));
 }
 
-/* One encoder layer's saved tensors, input included. */
-static void layer_alloc(fm_acts *a, layer_acts *la, size_t BT, int H, int A, int I, int T) {
-    const size_t BTH = BT * H;
+/* One encoder layer's saved tensors, input included: A heads of Hl
+ * features side by side and I intermediate features (a tensor-parallel
+ * rank's shares, or the whole layer's). */
+static void layer_alloc(fm_acts *a, layer_acts *la, size_t BT, int H, int Hl, int A, int I, int T) {
+    const size_t BTH = BT * H, BTl = BT * Hl;
     la->inp = falloc(a, BTH);
-    la->q = falloc(a, BTH);
-    la->k = falloc(a, BTH);
-    la->v = falloc(a, BTH);
+    la->q = falloc(a, BTl);
+    la->k = falloc(a, BTl);
+    la->v = falloc(a, BTl);
     la->probs = falloc(a, BT * A * T);
     la->pbits = balloc(a, BT * A, T);
-    la->ctx = falloc(a, BTH);
+    la->ctx = falloc(a, BTl);
     la->res1 = falloc(a, BTH);
     la->mean1 = falloc(a, BT);
     la->rstd1 = falloc(a, BT);
@@ -118,13 +120,13 @@ static void layer_alloc(fm_acts *a, layer_acts *la, size_t BT, int H, int A, int
  * backward scratch; forward-only one layer's tensors that every layer
  * reuses in turn, the inputs alternating between two buffers so that a
  * layer never writes its output over its own input. */
-static void encoder_alloc(fm_acts *a, size_t BT, int H, int A, int I, int T) {
+static void encoder_alloc(fm_acts *a, size_t BT, int H, int Hl, int A, int I, int T) {
     const int nl = a->l1 - a->l0;
-    const size_t BTH = BT * H, BTI = BT * I;
+    const size_t BTH = BT * H, BTI = BT * I, BTl = BT * Hl;
     a->lay = track(a, fm_xcalloc((size_t)(nl > 0 ? nl : 1), sizeof *a->lay), (size_t)nl * sizeof *a->lay);
     if (nl == 0) return;
     if (a->forward_only) {
-        layer_alloc(a, &a->lay[0], BT, H, A, I, T);
+        layer_alloc(a, &a->lay[0], BT, H, Hl, A, I, T);
         float *other = nl > 1 ? falloc(a, BTH) : NULL;
         for (int i = 1; i < nl; i++) {
             a->lay[i] = a->lay[0];
@@ -134,13 +136,13 @@ static void encoder_alloc(fm_acts *a, size_t BT, int H, int A, int I, int T) {
         a->gI = falloc(a, BTI); /* the GELU output */
         return;
     }
-    for (int i = 0; i < nl; i++) layer_alloc(a, &a->lay[i], BT, H, A, I, T);
+    for (int i = 0; i < nl; i++) layer_alloc(a, &a->lay[i], BT, H, Hl, A, I, T);
     a->d1 = falloc(a, BTH);
     a->d2 = falloc(a, BTH);
-    a->d3 = falloc(a, BTH);
-    a->dq = falloc(a, BTH);
-    a->dk = falloc(a, BTH);
-    a->dv = falloc(a, BTH);
+    a->d3 = falloc(a, BTH); /* also a tensor-parallel layer's partial sums (B,T,H) */
+    a->dq = falloc(a, BTl);
+    a->dk = falloc(a, BTl);
+    a->dv = falloc(a, BTl);
     a->dI = falloc(a, BTI);
     a->gI = falloc(a, BTI);
 }
@@ -159,7 +161,8 @@ static void head_alloc(fm_acts *a, int B, int H, size_t NL) {
     a->dlogits = falloc(a, (size_t)B * NL);
 }
 
-static fm_acts *acts_new(const fm_config *c, int B, int T, int l0, int l1, int forward_only, int dry) {
+static fm_acts *acts_new(const fm_config *c, int B, int T, int l0, int l1, int forward_only, int dry, int heads,
+                         int inter) {
     assert(B > 0 && T > 0 && T <= c->max_position_embeddings);
     assert(0 <= l0 && l0 <= l1 && l1 <= c->num_hidden_layers);
     fm_acts *a = fm_xcalloc(1, sizeof *a);
@@ -175,7 +178,7 @@ static fm_acts *acts_new(const fm_config *c, int B, int T, int l0, int l1, int f
     a->embed = l0 == 0;
     a->head = l1 == L;
     a->mlm = a->head && c->with_mlm;
-    encoder_alloc(a, BT, H, c->num_attention_heads, c->intermediate_size, T);
+    encoder_alloc(a, BT, H, H / c->num_attention_heads * heads, heads, inter, T);
     if (a->embed) {
         a->emb_sum = falloc(a, BTH);
         a->emb_mean = falloc(a, BT);
@@ -203,14 +206,31 @@ static fm_acts *acts_new(const fm_config *c, int B, int T, int l0, int l1, int f
     return a;
 }
 
-fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) { return acts_new(c, B, T, l0, l1, 0, 0); }
+fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1) {
+    return acts_new(c, B, T, l0, l1, 0, 0, c->num_attention_heads, c->intermediate_size);
+}
 
 fm_acts *fm_acts_new_forward(const fm_config *c, int B, int T, int l0, int l1) {
-    return acts_new(c, B, T, l0, l1, 1, 0);
+    return acts_new(c, B, T, l0, l1, 1, 0, c->num_attention_heads, c->intermediate_size);
 }
 
 size_t fm_acts_size(const fm_config *c, int B, int T, int l0, int l1, int forward_only) {
-    fm_acts *a = acts_new(c, B, T, l0, l1, forward_only, 1);
+    fm_acts *a = acts_new(c, B, T, l0, l1, forward_only, 1, c->num_attention_heads, c->intermediate_size);
+    size_t bytes = a->bytes;
+    fm_acts_free(a);
+    return bytes;
+}
+
+fm_acts *fm_acts_new_for(const fm_model *m, int B, int T, int l0, int l1, int forward_only) {
+    int heads, inter;
+    fm_layout_tp_shares(&m->lay, &m->cfg, &heads, &inter);
+    return acts_new(&m->cfg, B, T, l0, l1, forward_only, 0, heads, inter);
+}
+
+size_t fm_acts_size_for(const fm_model *m, int B, int T, int l0, int l1, int forward_only) {
+    int heads, inter;
+    fm_layout_tp_shares(&m->lay, &m->cfg, &heads, &inter);
+    fm_acts *a = acts_new(&m->cfg, B, T, l0, l1, forward_only, 1, heads, inter);
     size_t bytes = a->bytes;
     fm_acts_free(a);
     return bytes;
@@ -280,7 +300,38 @@ void fm_model_free_floats(const fm_model *m, float *p) {
         fm_free_aligned(p);
 }
 
+void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    fm_layout_build(&m->whole, c);
+    fm_layout_shard(&m->lay, &m->whole, c, rank, P);
+    m->own_end = m->lay.numel;
+    m->params = fm_xalloc_floats(m->lay.numel);
+    m->grads = fm_xalloc_floats(m->lay.numel);
+    fm_view_bind(&m->w, &m->lay, c, m->params);
+    fm_view_bind(&m->g, &m->lay, c, m->grads);
+}
+
+void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P) {
+    assert(!src->own && src->lay.tp_size <= 1);
+    memset(dst, 0, sizeof *dst);
+    dst->cfg = src->cfg;
+    fm_layout_shard(&dst->lay, &src->lay, &src->cfg, rank, P);
+    dst->whole = src->lay;
+    dst->whole.t = fm_xmalloc(sizeof *dst->whole.t * (size_t)(src->lay.n ? src->lay.n : 1));
+    memcpy(dst->whole.t, src->lay.t, sizeof *dst->whole.t * (size_t)src->lay.n);
+    dst->own_end = dst->lay.numel;
+    dst->params = fm_xalloc_floats(dst->lay.numel);
+    dst->grads = fm_xalloc_floats(dst->lay.numel);
+    for (int i = 0; i < dst->lay.n; i++)
+        fm_tensor_slice(&dst->lay, &dst->lay.t[i], src->params + src->lay.t[i].offset,
+                        dst->params + dst->lay.t[i].offset);
+    fm_view_bind(&dst->w, &dst->lay, &dst->cfg, dst->params);
+    fm_view_bind(&dst->g, &dst->lay, &dst->cfg, dst->grads);
+}
+
 void fm_model_free(fm_model *m) {
+    fm_layout_free(&m->whole);
     fm_view_free(&m->w);
     fm_view_free(&m->g);
     fm_model_free_floats(m, m->params);
@@ -290,7 +341,7 @@ void fm_model_free(fm_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-static int ends_with(const char *s, const char *suffix) {
+static int model_ends_with(const char *s, const char *suffix) {
     size_t ls = strlen(s), lx = strlen(suffix);
     return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
 }
@@ -311,7 +362,7 @@ void fm_model_init_tensors(fm_model *m, uint64_t seed, unsigned skip_flags) {
                 memset(p + (size_t)m->cfg.pad_token_id * m->cfg.hidden_size, 0,
                        (size_t)m->cfg.hidden_size * sizeof(float));
         } else {
-            float v = (t->flags & FM_T_LN) && ends_with(t->name, ".weight") ? 1.0f : 0.0f;
+            float v = (t->flags & FM_T_LN) && model_ends_with(t->name, ".weight") ? 1.0f : 0.0f;
             for (size_t j = 0; j < t->numel; j++) p[j] = v;
         }
     }
@@ -410,7 +461,92 @@ void fm_embed_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass
 /* 1 when layer l runs at the [CLS] positions only (see fm_pass.cls_only_last). */
 static int cls_only(const fm_model *m, const fm_pass *p, int l) {
     const fm_config *c = &m->cfg;
-    return p && p->cls_only_last && l == c->num_hidden_layers - 1 && c->num_labels > 0 && !c->with_mlm;
+    return p && p->cls_only_last && l == c->num_hidden_layers - 1 && c->num_labels > 0 && !c->with_mlm &&
+           m->lay.tp_size <= 1;
+}
+
+/* Tensor parallelism: x (n floats) summed over the ranks of the stage. A
+ * failed sum is the communication's to report (its next call fails too);
+ * the layer goes on with what it has. */
+static void tp_sum(const fm_model *m, float *x, size_t n) {
+    if (m->lay.tp_size > 1) (void)m->tp_sum(m->tp_ctx, x, n);
+}
+
+/* layer_forward on a tensor-parallel rank's shares (mpi/tp.h's layout):
+ * its Al heads and Il intermediate features, one sum after each
+ * row-parallel product; everything from the sums on (bias, dropout,
+ * residual, LayerNorm) is whole and the same on every rank. */
+static void layer_forward_tp(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, float *out) {
+    const fm_config *c = &m->cfg;
+    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T;
+    const int P = c->max_position_embeddings, hs = H / A;
+    int Al, Il;
+    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
+    const int Hl = Al * hs;
+    const fm_layer_view *w = &m->w.layer[l];
+    layer_acts *la = &a->lay[l - a->l0];
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+
+    fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, Hl);
+    fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, Hl);
+    fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, Hl);
+    fm_attention_forward_heads(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, Hl, Al, A,
+                               m->lay.tp_rank, m->lay.tp_size, P, &dp);
+    fm_linear_forward(la->res1, la->ctx, Hl, w->wd, NULL, BT, Hl, H);
+    tp_sum(m, la->res1, (size_t)BT * H);
+    fm_dropout_residual_forward(la->res1, la->bits1, la->res1, w->bd, la->inp, BT, H, T, P, &d1);
+    fm_layernorm_forward(la->y1, la->mean1, la->rstd1, la->res1, w->ln1_g, w->ln1_b, BT, H, c->layer_norm_eps);
+    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, BT, H, Il);
+    fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, BT, Il, c->hidden_act);
+    fm_linear_forward(la->res2, a->gI, Il, w->wo, NULL, BT, Il, H);
+    tp_sum(m, la->res2, (size_t)BT * H);
+    fm_dropout_residual_forward(la->res2, la->bits2, la->res2, w->bo, la->y1, BT, H, T, P, &d2);
+    fm_layernorm_forward(out, la->mean2, la->rstd2, la->res2, w->ln2_g, w->ln2_b, BT, H, c->layer_norm_eps);
+}
+
+/* Its backward: the gradients of y1 (through W_I) and of the layer input
+ * (through Q, K, V) are the two sums; every weight gradient is local, and
+ * those of the whole tensors (b_D, b_O, LayerNorms) are the same on every
+ * rank, computed from the same summed data. */
+static void layer_backward_tp(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, const float *dout,
+                              float *dinp) {
+    const fm_config *c = &m->cfg;
+    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T, hs = H / A;
+    const size_t BTH = (size_t)BT * H;
+    int Al, Il;
+    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
+    const int Hl = Al * hs;
+    const fm_layer_view *w = &m->w.layer[l];
+    const fm_layer_view *g = &m->g.layer[l];
+    layer_acts *la = &a->lay[l - a->l0];
+    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
+    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
+    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
+
+    fm_layernorm_backward(a->d1, G(m, g->ln2_g), G(m, g->ln2_b), dout, la->res2, la->mean2, la->rstd2, w->ln2_g, BT,
+                          H);
+    fm_dropout_backward(a->d2, a->d1, la->bits2, BT, H, &d2);
+    float *gwo = G(m, g->wo);
+    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, Il, w->wo, BT, Il, H);
+    fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)BT * Il, c->hidden_act);
+    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, Il, w->wo, BT, Il, H);
+    /* W_I: this rank's part of d y1 in d3, summed, then the residual's */
+    fm_linear_backward(a->d3, 0, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, BT, H, Il);
+    tp_sum(m, a->d3, BTH);
+    fm_residual_backward(a->d1, NULL, a->d3, BTH);
+    fm_layernorm_backward(dinp, G(m, g->ln1_g), G(m, g->ln1_b), a->d1, la->res1, la->mean1, la->rstd1, w->ln1_g, BT,
+                          H);
+    fm_dropout_backward(a->d2, dinp, la->bits1, BT, H, &d1);
+    fm_linear_backward(a->d3, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, Hl, w->wd, BT, Hl, H);
+    fm_attention_backward(a->dq, a->dk, a->dv, a->d3, la->probs, la->pbits, la->q, la->k, la->v, B, T, Hl, Al, &dp);
+    /* Q, K, V: this rank's part of d x in d1, summed, then added to the residual's */
+    fm_linear_backward(a->d1, 0, G(m, g->wq), G(m, g->bq), a->dq, la->inp, H, w->wq, BT, H, Hl);
+    fm_linear_backward(a->d1, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, Hl);
+    fm_linear_backward(a->d1, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, Hl);
+    tp_sum(m, a->d1, BTH);
+    fm_residual_backward(dinp, NULL, a->d1, BTH);
 }
 
 /* dst (B,H) = the position-0 rows of src (B,T,H). */
@@ -501,6 +637,10 @@ static void layer_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_p
         layer_forward_cls(m, a, b, p, l, out);
         return;
     }
+    if (m->lay.tp_size > 1) {
+        layer_forward_tp(m, a, b, p, l, out);
+        return;
+    }
     const fm_layer_view *w = &m->w.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
     fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
@@ -531,6 +671,10 @@ static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_
     weights_for(m, l);
     if (cls_only(m, p, l)) {
         layer_backward_cls(m, a, b, p, l, dout, dinp);
+        return;
+    }
+    if (m->lay.tp_size > 1) {
+        layer_backward_tp(m, a, b, p, l, dout, dinp);
         return;
     }
     const fm_layer_view *w = &m->w.layer[l];

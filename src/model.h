@@ -46,6 +46,15 @@ struct fm_model {
     fm_view g;     /* views into grads */
     fm_weights_fn weights_fn; /* NULL: none (fm_model_alloc) */
     void *weights_ctx;
+    /* Tensor parallelism (fm_model_shard): lay is rank lay.tp_rank's shard
+     * layout of lay.tp_size, whole the whole model's layout (for files;
+     * n == 0 on a model that is not split), and each encoder layer sums its
+     * row-parallel products and its input gradients over the ranks with
+     * tp_sum (four sums of B*T*H floats per layer, forward and backward;
+     * see mpi/tp.h for the math). */
+    fm_layout whole;
+    int (*tp_sum)(void *ctx, float *x, size_t n);
+    void *tp_ctx;
 };
 
 /* One batch of B sequences of T tokens (T is the padded length). */
@@ -103,6 +112,12 @@ fm_acts *fm_acts_new(const fm_config *c, int B, int T, int l0, int l1);
  * (L' = l1 - l0). The forward computes the same bits as with fm_acts_new. */
 fm_acts *fm_acts_new_forward(const fm_config *c, int B, int T, int l0, int l1);
 void fm_acts_free(fm_acts *a);
+/* fm_acts_new (forward_only 0) or fm_acts_new_forward (1) for the layers
+ * as m holds them: on a tensor-parallel shard (fm_model_shard) q, k, v, the
+ * context and the attention probabilities of its heads, and the
+ * intermediate features of its share, only. */
+fm_acts *fm_acts_new_for(const fm_model *m, int B, int T, int l0, int l1, int forward_only);
+size_t fm_acts_size_for(const fm_model *m, int B, int T, int l0, int l1, int forward_only);
 /* Bytes held by a (those allocated at first use once they are). */
 size_t fm_acts_bytes(const fm_acts *a);
 /* What fm_acts_bytes of a new set (fm_acts_new, or fm_acts_new_forward when
@@ -115,6 +130,13 @@ void fm_model_alloc(fm_model *m, const fm_config *c);
  * its tensors' elements are memory. nstages <= 1 is fm_model_alloc. */
 void fm_model_alloc_stage(fm_model *m, const fm_config *c, int stage, int nstages);
 void fm_model_free(fm_model *m);
+/* dst = tensor-parallel rank `rank` of P's shares of the whole model src
+ * (fm_layout_shard; params copied, grads zeroed; tp_sum unset: the engine
+ * sets it). P must divide the heads. */
+void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P);
+/* Allocate rank `rank` of P's shard of config c directly (zeroed, as
+ * fm_model_alloc; no whole model is ever allocated). */
+void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P);
 /* 1 when m holds tensor i (always, for a whole model). */
 static inline int fm_model_holds(const fm_model *m, int i) { return !m->own || m->own[i]; }
 /* A float array of m's layout, memory where m holds its tensors (zeroed);

@@ -29,6 +29,9 @@ static void add(fm_layout *lay, int *cap, const char *name, int64_t d0, int64_t 
     t->flags = flags;
     t->trains = 1;
     t->needs_grad = 1;
+    t->whole_shape[0] = t->shape[0];
+    t->whole_shape[1] = t->shape[1];
+    t->whole_numel = t->numel;
 }
 
 /* out = a + b; names are far shorter than the buffer. */
@@ -59,6 +62,7 @@ static void add_ln(fm_layout *lay, int *cap, const char *prefix, int64_t h, int 
 void fm_layout_build(fm_layout *lay, const fm_config *c) {
     assert(fm_config_check(c) == FM_OK);
     memset(lay, 0, sizeof *lay);
+    lay->tp_size = 1;
     int cap = 0;
     const int64_t H = c->hidden_size, I = c->intermediate_size;
     const int L = c->num_hidden_layers;
@@ -86,6 +90,96 @@ void fm_layout_build(fm_layout *lay, const fm_config *c) {
         add_dense(lay, &cap, "cls.predictions.transform.dense", H, H, L, FM_T_MLM);
         add_ln(lay, &cap, "cls.predictions.transform.LayerNorm", H, L, FM_T_MLM);
         add(lay, &cap, "cls.predictions.bias", c->vocab_size, 0, L, FM_T_MLM);
+    }
+}
+
+/* Elements of n dealt in blocks of nb round-robin over P ranks that rank p
+ * holds (ScaLAPACK's NUMROC), and the whole index of its local index l
+ * (INDXL2G). */
+static int64_t numroc(int64_t n, int64_t nb, int p, int P) {
+    const int64_t blocks = n / nb, extra = n % nb;
+    int64_t k = blocks / P * nb;
+    if (p < blocks % P) k += nb;
+    else if (p == blocks % P) k += extra;
+    return k;
+}
+
+static int64_t l2g(int64_t l, int64_t nb, int p, int P) { return (l / nb * P + p) * nb + l % nb; }
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && strcmp(s + ls - lx, suffix) == 0;
+}
+
+/* How an encoder tensor is split (FM_SPLIT_*) and its block. */
+static int split_of(const fm_tensor *t, const fm_config *c, int P, int *nb) {
+    const int hs = c->hidden_size / c->num_attention_heads;
+    const int nbi = (c->intermediate_size + P - 1) / P;
+    if (t->layer < 0 || t->layer >= c->num_hidden_layers) return FM_SPLIT_NONE;
+    static const char *const heads_out[] = {"attention.self.query.weight", "attention.self.query.bias",
+                                            "attention.self.key.weight",   "attention.self.key.bias",
+                                            "attention.self.value.weight", "attention.self.value.bias"};
+    for (size_t k = 0; k < sizeof heads_out / sizeof *heads_out; k++)
+        if (ends_with(t->name, heads_out[k])) return *nb = hs, FM_SPLIT_OUT;
+    if (ends_with(t->name, "attention.output.dense.weight")) return *nb = hs, FM_SPLIT_IN;
+    if (ends_with(t->name, "intermediate.dense.weight") || ends_with(t->name, "intermediate.dense.bias"))
+        return *nb = nbi, FM_SPLIT_OUT;
+    if (ends_with(t->name, "output.dense.weight") && !ends_with(t->name, "attention.output.dense.weight"))
+        return *nb = nbi, FM_SPLIT_IN;
+    return FM_SPLIT_NONE;
+}
+
+void fm_layout_shard(fm_layout *dst, const fm_layout *whole, const fm_config *c, int rank, int P) {
+    assert(P >= 1 && c->num_attention_heads % P == 0 && 0 <= rank && rank < P);
+    *dst = *whole;
+    dst->t = fm_xmalloc(sizeof *dst->t * (size_t)(whole->n ? whole->n : 1));
+    memcpy(dst->t, whole->t, sizeof *dst->t * (size_t)whole->n);
+    dst->tp_rank = rank;
+    dst->tp_size = P;
+    dst->numel = 0;
+    for (int i = 0; i < dst->n; i++) {
+        fm_tensor *t = &dst->t[i];
+        int nb = 0;
+        t->split = P > 1 ? split_of(t, c, P, &nb) : FM_SPLIT_NONE;
+        t->nb = nb;
+        if (t->split == FM_SPLIT_OUT) t->shape[0] = numroc(t->whole_shape[0], nb, rank, P);
+        if (t->split == FM_SPLIT_IN) t->shape[1] = numroc(t->whole_shape[1], nb, rank, P);
+        t->numel = (size_t)t->shape[0] * (size_t)(t->ndim > 1 ? t->shape[1] : 1);
+        t->offset = dst->numel;
+        dst->numel += (t->numel + 15) & ~(size_t)15;
+    }
+}
+
+void fm_layout_tp_shares(const fm_layout *lay, const fm_config *c, int *heads, int *inter) {
+    const int P = lay->tp_size > 1 ? lay->tp_size : 1, nbi = (c->intermediate_size + P - 1) / P;
+    *heads = c->num_attention_heads / P;
+    *inter = (int)numroc(c->intermediate_size, nbi, lay->tp_size > 1 ? lay->tp_rank : 0, P);
+}
+
+size_t fm_tensor_whole_index(const fm_layout *lay, const fm_tensor *t, size_t j, size_t *run) {
+    const int p = lay->tp_rank, P = lay->tp_size;
+    if (t->split == FM_SPLIT_NONE) {
+        *run = t->numel - j;
+        return j;
+    }
+    const size_t cols = t->ndim > 1 ? (size_t)t->shape[1] : 1, r = j / cols, c = j % cols;
+    const size_t nb = (size_t)t->nb;
+    if (t->split == FM_SPLIT_OUT) {
+        /* whole rows: the rest of this row's block of rows is consecutive */
+        size_t rows = nb - r % nb, left = (size_t)t->shape[0] - r;
+        *run = (rows < left ? rows : left) * cols - c;
+        return (size_t)l2g((int64_t)r, (int64_t)nb, p, P) * cols + c;
+    }
+    size_t in_block = nb - c % nb, left = cols - c;
+    *run = in_block < left ? in_block : left;
+    return r * (size_t)t->whole_shape[1] + (size_t)l2g((int64_t)c, (int64_t)nb, p, P);
+}
+
+void fm_tensor_slice(const fm_layout *lay, const fm_tensor *t, const float *whole, float *share) {
+    for (size_t j = 0; j < t->numel;) {
+        size_t run, g = fm_tensor_whole_index(lay, t, j, &run);
+        memcpy(share + j, whole + g, run * sizeof *share);
+        j += run;
     }
 }
 
@@ -126,7 +220,7 @@ int fm_layout_stage(const fm_tensor *t, int L, int stages) {
 size_t fm_layout_trainable(const fm_layout *lay) {
     size_t n = 0;
     for (int i = 0; i < lay->n; i++)
-        if (lay->t[i].trains) n += lay->t[i].numel;
+        if (lay->t[i].trains) n += lay->t[i].whole_numel;
     return n;
 }
 

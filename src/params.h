@@ -22,6 +22,14 @@ enum {
     FM_T_MLM = 1u << 4,    /* the MLM head (cls.predictions.*) */
 };
 
+/* How a tensor of a tensor-parallel shard layout (fm_layout_shard) is split
+ * over the P ranks of a stage (mpi/tp.h's layout). */
+enum {
+    FM_SPLIT_NONE = 0, /* whole on every rank */
+    FM_SPLIT_OUT = 1,  /* by output feature: rows of (out, in), in blocks of nb dealt round-robin */
+    FM_SPLIT_IN = 2,   /* by input feature: columns of (out, in), blocks of nb round-robin */
+};
+
 typedef struct {
     char name[96];    /* "encoder.layer.3.attention.self.query.weight" */
     int ndim;         /* 1 or 2 */
@@ -32,12 +40,20 @@ typedef struct {
     unsigned flags;   /* FM_T_* */
     int trains;       /* the optimiser updates it (1) or it stays frozen (0) */
     int needs_grad;   /* backward computes its gradient (trains, or masked) */
+    /* A shard layout's: shape and numel above are this rank's share of the
+     * whole tensor of whole_shape (whole_numel elements), split as split
+     * says in blocks of nb. A whole layout: split FM_SPLIT_NONE, whole_* =
+     * shape, numel. */
+    int split, nb;
+    int64_t whole_shape[2];
+    size_t whole_numel;
 } fm_tensor;
 
 typedef struct {
     fm_tensor *t; /* [n] */
     int n;
     size_t numel; /* total floats */
+    int tp_rank, tp_size; /* a shard layout: rank tp_rank's shares of tp_size; tp_size 1 otherwise */
 } fm_layout;
 
 /* Build the layout for config c (encoder, plus pooler / head / MLM head as c
@@ -58,7 +74,25 @@ void fm_layout_range(const fm_layout *lay, int l0, int l1, size_t *begin, size_t
  * the embeddings, the last stage also the pooler and the heads. */
 int fm_layout_stage(const fm_tensor *t, int L, int stages);
 
-/* Number of elements whose tensors have trains = 1. */
+/* The shard layout of tensor-parallel rank `rank` of P (P divides c's
+ * heads) from the whole layout `whole` (its trains and needs_grad kept):
+ * the same tensors in the same order (indices, names, flags), each encoder
+ * layer's Q, K, V and their biases split by output in blocks of one head
+ * (rank r holds heads r, r+P, ...), the intermediate dense and its bias by
+ * output in blocks of ceil(I/P), the attention output and output denses by
+ * input with the block of the matrix that feeds them; every other tensor
+ * whole. A share is stored row-major at its tensor's offset, packed. */
+void fm_layout_shard(fm_layout *dst, const fm_layout *whole, const fm_config *c, int rank, int P);
+/* This rank's heads and intermediate features under lay (whole: all). */
+void fm_layout_tp_shares(const fm_layout *lay, const fm_config *c, int *heads, int *inter);
+/* The index in the whole tensor of element j of t's share (t of lay), and
+ * in *run how many elements from j on are consecutive there too. */
+size_t fm_tensor_whole_index(const fm_layout *lay, const fm_tensor *t, size_t j, size_t *run);
+/* share (t->numel) = this rank's part of whole (t->whole_numel), t of lay. */
+void fm_tensor_slice(const fm_layout *lay, const fm_tensor *t, const float *whole, float *share);
+
+/* Number of elements whose tensors have trains = 1 (whole tensors' on a
+ * shard layout: the model's count). */
 size_t fm_layout_trainable(const fm_layout *lay);
 
 /* Typed views into one float array with the layout above. Every pointer is

@@ -94,7 +94,7 @@ int fm_trainer_init(fm_trainer *t, fm_model *m, const fm_trainer_opts *o) {
             t->masked_of[x - lay->t] = k;
             t->fields[x - lay->t] = view_field(&m->w, m->params + x->offset);
             assert(t->fields[x - lay->t]);
-            t->masked_numel += x->numel;
+            t->masked_numel += x->whole_numel;
         }
         /* Only the task head trains; the masked tensors need their gradient. */
         size_t per_piece[4096] = {0};
@@ -159,6 +159,23 @@ void fm_trainer_free(fm_trainer *t) {
     memset(t, 0, sizeof *t);
 }
 
+/* u[0..len) = the uniforms of entries [b, b + len) of tensor i's share:
+ * those of their indices in the whole tensor. */
+static void draw(const fm_trainer *t, uint32_t purpose, uint64_t key, int i, size_t b, float *u, size_t len) {
+    const fm_layout *lay = &t->m->lay;
+    const fm_tensor *x = &lay->t[i];
+    if (x->split == FM_SPLIT_NONE) {
+        fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)b, u, (uint64_t)len);
+        return;
+    }
+    for (size_t j = 0; j < len;) {
+        size_t run, g = fm_tensor_whole_index(lay, x, b + j, &run);
+        if (run > len - j) run = len - j;
+        fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)g, u + j, (uint64_t)run);
+        j += run;
+    }
+}
+
 FM_HOT void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) {
     if (t->o.mode != FM_TRAIN_SUPERMASK) return;
     const fm_layout *lay = &t->m->lay;
@@ -181,7 +198,7 @@ FM_HOT void fm_trainer_sample(fm_trainer *t, fm_sample_kind kind, uint64_t key) 
             if (kind == FM_SAMPLE_DET) {
                 for (long j = 0; j < len; j++) keep[j] = nb[j] > 0.0f;
             } else {
-                fm_rng_uniforms(t->o.seed, purpose, key, (uint32_t)i, (uint64_t)b, u, (uint64_t)len);
+                draw(t, purpose, key, i, (size_t)b, u, (size_t)len);
                 for (long j = 0; j < len; j++) keep[j] = u[j] < fm_sigmoid(nb[j]);
             }
             for (long j0 = 0; j0 < len; j0 += 8) {
@@ -427,15 +444,115 @@ static void rank_assign(const seg *s, int ns, size_t k, float v, const fm_traine
     free(hist);
 }
 
+/* Sum n counts over the tensor-parallel ranks of o. */
+static void tp_counts_sum(const fm_trainer_opts *o, double *x, size_t n) {
+    /* a failed sum is the communication's to report: the next collective fails too */
+    (void)o->tp_sum(o->tp_ctx, x, n);
+}
+
+/* rank_assign over the segments of a tensor-parallel shard (rank of P):
+ * the histograms and the ties at the threshold summed over the ranks, a
+ * segment every rank holds whole (rep[q]) counted by rank 0 only and
+ * assigned the same on every rank. Ties go in segment order, and inside a
+ * split segment rank by rank: this differs from one process's order only
+ * when equal |x| straddle the threshold inside a split tensor. */
+static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_t k, float v,
+                           const fm_trainer_opts *o, int rank, int P) {
+    double *hist = fm_xcalloc(65536, sizeof(double));
+    uint32_t thr = 0;
+    size_t less = 0;
+    if (k > 0) {
+        for (int q = 0; q < ns; q++)
+            if (!rep[q] || rank == 0)
+                for (size_t j = 0; j < s[q].n; j++) hist[absbits(s[q].p[j]) >> 16] += 1;
+        tp_counts_sum(o, hist, 65536);
+        uint32_t hi = 0;
+        for (; hi < 65536; hi++) {
+            if (less + (size_t)hist[hi] >= k) break;
+            less += (size_t)hist[hi];
+        }
+        memset(hist, 0, 65536 * sizeof(double));
+        for (int q = 0; q < ns; q++)
+            if (!rep[q] || rank == 0)
+                for (size_t j = 0; j < s[q].n; j++) {
+                    uint32_t a = absbits(s[q].p[j]);
+                    if ((a >> 16) == hi) hist[a & 0xffff] += 1;
+                }
+        tp_counts_sum(o, hist, 65536);
+        uint32_t lo = 0;
+        for (; lo < 65536; lo++) {
+            if (less + (size_t)hist[lo] >= k) break;
+            less += (size_t)hist[lo];
+        }
+        thr = (hi << 16) | lo;
+    }
+    /* eq[q * P + r]: entries equal to thr in rank r's part of segment q */
+    double *eq = fm_xcalloc((size_t)(ns ? ns : 1) * (size_t)P, sizeof(double));
+    if (k > 0) {
+        for (int q = 0; q < ns; q++)
+            if (!rep[q] || rank == 0)
+                for (size_t j = 0; j < s[q].n; j++) eq[(size_t)q * P + (rep[q] ? 0 : rank)] += absbits(s[q].p[j]) == thr;
+        tp_counts_sum(o, eq, (size_t)ns * P);
+    }
+    size_t left = k > 0 ? k - less : 0; /* ties still to send to -v, in order */
+    for (int q = 0; q < ns; q++) {
+        size_t before = 0, total = 0;
+        for (int r = 0; r < P; r++) {
+            total += (size_t)eq[(size_t)q * P + r];
+            if (r < (rep[q] ? 0 : rank)) before += (size_t)eq[(size_t)q * P + r];
+        }
+        size_t ties = left > before ? left - before : 0;
+        for (size_t j = 0; j < s[q].n; j++) {
+            uint32_t a = absbits(s[q].p[j]);
+            int low = 0;
+            if (k > 0) {
+                if (a < thr) low = 1;
+                else if (a == thr && ties > 0) {
+                    low = 1;
+                    ties--;
+                }
+            }
+            s[q].nu[j] = low ? -v : v;
+        }
+        left = left > total ? left - total : 0;
+    }
+    free(eq);
+    free(hist);
+}
+
 void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
     const fm_layout *lay = &t->m->lay;
     seg *sg = fm_xmalloc(sizeof(seg) * (size_t)lay->n);
+    unsigned char *rep = fm_xcalloc((size_t)(lay->n ? lay->n : 1), 1);
+    size_t *whole_n = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *whole_n);
     int ns = 0;
     for (int i = 0; i < lay->n; i++) {
         if (t->masked_of[i] < 0 || !fm_model_holds(t->m, i)) continue;
         const fm_tensor *x = &lay->t[i];
+        rep[ns] = x->split == FM_SPLIT_NONE;
+        whole_n[ns] = x->whole_numel;
         sg[ns++] = (seg){t->m->params + x->offset, t->nu + x->offset, x->numel};
     }
+    if (lay->tp_size > 1 && t->o.tp_sum) {
+        const int P = lay->tp_size, r = lay->tp_rank;
+        if (rank == FM_RANK_GLOBAL) {
+            rank_assign_tp(sg, rep, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init, &t->o, r,
+                           P);
+        } else {
+            /* every rank goes through the same segments: the split ones' sums line up */
+            for (int q = 0; q < ns; q++) {
+                const size_t k = (size_t)llround(s * (double)whole_n[q]);
+                if (rep[q]) rank_assign(&sg[q], 1, k, (float)t->o.nu_init, NULL);
+                else rank_assign_tp(&sg[q], &rep[q], 1, k, (float)t->o.nu_init, &t->o, r, P);
+            }
+        }
+        free(sg);
+        free(rep);
+        free(whole_n);
+        return;
+    }
+    free(rep);
+    free(whole_n);
     if (rank == FM_RANK_GLOBAL) {
         rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init,
                     t->m->own ? &t->o : NULL);
@@ -484,6 +601,14 @@ void fm_trainer_sparsity_sum(const fm_trainer *t, const double *parts, fm_sparsi
     sp->expected = expected / n;
     sp->sampled = (n - (double)ones) / n;
     sp->deterministic = (double)det_zero / n;
+}
+
+void fm_trainer_tp_parts(const fm_trainer *t, double *x, int k) {
+    const fm_layout *lay = &t->m->lay;
+    if (lay->tp_size <= 1 || lay->tp_rank == 0) return;
+    for (int i = 0; i < lay->n; i++)
+        if (lay->t[i].split == FM_SPLIT_NONE)
+            for (int q = 0; q < k; q++) x[(size_t)i * k + q] = 0;
 }
 
 void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *sp) {

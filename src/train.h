@@ -74,6 +74,11 @@ typedef struct {
     int (*stages_sum)(void *ctx, double *x, size_t n);
     void *stages_ctx;
     int stage, nstages;
+    /* A tensor-parallel rank's trainer (its model a shard, fm_model_shard):
+     * tp_sum(tp_ctx, x, n) sums n doubles over the ranks of the stage, for
+     * the initial ranking. NULL otherwise. */
+    int (*tp_sum)(void *ctx, double *x, size_t n);
+    void *tp_ctx;
 } fm_trainer_opts;
 
 /* Full fine-tuning with BERT's AdamW defaults; supermask defaults: ste
@@ -181,6 +186,11 @@ typedef struct {
     size_t numel;
 } fm_sparsity;
 void fm_trainer_sparsity(fm_trainer *t, fm_sparsity *s);
+/* On a tensor-parallel shard (fm_model_shard) the sample of a split tensor
+ * is the whole tensor's split: entry j of a share draws the uniform of its
+ * index in the whole tensor, and masked_numel counts whole tensors. Its
+ * sparsities and norm need the parts of every rank: sum the parts below
+ * over the ranks, each whole tensor's counted once (fm_trainer_tp_parts). */
 /* Its per-tensor terms, for owned masked tensors (0 elsewhere): parts[3i] the
  * sum of 1 - sigmoid(nu), parts[3i+1] the ones of the current sample,
  * parts[3i+2] the entries with nu <= 0 (lay.n x 3 doubles). */
@@ -188,5 +198,9 @@ void fm_trainer_sparsity_parts(fm_trainer *t, double *parts);
 /* The sparsities from the terms of every masked tensor (summed over the
  * stages): fm_trainer_sparsity's bits. */
 void fm_trainer_sparsity_sum(const fm_trainer *t, const double *parts, fm_sparsity *s);
+/* On tensor-parallel rank r > 0: zero the per-tensor terms x[i*k .. i*k+k)
+ * of the tensors every rank holds whole, so that a sum over the ranks counts
+ * them once (r = 0 and whole models: nothing to do). */
+void fm_trainer_tp_parts(const fm_trainer *t, double *x, int k);
 
 #endif

@@ -12,8 +12,13 @@
 #     activations are smaller than one rank's;
 #   - an evaluation's forward-only activations are under half of a training
 #     set's for the same rows;
-#   - a layout the ranks cannot make, and --tensor-parallel (not built yet),
-#     are refused with a message.
+#   - on 2 tensor-parallel ranks each rank's parameter, gradient and moment
+#     (and nu/mask) shares are the whole model's less half of the encoder
+#     matrices that split (Q, K, V, W_I with their biases, W_D, W_O), its
+#     activations below one rank's, and the sums it sends are 4 x B x T x H
+#     floats per layer and step;
+#   - a layout the ranks cannot make, --tensor-parallel with --stages, and a
+#     P that does not divide the heads are refused with a message.
 # Usage: bench_memory.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2
@@ -25,6 +30,8 @@ for mode in full supermask; do
   mpi 1 "$bin" bench "${common[@]}" --mode $mode > "$work/$mode.1.json" 2> "$work/err" || { cat "$work/err"; exit 1; }
   mpi 2 "$bin" bench "${common[@]}" --mode $mode > "$work/$mode.r2.json" 2> "$work/err" || { cat "$work/err"; exit 1; }
   mpi 2 "$bin" bench "${common[@]}" --mode $mode --stages 2 > "$work/$mode.s2.json" 2> "$work/err" \
+    || { cat "$work/err"; exit 1; }
+  mpi 2 "$bin" bench "${common[@]}" --mode $mode --tensor-parallel 2 > "$work/$mode.t2.json" 2> "$work/err" \
     || { cat "$work/err"; exit 1; }
 done
 python3 - "$work" <<'PY'
@@ -65,6 +72,31 @@ for mode in ("full", "supermask"):
           f"activations {a1} -> {[r['acts_mib'] for r in rep['per_rank']]} (replicas), "
           f"{[r['acts_mib'] for r in st['per_rank']]} (stages); evaluation forward-only "
           f"{one['eval_acts_forward_only_mib']} against {one['eval_acts_training_kind_mib']} MiB")
+# 2 tensor-parallel ranks on mini (H 256, I 1024, 4 layers, batch 8 x 32)
+H, I, L, B, T = 256, 1024, 4, 8, 32
+split = L * (4 * H * H + 2 * H * I + 3 * H + I)  # Q, K, V, W_D, W_I, W_O and the biases of Q, K, V, W_I
+for mode in ("full", "supermask"):
+    one, tp = (json.load(open(f"{w}/{mode}.{k}.json")) for k in ("1", "t2"))
+    check(tp["tensor_parallel"] == 2 and len(tp["per_rank"]) == 2 and [r["tp"] for r in tp["per_rank"]] == [0, 1],
+          f"{mode} tensor-parallel: layout fields")
+    whole = tp["whole_model_mib"]
+    for r in tp["per_rank"]:
+        check(r["peak_rss_mib"] >= r["share_mib"] > 0, f"{mode} tensor-parallel rank {r['rank']}: peak below share")
+        want = whole["params"] - split / 2 * 4 / 2**20
+        check(abs(r["params_mib"] - want) <= 0.15, f"{mode} tp rank {r['rank']}: params {r['params_mib']} MiB, expected {want:.1f}")
+        if mode == "full":
+            for k in ("grads", "moments"):
+                f = 2 if k == "moments" else 1
+                want = whole[k] - f * split / 2 * 4 / 2**20
+                check(abs(r[k + "_mib"] - want) <= 0.15, f"full tp rank {r['rank']}: {k} {r[k + '_mib']} MiB, expected {want:.1f}")
+        else:
+            check(r["nu_masks_mib"] < whole["nu_masks"], f"supermask tp rank {r['rank']}: nu/masks {r['nu_masks_mib']} not below {whole['nu_masks']}")
+        check(r["acts_mib"] < one["per_rank"][0]["acts_mib"], f"{mode} tp rank {r['rank']}: activations not below one rank's")
+        check(r["tp_sum_bytes_per_step"] == L * 4 * B * T * H * 4,
+              f"{mode} tp rank {r['rank']}: {r['tp_sum_bytes_per_step']} bytes summed per step, expected {L * 4 * B * T * H * 4}")
+    print(f"{mode}: 2 tensor-parallel ranks: params {[r['params_mib'] for r in tp['per_rank']]} of {whole['params']} MiB, "
+          f"activations {[r['acts_mib'] for r in tp['per_rank']]} against {one['per_rank'][0]['acts_mib']}, "
+          f"peak {[r['peak_rss_mib'] for r in tp['per_rank']]} against {one['per_rank'][0]['peak_rss_mib']} MiB")
 if fail:
     print("FAIL:\n  " + "\n  ".join(fail))
     sys.exit(1)
@@ -74,10 +106,14 @@ if mpi 2 "$bin" bench --config mini --stages 3 --steps 1 > /dev/null 2> "$work/e
   echo "FAIL: 3 stages on 2 ranks accepted"; exit 1
 fi
 grep -q 'do not split into replicas of 3 stage' "$work/err" || { echo "FAIL: no message for 3 stages on 2 ranks"; cat "$work/err"; exit 1; }
-if mpi 2 "$bin" bench --config mini --tensor-parallel 2 --steps 1 > /dev/null 2> "$work/err"; then
-  echo "FAIL: --tensor-parallel 2 accepted"; exit 1
+if mpi 4 "$bin" bench --config mini --tensor-parallel 2 --stages 2 --steps 1 > /dev/null 2> "$work/err"; then
+  echo "FAIL: --tensor-parallel 2 --stages 2 accepted"; exit 1
 fi
-grep -q 'tensor parallelism is not built yet' "$work/err" || { echo "FAIL: no message for --tensor-parallel"; cat "$work/err"; exit 1; }
+grep -q 'tensor-parallel 2 with --stages 2' "$work/err" || { echo "FAIL: no message for --tensor-parallel with --stages"; cat "$work/err"; exit 1; }
+if mpi 3 "$bin" bench --config mini --tensor-parallel 3 --steps 1 > /dev/null 2> "$work/err"; then
+  echo "FAIL: --tensor-parallel 3 on 4 heads accepted"; exit 1
+fi
+grep -q 'tensor-parallel 3: BERT-mini has 4 attention heads' "$work/err" || { echo "FAIL: no message for 3 on 4 heads"; cat "$work/err"; exit 1; }
 if "$bin" bench --config mini --stages 2 --steps 1 > /dev/null 2> "$work/err"; then
   echo "FAIL: --stages 2 without mpiexec accepted"; exit 1
 fi
