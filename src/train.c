@@ -373,6 +373,23 @@ typedef struct {
     size_t n;
 } seg;
 
+/* nu over s: -v for entries below thr and for the first *ties entries equal
+ * to it (counted down), +v for the rest; +v everywhere when k is 0. */
+static void seg_assign(const seg *s, size_t k, uint32_t thr, size_t *ties, float v) {
+    for (size_t j = 0; j < s->n; j++) {
+        const uint32_t a = absbits(s->p[j]);
+        int low = 0;
+        if (k > 0) {
+            if (a < thr) low = 1;
+            else if (a == thr && *ties > 0) {
+                low = 1;
+                (*ties)--;
+            }
+        }
+        s->nu[j] = low ? -v : v;
+    }
+}
+
 /* Sum a histogram over the stages of o (nothing to do without them). */
 static void hist_sum(const fm_trainer_opts *o, size_t *hist, size_t n) {
     if (!o || !o->stages_sum) return;
@@ -428,19 +445,7 @@ static void rank_assign(const seg *s, int ns, size_t k, float v, const fm_traine
         ties = ties > before ? ties - before : 0;
         free(eq);
     }
-    for (int q = 0; q < ns; q++)
-        for (size_t j = 0; j < s[q].n; j++) {
-            uint32_t a = absbits(s[q].p[j]);
-            int low = 0;
-            if (k > 0) {
-                if (a < thr) low = 1;
-                else if (a == thr && ties > 0) {
-                    low = 1;
-                    ties--;
-                }
-            }
-            s[q].nu[j] = low ? -v : v;
-        }
+    for (int q = 0; q < ns; q++) seg_assign(&s[q], k, thr, &ties, v);
     free(hist);
 }
 
@@ -502,18 +507,7 @@ static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_
             if (r < (rep[q] ? 0 : rank)) before += (size_t)eq[(size_t)q * P + r];
         }
         size_t ties = left > before ? left - before : 0;
-        for (size_t j = 0; j < s[q].n; j++) {
-            uint32_t a = absbits(s[q].p[j]);
-            int low = 0;
-            if (k > 0) {
-                if (a < thr) low = 1;
-                else if (a == thr && ties > 0) {
-                    low = 1;
-                    ties--;
-                }
-            }
-            s[q].nu[j] = low ? -v : v;
-        }
+        seg_assign(&s[q], k, thr, &ties, v);
         left = left > total ? left - total : 0;
     }
     free(eq);
