@@ -65,7 +65,9 @@ typedef struct {
     int e_ready;
     int32_t *labels;      /* (rows of a share, seq): the fill's MLM labels */
     int64_t examples0;    /* rows seen before this session */
-    int eval;             /* the fill corrupts evaluation rows (their own key, no counts) */
+    int eval;             /* the fill corrupts evaluation rows (their own key, no counts); 2: with
+                           * each segment's tokens permuted (pt_shuffle_row) */
+    int32_t *shuf;        /* (seq): pt_shuffle_row's copy of a row */
     fm_mlm_counts counts; /* this rank's corruption counts (rank 0: with the steps before a resume) */
     fm_pt_progress pr;
     int resumed, have_state, log_ok;
@@ -94,6 +96,30 @@ static void pt_config(pt_job *j, const fm_pt_opts *o) {
     c->comm = j->comm;
 }
 
+/* dst (T) = src with the tokens of each segment (a run between [CLS],
+ * [SEP] and [PAD]) permuted, a permutation drawn from (seed, row): the same
+ * tokens in an order that carries nothing. */
+static void pt_shuffle_row(int32_t *dst, const int32_t *src, int T, const fm_mlm_spec *sp, uint64_t seed,
+                           uint32_t row) {
+    memcpy(dst, src, sizeof *dst * (size_t)T);
+    uint64_t draw = 0;
+    for (int a = 0; a < T;) {
+        if (dst[a] == sp->cls_id || dst[a] == sp->sep_id || dst[a] == sp->pad_id) {
+            a++;
+            continue;
+        }
+        int b = a;
+        while (b < T && dst[b] != sp->cls_id && dst[b] != sp->sep_id && dst[b] != sp->pad_id) b++;
+        for (int i = b - 1; i > a; i--) { /* Fisher-Yates over [a, b) */
+            int k = a + (int)fm_rng_below(seed, FM_RNG_EVAL_SHUFFLE, row, 0, draw++, (uint32_t)(i - a + 1));
+            int32_t t = dst[i];
+            dst[i] = dst[k];
+            dst[k] = t;
+        }
+        a = b;
+    }
+}
+
 /* Fill and corrupt rows rows[0..n) (global offset example0 in the step); the
  * number of tokens to predict. */
 static int64_t pt_fill(void *ctx, fm_batch_buf *bb, const fm_dataset *d, const int32_t *rows, int n,
@@ -105,6 +131,10 @@ static int64_t pt_fill(void *ctx, fm_batch_buf *bb, const fm_dataset *d, const i
     fm_mlm_counts k = {0};
     for (int i = 0; i < n; i++) {
         const int32_t *orig = d->ids + (size_t)rows[i] * d->max_len;
+        if (j->eval == 2) {
+            pt_shuffle_row(j->shuf, orig, T, &j->spec, j->o->seed, (uint32_t)rows[i]);
+            orig = j->shuf;
+        }
         fm_mlm_corrupt_row(bb->ids + (size_t)i * T, j->labels + (size_t)i * T, orig, T, j->o->seed, key,
                            (uint32_t)rows[i], &j->spec, &k);
     }
@@ -128,15 +158,16 @@ static int pt_sum(const pt_job *j, double *x, size_t n) {
 }
 
 /* Mean MLM loss over dataset rows [ev0, ev1), dropout off, split over the
- * ranks, on the engine's activations. */
-static int pt_eval(pt_job *j, double *loss) {
+ * ranks, on the engine's activations; shuffled: with each segment's tokens
+ * permuted (pt_shuffle_row). */
+static int pt_eval(pt_job *j, int shuffled, double *loss) {
     fm_batch_buf *bb = NULL;
     fm_acts *acts = fm_engine_acts(&j->e, &bb);
     const fm_pass pass = {.seed = j->o->seed, .step = 0, .training = 0};
     const int Bl = fm_engine_share_rows(&j->e), per = Bl * j->size;
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)Bl);
     double sum[2] = {0, 0};
-    j->eval = 1;
+    j->eval = shuffled ? 2 : 1;
     for (int s = j->ev0; s < j->ev1; s += per) {
         const int nb = j->ev1 - s < per ? j->ev1 - s : per;
         const int lo = (int)((int64_t)j->rank * nb / j->size), hi = (int)((int64_t)(j->rank + 1) * nb / j->size);
@@ -367,6 +398,7 @@ static int pt_model(pt_job *j) {
     if (fm_engine_init(&j->e, &j->m, &j->ec) != FM_OK) return FM_ERR;
     j->e_ready = 1;
     j->labels = fm_xmalloc(sizeof(int32_t) * (size_t)fm_engine_share_rows(&j->e) * (size_t)o->seq);
+    j->shuf = fm_xmalloc(sizeof(int32_t) * (size_t)o->seq);
     fm_log("pretrain: %" PRId64 " lines, %d rows of %d tokens (%d held out), BERT L=%d H=%d V=%d, %" PRId64
            " steps of %d rows (%.3g epochs), %d rank(s) x %d thread(s)",
            j->cp.n, j->rows, o->seq, j->heldout, j->c.num_hidden_layers, j->c.hidden_size, j->c.vocab_size,
@@ -392,7 +424,7 @@ static int pt_start(pt_job *j) {
         fm_log("pretrain: resuming %s at step %" PRId64 " of %" PRId64 " (state written by %d rank(s))", o->out,
                j->pr.step, o->steps, j->pr.ranks);
     }
-    if (!j->resumed && pt_eval(j, &j->pr.loss_initial) != FM_OK) return FM_ERR;
+    if (!j->resumed && pt_eval(j, 0, &j->pr.loss_initial) != FM_OK) return FM_ERR;
     int ok = 1;
     if (j->rank == 0) {
         char *path = fm_path_join(o->out, "pretrain_log.jsonl");
@@ -487,7 +519,7 @@ static int pt_train(pt_job *j, double *seconds) {
 }
 
 /* pretrain.json's object. */
-static json_t *pt_summary(const pt_job *j, double loss1, const fm_mlm_counts *k) {
+static json_t *pt_summary(const pt_job *j, const double loss1[2], const fm_mlm_counts *k) {
     const fm_pt_opts *o = j->o;
     json_t *s = json_object();
     json_object_set_new(s, "steps", json_integer(o->steps));
@@ -503,7 +535,8 @@ static json_t *pt_summary(const pt_job *j, double loss1, const fm_mlm_counts *k)
     json_object_set_new(s, "heldout_rows", json_integer(j->heldout));
     json_object_set_new(s, "epochs", json_real((double)o->steps / (double)j->steps_per_epoch));
     json_object_set_new(s, "eval_loss_initial", num_or_null(j->pr.loss_initial));
-    json_object_set_new(s, "eval_loss_final", num_or_null(loss1));
+    json_object_set_new(s, "eval_loss_final", num_or_null(loss1[0]));
+    json_object_set_new(s, "eval_loss_final_shuffled", num_or_null(loss1[1]));
     json_object_set_new(s, "mlm_counts", counts_json(k));
     return s;
 }
@@ -511,7 +544,7 @@ static json_t *pt_summary(const pt_job *j, double loss1, const fm_mlm_counts *k)
 /* Rank 0's files: the model directory and pretrain.json; then the state is
  * no longer needed, and the directory holds the same files whether or not
  * the run was interrupted. */
-static int pt_write(pt_job *j, double loss1, const fm_mlm_counts *k) {
+static int pt_write(pt_job *j, const double loss1[2], const fm_mlm_counts *k) {
     const fm_pt_opts *o = j->o;
     char seedbuf[32], stepbuf[32];
     snprintf(seedbuf, sizeof seedbuf, "%" PRIu64, o->seed);
@@ -532,14 +565,18 @@ static int pt_write(pt_job *j, double loss1, const fm_mlm_counts *k) {
 /* After the steps: the held-out loss, the counts, the files. */
 static int pt_finish(pt_job *j, double t_train, double t_start) {
     const fm_pt_opts *o = j->o;
-    double loss1;
+    double loss1[2];
     fm_mlm_counts k;
-    if (pt_eval(j, &loss1) != FM_OK || pt_counts(j, &k) != FM_OK) return FM_ERR;
-    fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s)", j->pr.loss_initial, loss1, t_train,
-           (double)(j->pr.examples - j->examples0) / (t_train > 0 ? t_train : 1));
+    if (pt_eval(j, 0, &loss1[0]) != FM_OK || pt_eval(j, 1, &loss1[1]) != FM_OK || pt_counts(j, &k) != FM_OK)
+        return FM_ERR;
+    fm_log("pretrain: held-out MLM loss %.4f -> %.4f in %.1f s (%.1f rows/s); %.4f with each segment's tokens "
+           "shuffled",
+           j->pr.loss_initial, loss1[0], t_train, (double)(j->pr.examples - j->examples0) / (t_train > 0 ? t_train : 1),
+           loss1[1]);
     if (j->res) {
         j->res->eval_loss_initial = j->pr.loss_initial;
-        j->res->eval_loss_final = loss1;
+        j->res->eval_loss_final = loss1[0];
+        j->res->eval_loss_final_shuffled = loss1[1];
         j->res->rows = j->rows;
         j->res->heldout_rows = j->heldout;
     }
@@ -559,6 +596,7 @@ static void pt_free(pt_job *j) {
     free(j->opts_json);
     if (j->rank == 0) fm_jsonl_close(&j->log);
     free(j->labels);
+    free(j->shuf);
     if (j->e_ready) fm_engine_free(&j->e);
     if (j->model_ok) fm_model_free(&j->m);
     fm_dataset_free(&j->d);

@@ -13,6 +13,7 @@
 /* Summary of a finished run (may be passed as NULL). */
 typedef struct {
     double eval_loss_initial, eval_loss_final; /* MLM loss on the held-out rows, before and after */
+    double eval_loss_final_shuffled;           /* after, with each segment's tokens permuted */
     int64_t rows, heldout_rows, tokens;
 } fm_pt_result;
 

@@ -17,6 +17,7 @@ typedef enum {
     FM_RNG_DATA = 7,       /* synthetic data */
     FM_RNG_HEAD = 8,       /* task head initialisation */
     FM_RNG_MASK_EVAL = 9,  /* supermask samples for evaluation (step: sample number) */
+    FM_RNG_EVAL_SHUFFLE = 10, /* pre-training's word-order check (step: row) */
 } fm_rng_purpose;
 
 /* Four 32-bit words for block `block` of the stream (seed, purpose, step, stream). */
