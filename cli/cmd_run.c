@@ -295,10 +295,13 @@ static json_t *gather_by_rank(const job_files *p, const fm_pipe *pp, uint64_t x,
  * (compute.json is team rank 0's: stage 0 of replica 0). comm_bytes: the
  * payload of every allreduce of the training steps (the gradient sums,
  * grad_bytes, and the small sums: loss and signal flags, and on a pipeline
- * the norm and sparsity terms); sync_bytes: the pipeline's broadcasts of
- * owned tensors (over whole models) or the copies that assemble the files
- * from the stages' tensors (checkpoints, the end); p2p_bytes_sent:
- * activations and their gradients. Collective over the team. */
+ * the norm and sparsity terms; under tensor parallelism also the sums over
+ * the tensor-parallel ranks, tp_sum_bytes: four of B*T*H floats a layer a
+ * step, and tp_small_sum_bytes: doubles, the flags, the check of the whole
+ * tensors' gradients, the norm and sparsity terms); sync_bytes: the
+ * pipeline's broadcasts of owned tensors (over whole models) or the copies
+ * that assemble the files from the stages' tensors (checkpoints, the end);
+ * p2p_bytes_sent: activations and their gradients. Collective over the team. */
 static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_ft_hooks *hk, const fm_job_result *r,
                            double wall) {
     const fm_dp *dp = &mc->dp;
@@ -310,9 +313,12 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     json_object_set_new(c, "examples", json_integer(hk->examples));
     json_object_set_new(c, "examples_per_second",
                         json_real(hk->train_seconds > 0 ? (double)hk->examples / hk->train_seconds : 0));
-    const uint64_t comm_bytes = dp->bytes + pp->sum_bytes;
-    json_object_set_new(c, "comm_seconds", json_real(dp->seconds + pp->sum_seconds + pp->seconds + pp->bcast_seconds));
-    json_object_set_new(c, "allreduce_seconds", json_real(dp->seconds + pp->sum_seconds));
+    const uint64_t tp_bytes = hk->tp_train_bytes[0], tp_small = hk->tp_train_bytes[1];
+    const uint64_t comm_bytes = dp->bytes + pp->sum_bytes + tp_bytes + tp_small;
+    const double tp_seconds = hk->tp_train_seconds;
+    json_object_set_new(c, "comm_seconds",
+                        json_real(dp->seconds + pp->sum_seconds + tp_seconds + pp->seconds + pp->bcast_seconds));
+    json_object_set_new(c, "allreduce_seconds", json_real(dp->seconds + pp->sum_seconds + tp_seconds));
     json_object_set_new(c, "p2p_seconds", json_real(pp->seconds));
     json_object_set_new(c, "p2p_bytes_sent", json_integer((json_int_t)pp->bytes_sent));
     json_object_set_new(c, "sync_seconds", json_real(pp->bcast_seconds));
@@ -326,6 +332,15 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     /* Every rank's: the stages differ. */
     json_t *by = gather_by_rank(p, pp, comm_bytes, steps > 0 ? (uint64_t)steps : 0);
     if (by) json_object_set_new(c, "comm_bytes_per_step_by_rank", by);
+    if (g->ntp > 1) {
+        json_object_set_new(c, "tp_sum_bytes", json_integer((json_int_t)tp_bytes));
+        json_object_set_new(c, "tp_small_sum_bytes", json_integer((json_int_t)tp_small));
+        json_object_set_new(c, "tp_sum_seconds", json_real(tp_seconds));
+        if (steps > 0)
+            json_object_set_new(c, "tp_sum_bytes_per_step", json_integer((json_int_t)(tp_bytes / (uint64_t)steps)));
+        by = gather_by_rank(p, pp, tp_bytes, steps > 0 ? (uint64_t)steps : 0);
+        if (by) json_object_set_new(c, "tp_sum_bytes_per_step_by_rank", by);
+    }
     /* The evaluations are split over the team: each rank's dev examples. */
     by = gather_by_rank(p, pp, (uint64_t)hk->eval_examples, 1);
     if (by) json_object_set_new(c, "eval_examples_by_rank", by);
@@ -402,8 +417,11 @@ static int job_train(const job_files *p, fm_ft_opts *o, int quiet_jobs, double t
      * norm terms and, before evaluations and writes, their tensors. */
     fm_mpi_comm mc;
     fm_mpi_comm_team(&mc, g);
-    fm_ft_hooks hk = {
-        .comm = &mc.comm, .micro_batches = p->jf->micro_batches, .pipeline_schedule = p->jf->pipeline_schedule};
+    fm_ft_hooks hk = {.comm = &mc.comm,
+                      .micro_batches = p->jf->micro_batches,
+                      .pipeline_schedule = p->jf->pipeline_schedule,
+                      .tp_bytes = {&mc.tp.sum_bytes, &mc.tp.small_bytes},
+                      .tp_seconds = &mc.tp.sum_seconds};
     o->hooks = &hk;
     fm_clear_error();
     if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
