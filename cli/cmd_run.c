@@ -191,22 +191,12 @@ static void job_opts(fm_ft_opts *o, const fm_job *j, const fm_jobfile *jf, const
 static int same_options(const char *dir, const fm_ft_opts *o) {
     char *want_s = fm_ft_opts_json(o), *path = fm_path_join(dir, "options.json");
     json_t *want = json_loads(want_s, 0, NULL), *have = NULL;
+    static const char *const paths[] = {"model", "data", NULL};
     int rc = fm_json_read(path, &have);
-    /* the paths, and what does not apply to the job's mode */
-    const char *skip[72] = {"model", "data"};
-    const char *const *unused = fm_ft_opts_unused(json_string_value(json_object_get(want, "mode")));
-    for (int i = 0, n = 2; unused[i] && n < 71; i++) skip[n++] = unused[i];
-    const char *key = rc == FM_OK && want ? fm_json_first_difference(have, want, skip) : NULL;
-    if (key) {
-        json_t *h = json_object_get(have, key), *v = json_object_get(want, key);
-        char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
-        char *ws = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
-        rc = fm_fail("%s: finished with %s %s, the job file now says %s; remove the directory to run the job "
-                     "again, or give run another --out",
-                     path, key, hs ? hs : "(absent)", ws ? ws : "(absent)");
-        free(hs);
-        free(ws);
-    }
+    if (rc == FM_OK && want)
+        rc = fm_options_compare(path, have, want, paths,
+                                fm_ft_opts_unused(json_string_value(json_object_get(want, "mode"))),
+                                FM_OPTS_FINISHED);
     json_decref(want);
     json_decref(have);
     free(want_s);
