@@ -29,8 +29,10 @@
 #include "report.h"
 #include "runfiles.h"
 #include "runjob.h"
+#include "safetensors.h"
 #include "sched.h"
 #include "stopsig.h"
+#include "trainstate.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -75,6 +77,10 @@ static void usage(FILE *f) {
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
             "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n"
+            "  --list             run nothing: print each job (its run directory's name, task,\n"
+            "                     mode, seed) and its status in the output directory: done,\n"
+            "                     diverged, partial at step N (a state file to resume from) or\n"
+            "                     not started\n"
             "  --gather-budget BYTES  the most bytes of packed mask bits the final gather brings to\n"
             "                     rank 0 (default 268435456, 256 MiB; at most 1 GiB), shared equally by\n"
             "                     the ranks; the masks beyond it stay in their run directories, and\n"
@@ -476,7 +482,7 @@ typedef struct {
     const char *out, *model, *data, *baseline;
     int schedule; /* -1: the job file's */
     long long team_size, stages, tp, threads, maxex, micro, budget;
-    int quiet_jobs;
+    int quiet_jobs, list;
 } run_opts;
 
 /* The command line into o. Returns -1 to go on, else the exit status. */
@@ -488,8 +494,8 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
         {"gather-budget", required_argument, 0, 'B'}, {"pipeline-schedule", required_argument, 0, 'P'},
-        {"tensor-parallel", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"tensor-parallel", required_argument, 0, 'p'}, {"list", no_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0},
     };
     *o = (run_opts){.maxex = -1, .budget = 256LL << 20, .schedule = -1};
     optind = 0;
@@ -502,6 +508,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         case 'D': o->data = optarg; break;
         case 'b': o->baseline = optarg; break;
         case 'q': o->quiet_jobs = 1; break;
+        case 'l': o->list = 1; break;
         case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &o->team_size); break;
         case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &o->stages); break;
         case 'p': rc = fm_opt_long("--tensor-parallel", optarg, 1, 1 << 20, &o->tp); break;
@@ -542,9 +549,9 @@ typedef struct {
     json_t *run;
 } run_ctx;
 
-/* The command line's overrides into the job file, the grid of teams, and
- * the jobs. FM_ERR on a failure (the caller fails on every rank). */
-static int run_setup(run_ctx *c) {
+/* The command line's overrides into the job file. FM_ERR without an
+ * output directory. */
+static int run_overrides(run_ctx *c) {
     fm_jobfile *jf = &c->jf;
     const run_opts *o = &c->opt;
     if (o->out) free(jf->out), jf->out = fm_xstrdup(o->out);
@@ -558,6 +565,14 @@ static int run_setup(run_ctx *c) {
     if (o->threads) jf->threads = (int)o->threads;
     if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
     if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
+    return FM_OK;
+}
+
+/* The command line's overrides into the job file, the grid of teams, and
+ * the jobs. FM_ERR on a failure (the caller fails on every rank). */
+static int run_setup(run_ctx *c) {
+    fm_jobfile *jf = &c->jf;
+    if (run_overrides(c) != FM_OK) return FM_ERR;
     if (jf->stages > 1 && jf->tensor_parallel > 1)
         return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
                        "built; use one or the other",
@@ -853,10 +868,57 @@ static int run_sweep_and_report(run_ctx *c) {
     return (int)st;
 }
 
+/* A job's status in its run directory dir, as --list prints it: done or
+ * diverged (metrics.json), partial at the step of its state file (read
+ * from the file's header only), or not started. */
+static void job_status(const char *dir, char *out, size_t cap) {
+    char *mp = fm_path_join(dir, "metrics.json"), *sp = fm_path_join(dir, FM_STATE_FILE);
+    json_t *met = NULL;
+    fm_st_file f;
+    if (fm_file_exists(mp)) {
+        const char *st = fm_json_read(mp, &met) == FM_OK ? json_string_value(json_object_get(met, "status")) : NULL;
+        snprintf(out, cap, "%s", st && !strcmp(st, "diverged") ? "diverged" : "done");
+        json_decref(met);
+    } else if (fm_file_exists(sp) && fm_st_open(&f, sp) == FM_OK) {
+        const char *step = fm_st_meta_get(&f, "step");
+        if (step) snprintf(out, cap, "partial at step %s", step);
+        else snprintf(out, cap, "partial");
+        fm_st_close(&f);
+    } else {
+        snprintf(out, cap, "%s", fm_file_exists(sp) ? "partial" : "not started");
+    }
+    fm_clear_error();
+    free(mp);
+    free(sp);
+}
+
+/* run --list: every job of the job file, in its order, with its status in
+ * the output directory; nothing runs and MPI does not start. */
+static int run_list(run_ctx *c) {
+    fm_job *jobs = NULL;
+    int n = 0;
+    if (run_overrides(c) != FM_OK || fm_jobfile_expand(&c->jf, &jobs, &n) != FM_OK) return fm_cli_fail();
+    printf("job\ttask\tmode\tseed\tstatus\n");
+    for (int i = 0; i < n; i++) {
+        char st[64], *dir = fm_path_join(c->jf.out, jobs[i].name);
+        job_status(dir, st, sizeof st);
+        printf("%s\t%s\t%s\t%" PRIu64 "\t%s\n", jobs[i].name, jobs[i].task, jobs[i].mode, jobs[i].seed, st);
+        free(dir);
+    }
+    free(jobs);
+    return 0;
+}
+
 int fm_cmd_run(int argc, char **argv) {
     run_ctx c = {0};
     int rc = run_parse(argc, argv, &c.opt);
     if (rc >= 0) return rc;
+    if (c.opt.list) {
+        if (fm_jobfile_read(&c.jf, argv[optind]) != FM_OK) return fm_cli_fail();
+        rc = run_list(&c);
+        fm_jobfile_free(&c.jf);
+        return rc;
+    }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
     /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
      * that arrives while a job loads or tokenizes, or between jobs, stays
