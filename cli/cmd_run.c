@@ -29,8 +29,10 @@
 #include "report.h"
 #include "runfiles.h"
 #include "runjob.h"
+#include "safetensors.h"
 #include "sched.h"
 #include "stopsig.h"
+#include "trainstate.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -75,6 +77,10 @@ static void usage(FILE *f) {
             "  --max-train-examples N  override [train] max_train_examples for every job\n"
             "  --baseline DIR     a 1-rank run of the same sweep: report speedup and efficiency\n"
             "  --quiet-jobs       without the jobs' own progress lines (one line per job still ends it)\n"
+            "  --list             run nothing: print each job (its run directory's name, task,\n"
+            "                     mode, seed) and its status in the output directory: done,\n"
+            "                     diverged, partial at step N (a state file to resume from) or\n"
+            "                     not started\n"
             "  --gather-budget BYTES  the most bytes of packed mask bits the final gather brings to\n"
             "                     rank 0 (default 268435456, 256 MiB; at most 1 GiB), shared equally by\n"
             "                     the ranks; the masks beyond it stay in their run directories, and\n"
@@ -191,22 +197,12 @@ static void job_opts(fm_ft_opts *o, const fm_job *j, const fm_jobfile *jf, const
 static int same_options(const char *dir, const fm_ft_opts *o) {
     char *want_s = fm_ft_opts_json(o), *path = fm_path_join(dir, "options.json");
     json_t *want = json_loads(want_s, 0, NULL), *have = NULL;
+    static const char *const paths[] = {"model", "data", NULL};
     int rc = fm_json_read(path, &have);
-    /* the paths, and what does not apply to the job's mode */
-    const char *skip[72] = {"model", "data"};
-    const char *const *unused = fm_ft_opts_unused(json_string_value(json_object_get(want, "mode")));
-    for (int i = 0, n = 2; unused[i] && n < 71; i++) skip[n++] = unused[i];
-    const char *key = rc == FM_OK && want ? fm_json_first_difference(have, want, skip) : NULL;
-    if (key) {
-        json_t *h = json_object_get(have, key), *v = json_object_get(want, key);
-        char *hs = h ? json_dumps(h, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
-        char *ws = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_REAL_PRECISION(10)) : NULL;
-        rc = fm_fail("%s: finished with %s %s, the job file now says %s; remove the directory to run the job "
-                     "again, or give run another --out",
-                     path, key, hs ? hs : "(absent)", ws ? ws : "(absent)");
-        free(hs);
-        free(ws);
-    }
+    if (rc == FM_OK && want)
+        rc = fm_options_compare(path, have, want, paths,
+                                fm_ft_opts_unused(json_string_value(json_object_get(want, "mode"))),
+                                FM_OPTS_FINISHED);
     json_decref(want);
     json_decref(have);
     free(want_s);
@@ -295,10 +291,13 @@ static json_t *gather_by_rank(const job_files *p, const fm_pipe *pp, uint64_t x,
  * (compute.json is team rank 0's: stage 0 of replica 0). comm_bytes: the
  * payload of every allreduce of the training steps (the gradient sums,
  * grad_bytes, and the small sums: loss and signal flags, and on a pipeline
- * the norm and sparsity terms); sync_bytes: the pipeline's broadcasts of
- * owned tensors (over whole models) or the copies that assemble the files
- * from the stages' tensors (checkpoints, the end); p2p_bytes_sent:
- * activations and their gradients. Collective over the team. */
+ * the norm and sparsity terms; under tensor parallelism also the sums over
+ * the tensor-parallel ranks, tp_sum_bytes: four of B*T*H floats a layer a
+ * step, and tp_small_sum_bytes: doubles, the flags, the check of the whole
+ * tensors' gradients, the norm and sparsity terms); sync_bytes: the
+ * pipeline's broadcasts of owned tensors (over whole models) or the copies
+ * that assemble the files from the stages' tensors (checkpoints, the end);
+ * p2p_bytes_sent: activations and their gradients. Collective over the team. */
 static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_ft_hooks *hk, const fm_job_result *r,
                            double wall) {
     const fm_dp *dp = &mc->dp;
@@ -310,9 +309,12 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     json_object_set_new(c, "examples", json_integer(hk->examples));
     json_object_set_new(c, "examples_per_second",
                         json_real(hk->train_seconds > 0 ? (double)hk->examples / hk->train_seconds : 0));
-    const uint64_t comm_bytes = dp->bytes + pp->sum_bytes;
-    json_object_set_new(c, "comm_seconds", json_real(dp->seconds + pp->sum_seconds + pp->seconds + pp->bcast_seconds));
-    json_object_set_new(c, "allreduce_seconds", json_real(dp->seconds + pp->sum_seconds));
+    const uint64_t tp_bytes = hk->tp_train_bytes[0], tp_small = hk->tp_train_bytes[1];
+    const uint64_t comm_bytes = dp->bytes + pp->sum_bytes + tp_bytes + tp_small;
+    const double tp_seconds = hk->tp_train_seconds;
+    json_object_set_new(c, "comm_seconds",
+                        json_real(dp->seconds + pp->sum_seconds + tp_seconds + pp->seconds + pp->bcast_seconds));
+    json_object_set_new(c, "allreduce_seconds", json_real(dp->seconds + pp->sum_seconds + tp_seconds));
     json_object_set_new(c, "p2p_seconds", json_real(pp->seconds));
     json_object_set_new(c, "p2p_bytes_sent", json_integer((json_int_t)pp->bytes_sent));
     json_object_set_new(c, "sync_seconds", json_real(pp->bcast_seconds));
@@ -326,6 +328,15 @@ static json_t *job_compute(const job_files *p, const fm_mpi_comm *mc, const fm_f
     /* Every rank's: the stages differ. */
     json_t *by = gather_by_rank(p, pp, comm_bytes, steps > 0 ? (uint64_t)steps : 0);
     if (by) json_object_set_new(c, "comm_bytes_per_step_by_rank", by);
+    if (g->ntp > 1) {
+        json_object_set_new(c, "tp_sum_bytes", json_integer((json_int_t)tp_bytes));
+        json_object_set_new(c, "tp_small_sum_bytes", json_integer((json_int_t)tp_small));
+        json_object_set_new(c, "tp_sum_seconds", json_real(tp_seconds));
+        if (steps > 0)
+            json_object_set_new(c, "tp_sum_bytes_per_step", json_integer((json_int_t)(tp_bytes / (uint64_t)steps)));
+        by = gather_by_rank(p, pp, tp_bytes, steps > 0 ? (uint64_t)steps : 0);
+        if (by) json_object_set_new(c, "tp_sum_bytes_per_step_by_rank", by);
+    }
     /* The evaluations are split over the team: each rank's dev examples. */
     by = gather_by_rank(p, pp, (uint64_t)hk->eval_examples, 1);
     if (by) json_object_set_new(c, "eval_examples_by_rank", by);
@@ -402,8 +413,11 @@ static int job_train(const job_files *p, fm_ft_opts *o, int quiet_jobs, double t
      * norm terms and, before evaluations and writes, their tensors. */
     fm_mpi_comm mc;
     fm_mpi_comm_team(&mc, g);
-    fm_ft_hooks hk = {
-        .comm = &mc.comm, .micro_batches = p->jf->micro_batches, .pipeline_schedule = p->jf->pipeline_schedule};
+    fm_ft_hooks hk = {.comm = &mc.comm,
+                      .micro_batches = p->jf->micro_batches,
+                      .pipeline_schedule = p->jf->pipeline_schedule,
+                      .tp_bytes = {&mc.tp.sum_bytes, &mc.tp.small_bytes},
+                      .tp_seconds = &mc.tp.sum_seconds};
     o->hooks = &hk;
     fm_clear_error();
     if (g->team_rank == 0 && !quiet_jobs) fm_log("%s: start (team %d)", j->name, g->team_id);
@@ -468,7 +482,7 @@ typedef struct {
     const char *out, *model, *data, *baseline;
     int schedule; /* -1: the job file's */
     long long team_size, stages, tp, threads, maxex, micro, budget;
-    int quiet_jobs;
+    int quiet_jobs, list;
 } run_opts;
 
 /* The command line into o. Returns -1 to go on, else the exit status. */
@@ -480,8 +494,8 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         {"baseline", required_argument, 0, 'b'},   {"max-train-examples", required_argument, 0, 'x'},
         {"micro-batches", required_argument, 0, 'm'}, {"quiet-jobs", no_argument, 0, 'q'},
         {"gather-budget", required_argument, 0, 'B'}, {"pipeline-schedule", required_argument, 0, 'P'},
-        {"tensor-parallel", required_argument, 0, 'p'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        {"tensor-parallel", required_argument, 0, 'p'}, {"list", no_argument, 0, 'l'},
+        {"help", no_argument, 0, 'h'},                 {0, 0, 0, 0},
     };
     *o = (run_opts){.maxex = -1, .budget = 256LL << 20, .schedule = -1};
     optind = 0;
@@ -494,6 +508,7 @@ static int run_parse(int argc, char **argv, run_opts *o) {
         case 'D': o->data = optarg; break;
         case 'b': o->baseline = optarg; break;
         case 'q': o->quiet_jobs = 1; break;
+        case 'l': o->list = 1; break;
         case 'T': rc = fm_opt_long("--team-size", optarg, 1, 1 << 20, &o->team_size); break;
         case 'S': rc = fm_opt_long("--stages", optarg, 1, 1 << 20, &o->stages); break;
         case 'p': rc = fm_opt_long("--tensor-parallel", optarg, 1, 1 << 20, &o->tp); break;
@@ -534,9 +549,9 @@ typedef struct {
     json_t *run;
 } run_ctx;
 
-/* The command line's overrides into the job file, the grid of teams, and
- * the jobs. FM_ERR on a failure (the caller fails on every rank). */
-static int run_setup(run_ctx *c) {
+/* The command line's overrides into the job file. FM_ERR without an
+ * output directory. */
+static int run_overrides(run_ctx *c) {
     fm_jobfile *jf = &c->jf;
     const run_opts *o = &c->opt;
     if (o->out) free(jf->out), jf->out = fm_xstrdup(o->out);
@@ -550,6 +565,14 @@ static int run_setup(run_ctx *c) {
     if (o->threads) jf->threads = (int)o->threads;
     if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
     if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
+    return FM_OK;
+}
+
+/* The command line's overrides into the job file, the grid of teams, and
+ * the jobs. FM_ERR on a failure (the caller fails on every rank). */
+static int run_setup(run_ctx *c) {
+    fm_jobfile *jf = &c->jf;
+    if (run_overrides(c) != FM_OK) return FM_ERR;
     if (jf->stages > 1 && jf->tensor_parallel > 1)
         return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
                        "built; use one or the other",
@@ -845,10 +868,57 @@ static int run_sweep_and_report(run_ctx *c) {
     return (int)st;
 }
 
+/* A job's status in its run directory dir, as --list prints it: done or
+ * diverged (metrics.json), partial at the step of its state file (read
+ * from the file's header only), or not started. */
+static void job_status(const char *dir, char *out, size_t cap) {
+    char *mp = fm_path_join(dir, "metrics.json"), *sp = fm_path_join(dir, FM_STATE_FILE);
+    json_t *met = NULL;
+    fm_st_file f;
+    if (fm_file_exists(mp)) {
+        const char *st = fm_json_read(mp, &met) == FM_OK ? json_string_value(json_object_get(met, "status")) : NULL;
+        snprintf(out, cap, "%s", st && !strcmp(st, "diverged") ? "diverged" : "done");
+        json_decref(met);
+    } else if (fm_file_exists(sp) && fm_st_open(&f, sp) == FM_OK) {
+        const char *step = fm_st_meta_get(&f, "step");
+        if (step) snprintf(out, cap, "partial at step %s", step);
+        else snprintf(out, cap, "partial");
+        fm_st_close(&f);
+    } else {
+        snprintf(out, cap, "%s", fm_file_exists(sp) ? "partial" : "not started");
+    }
+    fm_clear_error();
+    free(mp);
+    free(sp);
+}
+
+/* run --list: every job of the job file, in its order, with its status in
+ * the output directory; nothing runs and MPI does not start. */
+static int run_list(run_ctx *c) {
+    fm_job *jobs = NULL;
+    int n = 0;
+    if (run_overrides(c) != FM_OK || fm_jobfile_expand(&c->jf, &jobs, &n) != FM_OK) return fm_cli_fail();
+    printf("job\ttask\tmode\tseed\tstatus\n");
+    for (int i = 0; i < n; i++) {
+        char st[64], *dir = fm_path_join(c->jf.out, jobs[i].name);
+        job_status(dir, st, sizeof st);
+        printf("%s\t%s\t%s\t%" PRIu64 "\t%s\n", jobs[i].name, jobs[i].task, jobs[i].mode, jobs[i].seed, st);
+        free(dir);
+    }
+    free(jobs);
+    return 0;
+}
+
 int fm_cmd_run(int argc, char **argv) {
     run_ctx c = {0};
     int rc = run_parse(argc, argv, &c.opt);
     if (rc >= 0) return rc;
+    if (c.opt.list) {
+        if (fm_jobfile_read(&c.jf, argv[optind]) != FM_OK) return fm_cli_fail();
+        rc = run_list(&c);
+        fm_jobfile_free(&c.jf);
+        return rc;
+    }
     if (fm_mpi_init(&argc, &argv) != FM_OK) return fm_cli_fail();
     /* SIGTERM and SIGUSR1 are caught for the whole command (stopsig.h): one
      * that arrives while a job loads or tokenizes, or between jobs, stays

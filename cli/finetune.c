@@ -675,6 +675,16 @@ static int ft_logged(void *ctx, int64_t step0, int nb, double loss, double norm,
     return FM_OK;
 }
 
+/* Adds sign x the running totals of the tensor-parallel sums (fm_ft_hooks)
+ * to hk->tp_train_bytes and _seconds: +1 after a stretch of training, -1 before it (and
+ * the other way round around an evaluation inside it). */
+static void tp_bytes_count(ft_job *j, int sign) {
+    fm_ft_hooks *hk = j->hk;
+    for (int k = 0; k < 2 && hk; k++)
+        if (hk->tp_bytes[k]) hk->tp_train_bytes[k] += sign > 0 ? *hk->tp_bytes[k] : -*hk->tp_bytes[k];
+    if (hk && hk->tp_seconds) hk->tp_train_seconds += sign * *hk->tp_seconds;
+}
+
 /* Every --eval-every steps but the last: the dev score (supermask: of the
  * deterministic mask) into the log. */
 static int ft_evaluate(void *ctx, int64_t step0) {
@@ -684,7 +694,10 @@ static int ft_evaluate(void *ctx, int64_t step0) {
     fm_glue_report r;
     if (fm_engine_sync(&j->e, FM_SYNC_EVAL) != FM_OK) return FM_ERR;
     fm_trainer_sample(&j->e.tr, FM_SAMPLE_DET, 0);
-    if (ft_eval(j, 0, &r) != FM_OK) return FM_ERR;
+    tp_bytes_count(j, 1); /* the evaluation's sums are not the training's */
+    int rc = ft_eval(j, 0, &r);
+    tp_bytes_count(j, -1);
+    if (rc != FM_OK) return FM_ERR;
     json_t *l = json_object();
     json_object_set_new(l, "step", json_integer(step));
     json_object_set_new(l, "dev", report_json(&r, j->dev[0].n));
@@ -761,7 +774,9 @@ static int ft_train(ft_job *j, double *seconds) {
                  .shuffle = o->shuffle, .checkpoint_every = o->checkpoint_every, .examples0 = j->pr.examples,
                  .ctx = j, .grads = ft_dump_grads, .diverged = ft_diverged, .logged = ft_logged,
                  .evaluate = ft_evaluate, .save = ft_save, .resume_hint = hint};
+    tp_bytes_count(j, -1);
     int rc = fm_loop_run(&l);
+    tp_bytes_count(j, 1);
     *seconds = l.seconds;
     if (l.interrupted && j->hk) j->hk->interrupted = 1;
     return rc;

@@ -46,6 +46,15 @@ typedef struct fm_ft_hooks {
     int term_seen;   /* a SIGTERM arrived while the job ran (interrupted or not) */
     int diverged;    /* stopped at a step whose loss or gradient norm was not finite (metrics says so) */
     size_t peak_rss; /* this process's peak resident memory when the job's files were written, in bytes */
+    /* Tensor parallelism: tp_bytes[0] and [1] point at running totals of
+     * this rank's sums over the tensor-parallel ranks (the activations' floats
+     * and the small sums' doubles, in bytes; NULL: none), tp_seconds at their
+     * time; tp_train_bytes and tp_train_seconds get their part in this
+     * session's training steps (not the evaluations). */
+    const uint64_t *tp_bytes[2];
+    const double *tp_seconds;
+    uint64_t tp_train_bytes[2];
+    double tp_train_seconds;
 } fm_ft_hooks;
 
 /* fm_ft_opts, the options of a job, is generated from the option table

@@ -182,35 +182,56 @@ static int same_files(const json_t *a, const json_t *b) {
     return 1;
 }
 
+int fm_options_compare(const char *path, const json_t *saved, const json_t *cur, const char *const *path_keys,
+                       const char *const *skip, fm_opts_case c) {
+    const char *left_out[80];
+    int n = 0;
+    json_t *b = json_deep_copy(cur);
+    for (int i = 0; path_keys && path_keys[i]; i++) {
+        json_t *va = json_object_get(saved, path_keys[i]), *vb = json_object_get(b, path_keys[i]);
+        if (c == FM_OPTS_FINISHED) {
+            if (n < 79) left_out[n++] = path_keys[i];
+        } else if (va && vb && !json_equal(va, vb) && same_files(va, vb)) {
+            json_object_set(b, path_keys[i], va); /* the saved spelling where both name the same files */
+        }
+    }
+    for (int i = 0; skip && skip[i] && n < 79; i++) left_out[n++] = skip[i];
+    left_out[n] = NULL;
+    const char *key = fm_json_first_difference(saved, b, left_out);
+    int rc = FM_OK;
+    if (key) {
+        json_t *va = json_object_get(saved, key), *vb = json_object_get(b, key);
+        /* numbers to 10 significant digits, unless that shows two equal values */
+        const size_t ten = JSON_ENCODE_ANY | JSON_COMPACT | JSON_REAL_PRECISION(10);
+        char *sa = va ? json_dumps(va, ten) : NULL, *sb = vb ? json_dumps(vb, ten) : NULL;
+        if (sa && sb && !strcmp(sa, sb)) {
+            free(sa);
+            free(sb);
+            sa = json_dumps(va, JSON_ENCODE_ANY | JSON_COMPACT);
+            sb = json_dumps(vb, JSON_ENCODE_ANY | JSON_COMPACT);
+        }
+        if (c == FM_OPTS_FINISHED)
+            rc = fm_fail("%s: option %s differs: the job finished with %s, the job file now says %s; remove the "
+                         "directory to run the job again, or give run another --out",
+                         path, key, sa ? sa : "(none)", sb ? sb : "(none)");
+        else
+            rc = fm_fail("%s: option %s differs: the state was written with %s, this run has %s; resume with the "
+                         "same options (or start over with --force instead of --resume)",
+                         path, key, sa ? sa : "(none)", sb ? sb : "(none)");
+        free(sa);
+        free(sb);
+    }
+    json_decref(b);
+    return rc;
+}
+
 int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys,
                      const char *const *skip) {
     json_error_t err;
     json_t *a = json_loads(saved ? saved : "", 0, &err), *b = json_loads(cur, 0, &err);
-    int rc = FM_OK;
-    if (!json_is_object(a) || !json_is_object(b)) {
-        rc = fm_fail("%s: metadata \"options\": expected a JSON object, found \"%s\"", path, saved ? saved : "");
-        goto done;
-    }
-    /* the saved spelling where both name the same files */
-    for (int i = 0; path_keys && path_keys[i]; i++) {
-        json_t *va = json_object_get(a, path_keys[i]), *vb = json_object_get(b, path_keys[i]);
-        if (va && vb && !json_equal(va, vb) && same_files(va, vb)) json_object_set(b, path_keys[i], va);
-    }
-    const char *key = fm_json_first_difference(a, b, skip);
-    if (!key) goto done;
-    json_t *va = json_object_get(a, key), *vb = json_object_get(b, key);
-    if (!vb) {
-        rc = fm_fail("%s: option %s differs: the state was written with it, this run has none", path, key);
-        goto done;
-    }
-    char *sa = va ? json_dumps(va, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-    char *sb = json_dumps(vb, JSON_ENCODE_ANY | JSON_COMPACT);
-    rc = fm_fail("%s: option %s differs: the state was written with %s, this run has %s; resume with the same "
-                 "options (or start over with --force instead of --resume)",
-                 path, key, sa ? sa : "(none)", sb ? sb : "?");
-    free(sa);
-    free(sb);
-done:
+    int rc = json_is_object(a) && json_is_object(b)
+                 ? fm_options_compare(path, a, b, path_keys, skip, FM_OPTS_RESUME)
+                 : fm_fail("%s: metadata \"options\": expected a JSON object, found \"%s\"", path, saved ? saved : "");
     json_decref(a);
     json_decref(b);
     return rc;

@@ -16,13 +16,23 @@ int fm_json_read(const char *path, json_t **obj);
  * leaving out the keys in skip (NULL-terminated; or NULL); NULL when they
  * agree. The key belongs to a or b. */
 const char *fm_json_first_difference(const json_t *a, const json_t *b, const char *const *skip);
-/* FM_OK when the option objects `saved` (JSON text read from path, e.g. a
- * state file's "options") and `cur` (this run's) agree. The keys in
- * path_keys (NULL-terminated, or NULL) hold file names, or arrays of them:
- * two spellings of one existing file agree (runs/x and ./runs/../runs/x).
- * The keys in skip (NULL-terminated, or NULL) are not compared. Otherwise
- * an error naming path, the first option that differs and both values, and
+/* Which saved options fm_options_compare checks against the current ones:
+ * a training state's, to resume from it (the path keys' values resolved as
+ * files), or a finished job's options.json, to skip the job (the path keys
+ * not compared: the run directory stays valid when the model or data move). */
+typedef enum { FM_OPTS_RESUME, FM_OPTS_FINISHED } fm_opts_case;
+/* FM_OK when the option objects saved (read from path) and cur (this run's)
+ * agree. The keys in path_keys (NULL-terminated, or NULL) hold file names,
+ * or arrays of them: to resume, two spellings of one existing file agree
+ * (runs/x and ./runs/../runs/x); for a finished job they are left out. The
+ * keys in skip (NULL-terminated, or NULL) are not compared. Otherwise an
+ * error naming path, the first option that differs and both values, and
  * how to go on. */
+int fm_options_compare(const char *path, const json_t *saved, const json_t *cur, const char *const *path_keys,
+                       const char *const *skip, fm_opts_case c);
+/* fm_options_compare(FM_OPTS_RESUME) of the JSON texts saved (a state
+ * file's "options" metadata, NULL when absent) and cur; not an object: an
+ * error naming path. */
 int fm_options_agree(const char *path, const char *saved, const char *cur, const char *const *path_keys,
                      const char *const *skip);
 

@@ -60,8 +60,13 @@ static int tp_sum(void *ctx, float *x, size_t n) {
 static int tp_sum_doubles(void *ctx, double *x, size_t n) {
     fm_mpi_tp *t = &((fm_mpi_comm *)ctx)->tp;
     if (n > INT_MAX) return fm_fail("tensor parallelism: %zu doubles are too many for one sum", n);
+    double t0 = MPI_Wtime();
     int rc = MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, t->comm);
-    return rc == MPI_SUCCESS ? FM_OK : tp_fail(rc, "a sum", n);
+    t->sum_seconds += MPI_Wtime() - t0;
+    if (rc != MPI_SUCCESS) return tp_fail(rc, "a sum", n);
+    t->small_bytes += 8 * (uint64_t)n;
+    t->sum_calls++;
+    return FM_OK;
 }
 
 /* psgemr2d from the shares' block-cyclic descriptor to the whole tensor on

@@ -16,7 +16,8 @@ typedef struct {
     MPI_Comm comm;        /* MPI_COMM_NULL: no tensor parallelism */
     fm_tp_grid grid;      /* BLACS grids over comm, for psgemr2d's gathers */
     uint64_t sum_bytes;   /* float bytes of the activation sums (per rank) */
-    uint64_t sum_calls;
+    uint64_t small_bytes; /* double bytes of the small sums (signal flags, checks, norm and sparsity terms) */
+    uint64_t sum_calls;   /* both kinds of sum */
     double sum_seconds;
     uint64_t gather_bytes; /* bytes of shares gathered into whole tensors */
     double gather_seconds;

@@ -472,83 +472,6 @@ static void tp_sum(const fm_model *m, float *x, size_t n) {
     if (m->lay.tp_size > 1) (void)m->tp_sum(m->tp_ctx, x, n);
 }
 
-/* layer_forward on a tensor-parallel rank's shares (mpi/tp.h's layout):
- * its Al heads and Il intermediate features, one sum after each
- * row-parallel product; everything from the sums on (bias, dropout,
- * residual, LayerNorm) is whole and the same on every rank. */
-static void layer_forward_tp(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, float *out) {
-    const fm_config *c = &m->cfg;
-    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T;
-    const int P = c->max_position_embeddings, hs = H / A;
-    int Al, Il;
-    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
-    const int Hl = Al * hs;
-    const fm_layer_view *w = &m->w.layer[l];
-    layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
-
-    fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, Hl);
-    fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, Hl);
-    fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, Hl);
-    fm_attention_forward_heads(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, Hl, Al, A,
-                               m->lay.tp_rank, m->lay.tp_size, P, &dp);
-    fm_linear_forward(la->res1, la->ctx, Hl, w->wd, NULL, BT, Hl, H);
-    tp_sum(m, la->res1, (size_t)BT * H);
-    fm_dropout_residual_forward(la->res1, la->bits1, la->res1, w->bd, la->inp, BT, H, T, P, &d1);
-    fm_layernorm_forward(la->y1, la->mean1, la->rstd1, la->res1, w->ln1_g, w->ln1_b, BT, H, c->layer_norm_eps);
-    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, BT, H, Il);
-    fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, BT, Il, c->hidden_act);
-    fm_linear_forward(la->res2, a->gI, Il, w->wo, NULL, BT, Il, H);
-    tp_sum(m, la->res2, (size_t)BT * H);
-    fm_dropout_residual_forward(la->res2, la->bits2, la->res2, w->bo, la->y1, BT, H, T, P, &d2);
-    fm_layernorm_forward(out, la->mean2, la->rstd2, la->res2, w->ln2_g, w->ln2_b, BT, H, c->layer_norm_eps);
-}
-
-/* Its backward: the gradients of y1 (through W_I) and of the layer input
- * (through Q, K, V) are the two sums; every weight gradient is local, and
- * those of the whole tensors (b_D, b_O, LayerNorms) are the same on every
- * rank, computed from the same summed data. */
-static void layer_backward_tp(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, const float *dout,
-                              float *dinp) {
-    const fm_config *c = &m->cfg;
-    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T, hs = H / A;
-    const size_t BTH = (size_t)BT * H;
-    int Al, Il;
-    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
-    const int Hl = Al * hs;
-    const fm_layer_view *w = &m->w.layer[l];
-    const fm_layer_view *g = &m->g.layer[l];
-    layer_acts *la = &a->lay[l - a->l0];
-    fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
-    fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
-    fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
-
-    fm_layernorm_backward(a->d1, G(m, g->ln2_g), G(m, g->ln2_b), dout, la->res2, la->mean2, la->rstd2, w->ln2_g, BT,
-                          H);
-    fm_dropout_backward(a->d2, a->d1, la->bits2, BT, H, &d2);
-    float *gwo = G(m, g->wo);
-    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, Il, w->wo, BT, Il, H);
-    fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)BT * Il, c->hidden_act);
-    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, Il, w->wo, BT, Il, H);
-    /* W_I: this rank's part of d y1 in d3, summed, then the residual's */
-    fm_linear_backward(a->d3, 0, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, BT, H, Il);
-    tp_sum(m, a->d3, BTH);
-    fm_residual_backward(a->d1, NULL, a->d3, BTH);
-    fm_layernorm_backward(dinp, G(m, g->ln1_g), G(m, g->ln1_b), a->d1, la->res1, la->mean1, la->rstd1, w->ln1_g, BT,
-                          H);
-    fm_dropout_backward(a->d2, dinp, la->bits1, BT, H, &d1);
-    fm_linear_backward(a->d3, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, Hl, w->wd, BT, Hl, H);
-    fm_attention_backward(a->dq, a->dk, a->dv, a->d3, la->probs, la->pbits, la->q, la->k, la->v, B, T, Hl, Al, &dp);
-    /* Q, K, V: this rank's part of d x in d1, summed, then added to the residual's */
-    fm_linear_backward(a->d1, 0, G(m, g->wq), G(m, g->bq), a->dq, la->inp, H, w->wq, BT, H, Hl);
-    fm_linear_backward(a->d1, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, Hl);
-    fm_linear_backward(a->d1, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, Hl);
-    tp_sum(m, a->d1, BTH);
-    fm_residual_backward(dinp, NULL, a->d1, BTH);
-}
-
 /* dst (B,H) = the position-0 rows of src (B,T,H). */
 static void gather_cls(float *dst, const float *src, int B, int T, int H) {
     for (int i = 0; i < B; i++) memcpy(dst + (size_t)i * H, src + (size_t)i * T * H, (size_t)H * sizeof *dst);
@@ -628,55 +551,82 @@ static void layer_backward_cls(fm_model *m, fm_acts *a, const fm_batch *b, const
     fm_linear_backward(dinp, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, H);
 }
 
+/* Where the input gradient of a row-parallel product goes (the gradients
+ * of y1 through W_I and of the layer input through Q, K, V): on one rank
+ * straight into dst, the products accumulating there (beta 1); under tensor
+ * parallelism into scratch (beta 0 for the first product), which
+ * dx_sum_finish then sums over the ranks and adds to dst. *beta is the
+ * first product's. */
+static float *dx_sum_target(const fm_model *m, float *dst, float *scratch, int *beta) {
+    *beta = m->lay.tp_size > 1 ? 0 : 1;
+    return m->lay.tp_size > 1 ? scratch : dst;
+}
+
+static void dx_sum_finish(const fm_model *m, float *dst, float *scratch, size_t n) {
+    if (m->lay.tp_size <= 1) return;
+    tp_sum(m, scratch, n);
+    fm_residual_backward(dst, NULL, scratch, n);
+}
+
+/* One encoder layer, out (B,T,H) from its saved input. On a tensor-parallel
+ * rank (mpi/tp.h's layout) it computes its shares, Al heads and Il
+ * intermediate features (fm_layout_tp_shares; on one rank A and I), with a
+ * sum after each row-parallel product; everything from the sums on (bias,
+ * dropout, residual, LayerNorm) is whole and the same on every rank. */
 static void layer_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, float *out) {
     const fm_config *c = &m->cfg;
-    const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
-    const int BT = B * T, P = c->max_position_embeddings;
+    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T;
+    const int P = c->max_position_embeddings, hs = H / A;
     weights_for(m, l);
     if (cls_only(m, p, l)) {
         layer_forward_cls(m, a, b, p, l, out);
         return;
     }
-    if (m->lay.tp_size > 1) {
-        layer_forward_tp(m, a, b, p, l, out);
-        return;
-    }
+    int Al, Il;
+    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
+    const int Hl = Al * hs, tp = m->lay.tp_size > 1;
     const fm_layer_view *w = &m->w.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
     fm_drop dp = fm_pass_drop(b, p, l, FM_SITE_ATTN_PROBS, c->attention_probs_dropout_prob);
     fm_drop d1 = fm_pass_drop(b, p, l, FM_SITE_ATTN_OUT, c->hidden_dropout_prob);
     fm_drop d2 = fm_pass_drop(b, p, l, FM_SITE_FFN_OUT, c->hidden_dropout_prob);
 
-    fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, H);
-    fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, H);
-    fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, H);
-    fm_attention_forward(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, H, A, P, &dp);
-    fm_linear_forward(la->res1, la->ctx, H, w->wd, NULL, BT, H, H); /* bias added with the dropout */
+    fm_linear_forward(la->q, la->inp, H, w->wq, w->bq, BT, H, Hl);
+    fm_linear_forward(la->k, la->inp, H, w->wk, w->bk, BT, H, Hl);
+    fm_linear_forward(la->v, la->inp, H, w->wv, w->bv, BT, H, Hl);
+    fm_attention_forward_heads(la->ctx, la->probs, la->pbits, la->q, la->k, la->v, b->attn_mask, B, T, Hl, Al, A,
+                               tp ? m->lay.tp_rank : 0, tp ? m->lay.tp_size : 1, P, &dp);
+    fm_linear_forward(la->res1, la->ctx, Hl, w->wd, NULL, BT, Hl, H); /* bias added with the dropout */
+    tp_sum(m, la->res1, (size_t)BT * H);
     fm_dropout_residual_forward(la->res1, la->bits1, la->res1, w->bd, la->inp, BT, H, T, P, &d1);
     fm_layernorm_forward(la->y1, la->mean1, la->rstd1, la->res1, w->ln1_g, w->ln1_b, BT, H, c->layer_norm_eps);
     /* intermediate: bias added with the GELU; the GELU output goes to scratch */
-    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, BT, H, I);
-    fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, BT, I, c->hidden_act);
-    fm_linear_forward(la->res2, a->gI, I, w->wo, NULL, BT, I, H);
+    fm_linear_forward(la->pre, la->y1, H, w->wi, NULL, BT, H, Il);
+    fm_gelu_forward(a->gI, la->pre, la->pre, w->bi, BT, Il, c->hidden_act);
+    fm_linear_forward(la->res2, a->gI, Il, w->wo, NULL, BT, Il, H);
+    tp_sum(m, la->res2, (size_t)BT * H);
     fm_dropout_residual_forward(la->res2, la->bits2, la->res2, w->bo, la->y1, BT, H, T, P, &d2);
     fm_layernorm_forward(out, la->mean2, la->rstd2, la->res2, w->ln2_g, w->ln2_b, BT, H, c->layer_norm_eps);
 }
 
-/* dinp (B,T,H) from dout (B,T,H); dinp must not be scratch of a. */
+/* dinp (B,T,H) from dout (B,T,H); dinp must not be scratch of a. On a
+ * tensor-parallel rank the gradients of y1 (through W_I) and of the layer
+ * input (through Q, K, V) are the two sums; every weight gradient is local,
+ * and those of the whole tensors (b_D, b_O, LayerNorms) are the same on
+ * every rank, computed from the same summed data. */
 static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l, const float *dout,
                            float *dinp) {
     const fm_config *c = &m->cfg;
-    const int B = b->B, T = b->T, H = c->hidden_size, I = c->intermediate_size, A = c->num_attention_heads;
-    const int BT = B * T;
+    const int B = b->B, T = b->T, H = c->hidden_size, A = c->num_attention_heads, BT = B * T, hs = H / A;
+    const size_t BTH = (size_t)BT * H;
     weights_for(m, l);
     if (cls_only(m, p, l)) {
         layer_backward_cls(m, a, b, p, l, dout, dinp);
         return;
     }
-    if (m->lay.tp_size > 1) {
-        layer_backward_tp(m, a, b, p, l, dout, dinp);
-        return;
-    }
+    int Al, Il, beta;
+    fm_layout_tp_shares(&m->lay, c, &Al, &Il);
+    const int Hl = Al * hs;
     const fm_layer_view *w = &m->w.layer[l];
     const fm_layer_view *g = &m->g.layer[l];
     layer_acts *la = &a->lay[l - a->l0];
@@ -692,22 +642,27 @@ static void layer_backward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_
     /* output dense: dI = d gelu; then through the GELU, recomputing its
      * output for the weight gradient of the output dense */
     float *gwo = G(m, g->wo);
-    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, I, w->wo, BT, I, H);
-    fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)BT * I, c->hidden_act);
-    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, I, w->wo, BT, I, H);
+    fm_linear_backward(a->dI, 0, NULL, NULL, a->d2, NULL, Il, w->wo, BT, Il, H);
+    fm_gelu_backward(a->dI, gwo ? a->gI : NULL, a->dI, la->pre, (size_t)BT * Il, c->hidden_act);
+    fm_linear_backward(NULL, 0, gwo, G(m, g->bo), a->d2, a->gI, Il, w->wo, BT, Il, H);
     /* intermediate dense: d1 = d y1 (residual path + through W_I) */
-    fm_linear_backward(a->d1, 1, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, BT, H, I);
+    float *dx = dx_sum_target(m, a->d1, a->d3, &beta);
+    fm_linear_backward(dx, beta, G(m, g->wi), G(m, g->bi), a->dI, la->y1, H, w->wi, BT, H, Il);
+    dx_sum_finish(m, a->d1, a->d3, BTH);
     /* LayerNorm 1: dinp = d res1 (its residual share; the rest is added below) */
     fm_layernorm_backward(dinp, G(m, g->ln1_g), G(m, g->ln1_b), a->d1, la->res1, la->mean1, la->rstd1, w->ln1_g, BT,
                           H);
     /* dropout: d2 = d (attention dense) */
     fm_dropout_backward(a->d2, dinp, la->bits1, BT, H, &d1);
     /* attention dense: d3 = d ctx */
-    fm_linear_backward(a->d3, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, H, w->wd, BT, H, H);
-    fm_attention_backward(a->dq, a->dk, a->dv, a->d3, la->probs, la->pbits, la->q, la->k, la->v, B, T, H, A, &dp);
-    fm_linear_backward(dinp, 1, G(m, g->wq), G(m, g->bq), a->dq, la->inp, H, w->wq, BT, H, H);
-    fm_linear_backward(dinp, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, H);
-    fm_linear_backward(dinp, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, H);
+    fm_linear_backward(a->d3, 0, G(m, g->wd), G(m, g->bd), a->d2, la->ctx, Hl, w->wd, BT, Hl, H);
+    fm_attention_backward(a->dq, a->dk, a->dv, a->d3, la->probs, la->pbits, la->q, la->k, la->v, B, T, Hl, Al, &dp);
+    /* Q, K, V: dinp += d x */
+    dx = dx_sum_target(m, dinp, a->d1, &beta);
+    fm_linear_backward(dx, beta, G(m, g->wq), G(m, g->bq), a->dq, la->inp, H, w->wq, BT, H, Hl);
+    fm_linear_backward(dx, 1, G(m, g->wk), G(m, g->bk), a->dk, la->inp, H, w->wk, BT, H, Hl);
+    fm_linear_backward(dx, 1, G(m, g->wv), G(m, g->bv), a->dv, la->inp, H, w->wv, BT, H, Hl);
+    dx_sum_finish(m, dinp, a->d1, BTH);
 }
 
 void fm_encoder_forward(fm_model *m, fm_acts *a, const fm_batch *b, const fm_pass *p, int l0, int l1,

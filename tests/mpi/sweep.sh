@@ -85,7 +85,7 @@ set +e
 rc=$?
 set -e
 [ $rc -ne 0 ] || { echo "FAIL: finished jobs with other options must not pass as done"; exit 1; }
-grep -q "failed: SST-2.full.seed1: .*options.json: finished with lr 0.001.*now says 0.002" "$work/err2.txt" \
+grep -q "failed: SST-2.full.seed1: .*options.json: option lr differs: the job finished with 0.001, the job file now says 0.002" "$work/err2.txt" \
   || { echo "FAIL: the differing option is not named"; cat "$work/err2.txt"; exit 1; }
 cmp "$work/m1.json" "$work/out/SST-2.full.seed1/metrics.json" || { echo "FAIL: a finished job was overwritten"; exit 1; }
 echo PASS

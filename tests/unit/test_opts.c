@@ -274,6 +274,53 @@ static void test_unused_options(void **state) {
     tu_assert_contains(fm_last_error(), "option mask_lr differs");
 }
 
+/* One comparison for both cases: resuming resolves the path keys as files
+ * (two spellings of one directory agree, two directories do not); a
+ * finished job leaves them out. Either message names the first option that
+ * differs, with both values, in its own words. */
+static void test_options_compare(void **state) {
+    (void)state;
+    char *dir = tu_mkdtemp(), *other = tu_mkdtemp();
+    char *spelled = malloc(strlen(dir) + 3); /* dir/. : another spelling of dir */
+    sprintf(spelled, "%s/.", dir);
+    json_t *saved = json_pack("{s:s, s:f, s:s}", "model", dir, "lr", 1e-4, "ste", "sigmoid");
+    json_t *same_dir = json_pack("{s:s, s:f, s:s}", "model", spelled, "lr", 1e-4, "ste", "sigmoid");
+    json_t *moved = json_pack("{s:s, s:f, s:s}", "model", other, "lr", 1e-4, "ste", "sigmoid");
+    json_t *lr = json_pack("{s:s, s:f, s:s}", "model", other, "lr", 2e-4, "ste", "sigmoid");
+    json_t *no_ste = json_pack("{s:s, s:f}", "model", dir, "lr", 1e-4);
+    static const char *const paths[] = {"model", NULL}, *const skip_ste[] = {"ste", NULL};
+    assert_int_equal(fm_options_compare("s", saved, same_dir, paths, NULL, FM_OPTS_RESUME), FM_OK);
+    assert_int_equal(fm_options_compare("s", saved, moved, paths, NULL, FM_OPTS_RESUME), FM_ERR);
+    tu_assert_contains(fm_last_error(), "s: option model differs: the state was written with \"");
+    assert_int_equal(fm_options_compare("j/options.json", saved, moved, paths, NULL, FM_OPTS_FINISHED), FM_OK);
+    assert_int_equal(fm_options_compare("j/options.json", saved, lr, paths, NULL, FM_OPTS_FINISHED), FM_ERR);
+    tu_assert_contains(fm_last_error(), "j/options.json: option lr differs: the job finished with 0.0001, the job "
+                                        "file now says 0.0002; remove the directory to run the job again");
+    assert_int_equal(fm_options_compare("j/options.json", saved, no_ste, paths, NULL, FM_OPTS_FINISHED), FM_ERR);
+    tu_assert_contains(fm_last_error(), "option ste differs: the job finished with \"sigmoid\", the job file now "
+                                        "says (none)");
+    /* values equal to 10 digits are shown in full */
+    json_t *close = json_pack("{s:s, s:f, s:s}", "model", dir, "lr", 1e-4 * (1 + 1e-12), "ste", "sigmoid");
+    assert_int_equal(fm_options_compare("s", saved, close, paths, NULL, FM_OPTS_RESUME), FM_ERR);
+    tu_assert_contains(fm_last_error(), "s: option lr differs: the state was written with 0.0001, this run has "
+                                        "0.000100000000000");
+    json_decref(close);
+    assert_int_equal(fm_options_compare("s", saved, no_ste, paths, skip_ste, FM_OPTS_RESUME), FM_OK);
+    assert_int_equal(fm_options_compare("s", no_ste, saved, paths, NULL, FM_OPTS_RESUME), FM_ERR);
+    tu_assert_contains(fm_last_error(), "s: option ste differs: the state was written with (none), this run has "
+                                        "\"sigmoid\"");
+    json_decref(saved);
+    json_decref(same_dir);
+    json_decref(moved);
+    json_decref(lr);
+    json_decref(no_ste);
+    tu_rmtree(dir);
+    tu_rmtree(other);
+    free(spelled);
+    free(dir);
+    free(other);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tables),
@@ -282,6 +329,7 @@ int main(void) {
         cmocka_unit_test(test_pt_options_json),
         cmocka_unit_test(test_jobfile_keys),
         cmocka_unit_test(test_unused_options),
+        cmocka_unit_test(test_options_compare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
