@@ -550,10 +550,6 @@ static int run_setup(run_ctx *c) {
     if (o->threads) jf->threads = (int)o->threads;
     if (o->maxex >= 0) jf->train.max_train_examples = o->maxex;
     if (!jf->out) return fm_fail("%s: no output directory: give [run] out or --out", jf->path);
-    if (jf->stages > 1 && jf->tensor_parallel > 1)
-        return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
-                       "built; use one or the other",
-                       jf->tensor_parallel, jf->stages);
     if (fm_grid_init(&c->g, jf->team_size, jf->stages, jf->tensor_parallel) != FM_OK) return FM_ERR;
     c->have_grid = 1;
     /* Each team's first rank speaks for its jobs (their lines, and the line
