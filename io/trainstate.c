@@ -218,8 +218,10 @@ int fm_state_load(const fm_st_file *f, const char *kind, const fm_layout *lay, c
     if (s->dtype != FM_ST_F32 || s->numel != x->whole_numel || s->ndim != x->ndim)
         return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->whole_numel,
                        fm_st_dtype_name(s->dtype), s->numel);
-    /* a tensor-parallel share: its rows or columns of the mapped tensor */
+    /* a tensor-parallel share: its rows or columns of the mapped tensor;
+     * the tensor's pages are then dropped from the mapping */
     fm_tensor_slice(lay, x, (const float *)s->data, dst);
+    fm_mmap_drop(&f->map, s->data, (size_t)(s->end - s->begin));
     return FM_OK;
 }
 
