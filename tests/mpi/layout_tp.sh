@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Layout invariance under tensor parallelism: the same jobs as layout.sh (a
 # supermask and a full fine-tuning of a tiny random BERT with 2 heads) on 1
-# rank, on 2 tensor-parallel ranks, on 2 replicas x 2 tensor-parallel ranks
-# and on 2 pipeline stages x 2 tensor-parallel ranks (1F1B and GPipe) give
+# rank, on 2 tensor-parallel ranks, on 2 replicas x 2 tensor-parallel ranks,
+# on 2 pipeline stages x 2 tensor-parallel ranks (1F1B and GPipe) and on 2
+# replicas of those (8 ranks) give
 # the same metrics and log losses (to 1e-5), masks that differ in at most
 # 1e-4 of their entries and fine-tuned models within float rounding of each
 # other (so the shares are gathered back where they belong); the same
@@ -56,6 +57,8 @@ stp=(--team-size 4 --stages 2 --tensor-parallel 2 --micro-batches 2)
 "${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/s4" "${stp[@]}" --pipeline-schedule 1f1b
 "${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/s4b" "${stp[@]}" --pipeline-schedule 1f1b
 "${mpi[@]}" -n 4 "$bin" -q run "$work/job.ini" --out "$work/g4" "${stp[@]}" --pipeline-schedule gpipe
+"${mpi[@]}" -n 8 "$bin" -q run "$work/job.ini" --out "$work/e8" --team-size 8 --stages 2 --tensor-parallel 2 \
+  --micro-batches 2 --pipeline-schedule 1f1b
 
 /usr/bin/python3 - "$work" <<'PY'
 import json, sys, numpy as np
@@ -73,11 +76,14 @@ def model_diff(a, b):
     return max(float(np.abs(a[k] - b[k]).max() / max(1.0, float(np.abs(a[k]).max()))) for k in a)
 bad = 0
 sm, full = 'SST-2.supermask.s30.seed7', 'SST-2.full.seed7'
-for lay, what, stages in [('t2', '2 tensor-parallel', 1), ('q4', '2 replicas x 2 tensor-parallel', 1),
-                          ('s4', '2 stages x 2 tensor-parallel, 1F1B', 2), ('g4', '2 stages x 2 tensor-parallel, GPipe', 2)]:
+for lay, what, stages, reps in [('t2', '2 tensor-parallel', 1, 1), ('q4', '2 replicas x 2 tensor-parallel', 1, 2),
+                                ('s4', '2 stages x 2 tensor-parallel, 1F1B', 2, 1),
+                                ('g4', '2 stages x 2 tensor-parallel, GPipe', 2, 1),
+                                ('e8', '2 replicas x 2 stages x 2 tensor-parallel, 1F1B', 2, 2)]:
     c = json.load(open(f'{w}/{lay}/{full}/compute.json'))
-    if c.get('tensor_parallel') != 2 or c.get('stages', 1) != stages:
-        print(f'FAIL {what}: compute.json says tensor_parallel {c.get("tensor_parallel")}, stages {c.get("stages")}'); bad = 1
+    if c.get('tensor_parallel') != 2 or c.get('stages', 1) != stages or c.get('replicas', 1) != reps:
+        print(f'FAIL {what}: compute.json says tensor_parallel {c.get("tensor_parallel")}, stages {c.get("stages")}, '
+              f'replicas {c.get("replicas")}'); bad = 1
     for job in [sm, full]:
         a = json.load(open(f'{w}/r1/{job}/metrics.json')); b = json.load(open(f'{w}/{lay}/{job}/metrics.json'))
         for k in ['score', 'final_loss', 'steps', 'trained_parameters'] + (['masked_parameters', 'mask_bytes', 'sparsity_deterministic'] if job == sm else []):
