@@ -397,39 +397,49 @@ static int ft_decide(ft_job *j) {
  * (fm_model_shard): the model as read (a stage's tensors), frozen and
  * controlled as on one process, is replaced by them (it is freed before
  * anything else is allocated; a whole model's fingerprint is kept). */
-static int tp_shard(ft_job *j) {
+static void tp_shard(ft_job *j) {
     const fm_comm *cm = j->comm;
-    const int A = j->c.model.cfg.num_attention_heads;
-    if (A % cm->ntp)
-        return fm_fail("--tensor-parallel %d: %s has %d attention heads; expected a divisor of them (a rank holds "
-                       "whole heads)",
-                       cm->ntp, j->o->model_dir, A);
     fm_model whole = j->c.model;
     fm_model_shard(&j->c.model, &whole, cm->tp, cm->ntp, cm->stage, cm->nstages);
     fm_model_free(&whole);
+}
+
+/* FM_ERR unless the tensor-parallel ranks divide the model's heads. */
+static int tp_check_heads(const ft_job *j) {
+    const int A = j->c.model.cfg.num_attention_heads, P = j->comm->ntp;
+    if (A % P)
+        return fm_fail("--tensor-parallel %d: %s has %d attention heads; expected a divisor of them (a rank holds "
+                       "whole heads)",
+                       P, j->o->model_dir, A);
     return FM_OK;
 }
 
-/* The model (with its controls and frozen set) and the encoded task. */
+/* The controls, after the pre-trained model's fingerprint: its weights
+ * permuted within each tensor, or random; on a tensor-parallel rank the
+ * whole tensors read for them are then replaced by its shares. */
+static void ft_controls(ft_job *j) {
+    if (j->weights == 1) fm_weights_shuffle(&j->c.model, j->o->seed);
+    if (j->weights == 2) fm_weights_randomize(&j->c.model, j->o->seed);
+    if (j->comm && j->comm->ntp > 1 && j->c.model.lay.tp_size <= 1) tp_shard(j);
+}
+
+/* The model (with its frozen set) and the encoded task. */
 static int ft_load(ft_job *j) {
     const fm_ft_opts *o = j->o;
     /* A pipeline stage loads its own tensors only, a tensor-parallel rank
      * its shares of them (straight from the file), unless a control needs
-     * the whole tensors first (tp_shard). */
+     * the whole tensors first (ft_controls). */
     const fm_comm *cm = j->comm;
     const int ntp = cm && cm->ntp > 1 ? cm->ntp : 1, shards = ntp > 1 && j->weights == 0;
     if (fm_ft_load_stage(&j->c, o->model_dir, o->task, o->seed, o->dropout, cm ? cm->stage : 0,
                          cm ? cm->nstages : 1, shards ? cm->tp : 0, shards ? ntp : 1) != FM_OK)
         return FM_ERR;
     j->c_ready = 1;
+    if (ntp > 1 && !shards && tp_check_heads(j) != FM_OK) return FM_ERR;
     fm_model *m = &j->c.model;
     const fm_glue_task *task = j->c.task;
     if (j->ec.train.mode == FM_TRAIN_FREEZE && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &j->frozen) != FM_OK)
         return FM_ERR;
-    /* The controls: the pre-trained weights permuted within each tensor, or random. */
-    if (j->weights == 1) fm_weights_shuffle(m, o->seed);
-    if (j->weights == 2) fm_weights_randomize(m, o->seed);
-    if (ntp > 1 && !shards && tp_shard(j) != FM_OK) return FM_ERR;
     j->ndev = dev_splits(task, o->data_dir, j->seen[1], j->dsplit);
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&j->c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples,
@@ -1030,11 +1040,13 @@ static void ft_free(ft_job *j) {
 static int ft_setup(ft_job *j) {
     if (fm_comm_agree(j->comm, ft_load(j) == FM_OK) != FM_OK) return FM_ERR;
     /* Every rank has its model: collectives may follow (a stage's part of
-     * the fingerprint, of the initial ranking). */
+     * the fingerprint, of the initial ranking). The fingerprint is the
+     * pre-trained model's, before any control, as on one process. */
     const fm_model *m = &j->c.model;
     if ((m->own || (m->lay.tp_size > 1 && !j->c.fingerprint)) &&
         fm_gather_fingerprint(j->comm, m, m->params, &j->c.fingerprint) != FM_OK)
         return FM_ERR;
+    ft_controls(j);
     int ok = ft_engine(j) == FM_OK && ft_files(j) == FM_OK;
     return fm_comm_agree(j->comm, ok);
 }

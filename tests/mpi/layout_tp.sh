@@ -3,16 +3,17 @@
 # supermask and a full fine-tuning of a tiny random BERT with 2 heads) on 1
 # rank, on 2 tensor-parallel ranks, on 2 replicas x 2 tensor-parallel ranks,
 # on 2 pipeline stages x 2 tensor-parallel ranks (1F1B and GPipe) and on 2
-# replicas of those (8 ranks) give
-# the same metrics and log losses (to 1e-5), masks that differ in at most
-# 1e-4 of their entries and fine-tuned models within float rounding of each
-# other (so the shares are gathered back where they belong); the same
-# layout twice gives byte-identical run directories (2 tensor-parallel
-# ranks, and 2 stages x 2); a run interrupted by SIGTERM and resumed under
-# tensor parallelism, and under stages x tensor parallelism, ends with the
-# bytes of an uninterrupted one. The comparisons must be able to fail: a mask or a
-# model whose heads' shares are swapped (what a wrong gather would write)
-# is caught. Layouts that cannot work are refused, naming the option.
+# replicas of those (8 ranks) give the same metrics and log losses (to
+# 1e-5), masks that differ in at most 1e-4 of their entries and fine-tuned
+# models within float rounding of each other (so the shares are gathered
+# back where they belong); the same layout twice gives byte-identical run
+# directories (2 tensor-parallel ranks, and 2 stages x 2); a run interrupted
+# by SIGTERM and resumed under tensor parallelism, and under stages x tensor
+# parallelism, ends with the bytes of an uninterrupted one; a control job
+# (shuffled weights) on 2 stages x 2 tensor-parallel ranks has one rank's
+# metrics, fingerprint and mask. The comparisons must be able to fail: a
+# mask or a model whose heads' shares are swapped (what a wrong gather would
+# write) is caught. Layouts that cannot work are refused, naming the option.
 # Usage: layout_tp.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2 src=$3
@@ -146,6 +147,36 @@ fm_term_resume 4 "$work/a" "$work/t2" 2 "${mpi[@]}" -n 2 -- "$bin" -q run "$work
   --tensor-parallel 2
 fm_term_resume 4 "$work/b" "$work/s4" 4 "${mpi[@]}" -n 4 -- "$bin" -q run "$work/job.ini" "${stp[@]}" \
   --pipeline-schedule 1f1b
+
+# A control (weights = shuffled) reads its stage's tensors whole, permutes
+# them as one rank does, then keeps its shares: on 2 stages x 2
+# tensor-parallel ranks its metrics (the pre-trained model's fingerprint
+# too) are one rank's, and so are its mask's bits.
+sed -e 's/^modes = supermask, full/modes = supermask/' -e 's/^seeds = 7/seeds = 7\nweights = shuffled/' \
+  "$work/job.ini" > "$work/jobc.ini"
+grep -q '^weights = shuffled' "$work/jobc.ini" || { echo "FAIL: no control job"; exit 1; }
+"$bin" -q run "$work/jobc.ini" --out "$work/c1"
+"${mpi[@]}" -n 4 "$bin" -q run "$work/jobc.ini" --out "$work/c4" "${stp[@]}"
+/usr/bin/python3 - "$work" <<'PY'
+import glob, json, sys, numpy as np
+w = sys.argv[1]
+jobs = [p.split('/')[-2] for p in glob.glob(f'{w}/c1/*/metrics.json')]
+assert jobs == ['SST-2.supermask.s30.shuffled.seed7'], jobs
+a = json.load(open(f'{w}/c1/{jobs[0]}/metrics.json')); b = json.load(open(f'{w}/c4/{jobs[0]}/metrics.json'))
+bad = a['model_fingerprint'] != b['model_fingerprint']
+for k in ['score', 'final_loss', 'sparsity_deterministic']:
+    bad |= abs(a[k] - b[k]) > 1e-5
+def bits(p):
+    d = open(p, 'rb').read(); n = int.from_bytes(d[:8], 'little'); h = json.loads(d[8:8 + n])
+    return {k: np.frombuffer(d[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], np.uint8)
+            for k, v in h.items() if k != '__metadata__' and v['dtype'] == 'U8'}
+ma, mb = bits(f'{w}/c1/{jobs[0]}/mask.safetensors'), bits(f'{w}/c4/{jobs[0]}/mask.safetensors')
+diff = sum(int(np.unpackbits(ma[k] ^ mb[k]).sum()) for k in ma); total = sum(8 * v.size for v in ma.values())
+bad |= ma.keys() != mb.keys() or diff > 1e-4 * total
+print(f"control on 2 stages x 2 tensor-parallel: fingerprint {a['model_fingerprint']} / {b['model_fingerprint']}, "
+      f"final loss {a['final_loss']} / {b['final_loss']}, mask entries that differ {diff} of {total}")
+sys.exit(1 if bad else 0)
+PY
 
 # Refused, naming the option: a P that does not divide the heads, a team
 # that does not split into stages x P.
