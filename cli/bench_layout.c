@@ -91,8 +91,8 @@ static int lay_setup(lay_job *j) {
     j->have_grid = 1;
     fm_mpi_comm_team(&j->mc, &j->g);
     j->have_comm = 1;
-    /* a tensor-parallel rank allocates its shares only (random weights: the values do not matter here) */
-    if (j->g.ntp > 1) fm_model_alloc_shard(&j->m, &j->cfg, j->g.tp_idx, j->g.ntp);
+    /* a tensor-parallel rank allocates its stage's shares only (random weights: the values do not matter here) */
+    if (j->g.ntp > 1) fm_model_alloc_shard(&j->m, &j->cfg, j->g.tp_idx, j->g.ntp, j->g.stage_idx, j->g.nstages);
     else fm_model_alloc_stage(&j->m, &j->cfg, j->g.stage_idx, j->g.nstages);
     j->have_model = 1;
     fm_model_init_weights(&j->m, 1);
@@ -290,12 +290,6 @@ int fm_bench_layout(const fm_bench_opts *o, const fm_config *cfg) {
     j.o = o;
     j.cfg = *cfg;
     const int size = fm_mpi_world_size();
-    if (o->tensor_parallel > 1 && o->stages > 1) {
-        fm_fail("bench: --tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
-                "built; use one or the other",
-                o->tensor_parallel, o->stages);
-        return fm_cli_fail();
-    }
     if (o->tensor_parallel > 1 && cfg->num_attention_heads % o->tensor_parallel) {
         fm_fail("bench: --tensor-parallel %d: BERT-%s has %d attention heads; expected a divisor of them",
                 o->tensor_parallel, o->preset, cfg->num_attention_heads);

@@ -65,7 +65,7 @@ static void bench_usage(FILE *f) {
             "  --json           print one JSON object instead of the table\n"
             "  --stages S       pipeline stages (default 1; RANKS must be a multiple of S x P)\n"
             "  --tensor-parallel P  ranks that split each layer's matrices (default 1; P must divide\n"
-            "                   the heads; not with --stages): each holds and trains its shares only\n"
+            "                   the heads; alone or in each stage): each holds and trains its shares only\n"
             "  --micro-batches M  micro-batches of each replica's share under a pipeline (default 1)\n"
             "  --eval-batch E   rows of the evaluation pass whose forward-only activations are\n"
             "                   measured (default 32, as train's --eval-batch-size)\n");

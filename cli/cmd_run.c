@@ -573,10 +573,6 @@ static int run_overrides(run_ctx *c) {
 static int run_setup(run_ctx *c) {
     fm_jobfile *jf = &c->jf;
     if (run_overrides(c) != FM_OK) return FM_ERR;
-    if (jf->stages > 1 && jf->tensor_parallel > 1)
-        return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
-                       "built; use one or the other",
-                       jf->tensor_parallel, jf->stages);
     if (fm_grid_init(&c->g, jf->team_size, jf->stages, jf->tensor_parallel) != FM_OK) return FM_ERR;
     c->have_grid = 1;
     /* Each team's first rank speaks for its jobs (their lines, and the line

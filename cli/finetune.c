@@ -42,11 +42,11 @@ void fm_ft_threads(int n) {
 }
 
 int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout) {
-    return fm_ft_load_stage(c, model_dir, task_name, seed, dropout, 0, 1);
+    return fm_ft_load_stage(c, model_dir, task_name, seed, dropout, 0, 1, 0, 1);
 }
 
 int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout,
-                     int stage, int nstages) {
+                     int stage, int nstages, int tp, int ntp) {
     memset(c, 0, sizeof *c);
     c->task = fm_glue_task_find(task_name);
     if (!c->task) return FM_ERR;
@@ -56,6 +56,8 @@ int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name,
     lo.with_mlm = 0;
     lo.stage = stage;
     lo.nstages = nstages;
+    lo.tp = tp;
+    lo.ntp = ntp;
     fm_load_info info;
     if (fm_modeldir_load(model_dir, &lo, &c->model, &info) != FM_OK) return FM_ERR;
     c->head_loaded = info.head_present;
@@ -64,7 +66,7 @@ int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name,
         c->model.cfg.hidden_dropout_prob = (float)dropout;
         c->model.cfg.attention_probs_dropout_prob = (float)dropout;
     }
-    if (!c->model.own) c->fingerprint = fm_params_fingerprint(&c->model.lay, c->model.params);
+    if (!c->model.own && ntp <= 1) c->fingerprint = fm_params_fingerprint(&c->model.lay, c->model.params);
     const fm_tensor *w = fm_layout_find(&c->model.lay, "classifier.weight");
     if (!c->head_loaded) {
         /* A new task head: N(0, initializer_range^2) weights, zero bias, as
@@ -391,40 +393,53 @@ static int ft_decide(ft_job *j) {
     return FM_OK;
 }
 
-/* A tensor-parallel rank keeps its shares of the model (fm_model_shard):
- * the whole model, read, frozen and controlled as on one process, is
- * replaced by them (the whole one is freed before anything else is
- * allocated; its fingerprint is kept). */
-static int tp_shard(ft_job *j) {
+/* A tensor-parallel rank keeps its shares of its stage's tensors
+ * (fm_model_shard): the model as read (a stage's tensors), frozen and
+ * controlled as on one process, is replaced by them (it is freed before
+ * anything else is allocated; a whole model's fingerprint is kept). */
+static void tp_shard(ft_job *j) {
     const fm_comm *cm = j->comm;
-    const int A = j->c.model.cfg.num_attention_heads;
-    if (A % cm->ntp)
+    fm_model whole = j->c.model;
+    fm_model_shard(&j->c.model, &whole, cm->tp, cm->ntp, cm->stage, cm->nstages);
+    fm_model_free(&whole);
+}
+
+/* FM_ERR unless the tensor-parallel ranks divide the model's heads. */
+static int tp_check_heads(const ft_job *j) {
+    const int A = j->c.model.cfg.num_attention_heads, P = j->comm->ntp;
+    if (A % P)
         return fm_fail("--tensor-parallel %d: %s has %d attention heads; expected a divisor of them (a rank holds "
                        "whole heads)",
-                       cm->ntp, j->o->model_dir, A);
-    fm_model whole = j->c.model;
-    fm_model_shard(&j->c.model, &whole, cm->tp, cm->ntp);
-    fm_model_free(&whole);
+                       P, j->o->model_dir, A);
     return FM_OK;
 }
 
-/* The model (with its controls and frozen set) and the encoded task. */
+/* The controls, after the pre-trained model's fingerprint: its weights
+ * permuted within each tensor, or random; on a tensor-parallel rank the
+ * whole tensors read for them are then replaced by its shares. */
+static void ft_controls(ft_job *j) {
+    if (j->weights == 1) fm_weights_shuffle(&j->c.model, j->o->seed);
+    if (j->weights == 2) fm_weights_randomize(&j->c.model, j->o->seed);
+    if (j->comm && j->comm->ntp > 1 && j->c.model.lay.tp_size <= 1) tp_shard(j);
+}
+
+/* The model (with its frozen set) and the encoded task. */
 static int ft_load(ft_job *j) {
     const fm_ft_opts *o = j->o;
-    /* a pipeline stage loads its own tensors only */
+    /* A pipeline stage loads its own tensors only, a tensor-parallel rank
+     * its shares of them (straight from the file), unless a control needs
+     * the whole tensors first (ft_controls). */
     const fm_comm *cm = j->comm;
+    const int ntp = cm && cm->ntp > 1 ? cm->ntp : 1, shards = ntp > 1 && j->weights == 0;
     if (fm_ft_load_stage(&j->c, o->model_dir, o->task, o->seed, o->dropout, cm ? cm->stage : 0,
-                         cm ? cm->nstages : 1) != FM_OK)
+                         cm ? cm->nstages : 1, shards ? cm->tp : 0, shards ? ntp : 1) != FM_OK)
         return FM_ERR;
     j->c_ready = 1;
+    if (ntp > 1 && !shards && tp_check_heads(j) != FM_OK) return FM_ERR;
     fm_model *m = &j->c.model;
     const fm_glue_task *task = j->c.task;
     if (j->ec.train.mode == FM_TRAIN_FREEZE && fm_freeze(&m->lay, m->cfg.num_hidden_layers, o->freeze, &j->frozen) != FM_OK)
         return FM_ERR;
-    /* The controls: the pre-trained weights permuted within each tensor, or random. */
-    if (j->weights == 1) fm_weights_shuffle(m, o->seed);
-    if (j->weights == 2) fm_weights_randomize(m, o->seed);
-    if (cm && cm->ntp > 1 && tp_shard(j) != FM_OK) return FM_ERR;
     j->ndev = dev_splits(task, o->data_dir, j->seen[1], j->dsplit);
     /* Only the examples that train are tokenized (--max-train-examples). */
     if (fm_ft_encode_first(&j->c, o->data_dir, FM_GLUE_TRAIN, o->max_seq_length, o->max_train_examples,
@@ -439,11 +454,10 @@ static int ft_load(ft_job *j) {
     return FM_OK;
 }
 
-static int ft_read_state_tp(ft_job *j, fm_trainer *tr);
-
+/* Every rank reads the tensors it holds (a tensor-parallel rank its shares)
+ * straight from the state file. */
 static int ft_read_state(void *ctx, fm_trainer *tr) {
     ft_job *j = ctx;
-    if (j->c.model.lay.tp_size > 1) return ft_read_state_tp(j, tr);
     return fm_trainstate_read(j->state_path, tr, &j->pr, j->opts_json);
 }
 
@@ -475,9 +489,10 @@ static int ft_files(ft_job *j) {
 }
 
 /* The entries of array x (m's layout, in layout order, as modeldir.h saves
- * them) and the stage that holds each, for a gather. */
+ * them, with the files' whole shapes) and the stage that holds each, for a
+ * gather. */
 static void layout_entries(const fm_model *m, const float *x, int nstages, fm_st_entry **ep, int **ownerp) {
-    const fm_layout *lay = &m->lay;
+    const fm_layout *lay = &m->lay, *file = fm_gather_file_layout(m);
     fm_st_entry *e = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *e);
     int *owner = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *owner);
     for (int i = 0; i < lay->n; i++) {
@@ -485,7 +500,7 @@ static void layout_entries(const fm_model *m, const float *x, int nstages, fm_st
         e[i].name = t->name;
         e[i].dtype = FM_ST_F32;
         e[i].ndim = t->ndim;
-        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = t->shape[d];
+        for (int d = 0; d < t->ndim; d++) e[i].shape[d] = file->t[i].shape[d];
         e[i].data = x + t->offset;
         owner[i] = fm_layout_stage(t, m->cfg.num_hidden_layers, nstages);
     }
@@ -507,7 +522,8 @@ static int predict_stages(ft_job *j, const fm_dataset *d, float *logits, fm_glue
     const size_t NL = (size_t)j->c.model.cfg.num_labels;
     if (fm_engine_logits(&j->e, d, batch, row0, row1, logits) != FM_OK) return FM_ERR;
     if (j->hk) j->hk->eval_examples += row1 > row0 ? row1 - row0 : 0;
-    const int last = cm->stage == cm->nstages - 1 && row1 > row0;
+    /* the last stage's tensor-parallel ranks have the same logits: rank 0 shares them */
+    const int last = cm->stage == cm->nstages - 1 && cm->tp == 0 && row1 > row0;
     if (cm->team_share(cm->ctx, logits, (size_t)d->n * NL, last ? (size_t)row0 * NL : 0, last ? (size_t)row1 * NL : 0) !=
         FM_OK)
         return FM_ERR;
@@ -571,7 +587,7 @@ static int ft_dump_grads(void *ctx, int64_t step) {
             int *owner;
             layout_entries(m, m->grads, cm->nstages, &e, &owner);
             fm_gather g;
-            fm_gather_init(&g, cm, e, owner, m->lay.n);
+            fm_gather_init(&g, cm, e, owner, m->lay.n, NULL, NULL);
             ok = !j->writer || fm_save_tensors_fetch(o->dump_grads, &m->lay, fm_gather_fetch, &g, fp) == FM_OK;
             if (fm_gather_finish(&g) != FM_OK) ok = 0;
             fm_gather_free(&g);
@@ -708,8 +724,9 @@ static int ft_evaluate(void *ctx, int64_t step0) {
     return FM_OK;
 }
 
-/* A checkpoint from pipeline stages that hold their own tensors only: every
- * rank of replica 0 takes part (gather.h), the writer writes. */
+/* A checkpoint from pipeline stages that hold their own tensors only or
+ * from tensor-parallel shares: every rank of replica 0 takes part
+ * (gather.h), the writer writes. */
 static int ft_write_state_stages(ft_job *j, const fm_trainer *tr) {
     const fm_comm *cm = j->comm;
     const fm_model *m = tr->m;
@@ -721,9 +738,9 @@ static int ft_write_state_stages(ft_job *j, const fm_trainer *tr) {
     int *owner = fm_xcalloc((size_t)(n ? n : 1), sizeof *owner);
     uint32_t *crc = fm_xcalloc((size_t)(n ? n : 1), sizeof *crc);
     for (int k = 0; k < n; k++) owner[k] = fm_layout_stage(&m->lay.t[tensor[k]], m->cfg.num_hidden_layers, cm->nstages);
-    int rc = fm_gather_crcs(cm, e, owner, n, crc);
     fm_gather g;
-    fm_gather_init(&g, cm, e, owner, n);
+    fm_gather_init(&g, cm, e, owner, n, &m->lay, tensor);
+    int rc = fm_gather_crcs(&g, crc);
     if (rc == FM_OK) {
         if (j->writer) {
             rc = fm_jsonl_sync(&j->log, &j->pr.log_bytes);
@@ -742,12 +759,9 @@ static int ft_write_state_stages(ft_job *j, const fm_trainer *tr) {
     return rc;
 }
 
-static int ft_write_state_tp(ft_job *j);
-
 static int ft_write_state(void *ctx, const fm_trainer *tr) {
     ft_job *j = ctx;
-    if (j->c.model.lay.tp_size > 1) return ft_write_state_tp(j);
-    if (!fm_engine_whole(&j->e)) return ft_write_state_stages(j, tr);
+    if (!fm_engine_whole(&j->e) || j->c.model.lay.tp_size > 1) return ft_write_state_stages(j, tr);
     if (fm_jsonl_sync(&j->log, &j->pr.log_bytes) != FM_OK) return FM_ERR;
     return fm_trainstate_write(j->state_path, tr, &j->pr, j->opts_json);
 }
@@ -918,13 +932,15 @@ static int ft_dev_scores(ft_job *j, json_t *met) {
     return FM_OK;
 }
 
-/* The writer's mask.safetensors (supermask) or model/ (the other modes).
- * From pipeline stages (ft_write_stages): head holds the task head, and g
- * fetches every tensor of the model whose fingerprint is fp; else (NULL)
+/* The writer's mask.safetensors (supermask: sample over the file layout
+ * lay) or model/ (the other modes). From pipeline stages or tensor-parallel
+ * shares (ft_write_stages): head holds the task head (an array of lay), and
+ * g fetches every tensor of the model whose fingerprint is fp; else (NULL)
  * the writer's model holds them all. */
-static int ft_write_weights_of(ft_job *j, const fm_model *m, const fm_mask *sample, const float *head, fm_gather *g,
-                               uint64_t fp) {
+static int ft_write_weights(ft_job *j, const fm_layout *lay, const fm_mask *sample, const float *head, fm_gather *g,
+                            uint64_t fp) {
     const fm_ft_opts *o = j->o;
+    const fm_model *m = &j->c.model;
     int rc;
     if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
         char *path = fm_path_join(o->out_dir, "mask.safetensors");
@@ -938,7 +954,7 @@ static int ft_write_weights_of(ft_job *j, const fm_model *m, const fm_mask *samp
         meta.model_fingerprint = j->c.fingerprint;
         rc = fm_maskfile_meta_set(&meta, "weights", fm_weights_names[o->weights]);
         if (rc == FM_OK) rc = fm_test_fail_write("mask", path);
-        if (rc == FM_OK) rc = fm_maskfile_write(path, sample, &meta, &m->lay, head ? head : m->params);
+        if (rc == FM_OK) rc = fm_maskfile_write(path, sample, &meta, lay, head ? head : m->params);
         fm_maskfile_meta_free(&meta);
         free(path);
         return rc;
@@ -951,181 +967,27 @@ static int ft_write_weights_of(ft_job *j, const fm_model *m, const fm_mask *samp
                        .fetch_ctx = g,
                        .fingerprint = fp};
     rc = fm_test_fail_write("model", path);
-    if (rc == FM_OK) rc = fm_modeldir_save(path, &m->cfg, &m->lay, m->params, &so);
+    if (rc == FM_OK) rc = fm_modeldir_save(path, &m->cfg, lay, m->params, &so);
     free(path);
     return rc;
 }
 
-static int ft_write_weights(ft_job *j, const float *head, fm_gather *g, uint64_t fp) {
-    return ft_write_weights_of(j, &j->c.model, &j->e.tr.sample, head, g, fp);
-}
-
-/* ---- tensor parallelism: the files from the shares ----
- *
- * The writer (tensor-parallel rank 0 of replica 0) assembles a whole-layout
- * copy of what a file holds: each split tensor gathered from the ranks'
- * shares by psgemr2d (fm_comm.tp_gather), the whole ones its own, into a
- * model and trainer over the whole layout that the one-process writers
- * take as they are, so the files have one process's bytes. A resume reads
- * the state into such a copy on every rank and keeps its shares. The copy
- * lives while the file is written or read. */
-typedef struct {
-    fm_model m;    /* the whole layout (trains as the shard's) and params */
-    fm_trainer tr; /* nu, moments and a sample over it; masked_of borrowed */
-} tp_whole;
-
-/* A whole copy of the engine's model for j (its arrays zeroed): params;
- * nu when supermask; the moments when state. */
-static void tp_whole_init(tp_whole *w, ft_job *j, int state) {
-    const fm_model *m = &j->c.model;
-    const fm_trainer *tr = &j->e.tr;
-    memset(w, 0, sizeof *w);
-    w->m.cfg = m->cfg;
-    w->m.lay = m->whole;
-    w->m.lay.t = fm_xmalloc(sizeof *w->m.lay.t * (size_t)(m->whole.n ? m->whole.n : 1));
-    for (int i = 0; i < m->whole.n; i++) {
-        w->m.lay.t[i] = m->whole.t[i];
-        w->m.lay.t[i].trains = m->lay.t[i].trains;
-        w->m.lay.t[i].needs_grad = m->lay.t[i].needs_grad;
-    }
-    w->m.own_end = w->m.lay.numel;
-    w->m.params = fm_xalloc_floats(w->m.lay.numel);
-    w->tr.m = &w->m;
-    w->tr.o = tr->o;
-    w->tr.step = tr->step;
-    w->tr.masked_of = tr->masked_of;
-    w->tr.masked_numel = tr->masked_numel;
-    if (tr->o.mode == FM_TRAIN_SUPERMASK) {
-        w->tr.nu = fm_xalloc_floats(w->m.lay.numel);
-        fm_mask_create(&w->tr.sample, &w->m.lay, tr->o.mask_glob ? tr->o.mask_glob : FM_MASK_DEFAULT_GLOB,
-                       tr->o.mask_layers);
-    }
-    if (state) {
-        w->tr.mom1 = fm_xalloc_floats(w->m.lay.numel);
-        w->tr.mom2 = fm_xalloc_floats(w->m.lay.numel);
-    }
-}
-
-static void tp_whole_free(tp_whole *w) {
-    fm_free_aligned(w->m.params);
-    fm_free_aligned(w->tr.nu);
-    fm_free_aligned(w->tr.mom1);
-    fm_free_aligned(w->tr.mom2);
-    fm_mask_free(&w->tr.sample);
-    fm_layout_free(&w->m.lay);
-    memset(w, 0, sizeof *w);
-}
-
-/* Array x of the shard layout into whole (the whole layout; the writer's,
- * NULL elsewhere) for the tensors i with sel[i]. Collective over the
- * tensor-parallel ranks of the stage. */
-static int tp_gather_array(const fm_comm *cm, const fm_model *m, const unsigned char *sel, const float *x,
-                           float *whole) {
-    for (int i = 0; i < m->lay.n; i++) {
-        if (!sel[i]) continue;
-        const fm_tensor *t = &m->lay.t[i], *w = &m->whole.t[i];
-        float *dst = whole ? whole + w->offset : NULL;
-        if (t->split == FM_SPLIT_NONE) {
-            if (dst) memcpy(dst, x + t->offset, t->numel * sizeof *dst);
-            continue;
-        }
-        if (cm->tp_gather(cm->ctx, t->split, t->nb, w->whole_shape[0], t->ndim > 1 ? w->whole_shape[1] : 1,
-                          x + t->offset, dst) != FM_OK)
-            return FM_ERR;
-    }
-    return FM_OK;
-}
-
-/* What the files need gathered into w (the writer's; NULL elsewhere): every
- * parameter (a model directory holds them all; a mask file the head), nu
- * of the masked tensors, and with state the moments of what trains or is
- * masked. */
-static int tp_gather_all(ft_job *j, tp_whole *w, int state) {
-    const fm_comm *cm = j->comm;
-    const fm_model *m = &j->c.model;
-    const fm_trainer *tr = &j->e.tr;
-    const int n = m->lay.n, sm = tr->o.mode == FM_TRAIN_SUPERMASK;
-    unsigned char *sel = fm_xmalloc((size_t)(n ? n : 1));
-    memset(sel, 1, (size_t)n);
-    int rc = tp_gather_array(cm, m, sel, m->params, w ? w->m.params : NULL);
-    if (rc == FM_OK && sm) {
-        for (int i = 0; i < n; i++) sel[i] = tr->masked_of[i] >= 0;
-        rc = tp_gather_array(cm, m, sel, tr->nu, w ? w->tr.nu : NULL);
-    }
-    if (rc == FM_OK && state) {
-        for (int i = 0; i < n; i++) sel[i] = m->lay.t[i].trains || (sm && tr->masked_of[i] >= 0);
-        rc = tp_gather_array(cm, m, sel, tr->mom1, w ? w->tr.mom1 : NULL);
-        if (rc == FM_OK) rc = tp_gather_array(cm, m, sel, tr->mom2, w ? w->tr.mom2 : NULL);
-    }
-    free(sel);
-    return rc;
-}
-
-/* The final weights from the shares; the writer's result on the writer. */
-static int ft_write_tp(ft_job *j) {
-    const fm_comm *cm = j->comm;
-    if (cm->replica != 0) return FM_OK;
-    tp_whole w;
-    if (cm->tp == 0) tp_whole_init(&w, j, 0);
-    int rc = tp_gather_all(j, cm->tp == 0 ? &w : NULL, 0);
-    if (cm->tp == 0) {
-        /* the deterministic mask, as the current sample is when the files are written */
-        if (rc == FM_OK) fm_trainer_sample(&w.tr, FM_SAMPLE_DET, 0);
-        if (rc == FM_OK && j->writer) rc = ft_write_weights_of(j, &w.m, &w.tr.sample, NULL, NULL, 0);
-        tp_whole_free(&w);
-    }
-    return rc;
-}
-
-/* A checkpoint from the shares. */
-static int ft_write_state_tp(ft_job *j) {
-    const fm_comm *cm = j->comm;
-    if (cm->replica != 0) return FM_OK;
-    tp_whole w;
-    if (cm->tp == 0) tp_whole_init(&w, j, 1);
-    int rc = tp_gather_all(j, cm->tp == 0 ? &w : NULL, 1);
-    if (cm->tp == 0) {
-        if (rc == FM_OK && j->writer) rc = fm_jsonl_sync(&j->log, &j->pr.log_bytes);
-        if (rc == FM_OK && j->writer) rc = fm_trainstate_write(j->state_path, &w.tr, &j->pr, j->opts_json);
-        tp_whole_free(&w);
-    }
-    return rc;
-}
-
-/* A resume on a tensor-parallel rank: the state read whole, its shares kept. */
-static int ft_read_state_tp(ft_job *j, fm_trainer *tr) {
-    tp_whole w;
-    tp_whole_init(&w, j, 1);
-    const fm_model *m = &j->c.model;
-    int rc = fm_trainstate_read(j->state_path, &w.tr, &j->pr, j->opts_json);
-    for (int i = 0; i < m->lay.n && rc == FM_OK; i++) {
-        const fm_tensor *t = &m->lay.t[i];
-        const size_t wo = m->whole.t[i].offset;
-        const int masked = tr->o.mode == FM_TRAIN_SUPERMASK && tr->masked_of[i] >= 0;
-        if (!masked && !t->trains) continue;
-        if (masked) fm_tensor_slice(&m->lay, t, w.tr.nu + wo, tr->nu + t->offset);
-        else fm_tensor_slice(&m->lay, t, w.m.params + wo, m->params + t->offset);
-        fm_tensor_slice(&m->lay, t, w.tr.mom1 + wo, tr->mom1 + t->offset);
-        fm_tensor_slice(&m->lay, t, w.tr.mom2 + wo, tr->mom2 + t->offset);
-    }
-    if (rc == FM_OK) tr->step = w.tr.step;
-    tp_whole_free(&w);
-    return rc;
-}
-
-/* The weights from pipeline stages that hold their own tensors only: every
- * rank of replica 0 takes part (gather.h), the writer writes. The writer's
- * result is returned on the writer; the others return whether their part
- * of the collectives went through. */
+/* The weights from pipeline stages that hold their own tensors only or from
+ * tensor-parallel shares: every rank of replica 0 takes part (gather.h),
+ * the writer writes, tensor by tensor. The writer's result is returned on
+ * the writer; the others return whether their part of the collectives went
+ * through. */
 static int ft_write_stages(ft_job *j) {
     const fm_comm *cm = j->comm;
     fm_model *m = &j->c.model;
+    const fm_layout *file = fm_gather_file_layout(m);
     if (cm->replica != 0) return FM_OK;
     if (j->ec.train.mode == FM_TRAIN_SUPERMASK) {
         float *head = NULL;
-        int rc = fm_gather_mask(cm, m, &j->e.tr.sample, &head);
-        if (rc == FM_OK && j->writer) rc = ft_write_weights(j, head, NULL, 0);
-        fm_gather_mask_done(cm, m, &j->e.tr.sample, head);
+        fm_mask whole;
+        int rc = fm_gather_mask(cm, m, &j->e.tr.sample, &whole, &head);
+        if (rc == FM_OK && j->writer) rc = ft_write_weights(j, file, &whole, head, NULL, 0);
+        fm_gather_mask_done(m, &whole, head);
         return rc;
     }
     uint64_t fp = 0;
@@ -1134,8 +996,8 @@ static int ft_write_stages(ft_job *j) {
     int *owner;
     layout_entries(m, m->params, cm->nstages, &e, &owner);
     fm_gather g;
-    fm_gather_init(&g, cm, e, owner, m->lay.n);
-    int rc = j->writer ? ft_write_weights(j, NULL, &g, fp) : FM_OK;
+    fm_gather_init(&g, cm, e, owner, m->lay.n, &m->lay, NULL);
+    int rc = j->writer ? ft_write_weights(j, file, NULL, NULL, &g, fp) : FM_OK;
     if (fm_gather_finish(&g) != FM_OK) rc = FM_ERR;
     fm_gather_free(&g);
     free(e);
@@ -1148,12 +1010,10 @@ static int ft_write_stages(ft_job *j) {
  * The team learns whether the writer could. */
 static int ft_write(ft_job *j) {
     int ok = 1;
-    if (j->c.model.lay.tp_size > 1) {
-        ok = ft_write_tp(j) == FM_OK;
-    } else if (!fm_engine_whole(&j->e)) {
+    if (!fm_engine_whole(&j->e) || j->c.model.lay.tp_size > 1) {
         ok = ft_write_stages(j) == FM_OK;
     } else if (j->writer) {
-        ok = ft_write_weights(j, NULL, NULL, 0) == FM_OK;
+        ok = ft_write_weights(j, &j->c.model.lay, &j->e.tr.sample, NULL, NULL, 0) == FM_OK;
     }
     if (j->writer) {
         char *path = fm_path_join(j->o->out_dir, "metrics.json");
@@ -1195,9 +1055,13 @@ static void ft_free(ft_job *j) {
 static int ft_setup(ft_job *j) {
     if (fm_comm_agree(j->comm, ft_load(j) == FM_OK) != FM_OK) return FM_ERR;
     /* Every rank has its model: collectives may follow (a stage's part of
-     * the fingerprint, of the initial ranking). */
-    if (j->c.model.own && fm_gather_fingerprint(j->comm, &j->c.model, j->c.model.params, &j->c.fingerprint) != FM_OK)
+     * the fingerprint, of the initial ranking). The fingerprint is the
+     * pre-trained model's, before any control, as on one process. */
+    const fm_model *m = &j->c.model;
+    if ((m->own || (m->lay.tp_size > 1 && !j->c.fingerprint)) &&
+        fm_gather_fingerprint(j->comm, m, m->params, &j->c.fingerprint) != FM_OK)
         return FM_ERR;
+    ft_controls(j);
     int ok = ft_engine(j) == FM_OK && ft_files(j) == FM_OK;
     return fm_comm_agree(j->comm, ok);
 }

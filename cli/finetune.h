@@ -76,10 +76,12 @@ typedef struct {
  * from seed when the checkpoint has none), and its vocab.txt. */
 int fm_ft_load(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout);
 /* The same for pipeline stage `stage` of `nstages` (nstages > 1): the model
- * holds that stage's tensors only (fm_model_alloc_stage), and fingerprint is
- * left 0 (it needs every stage's tensors: gather.h's fm_gather_fingerprint). */
+ * holds that stage's tensors only (fm_model_alloc_stage); and with ntp > 1
+ * tensor-parallel rank tp's shares of them only (fm_model_alloc_shard, read
+ * from the file share by share). fingerprint is left 0 on a stage or a
+ * shard (it needs the whole tensors: gather.h's fm_gather_fingerprint). */
 int fm_ft_load_stage(fm_ft_ctx *c, const char *model_dir, const char *task_name, uint64_t seed, double dropout,
-                     int stage, int nstages);
+                     int stage, int nstages, int tp, int ntp);
 void fm_ft_free(fm_ft_ctx *c);
 
 /* Read and encode one split of the task; the glue set is kept in *set (the

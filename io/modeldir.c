@@ -17,6 +17,8 @@ void fm_load_opts_default(fm_load_opts *o) {
     o->with_mlm = -1;
     o->stage = 0;
     o->nstages = 1;
+    o->tp = 0;
+    o->ntp = 1;
 }
 
 void fm_load_info_free(fm_load_info *info) {
@@ -73,10 +75,32 @@ static int classify_extra(const fm_st_file *f, const char *name, const char *can
 
 /* fm_load_tensors; skip_head: the file's classifier.* is ignored (a caller
  * asked for a different number of labels than the file's head has). */
+/* File tensor st into tensor x of layout sh: whole, or on a tensor-parallel
+ * shard layout the rows or columns of x's share, copied from the mapping
+ * (other dtypes converted one tensor at a time first). Its pages are then
+ * dropped from the mapping. */
+static int load_one(const fm_st_file *f, const fm_st_tensor *st, const fm_layout *sh, const fm_tensor *x, float *dst) {
+    int rc = FM_OK;
+    if (x->split == FM_SPLIT_NONE) {
+        rc = fm_st_to_float(f, st, dst);
+    } else if (st->dtype == FM_ST_F32) {
+        fm_tensor_slice(sh, x, (const float *)st->data, dst);
+    } else {
+        float *whole = fm_xalloc_floats(x->whole_numel);
+        rc = fm_st_to_float(f, st, whole);
+        if (rc == FM_OK) fm_tensor_slice(sh, x, whole, dst);
+        fm_free_aligned(whole);
+    }
+    fm_mmap_drop(&f->map, st->data, (size_t)(st->end - st->begin));
+    return rc;
+}
+
 /* keep: NULL, or the caller's [lay->n] array that receives each layout
- * tensor's file tensor (NULL for an absent task head). */
-static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
-                        const unsigned char *own, fm_load_info *info, int skip_head, const fm_st_tensor **keep) {
+ * tensor's file tensor (NULL for an absent task head). sh: NULL, or the
+ * shard layout of lay that params has (lay is then the whole one). */
+static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, const fm_layout *sh,
+                        float *params, const unsigned char *own, fm_load_info *info, int skip_head,
+                        const fm_st_tensor **keep) {
     fm_load_info local;
     if (!info) info = &local;
     info->head_present = 0;
@@ -119,7 +143,9 @@ static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout
             break;
         }
         src[ti] = st;
-        if (params && (!own || own[ti]) && (rc = fm_st_to_float(f, st, params + t->offset)) != FM_OK) break;
+        const fm_tensor *x = sh ? &sh->t[ti] : t;
+        if (params && (!own || own[ti]) && (rc = load_one(f, st, sh ? sh : lay, x, params + x->offset)) != FM_OK)
+            break;
         info->n_loaded++;
         if (st->dtype != FM_ST_F32) info->n_converted++;
     }
@@ -156,7 +182,7 @@ static int load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout
 
 int fm_load_tensors(const fm_st_file *f, const fm_config *c, const fm_layout *lay, float *params,
                     fm_load_info *info) {
-    return load_tensors(f, c, lay, params, NULL, info, 0, NULL);
+    return load_tensors(f, c, lay, NULL, params, NULL, info, 0, NULL);
 }
 
 static int file_has_prefix(const fm_st_file *f, const char *prefix) {
@@ -213,9 +239,18 @@ int fm_modeldir_load(const char *dir, const fm_load_opts *o, fm_model *m, fm_loa
     if (rc == FM_OK) rc = fm_st_open(&f, wpath);
     int skip_head = 0;
     if (rc == FM_OK) rc = fm_modeldir_resolve(cpath, &c, &x, &f, o, &skip_head);
+    if (rc == FM_OK && o->ntp > 1 && c.num_attention_heads % o->ntp)
+        rc = fm_fail("--tensor-parallel %d: %s has %d attention heads; expected a divisor of them (a rank holds "
+                     "whole heads)",
+                     o->ntp, dir, c.num_attention_heads);
     if (rc == FM_OK) {
-        fm_model_alloc_stage(m, &c, o->stage, o->nstages);
-        rc = load_tensors(&f, &c, &m->lay, m->params, m->own, info, skip_head, NULL);
+        if (o->ntp > 1) {
+            fm_model_alloc_shard(m, &c, o->tp, o->ntp, o->stage, o->nstages);
+            rc = load_tensors(&f, &c, &m->whole, &m->lay, m->params, m->own, info, skip_head, NULL);
+        } else {
+            fm_model_alloc_stage(m, &c, o->stage, o->nstages);
+            rc = load_tensors(&f, &c, &m->lay, NULL, m->params, m->own, info, skip_head, NULL);
+        }
         if (rc != FM_OK) {
             fm_model_free(m);
             memset(m, 0, sizeof *m);
@@ -249,7 +284,7 @@ int fm_modeldir_open(fm_modeldir_reader *r, const char *dir, const fm_load_opts 
         fm_layout_build(&r->lay, &r->c);
         r->src = fm_xcalloc((size_t)(r->lay.n ? r->lay.n : 1), sizeof *r->src);
         /* every tensor checked now, none read */
-        rc = load_tensors(&r->f, &r->c, &r->lay, NULL, NULL, NULL, skip_head, r->src);
+        rc = load_tensors(&r->f, &r->c, &r->lay, NULL, NULL, NULL, NULL, skip_head, r->src);
     }
     fm_hfextra_free(&x);
     free(cpath);
@@ -290,18 +325,20 @@ uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params) {
     return fm_params_fingerprint_part(0, lay, params, NULL);
 }
 
+uint64_t fm_params_fingerprint_tensor(uint64_t crc, const fm_tensor *t, const float *data) {
+    if (t->flags & (FM_T_HEAD | FM_T_MLM)) return crc;
+    crc = crc64(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
+    unsigned char shape[16];
+    for (int d = 0; d < t->ndim; d++)
+        for (int b = 0; b < 8; b++) shape[8 * d + b] = (unsigned char)((uint64_t)t->shape[d] >> (8 * b));
+    crc = crc64(crc, shape, (uint64_t)(8 * t->ndim));
+    return crc64(crc, (const unsigned char *)data, (uint64_t)t->numel * sizeof(float));
+}
+
 uint64_t fm_params_fingerprint_part(uint64_t crc, const fm_layout *lay, const float *params,
                                     const unsigned char *own) {
-    for (int i = 0; i < lay->n; i++) {
-        const fm_tensor *t = &lay->t[i];
-        if ((t->flags & (FM_T_HEAD | FM_T_MLM)) || (own && !own[i])) continue;
-        crc = crc64(crc, (const unsigned char *)t->name, strlen(t->name) + 1);
-        unsigned char shape[16];
-        for (int d = 0; d < t->ndim; d++)
-            for (int b = 0; b < 8; b++) shape[8 * d + b] = (unsigned char)((uint64_t)t->shape[d] >> (8 * b));
-        crc = crc64(crc, shape, (uint64_t)(8 * t->ndim));
-        crc = crc64(crc, (const unsigned char *)(params + t->offset), (uint64_t)t->numel * sizeof(float));
-    }
+    for (int i = 0; i < lay->n; i++)
+        if (!own || own[i]) crc = fm_params_fingerprint_tensor(crc, &lay->t[i], params + lay->t[i].offset);
     return crc;
 }
 

@@ -35,9 +35,11 @@ typedef struct {
     int with_mlm;   /* -1: the MLM head when the file has one; 0: never; 1: required */
     int stage, nstages; /* nstages > 1: the model of pipeline stage `stage` (fm_model_alloc_stage), which
                            reads its own tensors only; every tensor of the file is checked all the same */
+    int tp, ntp;        /* ntp > 1: tensor-parallel rank tp's shard (fm_model_alloc_shard), which copies the
+                           rows or columns of its shares out of the mapped file, one tensor at a time */
 } fm_load_opts;
 
-/* num_labels = with_mlm = -1, one stage. */
+/* num_labels = with_mlm = -1, one stage, no tensor parallelism. */
 void fm_load_opts_default(fm_load_opts *o);
 
 typedef struct {
@@ -139,5 +141,8 @@ uint64_t fm_params_fingerprint(const fm_layout *lay, const float *params);
  * stage's value (a stage's tensors are contiguous in the layout). */
 uint64_t fm_params_fingerprint_part(uint64_t crc, const fm_layout *lay, const float *params,
                                     const unsigned char *own);
+/* One tensor's step of fm_params_fingerprint_part: crc continued over the
+ * whole tensor t (its name, shape and data; heads add nothing). */
+uint64_t fm_params_fingerprint_tensor(uint64_t crc, const fm_tensor *t, const float *data);
 
 #endif

@@ -94,7 +94,7 @@ int fm_ptstate_read(const char *path, const fm_layout *lay, float *params, float
         const fm_tensor *x = &lay->t[i];
         if (!x->trains) continue;
         for (int k = 0; k < 3; k++)
-            if (fm_state_load(&f, kinds[k], x, dst[k] + x->offset) != FM_OK) goto done;
+            if (fm_state_load(&f, kinds[k], lay, x, dst[k] + x->offset) != FM_OK) goto done;
     }
     rc = FM_OK;
 done:

@@ -53,8 +53,9 @@ int fm_state_add(fm_st_entry *e, char **names, int n, const char *kind, const fm
     e[n].name = names[n];
     e[n].dtype = FM_ST_F32;
     e[n].ndim = x->ndim;
-    e[n].shape[0] = x->shape[0];
-    e[n].shape[1] = x->shape[1];
+    /* a tensor-parallel share is written whole (gather.h) */
+    e[n].shape[0] = x->whole_shape[0];
+    e[n].shape[1] = x->whole_shape[1];
     e[n].data = data;
     return n + 1;
 }
@@ -209,15 +210,18 @@ int fm_state_meta_f64(const fm_st_file *f, const char *key, double *out) {
     return FM_OK;
 }
 
-int fm_state_load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst) {
+int fm_state_load(const fm_st_file *f, const char *kind, const fm_layout *lay, const fm_tensor *x, float *dst) {
     char name[160];
     snprintf(name, sizeof name, "%s.%s", kind, x->name);
     const fm_st_tensor *s = fm_st_find(f, name);
     if (!s) return fm_fail("%s: expected tensor %s, found none", f->path, name);
-    if (s->dtype != FM_ST_F32 || s->numel != x->numel || s->ndim != x->ndim)
-        return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->numel,
+    if (s->dtype != FM_ST_F32 || s->numel != x->whole_numel || s->ndim != x->ndim)
+        return fm_fail("%s: %s: expected F32 of %zu elements, found %s of %" PRIu64, f->path, name, x->whole_numel,
                        fm_st_dtype_name(s->dtype), s->numel);
-    memcpy(dst, s->data, x->numel * sizeof(float));
+    /* a tensor-parallel share: its rows or columns of the mapped tensor;
+     * the tensor's pages are then dropped from the mapping */
+    fm_tensor_slice(lay, x, (const float *)s->data, dst);
+    fm_mmap_drop(&f->map, s->data, (size_t)(s->end - s->begin));
     return FM_OK;
 }
 
@@ -298,8 +302,8 @@ int fm_trainstate_read(const char *path, fm_trainer *t, fm_train_progress *p, co
         float *dst;
         if (!arrays_of(t, i, &kind, &dst) || !fm_model_holds(t->m, i)) continue;
         const fm_tensor *x = &lay->t[i];
-        if (fm_state_load(&f, kind, x, dst) || fm_state_load(&f, "adam_m", x, t->mom1 + x->offset) ||
-            fm_state_load(&f, "adam_v", x, t->mom2 + x->offset))
+        if (fm_state_load(&f, kind, lay, x, dst) || fm_state_load(&f, "adam_m", lay, x, t->mom1 + x->offset) ||
+            fm_state_load(&f, "adam_v", lay, x, t->mom2 + x->offset))
             goto done;
     }
     t->step = p->step;

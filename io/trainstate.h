@@ -82,8 +82,10 @@ int fm_state_open(fm_st_file *f, const char *path);
 /* Metadata `key` of f as an integer / a number; FM_ERR naming file and key. */
 int fm_state_meta_i64(const fm_st_file *f, const char *key, int64_t *out);
 int fm_state_meta_f64(const fm_st_file *f, const char *key, double *out);
-/* Tensor "KIND.<x's name>" of f into dst (x->numel floats); FM_ERR naming the
- * file and tensor when it is missing or not F32 of x's size. */
-int fm_state_load(const fm_st_file *f, const char *kind, const fm_tensor *x, float *dst);
+/* Tensor "KIND.<x's name>" of f into dst (x->numel floats; x of lay, and
+ * on a tensor-parallel shard layout the rows or columns of its share, read
+ * from the mapped whole tensor); FM_ERR naming the file and tensor when it
+ * is missing or not F32 of x's whole size. */
+int fm_state_load(const fm_st_file *f, const char *kind, const fm_layout *lay, const fm_tensor *x, float *dst);
 
 #endif

@@ -7,9 +7,10 @@
 #include "fm.h"
 #include "strategy.h"
 
-/* Tensor parallelism runs on the replicas strategy (strat_replicas.c) over
- * a model sharded for this rank (fm_model_shard); what it cannot do yet is
- * refused here, naming the option. */
+/* Tensor parallelism runs on the replicas strategy (strat_replicas.c) or
+ * inside each stage of the pipeline strategy (strat_pipeline.c) over a
+ * model sharded for this rank (fm_model_shard); what it cannot do (MLM
+ * pre-training's loss) is refused here, naming the option. */
 static int tp_check(const fm_model *m, const fm_engine_cfg *c) {
     const fm_comm *cm = c->comm;
     const int P = cm->ntp, A = m->cfg.num_attention_heads;
@@ -17,10 +18,6 @@ static int tp_check(const fm_model *m, const fm_engine_cfg *c) {
         return fm_fail("--tensor-parallel %d: the model has %d attention heads; expected a divisor of them (a rank "
                        "holds whole heads)",
                        P, A);
-    if (cm->nstages > 1)
-        return fm_fail("--tensor-parallel %d with --stages %d: pipeline stages of tensor-parallel ranks are not "
-                       "built; use one or the other",
-                       P, cm->nstages);
     if (c->scale != FM_SCALE_ROWS)
         return fm_fail("--tensor-parallel %d: only fine-tuning (a task head's loss) runs tensor-parallel", P);
     if (!cm->tp_sum || !cm->tp_sum_doubles || !cm->tp_gather)
@@ -175,6 +172,73 @@ int fm_engine_save(fm_engine *e, int (*write)(void *ctx, const fm_trainer *tr), 
 }
 
 int fm_engine_load(fm_engine *e, int (*read)(void *ctx, fm_trainer *tr), void *ctx) { return read(ctx, &e->tr); }
+
+/* ---- what tensor-parallel ranks and pipeline stages agree on ---- */
+
+/* A hash of the gradients of the tensors m holds whole that have one. */
+static uint64_t whole_grads_hash(const fm_model *m) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = 0; i < m->lay.n; i++) {
+        const fm_tensor *t = &m->lay.t[i];
+        if (t->split != FM_SPLIT_NONE || !(t->trains || t->needs_grad) || !fm_model_holds(m, i)) continue;
+        const float *g = m->grads + t->offset;
+        for (size_t j = 0; j < t->numel; j++) {
+            uint32_t u;
+            memcpy(&u, &g[j], sizeof u);
+            h = (h ^ u) * 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+/* FM_OK when every tensor-parallel rank of the stage has the same
+ * gradients of the tensors held whole: the layers' identical summed inputs
+ * promise it, and it lets their updates go unsummed. */
+static int tp_same_whole_grads(const fm_engine *e) {
+    const fm_comm *cm = e->c.comm;
+    double *x = fm_xcalloc((size_t)cm->ntp, sizeof *x);
+    x[cm->tp] = (double)(whole_grads_hash(e->m) >> 11); /* 53 bits: exact in a double */
+    int rc = cm->tp_sum_doubles(cm->ctx, x, (size_t)cm->ntp);
+    for (int r = 1; r < cm->ntp && rc == FM_OK; r++)
+        if (x[r] != x[0])
+            rc = fm_fail("tensor parallelism: at step %lld the gradients of the tensors every rank holds whole "
+                         "differ between tensor-parallel ranks 0 and %d of stage %d; they must be the same bits",
+                         (long long)e->tr.step, r, cm->stage);
+    free(x);
+    return rc;
+}
+
+/* x[0..k*n) of per-tensor terms (k each) summed over the stages (with
+ * stages) and the tensor-parallel ranks, each tensor held whole counted
+ * once. */
+static int parts_sum(const fm_engine *e, int stages, double *x, int k) {
+    const fm_comm *cm = e->c.comm;
+    const size_t n = (size_t)k * (size_t)e->m->lay.n;
+    if (cm->ntp > 1) fm_trainer_tp_parts(&e->tr, x, k);
+    if (stages && cm->stages_sum(cm->ctx, x, n) != FM_OK) return FM_ERR;
+    return cm->ntp > 1 ? cm->tp_sum_doubles(cm->ctx, x, n) : FM_OK;
+}
+
+int fm_strategy_apply_parts(fm_engine *e, int stages, double *norm, double *factor) {
+    if (e->c.comm->ntp > 1 && tp_same_whole_grads(e) != FM_OK) return FM_ERR;
+    const int n = e->m->lay.n;
+    double *sq = fm_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
+    fm_trainer_norm_parts(&e->tr, sq);
+    int rc = parts_sum(e, stages, sq, 1);
+    if (rc == FM_OK) *factor = fm_trainer_apply_parts(&e->tr, sq, norm);
+    free(sq);
+    return rc;
+}
+
+int fm_strategy_sparsity_parts(fm_engine *e, int stages, fm_sparsity *sp) {
+    const int n = e->m->lay.n;
+    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(n ? n : 1));
+    fm_trainer_sparsity_parts(&e->tr, parts);
+    int rc = parts_sum(e, stages, parts, 3);
+    if (rc == FM_OK) fm_trainer_sparsity_sum(&e->tr, parts, sp);
+    free(parts);
+    return rc;
+}
 
 /* ---- one process: the whole batch, the whole model ---- */
 

@@ -263,29 +263,40 @@ size_t fm_acts_bytes(const fm_acts *a) { return a->bytes + a->mlm_cap * sizeof(f
 
 void fm_model_alloc(fm_model *m, const fm_config *c) { fm_model_alloc_stage(m, c, 0, 1); }
 
+/* m->own and [own_begin, own_end) for pipeline stage `stage` of `nstages`
+ * over m->lay (nothing owned apart: nstages <= 1). */
+static void own_stage(fm_model *m, int stage, int nstages) {
+    if (nstages <= 1) {
+        m->own_end = m->lay.numel;
+        return;
+    }
+    const int L = m->cfg.num_hidden_layers;
+    m->own = fm_xcalloc((size_t)(m->lay.n ? m->lay.n : 1), 1);
+    m->own_begin = m->lay.numel;
+    for (int i = 0; i < m->lay.n; i++) {
+        const fm_tensor *t = &m->lay.t[i];
+        if (fm_layout_stage(t, L, nstages) != stage) continue;
+        m->own[i] = 1;
+        if (t->offset < m->own_begin) m->own_begin = t->offset;
+        if (t->offset + t->numel > m->own_end) m->own_end = t->offset + t->numel;
+    }
+    if (m->own_end < m->own_begin) m->own_begin = m->own_end = 0;
+}
+
+/* params and grads (zeroed) over m's layout and ownership, and the views. */
+static void alloc_arrays(fm_model *m) {
+    m->params = fm_model_alloc_floats(m);
+    m->grads = fm_model_alloc_floats(m);
+    fm_view_bind(&m->w, &m->lay, &m->cfg, m->params);
+    fm_view_bind(&m->g, &m->lay, &m->cfg, m->grads);
+}
+
 void fm_model_alloc_stage(fm_model *m, const fm_config *c, int stage, int nstages) {
     memset(m, 0, sizeof *m);
     m->cfg = *c;
     fm_layout_build(&m->lay, c);
-    if (nstages > 1) {
-        const int L = c->num_hidden_layers;
-        m->own = fm_xcalloc((size_t)(m->lay.n ? m->lay.n : 1), 1);
-        m->own_begin = m->lay.numel;
-        for (int i = 0; i < m->lay.n; i++) {
-            const fm_tensor *t = &m->lay.t[i];
-            if (fm_layout_stage(t, L, nstages) != stage) continue;
-            m->own[i] = 1;
-            if (t->offset < m->own_begin) m->own_begin = t->offset;
-            if (t->offset + t->numel > m->own_end) m->own_end = t->offset + t->numel;
-        }
-        if (m->own_end < m->own_begin) m->own_begin = m->own_end = 0;
-    } else {
-        m->own_end = m->lay.numel;
-    }
-    m->params = fm_model_alloc_floats(m);
-    m->grads = fm_model_alloc_floats(m);
-    fm_view_bind(&m->w, &m->lay, c, m->params);
-    fm_view_bind(&m->g, &m->lay, c, m->grads);
+    own_stage(m, stage, nstages);
+    alloc_arrays(m);
 }
 
 float *fm_model_alloc_floats(const fm_model *m) {
@@ -300,34 +311,35 @@ void fm_model_free_floats(const fm_model *m, float *p) {
         fm_free_aligned(p);
 }
 
-void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P) {
-    memset(m, 0, sizeof *m);
-    m->cfg = *c;
-    fm_layout_build(&m->whole, c);
-    fm_layout_shard(&m->lay, &m->whole, c, rank, P);
-    m->own_end = m->lay.numel;
-    m->params = fm_xalloc_floats(m->lay.numel);
-    m->grads = fm_xalloc_floats(m->lay.numel);
-    fm_view_bind(&m->w, &m->lay, c, m->params);
-    fm_view_bind(&m->g, &m->lay, c, m->grads);
+/* m's whole layout `whole` (taken) and rank `rank` of P's shard layout of
+ * it, owned as stage `stage` of `nstages`, with arrays. */
+static void alloc_shard(fm_model *m, fm_layout *whole, int rank, int P, int stage, int nstages) {
+    m->whole = *whole;
+    fm_layout_shard(&m->lay, &m->whole, &m->cfg, rank, P);
+    own_stage(m, stage, nstages);
+    alloc_arrays(m);
 }
 
-void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P) {
-    assert(!src->own && src->lay.tp_size <= 1);
+void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P, int stage, int nstages) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *c;
+    fm_layout whole;
+    fm_layout_build(&whole, c);
+    alloc_shard(m, &whole, rank, P, stage, nstages);
+}
+
+void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P, int stage, int nstages) {
+    assert(src->lay.tp_size <= 1);
     memset(dst, 0, sizeof *dst);
     dst->cfg = src->cfg;
-    fm_layout_shard(&dst->lay, &src->lay, &src->cfg, rank, P);
-    dst->whole = src->lay;
-    dst->whole.t = fm_xmalloc(sizeof *dst->whole.t * (size_t)(src->lay.n ? src->lay.n : 1));
-    memcpy(dst->whole.t, src->lay.t, sizeof *dst->whole.t * (size_t)src->lay.n);
-    dst->own_end = dst->lay.numel;
-    dst->params = fm_xalloc_floats(dst->lay.numel);
-    dst->grads = fm_xalloc_floats(dst->lay.numel);
+    fm_layout whole = src->lay;
+    whole.t = fm_xmalloc(sizeof *whole.t * (size_t)(src->lay.n ? src->lay.n : 1));
+    memcpy(whole.t, src->lay.t, sizeof *whole.t * (size_t)src->lay.n);
+    alloc_shard(dst, &whole, rank, P, stage, nstages);
     for (int i = 0; i < dst->lay.n; i++)
-        fm_tensor_slice(&dst->lay, &dst->lay.t[i], src->params + src->lay.t[i].offset,
-                        dst->params + dst->lay.t[i].offset);
-    fm_view_bind(&dst->w, &dst->lay, &dst->cfg, dst->params);
-    fm_view_bind(&dst->g, &dst->lay, &dst->cfg, dst->grads);
+        if (fm_model_holds(dst, i))
+            fm_tensor_slice(&dst->lay, &dst->lay.t[i], src->params + src->lay.t[i].offset,
+                            dst->params + dst->lay.t[i].offset);
 }
 
 void fm_model_free(fm_model *m) {

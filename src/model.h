@@ -130,13 +130,15 @@ void fm_model_alloc(fm_model *m, const fm_config *c);
  * its tensors' elements are memory. nstages <= 1 is fm_model_alloc. */
 void fm_model_alloc_stage(fm_model *m, const fm_config *c, int stage, int nstages);
 void fm_model_free(fm_model *m);
-/* dst = tensor-parallel rank `rank` of P's shares of the whole model src
- * (fm_layout_shard; params copied, grads zeroed; tp_sum unset: the engine
- * sets it). P must divide the heads. */
-void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P);
-/* Allocate rank `rank` of P's shard of config c directly (zeroed, as
- * fm_model_alloc; no whole model is ever allocated). */
-void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P);
+/* dst = tensor-parallel rank `rank` of P's shares of src (fm_layout_shard;
+ * params copied, grads zeroed; tp_sum unset: the engine sets it), holding
+ * the tensors of pipeline stage `stage` of `nstages` only (as
+ * fm_model_alloc_stage; nstages 1: all). src holds at least those tensors
+ * whole (a whole model, or that stage's). P must divide the heads. */
+void fm_model_shard(fm_model *dst, const fm_model *src, int rank, int P, int stage, int nstages);
+/* Allocate that shard of config c directly (zeroed, as fm_model_alloc; no
+ * whole tensor of a split one is ever allocated). */
+void fm_model_alloc_shard(fm_model *m, const fm_config *c, int rank, int P, int stage, int nstages);
 /* 1 when m holds tensor i (always, for a whole model). */
 static inline int fm_model_holds(const fm_model *m, int i) { return !m->own || m->own[i]; }
 /* A float array of m's layout, memory where m holds its tensors (zeroed);

@@ -23,7 +23,17 @@
  * passes the activations on, the last computes the logits), and files are
  * assembled from the stages' tensors by the writer (cli/gather.h). Over a
  * whole model on every stage, fm_engine_sync copies every owned tensor from
- * its stage to the others before anything reads the whole model. */
+ * its stage to the others before anything reads the whole model.
+ *
+ * With tensor parallelism (fm_comm.ntp > 1) a stage is P ranks, each over
+ * its shares of the stage's tensors (fm_model_shard with the stage's
+ * ownership); their layers sum over them inside model.c. fm_comm.p2p links
+ * tensor-parallel rank t of a stage to rank t of its neighbours (a stage's
+ * input and output are whole and the same bits on its P ranks); the loss
+ * is counted from rank 0 of the last stage's P ranks; the norm and the
+ * sparsities are summed over the stages and then the P ranks, after the
+ * check that a stage's P ranks agree on the tensors they hold whole
+ * (engine.c's fm_strategy_apply_parts). */
 #include <stdlib.h>
 
 #include "fm.h"
@@ -174,7 +184,9 @@ static int pipe_step(fm_strategy *st, fm_engine *e, fm_step_out *out) {
         if (s == 0 && fm_engine_sum_layer(e, -1) != FM_OK) return FM_ERR;
     }
     if (cm->sum_wait(cm->ctx) != FM_OK) return FM_ERR;
-    float extra[3] = {(float)r.loss, (float)out->term, (float)out->usr1};
+    /* the last stage's tensor-parallel ranks have the same loss: rank 0's counts */
+    const float loss = cm->ntp > 1 && cm->tp != 0 ? 0.0f : (float)r.loss;
+    float extra[3] = {loss, (float)out->term, (float)out->usr1};
     if (cm->team_sum(cm->ctx, extra, 3) != FM_OK) return FM_ERR;
     out->loss = extra[0] / e->nb;
     out->term = extra[1];
@@ -182,31 +194,18 @@ static int pipe_step(fm_strategy *st, fm_engine *e, fm_step_out *out) {
     return FM_OK;
 }
 
-/* Each stage's per-tensor norm terms summed over the stages give every rank
- * the global norm (one process's bits), then AdamW on the owned tensors. */
+/* Each stage's per-tensor norm terms summed over the stages (and the
+ * tensor-parallel ranks) give every rank the global norm (one process's
+ * bits), then AdamW on the owned tensors. */
 static int pipe_apply(fm_strategy *st, fm_engine *e, double *norm, double *factor) {
     (void)st;
-    const fm_comm *cm = e->c.comm;
-    const int n = e->m->lay.n;
-    double *sq = fm_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    fm_trainer_norm_parts(&e->tr, sq);
-    int rc = cm->stages_sum(cm->ctx, sq, (size_t)n);
-    if (rc == FM_OK) *factor = fm_trainer_apply_parts(&e->tr, sq, norm);
-    free(sq);
-    return rc;
+    return fm_strategy_apply_parts(e, 1, norm, factor);
 }
 
 /* Each stage holds the current scores and sample of its own tensors only. */
 static int pipe_sparsity(fm_strategy *st, fm_engine *e, fm_sparsity *sp) {
     (void)st;
-    const fm_comm *cm = e->c.comm;
-    const int n = e->m->lay.n;
-    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(n ? n : 1));
-    fm_trainer_sparsity_parts(&e->tr, parts);
-    int rc = cm->stages_sum(cm->ctx, parts, 3 * (size_t)n);
-    if (rc == FM_OK) fm_trainer_sparsity_sum(&e->tr, parts, sp);
-    free(parts);
-    return rc;
+    return fm_strategy_sparsity_parts(e, 1, sp);
 }
 
 /* Copy array x (with m's layout) of the tensors i with sel[i] from the stage
@@ -273,7 +272,7 @@ static int pipe_logits(fm_strategy *st, fm_engine *e, const fm_dataset *d, int b
     const fm_comm *cm = e->c.comm;
     const int S = cm->nstages, s = cm->stage, H = m->cfg.hidden_size, NL = m->cfg.num_labels;
     if (row1 <= row0) return FM_OK;
-    fm_acts *a = fm_acts_new_forward(&m->cfg, batch, d->max_len, p->l0, p->l1);
+    fm_acts *a = fm_acts_new_for(m, batch, d->max_len, p->l0, p->l1, 1);
     fm_batch_buf bb;
     fm_batch_buf_alloc(&bb, batch, d->max_len);
     int32_t *rows = fm_xmalloc(sizeof(int32_t) * (size_t)batch);
@@ -339,7 +338,7 @@ static void pipe_alloc(pipeline *p, const fm_engine *e) {
     p->mbb = fm_xcalloc((size_t)p->sets, sizeof *p->mbb);
     p->s.acts_sets = p->sets;
     for (int k = 0; k < p->sets; k++) {
-        p->acts[k] = fm_acts_new(cfg, mb, e->c.seq, p->l0, p->l1);
+        p->acts[k] = fm_acts_new_for(e->m, mb, e->c.seq, p->l0, p->l1, 0);
         fm_batch_buf_alloc(&p->mbb[k], mb, e->c.seq);
     }
     p->x_bytes = (size_t)mb * e->c.seq * cfg->hidden_size * sizeof(float);

@@ -18,9 +18,7 @@
  * whole (embeddings, LayerNorms, b_D, b_O, pooler, head) are the same bits
  * on every rank, which the layers' identical summed inputs promise and
  * which lets their updates go unsummed. */
-#include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "fm.h"
 #include "strategy.h"
@@ -82,67 +80,16 @@ static int step_rows(replicas *r, fm_engine *e, fm_step_out *out) {
     return FM_OK;
 }
 
-/* A hash of the gradients of the tensors held whole that have one. */
-static uint64_t whole_grads_hash(const fm_model *m) {
-    uint64_t h = 1469598103934665603ull;
-    for (int i = 0; i < m->lay.n; i++) {
-        const fm_tensor *t = &m->lay.t[i];
-        if (t->split != FM_SPLIT_NONE || !(t->trains || t->needs_grad)) continue;
-        const float *g = m->grads + t->offset;
-        for (size_t j = 0; j < t->numel; j++) {
-            uint32_t u;
-            memcpy(&u, &g[j], sizeof u);
-            h = (h ^ u) * 1099511628211ull;
-        }
-    }
-    return h;
-}
-
-/* FM_OK when every tensor-parallel rank of the stage has the same
- * gradients of the tensors held whole (see the top of this file). */
-static int tp_same_whole_grads(const fm_engine *e) {
-    const fm_comm *cm = e->c.comm;
-    double *x = fm_xcalloc((size_t)cm->ntp, sizeof *x);
-    x[cm->tp] = (double)(whole_grads_hash(e->m) >> 11); /* 53 bits: exact in a double */
-    int rc = cm->tp_sum_doubles(cm->ctx, x, (size_t)cm->ntp);
-    for (int r = 1; r < cm->ntp && rc == FM_OK; r++)
-        if (x[r] != x[0])
-            rc = fm_fail("tensor parallelism: at step %lld the gradients of the tensors every rank holds whole "
-                         "differ between tensor-parallel ranks 0 and %d of a stage; they must be the same bits",
-                         (long long)e->tr.step, r);
-    free(x);
-    return rc;
-}
-
-/* The update over tensor-parallel shares: each tensor's squared gradient
- * norm summed over the ranks (the whole tensors' counted once) gives every
- * rank the global norm, then AdamW on its shares and its whole tensors. */
+/* The update: over tensor-parallel shares from every rank's terms. */
 static int rep_apply(fm_strategy *s, fm_engine *e, double *norm, double *factor) {
-    const fm_comm *cm = e->c.comm;
-    if (cm->ntp <= 1) return fm_strategy_apply_whole(s, e, norm, factor);
-    if (tp_same_whole_grads(e) != FM_OK) return FM_ERR;
-    const int n = e->m->lay.n;
-    double *sq = fm_xmalloc(sizeof(double) * (size_t)(n ? n : 1));
-    fm_trainer_norm_parts(&e->tr, sq);
-    fm_trainer_tp_parts(&e->tr, sq, 1);
-    int rc = cm->tp_sum_doubles(cm->ctx, sq, (size_t)n);
-    if (rc == FM_OK) *factor = fm_trainer_apply_parts(&e->tr, sq, norm);
-    free(sq);
-    return rc;
+    if (e->c.comm->ntp <= 1) return fm_strategy_apply_whole(s, e, norm, factor);
+    return fm_strategy_apply_parts(e, 0, norm, factor);
 }
 
 /* The sparsities from every tensor-parallel rank's terms. */
 static int rep_sparsity(fm_strategy *s, fm_engine *e, fm_sparsity *sp) {
     (void)s;
-    const fm_comm *cm = e->c.comm;
-    const int n = e->m->lay.n;
-    double *parts = fm_xmalloc(sizeof(double) * 3 * (size_t)(n ? n : 1));
-    fm_trainer_sparsity_parts(&e->tr, parts);
-    fm_trainer_tp_parts(&e->tr, parts, 3);
-    int rc = cm->tp_sum_doubles(cm->ctx, parts, 3 * (size_t)n);
-    if (rc == FM_OK) fm_trainer_sparsity_sum(&e->tr, parts, sp);
-    free(parts);
-    return rc;
+    return fm_strategy_sparsity_parts(e, 0, sp);
 }
 
 /* Pre-training: the scale is 1 / (predictions of the whole step), summed

@@ -39,6 +39,15 @@ fm_strategy *fm_strategy_pipeline(fm_engine *e);
  * summed gradients (one process, replicas): fm_trainer_apply. */
 int fm_strategy_apply_whole(fm_strategy *s, fm_engine *e, double *norm, double *factor);
 
+/* The apply and the sparsities of a strategy whose ranks hold parts of the
+ * model: per-tensor terms summed over the stages (stages != 0) and over
+ * the tensor-parallel ranks (the tensors each holds whole counted once;
+ * before the update, a check that their gradients are the same bits on
+ * every tensor-parallel rank of the stage, which lets their updates go
+ * unsummed), then AdamW on this rank's tensors and shares. */
+int fm_strategy_apply_parts(fm_engine *e, int stages, double *norm, double *factor);
+int fm_strategy_sparsity_parts(fm_engine *e, int stages, fm_sparsity *sp);
+
 /* Shared by the strategies. */
 /* Fill bb with rows[0..n) (global example0) through the engine's fill. */
 int64_t fm_engine_fill(fm_engine *e, fm_batch_buf *bb, const int32_t *rows, int n, int64_t example0);

@@ -449,20 +449,24 @@ static void rank_assign(const seg *s, int ns, size_t k, float v, const fm_traine
     free(hist);
 }
 
-/* Sum n counts over the tensor-parallel ranks of o. */
-static void tp_counts_sum(const fm_trainer_opts *o, double *x, size_t n) {
+/* Sum n counts over the tensor-parallel ranks of o, and with `stages` over
+ * o's stages too (every rank of a replica). */
+static void tp_counts_sum(const fm_trainer_opts *o, double *x, size_t n, int stages) {
     /* a failed sum is the communication's to report: the next collective fails too */
     (void)o->tp_sum(o->tp_ctx, x, n);
+    if (stages && o->stages_sum) (void)o->stages_sum(o->stages_ctx, x, n);
 }
 
 /* rank_assign over the segments of a tensor-parallel shard (rank of P):
- * the histograms and the ties at the threshold summed over the ranks, a
- * segment every rank holds whole (rep[q]) counted by rank 0 only and
- * assigned the same on every rank. Ties go in segment order, and inside a
- * split segment rank by rank: this differs from one process's order only
- * when equal |x| straddle the threshold inside a split tensor. */
-static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_t k, float v,
-                           const fm_trainer_opts *o, int rank, int P) {
+ * segment q is a part of layout tensor id[q] (of nid), the histograms and
+ * the ties at the threshold summed over the ranks (with `stages` over the
+ * stages too, whose segments are the other tensors), a segment every rank
+ * holds whole (rep[q]) counted by rank 0 only and assigned the same on
+ * every rank. Ties go in tensor order, and inside a split tensor rank by
+ * rank: this differs from one process's order only when equal |x|
+ * straddle the threshold inside a split tensor. */
+static void rank_assign_tp(const seg *s, const unsigned char *rep, const int *id, int ns, int nid, size_t k, float v,
+                           const fm_trainer_opts *o, int rank, int P, int stages) {
     double *hist = fm_xcalloc(65536, sizeof(double));
     uint32_t thr = 0;
     size_t less = 0;
@@ -470,7 +474,7 @@ static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_
         for (int q = 0; q < ns; q++)
             if (!rep[q] || rank == 0)
                 for (size_t j = 0; j < s[q].n; j++) hist[absbits(s[q].p[j]) >> 16] += 1;
-        tp_counts_sum(o, hist, 65536);
+        tp_counts_sum(o, hist, 65536, stages);
         uint32_t hi = 0;
         for (; hi < 65536; hi++) {
             if (less + (size_t)hist[hi] >= k) break;
@@ -483,7 +487,7 @@ static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_
                     uint32_t a = absbits(s[q].p[j]);
                     if ((a >> 16) == hi) hist[a & 0xffff] += 1;
                 }
-        tp_counts_sum(o, hist, 65536);
+        tp_counts_sum(o, hist, 65536, stages);
         uint32_t lo = 0;
         for (; lo < 65536; lo++) {
             if (less + (size_t)hist[lo] >= k) break;
@@ -491,24 +495,21 @@ static void rank_assign_tp(const seg *s, const unsigned char *rep, int ns, size_
         }
         thr = (hi << 16) | lo;
     }
-    /* eq[q * P + r]: entries equal to thr in rank r's part of segment q */
-    double *eq = fm_xcalloc((size_t)(ns ? ns : 1) * (size_t)P, sizeof(double));
+    /* eq[x * P + r]: entries equal to thr in rank r's part of tensor x */
+    double *eq = fm_xcalloc((size_t)(nid ? nid : 1) * (size_t)P, sizeof(double));
     if (k > 0) {
         for (int q = 0; q < ns; q++)
             if (!rep[q] || rank == 0)
-                for (size_t j = 0; j < s[q].n; j++) eq[(size_t)q * P + (rep[q] ? 0 : rank)] += absbits(s[q].p[j]) == thr;
-        tp_counts_sum(o, eq, (size_t)ns * P);
+                for (size_t j = 0; j < s[q].n; j++)
+                    eq[(size_t)id[q] * P + (rep[q] ? 0 : rank)] += absbits(s[q].p[j]) == thr;
+        tp_counts_sum(o, eq, (size_t)nid * P, stages);
     }
-    size_t left = k > 0 ? k - less : 0; /* ties still to send to -v, in order */
+    const size_t left = k > 0 ? k - less : 0; /* ties to send to -v, in order */
     for (int q = 0; q < ns; q++) {
-        size_t before = 0, total = 0;
-        for (int r = 0; r < P; r++) {
-            total += (size_t)eq[(size_t)q * P + r];
-            if (r < (rep[q] ? 0 : rank)) before += (size_t)eq[(size_t)q * P + r];
-        }
+        size_t before = 0;
+        for (size_t x = 0; x < (size_t)id[q] * P + (size_t)(rep[q] ? 0 : rank); x++) before += (size_t)eq[x];
         size_t ties = left > before ? left - before : 0;
         seg_assign(&s[q], k, thr, &ties, v);
-        left = left > total ? left - total : 0;
     }
     free(eq);
     free(hist);
@@ -519,34 +520,39 @@ void fm_trainer_init_nu(fm_trainer *t, double s, fm_init_rank rank) {
     seg *sg = fm_xmalloc(sizeof(seg) * (size_t)lay->n);
     unsigned char *rep = fm_xcalloc((size_t)(lay->n ? lay->n : 1), 1);
     size_t *whole_n = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *whole_n);
+    int *id = fm_xcalloc((size_t)(lay->n ? lay->n : 1), sizeof *id);
     int ns = 0;
     for (int i = 0; i < lay->n; i++) {
         if (t->masked_of[i] < 0 || !fm_model_holds(t->m, i)) continue;
         const fm_tensor *x = &lay->t[i];
         rep[ns] = x->split == FM_SPLIT_NONE;
         whole_n[ns] = x->whole_numel;
+        id[ns] = i;
         sg[ns++] = (seg){t->m->params + x->offset, t->nu + x->offset, x->numel};
     }
     if (lay->tp_size > 1 && t->o.tp_sum) {
         const int P = lay->tp_size, r = lay->tp_rank;
         if (rank == FM_RANK_GLOBAL) {
-            rank_assign_tp(sg, rep, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init, &t->o, r,
-                           P);
+            /* a stage's model: the ranking over every stage's tensors too */
+            rank_assign_tp(sg, rep, id, ns, lay->n, (size_t)llround(s * (double)t->masked_numel),
+                           (float)t->o.nu_init, &t->o, r, P, t->m->own != NULL);
         } else {
-            /* every rank goes through the same segments: the split ones' sums line up */
+            /* the ranks of a stage go through the same segments: the split ones' sums line up */
             for (int q = 0; q < ns; q++) {
                 const size_t k = (size_t)llround(s * (double)whole_n[q]);
                 if (rep[q]) rank_assign(&sg[q], 1, k, (float)t->o.nu_init, NULL);
-                else rank_assign_tp(&sg[q], &rep[q], 1, k, (float)t->o.nu_init, &t->o, r, P);
+                else rank_assign_tp(&sg[q], &rep[q], &id[q], 1, lay->n, k, (float)t->o.nu_init, &t->o, r, P, 0);
             }
         }
         free(sg);
         free(rep);
         free(whole_n);
+        free(id);
         return;
     }
     free(rep);
     free(whole_n);
+    free(id);
     if (rank == FM_RANK_GLOBAL) {
         rank_assign(sg, ns, (size_t)llround(s * (double)t->masked_numel), (float)t->o.nu_init,
                     t->m->own ? &t->o : NULL);

@@ -74,3 +74,36 @@ threads = 1
 INI
   if [ -n "${3:-}" ]; then echo "team_size = $3" >> "$1"; fi
 }
+
+# fm_term_resume STEP OUT REF RANKS MPIEXEC_ARGS... -- FINEMASK_ARGS...: run
+# `MPIEXEC_ARGS FINEMASK_ARGS --out OUT` with every one of its RANKS ranks
+# pausing after the first job's step STEP (FINEMASK_TEST_PAUSE_AFTER_STEP,
+# cli/stopsig.h), send them SIGTERM once all have paused, check that the run
+# failed leaving the first job's state file and no finished job, run it
+# again (resuming) and check that OUT's job directories have the bytes of
+# the uninterrupted run REF.
+fm_term_resume() {
+  local step=$1 out=$2 ref=$3 ranks=$4 pre=() rc states mp
+  shift 4
+  while [ "$1" != -- ]; do pre+=("$1"); shift; done
+  shift
+  FINEMASK_TEST_PAUSE_AFTER_STEP=$step "${pre[@]}" -x FINEMASK_TEST_PAUSE_AFTER_STEP "$@" --out "$out" \
+    2> "$out.err" &
+  mp=$!
+  fm_wait_paused "$out.err" "$ranks" $mp
+  [ "$(grep -c 'test hook: paused' "$out.err")" -eq "$ranks" ] \
+    || { echo "FAIL: the ranks did not pause"; cat "$out.err"; exit 1; }
+  kill -TERM $(pgrep -P $mp) 2>/dev/null || true
+  set +e
+  wait $mp
+  rc=$?
+  set -e
+  states=$(ls "$out"/*/state.safetensors 2>/dev/null | wc -l)
+  echo "interrupted run ($*): exit $rc, $states state file(s)"
+  [ $rc -ne 0 ] || { echo "FAIL: an interrupted run must exit non-zero"; exit 1; }
+  [ "$states" -eq 1 ] || { echo "FAIL: expected the first job's state file"; cat "$out.err"; exit 1; }
+  [ "$(ls "$out"/*/metrics.json 2>/dev/null | wc -l)" -eq 0 ] || { echo "FAIL: a job finished before the signal"; exit 1; }
+  "${pre[@]}" "$@" --out "$out" 2>/dev/null
+  diff -r -x compute.json -x run.json -x report "$out" "$ref" \
+    || { echo "FAIL: job directories differ after resume ($*)"; exit 1; }
+}

@@ -17,8 +17,12 @@
 #     matrices that split (Q, K, V, W_I with their biases, W_D, W_O), its
 #     activations below one rank's, and the sums it sends are 4 x B x T x H
 #     floats per layer and step;
-#   - a layout the ranks cannot make, --tensor-parallel with --stages, and a
-#     P that does not divide the heads are refused with a message.
+#   - on 2 stages x 2 tensor-parallel ranks each rank reports its stage and
+#     tensor-parallel index, and its parameter, gradient and moment shares
+#     are its stage's (as on 2 stages) less half of that stage's split
+#     encoder matrices;
+#   - a layout the ranks cannot make and a P that does not divide the heads
+#     are refused with a message.
 # Usage: bench_memory.sh FINEMASK MPIEXEC SOURCE_DIR.
 set -euo pipefail
 bin=$1 mpiexec=$2
@@ -33,6 +37,8 @@ for mode in full supermask; do
     || { cat "$work/err"; exit 1; }
   mpi 2 "$bin" bench "${common[@]}" --mode $mode --tensor-parallel 2 > "$work/$mode.t2.json" 2> "$work/err" \
     || { cat "$work/err"; exit 1; }
+  mpi 4 "$bin" bench "${common[@]}" --mode $mode --stages 2 --tensor-parallel 2 > "$work/$mode.st4.json" \
+    2> "$work/err" || { cat "$work/err"; exit 1; }
 done
 python3 - "$work" <<'PY'
 import json, sys
@@ -97,6 +103,23 @@ for mode in ("full", "supermask"):
     print(f"{mode}: 2 tensor-parallel ranks: params {[r['params_mib'] for r in tp['per_rank']]} of {whole['params']} MiB, "
           f"activations {[r['acts_mib'] for r in tp['per_rank']]} against {one['per_rank'][0]['acts_mib']}, "
           f"peak {[r['peak_rss_mib'] for r in tp['per_rank']]} against {one['per_rank'][0]['peak_rss_mib']} MiB")
+# 2 stages x 2 tensor-parallel ranks: each stage holds 2 of the 4 layers
+for mode in ("full", "supermask"):
+    st, stp = (json.load(open(f"{w}/{mode}.{k}.json")) for k in ("s2", "st4"))
+    check(stp["stages"] == 2 and stp["tensor_parallel"] == 2 and stp["strategy"] == "pipeline"
+          and [(r["stage"], r["tp"]) for r in stp["per_rank"]] == [(0, 0), (0, 1), (1, 0), (1, 1)],
+          f"{mode} stages x tensor-parallel: layout fields")
+    for r in stp["per_rank"]:
+        s = st["per_rank"][r["stage"]]
+        check(r["peak_rss_mib"] >= r["share_mib"] > 0, f"{mode} stages x tp rank {r['rank']}: peak below share")
+        keys = ("params", "grads", "moments") if mode == "full" else ("params",)
+        for k in keys:
+            f = 2 if k == "moments" else 1
+            want = s[k + "_mib"] - f * split / 4 * 4 / 2**20
+            check(abs(r[k + "_mib"] - want) <= 0.15,
+                  f"{mode} stages x tp rank {r['rank']}: {k} {r[k + '_mib']} MiB, expected {want:.1f}")
+    print(f"{mode}: 2 stages x 2 tensor-parallel ranks: params {[r['params_mib'] for r in stp['per_rank']]} "
+          f"against {[r['params_mib'] for r in st['per_rank']]} on 2 stages, peak {[r['peak_rss_mib'] for r in stp['per_rank']]} MiB")
 if fail:
     print("FAIL:\n  " + "\n  ".join(fail))
     sys.exit(1)
@@ -106,10 +129,6 @@ if mpi 2 "$bin" bench --config mini --stages 3 --steps 1 > /dev/null 2> "$work/e
   echo "FAIL: 3 stages on 2 ranks accepted"; exit 1
 fi
 grep -q 'do not split into replicas of 3 stage' "$work/err" || { echo "FAIL: no message for 3 stages on 2 ranks"; cat "$work/err"; exit 1; }
-if mpi 4 "$bin" bench --config mini --tensor-parallel 2 --stages 2 --steps 1 > /dev/null 2> "$work/err"; then
-  echo "FAIL: --tensor-parallel 2 --stages 2 accepted"; exit 1
-fi
-grep -q 'tensor-parallel 2 with --stages 2' "$work/err" || { echo "FAIL: no message for --tensor-parallel with --stages"; cat "$work/err"; exit 1; }
 if mpi 3 "$bin" bench --config mini --tensor-parallel 3 --steps 1 > /dev/null 2> "$work/err"; then
   echo "FAIL: --tensor-parallel 3 on 4 heads accepted"; exit 1
 fi

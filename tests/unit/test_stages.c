@@ -16,7 +16,11 @@
  *      (fm_model_alloc_stage, per-tensor initial ranking): it holds its own
  *      tensors only, and parameters, gradients, moments and scores of the
  *      others are address space without memory, where a read faults (checked
- *      in a child process). */
+ *      in a child process);
+ *   5. a tensor-parallel rank's model of a stage (fm_model_shard and
+ *      fm_model_alloc_shard with the stage): the stage's tensors only, each
+ *      split one holding its share's values (the rows or columns of the
+ *      whole tensor), the other stages' tensors faulting. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <signal.h>
@@ -293,6 +297,66 @@ static void test_supermask_stage_models(void **state) {
     run_stages(FM_TRAIN_SUPERMASK, 3, 1);
 }
 
+/* 5: stage s, tensor-parallel rank t of 2 stages x 2 ranks. */
+static void test_stage_shards(void **state) {
+    (void)state;
+    enum { S = 2, P = 2 };
+    fm_model whole;
+    tiny(&whole);
+    for (int i = 0; i < whole.lay.n; i++) {
+        const fm_tensor *x = &whole.lay.t[i];
+        for (size_t j = 0; j < x->numel; j++) whole.params[x->offset + j] = (float)(i * 1000 + (int)j);
+    }
+    for (int s = 0; s < S; s++) {
+        fm_model st;
+        fm_model_alloc_stage(&st, &whole.cfg, s, S);
+        for (int i = 0; i < whole.lay.n; i++)
+            if (st.own[i])
+                memcpy(st.params + st.lay.t[i].offset, whole.params + whole.lay.t[i].offset,
+                       whole.lay.t[i].numel * sizeof(float));
+        for (int t = 0; t < P; t++) {
+            fm_model sh, al;
+            fm_model_shard(&sh, &st, t, P, s, S);
+            fm_model_alloc_shard(&al, &whole.cfg, t, P, s, S);
+            assert_int_equal(sh.lay.tp_size, P);
+            assert_int_equal(sh.lay.tp_rank, t);
+            assert_int_equal(al.lay.numel, sh.lay.numel);
+            assert_int_equal(al.own_begin, sh.own_begin);
+            assert_int_equal(al.own_end, sh.own_end);
+            int split = 0, faulted = 0;
+            for (int i = 0; i < sh.lay.n; i++) {
+                const fm_tensor *x = &sh.lay.t[i];
+                assert_int_equal(sh.own[i], fm_layout_stage(x, L, S) == s);
+                assert_int_equal(al.own[i], sh.own[i]);
+                assert_int_equal(al.lay.t[i].offset, x->offset);
+                if (!sh.own[i]) {
+                    /* a page away from the stage's range: no memory there */
+                    const size_t mid = x->offset + x->numel / 2, page = (size_t)sysconf(_SC_PAGESIZE) / sizeof(float);
+                    if (mid + page < sh.own_begin || mid >= sh.own_end + page) {
+                        assert_true(faults(sh.params + mid) && faults(sh.grads + mid));
+                        faulted++;
+                    }
+                    continue;
+                }
+                float *want = fm_xmalloc(sizeof(float) * (x->numel ? x->numel : 1));
+                fm_tensor_slice(&sh.lay, x, whole.params + whole.lay.t[i].offset, want);
+                assert_memory_equal(sh.params + x->offset, want, x->numel * sizeof(float));
+                free(want);
+                if (x->split != FM_SPLIT_NONE) {
+                    split++;
+                    assert_int_equal(x->numel * P, x->whole_numel);
+                }
+            }
+            assert_true(split > 0);
+            assert_true(faulted);
+            fm_model_free(&al);
+            fm_model_free(&sh);
+        }
+        fm_model_free(&st);
+    }
+    fm_model_free(&whole);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_layout_stage),
@@ -301,6 +365,7 @@ int main(void) {
         cmocka_unit_test(test_supermask_stages),
         cmocka_unit_test(test_full_stage_models),
         cmocka_unit_test(test_supermask_stage_models),
+        cmocka_unit_test(test_stage_shards),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
