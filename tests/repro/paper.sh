@@ -21,7 +21,11 @@
 # (REPRO_DIR/times.tsv). Environment: REPRO_DIR (runs/repro), REPRO_RANKS (2),
 # REPRO_STEPS (pre-training steps, 2400), FINEMASK_DATA (../shared/data), and
 # REPRO_SMOKE=1: every stage at a toy size (a tiny model, 64 training
-# examples per job, one epoch), to check the pipeline in a few minutes.
+# examples per job, one epoch), to check the pipeline in a few minutes;
+# REPRO_MODEL=DIR: a pre-trained model directory (HuggingFace's layout:
+# config.json, model.safetensors, vocab.txt; a real BERT from elsewhere, or
+# a longer pre-training of one's own) to use instead of the corpus and
+# pretrain stages.
 # usage: tests/repro/paper.sh [FINEMASK_BIN]
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
@@ -55,8 +59,8 @@ done_stage() {
   printf '%s\t%s\t%s\n' "$name" "$t" "$(date -u +%FT%TZ)" >> "$dir/times.tsv"
 }
 
-# 1. Corpus.
-if [ ! -s "$dir/corpus.txt" ]; then
+# 1. Corpus (not with REPRO_MODEL).
+if [ -z "${REPRO_MODEL:-}" ] && [ ! -s "$dir/corpus.txt" ]; then
   stage corpus
   if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -67,17 +71,20 @@ if [ ! -s "$dir/corpus.txt" ]; then
 fi
 
 # 2. Pre-training (resumable: a killed run continues from its last state).
-model=$dir/model
-if [ ! -s "$model/pretrain.json" ]; then
+model=${REPRO_MODEL:-$dir/model}
+[ -z "${REPRO_MODEL:-}" ] || [ -s "$model/config.json" ] || { echo "paper.sh: REPRO_MODEL=$model: no config.json" >&2; exit 1; }
+if [ -z "${REPRO_MODEL:-}" ] && [ ! -s "$model/pretrain.json" ]; then
   stage pretrain
   "${mpi[@]}" "$bin" pretrain --corpus "$dir/corpus.txt" --vocab "$vocab" --out "$model" "${size[@]}" \
     --steps "$steps" --lr 5e-4 --warmup 0.05 --seed 1 --resume --checkpoint-every 100 --log-every 50
   done_stage
 fi
-python3 - "$model/pretrain.json" <<'PY'
+[ ! -s "$model/pretrain.json" ] || python3 - "$model/pretrain.json" <<'PY'
 import json, sys
 s = json.load(open(sys.argv[1]))
-print(f"pre-training: held-out MLM loss {s['eval_loss_initial']:.4f} -> {s['eval_loss_final']:.4f}")
+print(f"pre-training: held-out MLM loss {s['eval_loss_initial']:.4f} -> {s['eval_loss_final']:.4f}"
+      + (f" ({s['eval_loss_final_shuffled']:.4f} with each segment's tokens shuffled)"
+         if "eval_loss_final_shuffled" in s else ""))
 PY
 
 # 3. Tuning on SST-2's dev set, one choice at a time. Each trial is a

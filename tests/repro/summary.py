@@ -86,10 +86,14 @@ def pick(jobs, task, mode, weights="pretrained", variant=None):
 def main():
     rd, glue = sys.argv[1], sys.argv[2]
     p = print
-    pt = json.load(open(os.path.join(rd, "model", "pretrain.json")))
-    p("## Pre-training\n")
-    p(f"Held-out MLM loss {pt['eval_loss_initial']:.4f} before, {pt['eval_loss_final']:.4f} after "
-      f"(perplexity {math.exp(pt['eval_loss_final']):.1f}).\n")
+    ptf = os.path.join(rd, "model", "pretrain.json")
+    if os.path.exists(ptf):
+        pt = json.load(open(ptf))
+        p("## Pre-training\n")
+        shuf = pt.get("eval_loss_final_shuffled")
+        p(f"Held-out MLM loss {pt['eval_loss_initial']:.4f} before, {pt['eval_loss_final']:.4f} after "
+          f"(perplexity {math.exp(pt['eval_loss_final']):.1f})"
+          + (f"; {shuf:.4f} with each segment's tokens shuffled" if shuf is not None else "") + ".\n")
     if os.path.exists(os.path.join(rd, "times.tsv")):
         p("## Wall time per stage\n\n| stage | seconds | minutes | finished (UTC) |\n|---|---|---|---|")
         for r in tsv(os.path.join(rd, "times.tsv"), False)[1]:
