@@ -176,7 +176,8 @@ extern const char *const fm_pipe_schedule_names[2];
       "global gradient-norm clipping, 0 to disable")                                                                  \
     X(F64, mlm_prob, 0.15, "mlm-prob", "X", 0.001, 1, "mlm-prob", NULL, NULL, FM_OPT_RESUME, "share of tokens chosen") \
     X(F64, dropout, -1, "dropout", "P", 0, 0.99, "dropout", NULL, NULL, FM_OPT_RESUME | FM_OPT_NODEF,                 \
-      "hidden and attention dropout (default: the config's)")                                                         \
+      "hidden and attention dropout (default: the config's); written to the model's config.json, "                     \
+      "so fine-tuning uses it too")                                                                                    \
     X(U64, seed, 0, "seed", "N", 0, 1LL << 62, "seed", NULL, NULL, FM_OPT_RESUME,                                     \
       "initialisation, data order, masking and dropout")                                                              \
     X(I64, log_every, 50, "log-every", "N", 1, 1LL << 40, "log-every", NULL, NULL, FM_OPT_RESUME,                     \
