@@ -105,7 +105,8 @@ int fm_trainer_init(fm_trainer *t, fm_model *m, const fm_trainer_opts *o) {
             int masked = t->masked_of[i] >= 0, head = (x->flags & FM_T_HEAD) != 0;
             x->trains = head;
             x->needs_grad = head || masked;
-            if (masked) per_piece[piece_of(m, x) + 1] += x->numel;
+            /* the scratch of the largest piece this rank materialises (a stage: of its own) */
+            if (masked && fm_model_holds(m, i)) per_piece[piece_of(m, x) + 1] += x->numel;
         }
         for (int p = 0; p < L + 2; p++)
             if (per_piece[p] > t->scratch_n) t->scratch_n = per_piece[p];
