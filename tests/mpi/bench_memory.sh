@@ -21,9 +21,9 @@
 #     tensor-parallel index, and its parameter, gradient and moment shares
 #     are its stage's (as on 2 stages) less half of that stage's split
 #     encoder matrices;
-#   - on 2 stages, and on 2 stages x 2 tensor-parallel ranks, every rank's
-#     peak exceeds its share by the same (within 10 MiB): no rank holds
-#     what belongs to another stage;
+#   - on 2 stages, and on 2 stages x 2 tensor-parallel ranks, a stage-1
+#     rank's peak exceeds its share by no more than stage 0's (+10 MiB): it
+#     holds nothing sized for stage 0's tensors;
 #   - a layout the ranks cannot make and a P that does not divide the heads
 #     are refused with a message.
 # Usage: bench_memory.sh FINEMASK MPIEXEC SOURCE_DIR.
@@ -123,17 +123,21 @@ for mode in ("full", "supermask"):
                   f"{mode} stages x tp rank {r['rank']}: {k} {r[k + '_mib']} MiB, expected {want:.1f}")
     print(f"{mode}: 2 stages x 2 tensor-parallel ranks: params {[r['params_mib'] for r in stp['per_rank']]} "
           f"against {[r['params_mib'] for r in st['per_rank']]} on 2 stages, peak {[r['peak_rss_mib'] for r in stp['per_rank']]} MiB")
-# Every rank of a split holds its own share and nothing of another's: what
-# it holds beyond its share's arithmetic (the program, BLIS, Open MPI) is
-# the same on every stage (measured: 19.5-19.7 MiB on each; a later stage
-# that sized the supermask's scratch for stage 0's embeddings held 27 MiB
-# more on mini).
+# A later stage holds its own share and nothing of stage 0's: what it holds
+# beyond its share's arithmetic (the program, BLIS, Open MPI) is no more
+# than stage 0's (measured in a Release build: 19.5-19.7 MiB on every rank;
+# under AddressSanitizer the shadow of stage 0's larger arrays makes its
+# excess the larger; a later stage that sized the supermask's scratch for
+# stage 0's embeddings held 27 MiB more on mini: 46.9 against 19.8).
 for mode in ("full", "supermask"):
     for k in ("s2", "st4"):
         j = json.load(open(f"{w}/{mode}.{k}.json"))
-        over = [r["peak_rss_mib"] - r["share_mib"] for r in j["per_rank"]]
-        check(max(over) - min(over) <= 10, f"{mode} {k}: peak above the share by {[round(x, 1) for x in over]} MiB "
-              f"on the ranks; one holds more than its share")
+        over = {r["rank"]: r["peak_rss_mib"] - r["share_mib"] for r in j["per_rank"]}
+        first = max(over[r["rank"]] for r in j["per_rank"] if r["stage"] == 0)
+        for r in j["per_rank"]:
+            check(r["stage"] == 0 or over[r["rank"]] <= first + 10,
+                  f"{mode} {k} rank {r['rank']} (stage {r['stage']}): peak {over[r['rank']]:.1f} MiB above its share, "
+                  f"stage 0's {first:.1f}: it holds more than its own")
 if fail:
     print("FAIL:\n  " + "\n  ".join(fail))
     sys.exit(1)
